@@ -1,0 +1,9 @@
+/* link.c - placeholder until the family lands; registers nothing. */
+#include "brisk.h"
+
+void brisk_open_link(lua_State *L, int mod, int meth)
+{
+	(void)L;
+	(void)mod;
+	(void)meth;
+}

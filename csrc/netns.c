@@ -1,0 +1,9 @@
+/* netns.c - placeholder until the family lands; registers nothing. */
+#include "brisk.h"
+
+void brisk_open_netns(lua_State *L, int mod, int meth)
+{
+	(void)L;
+	(void)mod;
+	(void)meth;
+}

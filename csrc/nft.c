@@ -1,0 +1,9 @@
+/* nft.c - placeholder until the family lands; registers nothing. */
+#include "brisk.h"
+
+void brisk_open_nft(lua_State *L, int mod, int meth)
+{
+	(void)L;
+	(void)mod;
+	(void)meth;
+}

@@ -1,0 +1,60 @@
+-- premake5.lua: builds brisk.core (the Lua C module) and the brisk program.
+-- Debian ships premake4 only: `premake4 --file=premake5.lua gmake && make -C build`
+-- (the top-level Makefile does exactly that). Lua 5.1 syntax, valid in premake4 and 5.
+
+local function pkg(args)
+	local p = io.popen("pkg-config " .. args .. " 2>/dev/null")
+	local out = p:read("*a") or ""
+	p:close()
+	return (out:gsub("%s+$", ""))
+end
+
+local function split(s)
+	local t = {}
+	for w in s:gmatch("%S+") do t[#t + 1] = w end
+	return t
+end
+
+local cflags = split(pkg("--cflags lua5.4 libmnl libnftables libedit"))
+local warn = { "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11" }
+
+local function debug_symbols()
+	if filter then filter "configurations:Debug" else configuration "Debug" end
+	if symbols then symbols "On" else flags { "Symbols" } end
+	defines { "DEBUG" }
+	if filter then filter "configurations:Release" else configuration "Release" end
+	if optimize then optimize "On" else flags { "OptimizeSpeed" } end
+	defines { "NDEBUG" }
+	if filter then filter {} else configuration {} end
+end
+
+local ws = workspace or solution
+ws "brisk"
+	configurations { "Release", "Debug" }
+	location "build"
+
+project "core"
+	kind "SharedLib"
+	language "C"
+	files { "csrc/*.c", "csrc/*.h" }
+	buildoptions(warn)
+	buildoptions(cflags)
+	links { "mnl", "nftables" }
+	targetprefix ""
+	targetname "core"
+	targetextension ".so"
+	targetdir "build/lib/brisk"
+	objdir "build/obj/core"
+	debug_symbols()
+
+project "brisk"
+	kind "ConsoleApp"
+	language "C"
+	files { "csrc/cli/*.c" }
+	buildoptions(warn)
+	buildoptions(cflags)
+	links { "lua5.4", "edit", "m", "dl" }
+	linkoptions { "-Wl,-E" }
+	targetdir "build/bin"
+	objdir "build/obj/brisk"
+	debug_symbols()

@@ -1,0 +1,101 @@
+-- spec/helper.lua: what the specs share. Every spec already runs inside the
+-- private network namespace spec/run.lua made; helpers here make further
+-- namespaces and read state back through iproute2 as an independent witness.
+local cjson = require "cjson"
+
+local H = {}
+
+--- Run a shell command; returns ok, combined output.
+function H.sh(cmd)
+	local p = io.popen(cmd .. " 2>&1")
+	local out = p:read("a")
+	local ok = p:close()
+	return ok, out
+end
+
+--- Run a shell command and raise when it fails.
+function H.must(cmd)
+	local ok, out = H.sh(cmd)
+	if not ok then error(cmd .. " failed: " .. out, 2) end
+	return out
+end
+
+--- `ip -j ARGS` decoded (an empty output gives {}).
+function H.ip(args)
+	local out = H.must("ip -j " .. args)
+	if out:match("^%s*$") then return {} end
+	return cjson.decode(out)
+end
+
+--- `bridge -j ARGS` decoded.
+function H.bridge(args)
+	local out = H.must("bridge -j " .. args)
+	if out:match("^%s*$") then return {} end
+	return cjson.decode(out)
+end
+
+--- The one link `ip -j -d link show NAME` reports (nil when absent).
+function H.iplink(name, netns)
+	local pre = netns and ("-n " .. netns .. " ") or ""
+	local ok, out = H.sh("ip -j -d " .. pre .. "link show dev " .. name)
+	if not ok then return nil end
+	return cjson.decode(out)[1]
+end
+
+local counter = 0
+--- A fresh name with a prefix, short enough for an interface (<= 15 bytes).
+function H.name(prefix)
+	counter = counter + 1
+	return string.format("%s%d", prefix or "t", counter)
+end
+
+--- Create a named namespace (private to the test run's /run/netns).
+function H.netns_add(name)
+	H.must("ip netns add " .. name)
+	H.must("ip -n " .. name .. " link set lo up")
+	return name
+end
+
+function H.netns_del(name)
+	H.sh("ip netns del " .. name)
+end
+
+--- A snapshot of the current namespace's kernel state, for "nothing changed".
+function H.snapshot(netns)
+	local pre = netns and ("-n " .. netns .. " ") or ""
+	local links = H.ip(pre .. "link show")
+	for _, l in ipairs(links) do l.stats = nil; l.stats64 = nil end
+	return cjson.encode({
+		links = links,
+		addrs = H.ip(pre .. "addr show"),
+		routes = H.ip(pre .. "route show table all"),
+	})
+end
+
+--- Delete every link but lo in the current namespace, and every named
+--- namespace: run between tests.
+function H.reset()
+	for _, l in ipairs(H.ip("link show")) do
+		if l.ifname ~= "lo" then H.sh("ip link del dev " .. l.ifname) end
+	end
+	local ok, out = H.sh("ip netns list")
+	for name in out:gmatch("(%S+)[^\n]*\n?") do H.netns_del(name) end
+end
+
+--- Names of the globals defined since `before` (a copy of _G's keys).
+function H.globals_snapshot()
+	local t = {}
+	for k in pairs(_G) do t[k] = true end
+	return t
+end
+
+function H.new_globals(before)
+	local new = {}
+	for k in pairs(_G) do
+		if not before[k] and not tostring(k):match("^Test") then new[#new + 1] = tostring(k) end
+	end
+	table.sort(new)
+	return new
+end
+
+return H
