@@ -6,11 +6,10 @@
 PREFIX ?= /usr/local
 config ?= release
 
-all: build/Makefile
+# premake expands the csrc/*.c globs when it runs, so it runs on every build.
+all:
+	@premake4 --file=premake5.lua gmake >/dev/null
 	$(MAKE) -C build config=$(config)
-
-build/Makefile: premake5.lua
-	premake4 --file=premake5.lua gmake
 
 test: all
 	lua5.4 spec/run.lua
