@@ -1,9 +1,681 @@
-/* steps.c - placeholder until the family lands; registers nothing. */
+/***
+ * steps.c - the bridge network step functions (libnetwork's setup* steps).
+ *
+ * Each step is a single-purpose, re-runnable reconciler: it reads the
+ * current state, and performs only the operations still needed. Steps never
+ * talk netlink themselves: they call the methods of the handle they are
+ * given (`h:link_get`, `h:addr_add`, `h:sysctl_set`, ...). A real brisk.nl
+ * handle executes them; a recorder (dry run) or a journal (rollback) can
+ * stand in for it, which is how plans and exact undo work.
+ *
+ * Every step is `core.steps.<name>(h, net)` where `net` is the network
+ * configuration table built by brisk's Lua flow (bridge, address_ipv4,
+ * address_ipv6, mtu, ...). It returns true, or nil, message, errno.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <arpa/inet.h>
 #include "brisk.h"
+
+#define H 1     /* the handle */
+#define NET 2   /* the network table */
+
+/* Call h:<m>(<argument on top of the stack>) and leave its first three
+ * results on the stack (the argument is consumed). Returns whether the
+ * first result is truthy. */
+static int hcall(lua_State *L, const char *m)
+{
+	if (lua_getfield(L, H, m) != LUA_TFUNCTION)
+		luaL_error(L, "handle has no method '%s'", m);
+	lua_insert(L, -2);
+	lua_pushvalue(L, H);
+	lua_insert(L, -2);
+	lua_call(L, 2, 3);
+	return lua_toboolean(L, -3);
+}
+
+/* The same for a method with one string argument. */
+static int hcall_s(lua_State *L, const char *m, const char *arg)
+{
+	lua_pushstring(L, arg);
+	return hcall(L, m);
+}
+
+static int hcall_ss(lua_State *L, const char *m, const char *a, const char *b)
+{
+	if (lua_getfield(L, H, m) != LUA_TFUNCTION)
+		luaL_error(L, "handle has no method '%s'", m);
+	lua_pushvalue(L, H);
+	lua_pushstring(L, a);
+	lua_pushstring(L, b);
+	lua_call(L, 3, 3);
+	return lua_toboolean(L, -3);
+}
+
+/* Return the failure triple left by hcall. */
+static int pass_fail(lua_State *L)
+{
+	return 3;
+}
+
+static const char *net_string(lua_State *L, const char *k, int required)
+{
+	luaL_checktype(L, NET, LUA_TTABLE);
+	if (lua_isnoneornil(L, H))
+		luaL_argerror(L, H, "handle expected");
+	const char *s = brisk_optstring(L, NET, k, NULL);
+	if (!s && required)
+		luaL_error(L, "network table: field '%s' is required", k);
+	return s;
+}
+
+/* An address table (from addr_list) at `idx` as "local/prefixlen". */
+static const char *addr_cidr(lua_State *L, int idx, char *out, size_t len)
+{
+	const char *local;
+	lua_Integer plen;
+
+	lua_getfield(L, idx, "local");
+	local = lua_tostring(L, -1);
+	lua_getfield(L, idx, "prefixlen");
+	plen = lua_tointeger(L, -1);
+	snprintf(out, len, "%s/%lld", local ? local : "?", (long long)plen);
+	lua_pop(L, 2);
+	return out;
+}
+
+struct pfx {
+	int af;
+	int plen;
+	unsigned char a[16];
+};
+
+static int pfx_parse(const char *s, struct pfx *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->af = brisk_parse_prefix(s, p->a, &p->plen);
+	if (!p->af)
+		return -1;
+	if (p->plen < 0)
+		p->plen = p->af == AF_INET ? 32 : 128;
+	return 0;
+}
+
+/* Is the address `b` inside the prefix `a` (a's prefix length)? */
+static int pfx_contains(const struct pfx *a, const struct pfx *b)
+{
+	int i, bits = a->plen;
+
+	if (a->af != b->af)
+		return 0;
+	for (i = 0; bits > 0; i++, bits -= 8) {
+		unsigned char m = bits >= 8 ? 0xff : (unsigned char)(0xff << (8 - bits));
+		if ((a->a[i] & m) != (b->a[i] & m))
+			return 0;
+	}
+	return 1;
+}
+
+static int pfx_same_ip(const struct pfx *a, const struct pfx *b)
+{
+	return a->af == b->af && !memcmp(a->a, b->a, a->af == AF_INET ? 4 : 16);
+}
+
+/* The network of a prefix as "addr/plen" (host bits cleared). */
+static const char *pfx_network(const struct pfx *p, char *out, size_t len)
+{
+	unsigned char n[16];
+	char buf[INET6_ADDRSTRLEN];
+	int i, bits = p->plen, bytes = p->af == AF_INET ? 4 : 16;
+
+	for (i = 0; i < bytes; i++, bits -= 8) {
+		unsigned char m = bits >= 8 ? 0xff : bits <= 0 ? 0 :
+				  (unsigned char)(0xff << (8 - bits));
+		n[i] = p->a[i] & m;
+	}
+	brisk_ntop(p->af, n, buf);
+	snprintf(out, len, "%s/%d", buf, p->plen);
+	return out;
+}
+
+/* List the addresses of family `fam` on the bridge; leaves the array on top
+ * of the stack. A missing bridge gives an empty list. */
+static void bridge_addrs(lua_State *L, const char *bridge, const char *fam)
+{
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", bridge);
+	brisk_setstr(L, "family", fam);
+	if (!hcall(L, "addr_list")) {
+		lua_pop(L, 3);
+		lua_newtable(L);
+		return;
+	}
+	lua_pop(L, 2);
+}
+
+static int sysctl_ensure(lua_State *L, const char *path, const char *want, int must)
+{
+	const char *cur;
+
+	if (!hcall_s(L, "sysctl_get", path)) {
+		if (!must) {
+			lua_pop(L, 3);
+			return 0;
+		}
+		return -1;
+	}
+	cur = lua_tostring(L, -3);
+	if (cur && !strcmp(cur, want)) {
+		lua_pop(L, 3);
+		return 0;
+	}
+	lua_pop(L, 3);
+	if (!hcall_ss(L, "sysctl_set", path, want)) {
+		if (!must) {
+			lua_pop(L, 3);
+			return 0;
+		}
+		return -1;
+	}
+	lua_pop(L, 3);
+	return 0;
+}
+
+/***
+ * setupDevice: create the bridge, down, with a random 02:42 MAC and
+ * txqueuelen 0 in the same request. The ioctl path (SIOCBRADDBR) runs only
+ * when netlink itself is unsupported, and the netlink error is kept.
+ * @function steps.setup_device
+ * @param h handle
+ * @param net {bridge=, default_bridge=, mac=}
+ * @return true, or nil, msg, errno
+ */
+static int setup_device(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	const char *mac = net_string(L, "mac", 0);
+	unsigned char m[6];
+	char macs[18];
+	int err;
+
+	if (brisk_optboolean(L, NET, "default_bridge", 0) && strcmp(br, "docker0"))
+		return brisk_failmsg(L, "setup_device", br, EPERM,
+				     "bridge device with non default name must be created manually");
+	if (!mac) {
+		m[0] = 0x02;
+		m[1] = 0x42;
+		if (getrandom(m + 2, 4, 0) != 4)
+			return brisk_fail(L, "setup_device random mac", br, errno);
+		brisk_format_mac(m, 6, macs);
+		mac = macs;
+	}
+	lua_createtable(L, 0, 4);
+	brisk_setstr(L, "ifname", br);
+	brisk_setstr(L, "kind", "bridge");
+	brisk_setstr(L, "address", mac);
+	brisk_setint(L, "txqlen", 0);
+	if (hcall(L, "link_add")) {
+		lua_pop(L, 3);
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	err = (int)lua_tointeger(L, -1);
+	if (err != EOPNOTSUPP && err != EPROTONOSUPPORT && err != EAFNOSUPPORT)
+		return pass_fail(L);
+	/* netlink cannot make bridges here: the ioctl path, as libnetwork. */
+	const char *nlmsg = lua_pushfstring(L, "%s", lua_tostring(L, -2));
+	if (!hcall_s(L, "ioctl_bridge_add", br)) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s; ioctl fallback: %s", nlmsg, lua_tostring(L, -3));
+		lua_pushvalue(L, -3);
+		return 3;
+	}
+	lua_pop(L, 3);
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", br);
+	brisk_setstr(L, "address", mac);
+	if (!hcall(L, "link_set"))
+		return pass_fail(L);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * setupDefaultSysctl: accept_ra=0 on the bridge when the file exists.
+ * Never fails.
+ * @function steps.setup_default_sysctl
+ * @return true
+ */
+static int setup_default_sysctl(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	char path[128];
+
+	snprintf(path, sizeof(path), "net/ipv6/conf/%s/accept_ra", br);
+	sysctl_ensure(L, path, "0", 0);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * setupBridgeIPv4: make address_ipv4 (gateway/pool mask, with broadcast) the
+ * bridge's IPv4 address. The address picked is the one inside the subnet,
+ * else the first; when it differs it is replaced. Other addresses stay.
+ * @function steps.setup_bridge_ipv4
+ * @param net {bridge=, address_ipv4=CIDR}
+ * @return true, or nil, msg, errno
+ */
+static int setup_bridge_ipv4(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	const char *want = net_string(L, "address_ipv4", 1);
+	struct pfx w, a;
+	char cidr[64];
+	int list, i, n, pick = 0;
+
+	if (pfx_parse(want, &w) < 0 || w.af != AF_INET)
+		return brisk_failmsg(L, "setup_bridge_ipv4", br, EINVAL, "invalid address_ipv4");
+	bridge_addrs(L, br, "inet");
+	list = lua_gettop(L);
+	n = (int)lua_rawlen(L, list);
+	for (i = 1; i <= n && !pick; i++) {
+		lua_rawgeti(L, list, i);
+		addr_cidr(L, -1, cidr, sizeof(cidr));
+		if (!pfx_parse(cidr, &a) && pfx_contains(&w, &a))
+			pick = i;
+		lua_pop(L, 1);
+	}
+	if (!pick && n > 0)
+		pick = 1;
+	if (pick) {
+		lua_rawgeti(L, list, pick);
+		addr_cidr(L, -1, cidr, sizeof(cidr));
+		lua_pop(L, 1);
+		pfx_parse(cidr, &a);
+		if (pfx_same_ip(&a, &w) && a.plen == w.plen) {
+			lua_pushboolean(L, 1);
+			return 1;
+		}
+		lua_createtable(L, 0, 2);
+		brisk_setstr(L, "dev", br);
+		brisk_setstr(L, "address", cidr);
+		if (!hcall(L, "addr_del"))
+			return pass_fail(L);
+		lua_pop(L, 3);
+	}
+	lua_createtable(L, 0, 3);
+	brisk_setstr(L, "dev", br);
+	brisk_setstr(L, "address", want);
+	brisk_setbool(L, "broadcast", 1);
+	if (!hcall(L, "addr_add"))
+		return pass_fail(L);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* Is `want` ("addr/plen") among the addresses in the list on top? */
+static int has_addr(lua_State *L, const char *want)
+{
+	struct pfx w, a;
+	char cidr[64];
+	int i, n = (int)lua_rawlen(L, -1), found = 0;
+
+	if (pfx_parse(want, &w) < 0)
+		return 0;
+	for (i = 1; i <= n && !found; i++) {
+		lua_rawgeti(L, -1, i);
+		addr_cidr(L, -1, cidr, sizeof(cidr));
+		found = !pfx_parse(cidr, &a) && pfx_same_ip(&a, &w) && a.plen == w.plen;
+		lua_pop(L, 1);
+	}
+	return found;
+}
+
+static int addr_add_simple(lua_State *L, const char *br, const char *cidr)
+{
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", br);
+	brisk_setstr(L, "address", cidr);
+	return hcall(L, "addr_add");
+}
+
+/***
+ * setupBridgeIPv6: disable_ipv6=0 on the bridge, fe80::1/64, and, when set,
+ * address_ipv6 with a route to its subnet through the bridge.
+ * @function steps.setup_bridge_ipv6
+ * @param net {bridge=, address_ipv6=CIDR|nil}
+ * @return true, or nil, msg, errno
+ */
+static int setup_bridge_ipv6(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	const char *v6 = net_string(L, "address_ipv6", 0);
+	char path[128], net[80];
+	struct pfx p;
+
+	if (v6 && (pfx_parse(v6, &p) < 0 || p.af != AF_INET6))
+		return brisk_failmsg(L, "setup_bridge_ipv6", br, EINVAL, "invalid address_ipv6");
+	snprintf(path, sizeof(path), "net/ipv6/conf/%s/disable_ipv6", br);
+	if (sysctl_ensure(L, path, "0", 1) < 0)
+		return pass_fail(L);
+	bridge_addrs(L, br, "inet6");
+	if (!has_addr(L, "fe80::1/64")) {
+		if (!addr_add_simple(L, br, "fe80::1/64"))
+			return pass_fail(L);
+		lua_pop(L, 3);
+	}
+	if (!v6) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (!has_addr(L, v6)) {
+		if (!addr_add_simple(L, br, v6))
+			return pass_fail(L);
+		lua_pop(L, 3);
+	}
+	/* The route to the subnet: the address normally brings it (proto
+	 * kernel); add it only when it is missing. */
+	pfx_network(&p, net, sizeof(net));
+	lua_createtable(L, 0, 3);
+	brisk_setstr(L, "family", "inet6");
+	brisk_setstr(L, "dev", br);
+	if (!hcall(L, "route_list"))
+		return pass_fail(L);
+	lua_pop(L, 2);
+	int i, n = (int)lua_rawlen(L, -1), found = 0;
+	for (i = 1; i <= n && !found; i++) {
+		lua_rawgeti(L, -1, i);
+		lua_getfield(L, -1, "dst");
+		found = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), net);
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 1);
+	if (!found) {
+		lua_createtable(L, 0, 2);
+		brisk_setstr(L, "dst", net);
+		brisk_setstr(L, "dev", br);
+		if (!hcall(L, "route_add") && lua_tointeger(L, -1) != EEXIST)
+			return pass_fail(L);
+		lua_pop(L, 3);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* fe80::/10, ff00::/8, ::1 and :: are not global unicast (Go's notion). */
+static int is_global_unicast6(const struct pfx *p)
+{
+	static const unsigned char zero[16];
+	if (p->a[0] == 0xfe && (p->a[1] & 0xc0) == 0x80)
+		return 0;
+	if (p->a[0] == 0xff)
+		return 0;
+	if (!memcmp(p->a, zero, 15) && (p->a[15] == 0 || p->a[15] == 1))
+		return 0;
+	return 1;
+}
+
+/***
+ * setupVerifyAndReconcile: an existing bridge must carry address_ipv4 (and
+ * fe80::1/64 with IPv6); every other global-unicast IPv6 address is removed.
+ * @function steps.setup_verify_and_reconcile
+ * @param net {bridge=, address_ipv4=, enable_ipv6=, address_ipv6=}
+ * @return true, or nil, msg, errno
+ */
+static int setup_verify_and_reconcile(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	const char *want = net_string(L, "address_ipv4", 1);
+	const char *v6 = net_string(L, "address_ipv6", 0);
+	int ipv6 = brisk_optboolean(L, NET, "enable_ipv6", 0);
+	struct pfx w, a, keep;
+	char cidr[64], msg[160];
+	int i, n, pick = 0;
+
+	if (pfx_parse(want, &w) < 0)
+		return brisk_failmsg(L, "setup_verify_and_reconcile", br, EINVAL, "invalid address_ipv4");
+	bridge_addrs(L, br, "inet");
+	n = (int)lua_rawlen(L, -1);
+	if (n == 0)
+		return brisk_failmsg(L, "setup_verify_and_reconcile", br, EADDRNOTAVAIL,
+				     "bridge has no IPv4 address configured");
+	for (i = 1; i <= n && !pick; i++) {
+		lua_rawgeti(L, -1, i);
+		addr_cidr(L, -1, cidr, sizeof(cidr));
+		if (!pfx_parse(cidr, &a) && pfx_contains(&w, &a))
+			pick = i;
+		lua_pop(L, 1);
+	}
+	lua_rawgeti(L, -1, pick ? pick : 1);
+	addr_cidr(L, -1, cidr, sizeof(cidr));
+	lua_pop(L, 2);
+	pfx_parse(cidr, &a);
+	if (!pfx_same_ip(&a, &w)) {
+		snprintf(msg, sizeof(msg), "bridge IPv4 (%s) does not match requested configuration %s",
+			 cidr, want);
+		return brisk_failmsg(L, "setup_verify_and_reconcile", br, EADDRNOTAVAIL, msg);
+	}
+	if (!ipv6) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	bridge_addrs(L, br, "inet6");
+	if (!has_addr(L, "fe80::1/64"))
+		return brisk_failmsg(L, "setup_verify_and_reconcile", br, EADDRNOTAVAIL,
+				     "bridge IPv6 addresses do not match the expected bridge configuration fe80::1/64");
+	if (pfx_parse(v6 ? v6 : "fe80::1/64", &keep) < 0)
+		return brisk_failmsg(L, "setup_verify_and_reconcile", br, EINVAL, "invalid address_ipv6");
+	n = (int)lua_rawlen(L, -1);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		addr_cidr(L, -1, cidr, sizeof(cidr));
+		lua_pop(L, 1);
+		if (pfx_parse(cidr, &a) < 0 || !is_global_unicast6(&a) || pfx_same_ip(&a, &keep))
+			continue;
+		lua_createtable(L, 0, 2);
+		brisk_setstr(L, "dev", br);
+		brisk_setstr(L, "address", cidr);
+		if (!hcall(L, "addr_del"))
+			return pass_fail(L);
+		lua_pop(L, 3);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * setupIPv6Forwarding: net.ipv6.conf.{default,all}.forwarding = 1.
+ * @function steps.setup_ipv6_forwarding
+ * @return true, or nil, msg, errno (when it cannot be read)
+ */
+static int setup_ipv6_forwarding(lua_State *L)
+{
+	if (sysctl_ensure(L, "net/ipv6/conf/default/forwarding", "1", 1) < 0)
+		return pass_fail(L);
+	if (sysctl_ensure(L, "net/ipv6/conf/all/forwarding", "1", 1) < 0)
+		return pass_fail(L);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * setupLoopbackAddressesRouting: route_localnet=1 on the bridge.
+ * @function steps.setup_loopback_addresses_routing
+ * @return true, or nil, msg, errno
+ */
+static int setup_loopback_addresses_routing(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	char path[128];
+
+	snprintf(path, sizeof(path), "net/ipv4/conf/%s/route_localnet", br);
+	if (sysctl_ensure(L, path, "1", 1) < 0)
+		return pass_fail(L);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int gateway_check(lua_State *L, const char *step, const char *gw, const char *subnet,
+			 const char *nosubnet_msg)
+{
+	struct pfx g, s;
+	const char *br = net_string(L, "bridge", 0);
+
+	if (!gw) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (!subnet)
+		return brisk_failmsg(L, step, br, EINVAL, nosubnet_msg);
+	if (pfx_parse(gw, &g) < 0 || pfx_parse(subnet, &s) < 0 || !pfx_contains(&s, &g))
+		return brisk_failmsg(L, step, br, EINVAL, "default gateway ip must be part of the network");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * setupGatewayIPv4: the default gateway (aux DefaultGatewayIPv4) must lie
+ * inside the bridge's IPv4 subnet.
+ * @function steps.setup_gateway_ipv4
+ * @return true, or nil, msg, EINVAL
+ */
+static int setup_gateway_ipv4(lua_State *L)
+{
+	return gateway_check(L, "setup_gateway_ipv4", net_string(L, "default_gateway_ipv4", 0),
+			     net_string(L, "address_ipv4", 0),
+			     "container subnet must be a subset of bridge network");
+}
+
+/***
+ * setupGatewayIPv6: the same for IPv6; a network without address_ipv6
+ * cannot take one.
+ * @function steps.setup_gateway_ipv6
+ * @return true, or nil, msg, EINVAL
+ */
+static int setup_gateway_ipv6(lua_State *L)
+{
+	return gateway_check(L, "setup_gateway_ipv6", net_string(L, "default_gateway_ipv6", 0),
+			     net_string(L, "address_ipv6", 0),
+			     "container subnet must be a subset of bridge network");
+}
+
+/***
+ * setupBridgeNetFiltering: bridge-nf-call-ip{,6}tables = 1 when br_netfilter
+ * is loaded. brisk's own ICC rules live in a bridge-family nftables table
+ * and do not need it, so an absent br_netfilter is not an error.
+ * @function steps.setup_bridge_netfiltering
+ * @return true, or nil, msg, errno
+ */
+static int setup_bridge_netfiltering(lua_State *L)
+{
+	int ipv6 = brisk_optboolean(L, NET, "enable_ipv6", 0);
+
+	if (sysctl_ensure(L, "net/bridge/bridge-nf-call-iptables", "1", 0) < 0)
+		return pass_fail(L);
+	if (ipv6 && sysctl_ensure(L, "net/bridge/bridge-nf-call-ip6tables", "1", 0) < 0)
+		return pass_fail(L);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int link_field(lua_State *L, const char *br, const char *field)
+{
+	/* pushes link[field] (or nil); returns 0 when the link is missing,
+	 * leaving the failure triple instead */
+	if (!hcall_s(L, "link_get", br))
+		return 0;
+	lua_pop(L, 2);
+	lua_getfield(L, -1, field);
+	lua_remove(L, -2);
+	return 1;
+}
+
+/***
+ * setupMTU: give the bridge the network's MTU (libnetwork leaves it at
+ * 1500, moby#37937).
+ * @function steps.setup_mtu
+ * @param net {bridge=, mtu=}
+ * @return true, or nil, msg, errno
+ */
+static int setup_mtu(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	lua_Integer mtu = brisk_optinteger(L, NET, "mtu", 0);
+
+	if (mtu <= 0) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	if (!link_field(L, br, "mtu"))
+		return pass_fail(L);
+	if (lua_tointeger(L, -1) == mtu) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", br);
+	brisk_setint(L, "mtu", mtu);
+	if (!hcall(L, "link_set"))
+		return pass_fail(L);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * setupDeviceUp: bring the bridge up, then read it back.
+ * @function steps.setup_device_up
+ * @return true, or nil, msg, errno
+ */
+static int setup_device_up(lua_State *L)
+{
+	const char *br = net_string(L, "bridge", 1);
+	int i, n, up = 0;
+
+	if (!link_field(L, br, "flags"))
+		return pass_fail(L);
+	n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		up |= lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "UP");
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	if (!up) {
+		lua_createtable(L, 0, 2);
+		brisk_setstr(L, "dev", br);
+		brisk_setbool(L, "up", 1);
+		if (!hcall(L, "link_set"))
+			return pass_fail(L);
+		lua_pop(L, 3);
+		if (!link_field(L, br, "flags"))
+			return pass_fail(L);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static const luaL_Reg steps[] = {
+	{ "setup_device", setup_device },
+	{ "setup_default_sysctl", setup_default_sysctl },
+	{ "setup_bridge_ipv4", setup_bridge_ipv4 },
+	{ "setup_bridge_ipv6", setup_bridge_ipv6 },
+	{ "setup_verify_and_reconcile", setup_verify_and_reconcile },
+	{ "setup_ipv6_forwarding", setup_ipv6_forwarding },
+	{ "setup_loopback_addresses_routing", setup_loopback_addresses_routing },
+	{ "setup_gateway_ipv4", setup_gateway_ipv4 },
+	{ "setup_gateway_ipv6", setup_gateway_ipv6 },
+	{ "setup_bridge_netfiltering", setup_bridge_netfiltering },
+	{ "setup_mtu", setup_mtu },
+	{ "setup_device_up", setup_device_up },
+	{ NULL, NULL }
+};
 
 void brisk_open_steps(lua_State *L, int mod, int meth)
 {
-	(void)L;
-	(void)mod;
 	(void)meth;
+	luaL_newlib(L, steps);
+	lua_setfield(L, mod, "steps");
 }
