@@ -18,10 +18,10 @@ clean:
 	rm -rf build
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/lua/5.4/brisk $(DESTDIR)$(PREFIX)/share/lua/5.4/brisk $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/lib/lua/5.4/brisk $(DESTDIR)$(PREFIX)/share/lua/5.4/brisk/cli $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 build/lib/brisk/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/brisk/core.so
-	install -m 0644 lua/brisk.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/brisk.lua
 	install -m 0644 lua/brisk/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/brisk/
+	if ls lua/brisk/cli/*.lua >/dev/null 2>&1; then install -m 0644 lua/brisk/cli/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/brisk/cli/; fi
 	install -m 0755 build/bin/brisk $(DESTDIR)$(PREFIX)/bin/brisk
 
 .PHONY: all test clean install

@@ -1,0 +1,747 @@
+--- brisk.driver: libnetwork's bridge driver as a Lua flow over C steps.
+--
+-- One driver per state directory. It owns the step lists (network and
+-- endpoint); a user may replace, wrap, insert or remove steps on a driver
+-- object without touching any other. The flows reach the kernel only
+-- through a handle: a journal (apply, with exact rollback) or a recorder
+-- (plan, a dry run).
+--
+--     local driver = require "brisk.driver"
+--     local d = assert(driver.open{ state_dir = "/tmp/brisk" })
+--     local net = assert(d:create_network{ name = "web", subnet = "10.10.0.0/24" })
+--     d:delete_network("web")
+local core = require "brisk.core"
+local handle = require "brisk.handle"
+local ipnet = require "brisk.ipnet"
+local schema = require "brisk.schema"
+local netopts = require "brisk.netopts"
+local storemod = require "brisk.store"
+
+local M = {}
+local D = {}
+D.__index = D
+
+local ENODEV, EEXIST, EINVAL, ENOENT, EBUSY = core.errno.ENODEV, core.errno.EEXIST,
+	core.errno.EINVAL, core.errno.ENOENT, core.errno.EBUSY
+
+local unpack = table.unpack
+
+-- An error value: a message with an errno and, for step failures, the step.
+local function fail(msg, err, extra)
+	return nil, msg, err or EINVAL, extra
+end
+
+local function random_hex(nbytes)
+	local b = core.random_bytes(nbytes)
+	return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local function random_mac()
+	local b = core.random_bytes(4)
+	return string.format("02:42:%02x:%02x:%02x:%02x", b:byte(1, 4))
+end
+
+---------------------------------------------------------------------------
+-- Step lists
+---------------------------------------------------------------------------
+
+local steps = core.steps
+
+local function firewall()
+	local ok, fw = pcall(require, "brisk.firewall")
+	if ok then return fw end
+	return nil
+end
+
+-- libnetwork's queue, in its order. `when(net, ctx)` decides whether a step
+-- is queued; `run(h, net, ctx)` performs it and returns true or nil, msg,
+-- errno. The firewall steps sit in their libnetwork places.
+local function default_network_steps()
+	return {
+		{ name = "setup_device", run = steps.setup_device,
+		  when = function(n, c) return not c.exists end },
+		{ name = "setup_default_sysctl", run = steps.setup_default_sysctl,
+		  when = function(n, c) return not c.exists or n.default_bridge end },
+		{ name = "setup_bridge_ipv4", run = steps.setup_bridge_ipv4,
+		  when = function(n) return not n.inhibit_ipv4 end },
+		{ name = "setup_bridge_ipv6", run = steps.setup_bridge_ipv6,
+		  when = function(n) return n.enable_ipv6 end },
+		{ name = "setup_verify_and_reconcile", run = steps.setup_verify_and_reconcile,
+		  when = function(n, c) return c.exists and not n.inhibit_ipv4 end },
+		{ name = "setup_ipv6_forwarding", run = steps.setup_ipv6_forwarding,
+		  when = function(n) return n.address_ipv6 ~= nil end },
+		{ name = "setup_loopback_addresses_routing", run = steps.setup_loopback_addresses_routing,
+		  when = function(n, c) return not c.driver.userland_proxy end },
+		{ name = "setup_ip_tables", firewall = true,
+		  run = function(h, n, c) return c.firewall.setup_ip_tables(h, n, c) end,
+		  when = function(n, c) return c.firewall ~= nil end },
+		{ name = "setup_gateway_ipv4", run = steps.setup_gateway_ipv4,
+		  when = function(n) return n.default_gateway_ipv4 ~= nil end },
+		{ name = "setup_gateway_ipv6", run = steps.setup_gateway_ipv6,
+		  when = function(n) return n.default_gateway_ipv6 ~= nil end },
+		{ name = "setup_isolation", firewall = true,
+		  run = function(h, n, c) return c.firewall.setup_isolation(h, n, c) end,
+		  when = function(n, c) return c.firewall ~= nil and not n.internal end },
+		{ name = "setup_bridge_netfiltering", run = steps.setup_bridge_netfiltering,
+		  when = function(n, c) return not n.icc and c.firewall ~= nil end },
+		{ name = "setup_mtu", run = steps.setup_mtu,
+		  when = function(n) return (n.mtu or 0) > 0 end },
+		{ name = "setup_device_up", run = steps.setup_device_up,
+		  when = function() return true end },
+	}
+end
+M.default_network_steps = default_network_steps
+
+---------------------------------------------------------------------------
+-- Opening a driver
+---------------------------------------------------------------------------
+
+local open_schema = {
+	state_dir = "string", netns = "any", firewall = "boolean", userland_proxy = "boolean",
+}
+
+--- Open a driver over a state directory.
+-- @tparam[opt] table o
+--   `state_dir` (default $BRISK_STATE_DIR or /var/lib/brisk),
+--   `netns` the namespace it manages (name, path, pid; default current),
+--   `firewall` (default true when brisk.firewall is present),
+--   `userland_proxy` (default true, as Docker: no route_localnet step)
+-- @return driver, or nil, msg, errno
+function M.open(o)
+	o = o or {}
+	if type(o) ~= "table" then error("bad argument #1 to 'open' (table expected)", 2) end
+	for k, v in pairs(o) do
+		local t = open_schema[k]
+		if not t then
+			error(string.format("open: unknown option '%s'%s", tostring(k),
+				schema.suggest(k, open_schema)), 2)
+		end
+		if t ~= "any" and type(v) ~= t then
+			error(string.format("open: option '%s' must be a %s", k, t), 2)
+		end
+	end
+	local st, msg, err = storemod.open(o.state_dir)
+	if not st then return nil, msg, err end
+	local h, hmsg, herr = core.open(o.netns)
+	if not h then return nil, hmsg, herr end
+	local fw = nil
+	if o.firewall ~= false then fw = firewall() end
+	local d = setmetatable({
+		store = st,
+		h = h,
+		netns = o.netns,
+		userland_proxy = o.userland_proxy ~= false,
+		fw = fw,
+		network_steps = default_network_steps(),
+		endpoint_steps = M.default_endpoint_steps and M.default_endpoint_steps() or {},
+	}, D)
+	return d
+end
+
+--- Close the driver's handle (harmless twice).
+function D:close()
+	if self.h then self.h:close() end
+	return true
+end
+D.__close = D.close
+D.__gc = D.close
+
+---------------------------------------------------------------------------
+-- Step list editing: replace, wrap, insert, remove
+---------------------------------------------------------------------------
+
+local function find_step(self, name)
+	for _, listname in ipairs{ "network_steps", "endpoint_steps" } do
+		for i, s in ipairs(self[listname]) do
+			if s.name == name then return self[listname], i, s end
+		end
+	end
+	return nil
+end
+
+local function need_step(self, name, level)
+	local list, i, s = find_step(self, name)
+	if not list then
+		local names = {}
+		for _, ln in ipairs{ "network_steps", "endpoint_steps" } do
+			for _, x in ipairs(self[ln]) do names[x.name] = true end
+		end
+		error(string.format("no step named '%s'%s", tostring(name), schema.suggest(name, names)),
+			(level or 2) + 1)
+	end
+	return list, i, s
+end
+
+--- The names of the steps, in order.
+-- @tparam[opt="network"] string which "network" or "endpoint"
+function D:step_names(which)
+	local t = {}
+	for _, s in ipairs(self[(which or "network") .. "_steps"]) do t[#t + 1] = s.name end
+	return t
+end
+
+--- Replace a step's function. The replacement gets the same arguments as
+-- the original, `(h, net, ctx)` (endpoints: `(h, ep, ctx)`), and returns
+-- true or nil, msg, errno. `ctx.original` is the function it replaced.
+function D:replace_step(name, fn)
+	assert(type(fn) == "function", "replace_step: function expected")
+	local _, _, s = need_step(self, name)
+	local orig = s.run
+	s.run = function(h, obj, ctx)
+		ctx.original = orig
+		return fn(h, obj, ctx)
+	end
+	return self
+end
+
+--- Run `fn(h, obj, ctx)` before a step (when it is queued). A hook that
+-- returns nil, msg fails the step.
+function D:before(name, fn)
+	assert(type(fn) == "function", "before: function expected")
+	local _, _, s = need_step(self, name)
+	s.before = s.before or {}
+	s.before[#s.before + 1] = fn
+	return self
+end
+
+--- Run `fn(h, obj, ctx)` after a step succeeded. A hook that returns nil,
+-- msg fails the step (and the flow rolls back, the step's work included).
+function D:after(name, fn)
+	assert(type(fn) == "function", "after: function expected")
+	local _, _, s = need_step(self, name)
+	s.after = s.after or {}
+	s.after[#s.after + 1] = fn
+	return self
+end
+
+--- Insert a new named step.
+-- @tparam table s {name=, run=fn(h, obj, ctx), before=NAME | after=NAME,
+--   when=fn(obj, ctx) (default always)}
+function D:insert_step(s)
+	assert(type(s) == "table" and type(s.name) == "string" and type(s.run) == "function",
+		"insert_step: {name=, run=, before=|after=} expected")
+	if find_step(self, s.name) then error("a step named '" .. s.name .. "' exists", 2) end
+	local anchor = s.before or s.after
+	if not anchor then error("insert_step: 'before' or 'after' expected", 2) end
+	local list, i = need_step(self, anchor)
+	table.insert(list, s.before and i or i + 1,
+		{ name = s.name, run = s.run, when = s.when or function() return true end })
+	return self
+end
+
+--- Remove a step.
+function D:remove_step(name)
+	local list, i = need_step(self, name)
+	table.remove(list, i)
+	return self
+end
+
+---------------------------------------------------------------------------
+-- Running a step list
+---------------------------------------------------------------------------
+
+local function call_step(fn, h, obj, ctx)
+	local r = table.pack(xpcall(fn, debug.traceback, h, obj, ctx))
+	if not r[1] then
+		local m = tostring(r[2])
+		if not os.getenv("BRISK_DEBUG") then m = m:match("^[^\n]*") end
+		return nil, m, EINVAL
+	end
+	return unpack(r, 2, r.n)
+end
+
+-- Run the queued steps of `list` with handle `h`. `on_step(name)` is told
+-- when each step starts (the recorder uses it). Returns true, or nil, the
+-- failing step's name, msg, errno.
+local function run_steps(list, h, obj, ctx, on_step)
+	for _, s in ipairs(list) do
+		if s.when(obj, ctx) then
+			if on_step then on_step(s.name) end
+			ctx.step = s.name
+			for _, fn in ipairs(s.before or {}) do
+				local ok, msg, err = call_step(fn, h, obj, ctx)
+				if not ok then return nil, s.name, msg, err end
+			end
+			local ok, msg, err = call_step(s.run, h, obj, ctx)
+			if not ok then return nil, s.name, msg, err end
+			for _, fn in ipairs(s.after or {}) do
+				ok, msg, err = call_step(fn, h, obj, ctx)
+				if not ok then return nil, s.name, msg, err end
+			end
+		elseif on_step then
+			on_step(s.name, true)
+		end
+	end
+	return true
+end
+M.run_steps = run_steps
+
+---------------------------------------------------------------------------
+-- Networks: resolving a definition
+---------------------------------------------------------------------------
+
+local function as_list(v)
+	if v == nil then return {} end
+	if type(v) == "table" then return v end
+	return { v }
+end
+
+local function find_network(self, key)
+	for _, n in ipairs(self.store:list("network")) do
+		if n.name == key or n.id == key or (#key >= 4 and n.id:sub(1, #key) == key) then return n end
+	end
+	return nil
+end
+
+-- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
+local function default_pools()
+	local t = {}
+	for i = 17, 31 do t[#t + 1] = string.format("172.%d.0.0/16", i) end
+	for i = 0, 240, 16 do t[#t + 1] = string.format("192.168.%d.0/20", i) end
+	return t
+end
+
+local function pick_pool(self, taken)
+	local routes = self.h:route_list{ family = "inet", table = "all" } or {}
+	for _, cand in ipairs(default_pools()) do
+		local c = ipnet.parse_cidr(cand)
+		local free = true
+		for _, t in ipairs(taken) do
+			if ipnet.overlaps(c, t) then free = false; break end
+		end
+		if free then
+			for _, r in ipairs(routes) do
+				if r.dst and r.dst ~= "default" and r.type ~= "local" and r.type ~= "broadcast" then
+					local rn = ipnet.parse_cidr(r.dst:find("/") and r.dst or (r.dst .. "/32"))
+					if rn and ipnet.overlaps(c, rn) then free = false; break end
+				end
+			end
+		end
+		if free then return cand end
+	end
+	return nil
+end
+
+-- Build the network record from a definition. Does not touch the kernel
+-- (it reads it) nor the store.
+function D:resolve_network(spec)
+	if type(spec) ~= "table" then error("network definition must be a table", 3) end
+	local allowed = {}
+	for _, k in ipairs(netopts.spec_keys) do allowed[k] = true end
+	for k in pairs(spec) do
+		if not allowed[k] then
+			return fail(string.format("unknown network field '%s'%s", tostring(k),
+				schema.suggest(tostring(k), allowed)))
+		end
+	end
+	local name = spec.name
+	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
+		return fail(string.format("invalid network name '%s' (letters, digits, '_', '.', '-'; 1..64)",
+			tostring(name)))
+	end
+	local id = spec.id or random_hex(32)
+	if type(id) ~= "string" or not id:match("^%x+$") or #id < 12 or #id > 64 then
+		return fail("invalid network id " .. tostring(id))
+	end
+
+	-- options (labels and aliases) and the top-level booleans
+	local opts = {}
+	for k, v in pairs(spec.options or {}) do opts[k] = v end
+	local cfg, msg = netopts.network:parse(opts)
+	if not cfg then return fail(msg) end
+	if spec.ipv6 ~= nil then
+		if type(spec.ipv6) ~= "boolean" then return fail("field 'ipv6' must be a boolean") end
+		cfg.enable_ipv6 = spec.ipv6
+	end
+	if spec.internal ~= nil then
+		if type(spec.internal) ~= "boolean" then return fail("field 'internal' must be a boolean") end
+		cfg.internal = cfg.internal or spec.internal
+	end
+
+	-- pools: one per family
+	local v4, v6 = {}, {}
+	for _, s in ipairs(as_list(spec.subnet)) do
+		local c, err = ipnet.parse_cidr(s)
+		if not c then return fail(err) end
+		if c.family == 4 then v4[#v4 + 1] = c else v6[#v6 + 1] = c end
+	end
+	if #v4 > 1 or #v6 > 1 then return fail("bridge driver doesn't support multiple subnets", EINVAL) end
+	if v4[1] and v4[1].plen == 0 then return fail("ipv4 pool is empty") end
+	if v6[1] and not cfg.enable_ipv6 then
+		return fail("an IPv6 subnet needs --ipv6 (com.docker.network.enable_ipv6)")
+	end
+
+	local gws = {}
+	for _, g in ipairs(as_list(spec.gateway)) do
+		local ip, err = ipnet.parse_ip(g)
+		if not ip then return fail(err) end
+		if gws[ip.family] then return fail("more than one gateway for IPv" .. ip.family) end
+		gws[ip.family] = ip
+	end
+
+	local others = self.store:list("network")
+	if not v4[1] then
+		local taken = {}
+		for _, n in ipairs(others) do
+			if n.subnet4 then taken[#taken + 1] = ipnet.parse_cidr(n.subnet4) end
+		end
+		local pick = pick_pool(self, taken)
+		if not pick then
+			return fail("could not find an available, non-overlapping IPv4 address pool among the defaults",
+				core.errno.ENOSPC)
+		end
+		v4[1] = ipnet.parse_cidr(pick)
+	end
+
+	local net = {
+		id = id, name = name, driver = "bridge",
+		bridge = cfg.bridge or ("br-" .. id:sub(1, 12)),
+		mtu = cfg.mtu, enable_ipv6 = cfg.enable_ipv6, icc = cfg.icc, masquerade = cfg.masquerade,
+		host_binding_ipv4 = cfg.host_binding_ipv4, default_bridge = cfg.default_bridge,
+		inhibit_ipv4 = cfg.inhibit_ipv4, internal = cfg.internal,
+		container_iface_prefix = cfg.container_iface_prefix, host_ipv4 = cfg.host_ipv4,
+		ipv6_alloc = cfg.ipv6_alloc,
+		options = spec.options and handle.copy(spec.options) or {},
+		mac = random_mac(),
+	}
+	if cfg.default_bridge and not cfg.bridge then net.bridge = "docker0" end
+
+	-- processIPAM: the bridge address is the gateway with the pool mask
+	local s4 = ipnet.network(v4[1])
+	net.subnet4 = ipnet.format_cidr(s4)
+	local gw4 = gws[4] or ipnet.host(s4, 1)
+	if not ipnet.contains(s4, gw4) then
+		return fail(string.format("gateway %s is not inside subnet %s", ipnet.format(gw4), net.subnet4))
+	end
+	if ipnet.equal(gw4, s4) or (s4.plen < 31 and ipnet.equal(gw4, ipnet.broadcast(s4))) then
+		return fail(string.format("gateway %s cannot be the network or broadcast address of %s",
+			ipnet.format(gw4), net.subnet4))
+	end
+	net.gateway4 = ipnet.format(gw4)
+	net.address_ipv4 = net.gateway4 .. "/" .. s4.plen
+	if spec.ip_range then
+		local r, err = ipnet.parse_cidr(spec.ip_range)
+		if not r then return fail(err) end
+		r = ipnet.network(r)
+		if not ipnet.contains(s4, r) then
+			return fail(string.format("ip range %s is not inside subnet %s", ipnet.format_cidr(r), net.subnet4))
+		end
+		net.ip_range = ipnet.format_cidr(r)
+	end
+	if v6[1] then
+		local s6 = ipnet.network(v6[1])
+		net.subnet6 = ipnet.format_cidr(s6)
+		local gw6 = gws[6] or ipnet.host(s6, 1)
+		if not ipnet.contains(s6, gw6) then
+			return fail(string.format("gateway %s is not inside subnet %s", ipnet.format(gw6), net.subnet6))
+		end
+		net.gateway6 = ipnet.format(gw6)
+		net.address_ipv6 = net.gateway6 .. "/" .. s6.plen
+	elseif gws[6] then
+		return fail("an IPv6 gateway needs an IPv6 subnet")
+	end
+	net.aux_addresses = {}
+	for k, v in pairs(spec.aux_addresses or {}) do
+		local ip, err = ipnet.parse_ip(v)
+		if not ip then return fail(err) end
+		local inside = (ip.family == 4 and ipnet.contains(s4, ip)) or
+			(ip.family == 6 and net.subnet6 and ipnet.contains(ipnet.parse_cidr(net.subnet6), ip))
+		if k == "DefaultGatewayIPv4" then
+			if ip.family ~= 4 then return fail("DefaultGatewayIPv4 must be an IPv4 address") end
+			net.default_gateway_ipv4 = ipnet.format(ip)
+		elseif k == "DefaultGatewayIPv6" then
+			if ip.family ~= 6 then return fail("DefaultGatewayIPv6 must be an IPv6 address") end
+			net.default_gateway_ipv6 = ipnet.format(ip)
+		elseif not inside then
+			return fail(string.format("aux address %s=%s is not inside the network's subnets", k, v))
+		end
+		net.aux_addresses[k] = ipnet.format(ip)
+	end
+
+	-- conflicts with the networks brisk already has
+	for _, o in ipairs(others) do
+		local why
+		if o.name == net.name then
+			why = "a network named " .. net.name .. " exists"
+		elseif o.id == net.id then
+			why = "network " .. net.id .. " exists"
+		elseif o.bridge == net.bridge then
+			why = "networks have same bridge name " .. net.bridge
+		elseif o.subnet4 and ipnet.overlaps(ipnet.parse_cidr(o.subnet4), s4) then
+			why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
+		elseif o.subnet6 and net.subnet6 and
+			ipnet.overlaps(ipnet.parse_cidr(o.subnet6), ipnet.parse_cidr(net.subnet6)) then
+			why = string.format("networks have overlapping IPv6 (%s and %s)", o.subnet6, net.subnet6)
+		end
+		if why then
+			return fail(string.format("cannot create network %s (%s): conflicts with network %s (%s): %s",
+				net.name, net.id:sub(1, 12), o.name, o.id:sub(1, 12), why), EEXIST)
+		end
+	end
+
+	-- the bridge: made by brisk, or by the user
+	local link, lmsg, lerr = self.h:link_get(net.bridge)
+	if link then
+		local kind = link.linkinfo and link.linkinfo.info_kind
+		if kind ~= "bridge" then
+			return fail(string.format("existing interface %s is not a bridge", net.bridge), EEXIST)
+		end
+		net.creator = "user"
+	elseif lerr == ENODEV then
+		net.creator = "brisk"
+	else
+		return fail("failed to check bridge interface existence: " .. tostring(lmsg), lerr)
+	end
+	return net
+end
+
+---------------------------------------------------------------------------
+-- Networks: plan, create, delete
+---------------------------------------------------------------------------
+
+local function new_ctx(self, net, h)
+	local l = self.h:link_get(net.bridge)
+	return { driver = self, exists = l ~= nil, firewall = self.fw, handle = h }
+end
+
+-- Apply the network steps through a journal; roll back on failure.
+local function apply_network(self, net)
+	local j = handle.journal(self.h)
+	local ctx = new_ctx(self, net, j)
+	local ok, step, msg, err = run_steps(self.network_steps, j, net, ctx)
+	if ok then return j.log end
+	local full = string.format("create network %s: step %s failed: %s", net.name, step, tostring(msg))
+	local rok, rerrs = handle.undo(self.h, j.log)
+	if not rok then full = full .. "; rollback failed: " .. table.concat(rerrs, "; ") end
+	return nil, full, err or EINVAL, { step = step, rollback = rerrs }
+end
+
+--- Plan a network: the steps that would run and the kernel operations each
+-- would perform against the current state, touching nothing.
+-- @tparam table spec network definition (as for create_network)
+-- @return plan {network=, steps={{name=, ops={{op=, args=}}, skipped=bool}}}
+-- @return[2] nil, msg, errno
+function D:plan_network(spec)
+	local net, msg, err = self:resolve_network(spec)
+	if not net then return nil, msg, err end
+	return self:plan_resolved(net)
+end
+
+function D:plan_resolved(net)
+	local r = handle.recorder(self.h)
+	local ctx = new_ctx(self, net, r)
+	local plan = { network = net, steps = {} }
+	local marks = {}
+	local ok, step, msg, err = run_steps(self.network_steps, r, net, ctx, function(name, skipped)
+		plan.steps[#plan.steps + 1] = { name = name, skipped = skipped or nil, ops = {} }
+		marks[#plan.steps] = #r.ops + 1
+	end)
+	if not ok then
+		return nil, string.format("plan network %s: step %s would fail: %s", net.name, step, tostring(msg)), err
+	end
+	-- the recorder appends in order: each step owns the ops up to the next mark
+	for i, s in ipairs(plan.steps) do
+		for k = marks[i], (marks[i + 1] or #r.ops + 1) - 1 do s.ops[#s.ops + 1] = r.ops[k] end
+	end
+	plan.ops = r.ops
+	return plan
+end
+
+--- Create a network.
+-- @tparam table spec {name=, subnet=CIDR|{CIDR,...}, gateway=IP|{...},
+--   ip_range=CIDR, aux_addresses={NAME=IP}, ipv6=bool, internal=bool,
+--   options={label or alias = value}}
+-- @return the stored network record
+-- @return[2] nil, msg, errno
+function D:create_network(spec)
+	return self.store:transaction(function(st)
+		local net, msg, err = self:resolve_network(spec)
+		if not net then return nil, msg, err end
+		return self:apply_resolved(net)
+	end)
+end
+
+-- Apply an already-resolved network record (the one a plan carries).
+function D:apply_resolved(net)
+	local log, msg, err, extra = apply_network(self, net)
+	if not log then return nil, msg, err, extra end
+	net.journal = log
+	net.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+	net.ipam = net.ipam or { v4 = {}, v6 = {} }
+	local ok, smsg, serr = self.store:put("network", net)
+	if not ok then
+		local uok, uerrs = handle.undo(self.h, log)
+		return nil, "create network " .. net.name .. ": store: " .. tostring(smsg) ..
+			(uok and "" or ("; rollback failed: " .. table.concat(uerrs, "; "))), serr or core.errno.EIO
+	end
+	return net
+end
+
+--- Apply a plan made by plan_network (the same operations, if the state
+-- has not changed since).
+function D:apply(plan)
+	return self.store:transaction(function()
+		local again, msg, err = self:check_conflicts(plan.network)
+		if not again then return nil, msg, err end
+		return self:apply_resolved(plan.network)
+	end)
+end
+
+function D:check_conflicts(net)
+	for _, o in ipairs(self.store:list("network")) do
+		if o.id == net.id or o.name == net.name or o.bridge == net.bridge then
+			return nil, string.format("network %s conflicts with network %s", net.name, o.name), EEXIST
+		end
+	end
+	return true
+end
+
+--- The stored networks.
+function D:networks()
+	return self.store:list("network")
+end
+
+--- One network by name, id or id prefix.
+-- @return network or nil, msg, ENOENT
+function D:network(key)
+	if type(key) == "table" then key = key.id end
+	if type(key) ~= "string" or key == "" then
+		return nil, "invalid network id " .. tostring(key), EINVAL
+	end
+	local n = find_network(self, key)
+	if not n then return nil, "network " .. key .. " not found", ENOENT end
+	return n
+end
+
+local function global_sysctl(e)
+	return e.op == "sysctl_set" and
+		(e.args[1]:match("^net/ipv[46]/conf/all/") or e.args[1]:match("^net/ipv[46]/conf/default/")
+		 or e.args[1] == "net/ipv4/ip_forward")
+end
+
+local function on_bridge(net, e)
+	local a = e.args[1]
+	if type(a) == "table" then return a.dev == net.bridge or a.ifname == net.bridge end
+	if type(a) == "string" then return a == net.bridge or a:match("/conf/" .. net.bridge:gsub("%p", "%%%0") .. "/") ~= nil end
+	return false
+end
+
+--- Delete a network: undo what brisk did, newest first, then the store
+-- entry. A bridge the user made is never deleted (what brisk changed on it
+-- is undone). Endpoints must be gone unless `force`.
+-- @param key name, id or id prefix
+-- @tparam[opt] table o {force=bool}
+-- @return true, or nil, msg, errno
+function D:delete_network(key, o)
+	o = o or {}
+	return self.store:transaction(function()
+		local net, msg, err = self:network(key)
+		if not net then return nil, msg, err end
+		local eps = self.endpoints and self:endpoints(net.id) or {}
+		if #eps > 0 then
+			if not o.force then
+				return nil, string.format("network %s has %d active endpoint%s", net.name, #eps,
+					#eps == 1 and "" or "s"), EBUSY
+			end
+			for _, ep in ipairs(eps) do
+				local ok, emsg, eerr = self:delete_endpoint(ep.id)
+				if not ok then return nil, emsg, eerr end
+			end
+			net = assert(self:network(net.id))
+		end
+		local log = net.journal or {}
+		local errs
+		if net.creator == "brisk" then
+			-- the bridge takes its addresses, routes and sysctls with it
+			local ok, rerrs = handle.undo(self.h, log, function(e)
+				return global_sysctl(e) or (on_bridge(net, e) and e.op ~= "link_add")
+			end)
+			if not ok then errs = rerrs end
+		else
+			local ok, rerrs = handle.undo(self.h, log, global_sysctl)
+			if not ok then errs = rerrs end
+		end
+		if errs then
+			return nil, "delete network " .. net.name .. ": " .. table.concat(errs, "; "), core.errno.EIO
+		end
+		local ok, dmsg, derr = self.store:delete("network", net.id)
+		if not ok then return nil, dmsg, derr end
+		return true
+	end)
+end
+
+---------------------------------------------------------------------------
+-- Restore and check
+---------------------------------------------------------------------------
+
+--- Re-run create for every stored network (after a reboot or a namespace
+-- rebuild), adopting a bridge that exists and matches.
+-- @return array of {name=, ok=bool, msg=}
+function D:restore()
+	local out = {}
+	self.store:transaction(function()
+		for _, net in ipairs(self.store:list("network")) do
+			local log, msg = apply_network(self, net)
+			if log then
+				-- keep the original journal: it says what brisk created
+				if #log > 0 then
+					net.journal = net.journal or {}
+					for _, e in ipairs(log) do net.journal[#net.journal + 1] = e end
+					self.store:put("network", net)
+				end
+				out[#out + 1] = { name = net.name, ok = true, changes = #log }
+			else
+				out[#out + 1] = { name = net.name, ok = false, msg = msg }
+			end
+			if self.restore_endpoints then self:restore_endpoints(net, out) end
+		end
+	end)
+	return out
+end
+
+--- Report drift between the store and the kernel.
+-- @return array of messages (empty when all agrees)
+function D:check()
+	local drift = {}
+	local function add(fmt, ...) drift[#drift + 1] = string.format(fmt, ...) end
+	for _, net in ipairs(self.store:list("network")) do
+		local l = self.h:link_get(net.bridge)
+		if not l then
+			add("network %s: bridge %s is missing", net.name, net.bridge)
+		else
+			if not (l.linkinfo and l.linkinfo.info_kind == "bridge") then
+				add("network %s: %s is not a bridge", net.name, net.bridge)
+			end
+			local up = false
+			for _, f in ipairs(l.flags or {}) do if f == "UP" then up = true end end
+			if not up then add("network %s: bridge %s is down", net.name, net.bridge) end
+			if (net.mtu or 0) > 0 and l.mtu ~= net.mtu then
+				add("network %s: bridge %s has mtu %d, expected %d", net.name, net.bridge, l.mtu, net.mtu)
+			end
+			local have = {}
+			for _, a in ipairs(self.h:addr_list{ dev = net.bridge } or {}) do
+				have[a["local"] .. "/" .. a.prefixlen] = true
+			end
+			if not net.inhibit_ipv4 and not have[net.address_ipv4] then
+				add("network %s: bridge %s lacks address %s", net.name, net.bridge, net.address_ipv4)
+			end
+			if net.enable_ipv6 then
+				if not have["fe80::1/64"] then
+					add("network %s: bridge %s lacks address fe80::1/64", net.name, net.bridge)
+				end
+				if net.address_ipv6 and not have[net.address_ipv6] then
+					add("network %s: bridge %s lacks address %s", net.name, net.bridge, net.address_ipv6)
+				end
+			end
+		end
+		if self.check_endpoints then self:check_endpoints(net, add) end
+		if self.fw and self.fw.check_network then
+			for _, m in ipairs(self.fw.check_network(self, net) or {}) do add("network %s: %s", net.name, m) end
+		end
+	end
+	return drift
+end
+
+require("brisk.endpoint")(M, D)
+
+return M

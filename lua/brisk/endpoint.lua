@@ -1,0 +1,491 @@
+--- brisk.endpoint: libnetwork's CreateEndpoint, Join, Leave and
+-- DeleteEndpoint as Lua flows over C steps, with the IPAM that feeds them.
+--
+-- Loaded by brisk.driver, which it extends with `create_endpoint`,
+-- `delete_endpoint`, `join`, `leave`, `endpoints`, `endpoint`.
+--
+-- The endpoint steps are on the driver's `endpoint_steps` list and can be
+-- replaced, wrapped, inserted and removed like the network steps. Host-side
+-- steps get `(h, ep, ctx)` where h is a journal over the driver's handle;
+-- sandbox steps get `(ctx.sandbox, ep, ctx)` through their run function.
+local core = require "brisk.core"
+local handle = require "brisk.handle"
+local ipnet = require "brisk.ipnet"
+local schema = require "brisk.schema"
+
+local steps = core.steps
+local errno = core.errno
+
+return function(M, D)
+
+local function fail(msg, err)
+	return nil, msg, err or errno.EINVAL
+end
+
+local function random_hex(nbytes)
+	local b = core.random_bytes(nbytes)
+	return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local function veth_name()
+	return "veth" .. random_hex(4):sub(1, 7)
+end
+
+---------------------------------------------------------------------------
+-- IPAM: addresses live in the network record (ipam.v4 / ipam.v6: ip -> ep
+-- id), so they persist and are allocated under the store lock.
+---------------------------------------------------------------------------
+
+local ipam = {}
+M.ipam = ipam
+
+-- Addresses that are never handed out: network, broadcast, gateway, aux.
+local function reserved(net, family)
+	local r = {}
+	if family == 4 then
+		r[net.gateway4] = true
+	elseif net.gateway6 then
+		r[net.gateway6] = true
+	end
+	for _, a in pairs(net.aux_addresses or {}) do r[a] = true end
+	return r
+end
+
+--- Allocate the next free address of `family` in the network's range.
+-- @return the address string, or nil, msg, errno
+function ipam.allocate(net, family, owner)
+	local book = net.ipam[family == 4 and "v4" or "v6"]
+	local range = ipnet.network(ipnet.parse_cidr(family == 4 and (net.ip_range or net.subnet4) or net.subnet6))
+	local subnet = ipnet.network(ipnet.parse_cidr(family == 4 and net.subnet4 or net.subnet6))
+	local res = reserved(net, family)
+	local bcast = family == 4 and subnet.plen < 31 and ipnet.format(ipnet.broadcast(subnet))
+	local size = ipnet.size(range)
+	local limit = size
+	if limit > 1 << 24 then limit = 1 << 24 end
+	local key = family == 4 and "next4" or "next6"
+	local start = net.ipam[key] or 1
+	for i = 0, limit - 1 do
+		local n = (start - 1 + i) % limit + 1
+		if n < size then
+			local ip = ipnet.host(range, n)
+			local s = ipnet.format(ip)
+			if not book[s] and not res[s] and s ~= bcast and not ipnet.equal(ip, subnet) then
+				book[s] = owner
+				net.ipam[key] = n + 1
+				return s
+			end
+		end
+	end
+	return fail(string.format("address pool of network %s exhausted", net.name), errno.ENOSPC)
+end
+
+--- Reserve a requested address.
+function ipam.request(net, ip, owner)
+	local fam = ip.family
+	local s = ipnet.format(ip)
+	local subnet = fam == 4 and net.subnet4 or net.subnet6
+	if not subnet then return fail("network " .. net.name .. " has no IPv" .. fam .. " subnet") end
+	local sn = ipnet.network(ipnet.parse_cidr(subnet))
+	if not ipnet.contains(sn, ip) then
+		return fail(string.format("address %s is outside the subnet %s of network %s", s, subnet, net.name))
+	end
+	local book = net.ipam[fam == 4 and "v4" or "v6"]
+	if book[s] or reserved(net, fam)[s] then
+		return fail(string.format("address %s is already in use on network %s", s, net.name), errno.EADDRINUSE)
+	end
+	if ipnet.equal(ip, sn) or (fam == 4 and sn.plen < 31 and ipnet.equal(ip, ipnet.broadcast(sn))) then
+		return fail(string.format("address %s is the network or broadcast address of %s", s, subnet))
+	end
+	book[s] = owner
+	return s
+end
+
+function ipam.release(net, ep)
+	for _, fam in ipairs{ "v4", "v6" } do
+		for ip, owner in pairs(net.ipam[fam] or {}) do
+			if owner == ep.id then net.ipam[fam][ip] = nil end
+		end
+	end
+end
+
+---------------------------------------------------------------------------
+-- The endpoint step list
+---------------------------------------------------------------------------
+
+local function sandbox_step(fn)
+	return function(h, ep, ctx) return fn(ctx.sandbox, ep) end
+end
+
+local function in_sandbox(ep, ctx) return ctx.sandbox ~= nil end
+
+function M.default_endpoint_steps()
+	return {
+		{ name = "create_veth", run = steps.create_veth, when = function() return true end },
+		{ name = "add_to_bridge", run = steps.add_to_bridge, when = function() return true end },
+		{ name = "set_hairpin", run = steps.set_hairpin, when = function(ep) return ep.hairpin end },
+		{ name = "host_up", run = steps.host_up, when = function() return true end },
+		{ name = "join_move", when = function(ep, ctx) return ctx.move end,
+		  run = function(h, ep, ctx)
+			return h:link_set{ dev = ep.peer_ifname, netns = ctx.sandbox_ref }
+		  end },
+		{ name = "sandbox_rename", run = sandbox_step(steps.sandbox_rename), when = in_sandbox },
+		{ name = "sandbox_addresses", run = sandbox_step(steps.sandbox_addresses), when = in_sandbox },
+		{ name = "sandbox_up", run = sandbox_step(steps.sandbox_up), when = in_sandbox },
+		{ name = "sandbox_routes", run = sandbox_step(steps.sandbox_routes), when = in_sandbox },
+		{ name = "publish_ports", firewall = true,
+		  when = function(ep, ctx) return ctx.firewall ~= nil and ep.ports and #ep.ports > 0 end,
+		  run = function(h, ep, ctx) return ctx.firewall.publish_ports(h, ep, ctx) end },
+	}
+end
+
+---------------------------------------------------------------------------
+-- Endpoint options
+---------------------------------------------------------------------------
+
+local epopts = schema.new{
+	{ key = "mac", type = "mac", label = "com.docker.network.endpoint.macaddress",
+	  aliases = { "macaddress" }, doc = "MAC address of the container side" },
+	{ key = "hairpin", type = "bool", default = false, aliases = { "hairpin_mode" },
+	  doc = "hairpin mode on the host side's bridge port" },
+}
+M.endpoint_options = epopts
+
+local spec_keys = { name = true, id = true, ip = true, ip6 = true, mac = true, netns = true,
+	ifname = true, options = true, publish = true }
+
+-- The sandbox: a namespace given by name (created when missing), path or pid.
+local function sandbox_ref(ns)
+	if type(ns) == "number" then
+		if ns <= 0 or math.type(ns) ~= "integer" then return nil, "invalid netns pid " .. ns end
+		return ns
+	end
+	if type(ns) ~= "string" or ns == "" then return nil, "invalid netns " .. tostring(ns) end
+	if ns:match("^%d+$") then return tonumber(ns) end
+	return ns
+end
+
+local function find_endpoint(self, key)
+	if type(key) == "table" then key = key.id end
+	if type(key) ~= "string" or key == "" then return nil end
+	for _, e in ipairs(self.store:list("endpoint")) do
+		if e.id == key or e.name == key or (#key >= 4 and e.id:sub(1, #key) == key) then return e end
+	end
+	return nil
+end
+
+-- The first free prefix+N inside the sandbox.
+local function free_ifname(hs, prefix)
+	for n = 0, 999 do
+		local name = prefix .. n
+		local l, _, err = hs:link_get(name)
+		if not l and err == errno.ENODEV then return name end
+	end
+	return nil
+end
+
+-- Build the endpoint record (touches nothing but the in-memory IPAM book).
+local function resolve_endpoint(self, net, spec)
+	for k in pairs(spec) do
+		if not spec_keys[k] then
+			return fail(string.format("unknown endpoint field '%s'%s", tostring(k), schema.suggest(tostring(k), spec_keys)))
+		end
+	end
+	local id = spec.id or random_hex(32)
+	if type(id) ~= "string" or not id:match("^%x+$") or #id < 12 or #id > 64 then
+		return fail("invalid endpoint id: " .. tostring(id))
+	end
+	local name = spec.name or id:sub(1, 12)
+	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
+		return fail(string.format("invalid endpoint name '%s'", tostring(name)))
+	end
+	for _, e in ipairs(self.store:list("endpoint")) do
+		if e.id == id then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
+		if e.name == name then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
+	end
+	local opts, msg = epopts:parse(spec.options or {})
+	if not opts then return fail(msg) end
+	if spec.mac ~= nil then
+		local m, mmsg = ipnet.mac_parse(spec.mac)
+		if not m then return fail(mmsg) end
+		opts.mac = ipnet.mac_format(m)
+	end
+	local ep = {
+		id = id, name = name, network = net.id, network_name = net.name, bridge = net.bridge,
+		mtu = net.mtu, hairpin = opts.hairpin, enable_ipv6 = net.enable_ipv6, internal = net.internal,
+		gateway4 = not net.inhibit_ipv4 and net.gateway4 or net.gateway4,
+		host_ifname = veth_name(), generated_names = true,
+	}
+	-- addresses: given or allocated
+	local v4
+	if spec.ip ~= nil then
+		local ip, ierr = ipnet.parse_ip(spec.ip)
+		if not ip or ip.family ~= 4 then return fail(ierr or ("not an IPv4 address: " .. tostring(spec.ip))) end
+		local s, rmsg, rerr = ipam.request(net, ip, id)
+		if not s then return nil, rmsg, rerr end
+		v4 = s
+	else
+		local s, amsg, aerr = ipam.allocate(net, 4, id)
+		if not s then return nil, amsg, aerr end
+		v4 = s
+	end
+	local plen4 = ipnet.parse_cidr(net.subnet4).plen
+	ep.ipv4 = v4 .. "/" .. plen4
+	ep.mac = opts.mac or ipnet.mac_from_ipv4(ipnet.parse_ip(v4))
+	if net.enable_ipv6 then
+		if spec.ip6 ~= nil then
+			local ip, ierr = ipnet.parse_ip(spec.ip6)
+			if not ip or ip.family ~= 6 then return fail(ierr or ("not an IPv6 address: " .. tostring(spec.ip6))) end
+			local s, rmsg, rerr = ipam.request(net, ip, id)
+			if not s then return nil, rmsg, rerr end
+			ep.ipv6 = s .. "/" .. ipnet.parse_cidr(net.subnet6).plen
+		elseif net.subnet6 and net.ipv6_alloc ~= false then
+			local s, amsg, aerr = ipam.allocate(net, 6, id)
+			if not s then return nil, amsg, aerr end
+			ep.ipv6 = s .. "/" .. ipnet.parse_cidr(net.subnet6).plen
+		else
+			-- libnetwork: self-generated from the MAC, needs 48 host bits
+			local base = net.address_ipv6 or "fe80::1/64"
+			local p = ipnet.parse_cidr(base)
+			if p.plen > 80 then
+				return fail(string.format("Cannot self generate an IPv6 address on network %s: At least 48 host bits are needed.",
+					net.name), errno.EPERM)
+			end
+			local a = ipnet.ipv6_from_mac(p, ipnet.mac_parse(ep.mac))
+			ep.ipv6 = ipnet.format(a) .. "/" .. p.plen
+			net.ipam.v6[ipnet.format(a)] = id
+		end
+		ep.gateway6 = net.gateway6 or (net.enable_ipv6 and nil)
+	elseif spec.ip6 ~= nil then
+		return fail("network " .. net.name .. " has no IPv6")
+	end
+	ep.prefix = net.container_iface_prefix or "eth"
+	if spec.ifname ~= nil then
+		if type(spec.ifname) ~= "string" then return fail("ifname must be a string") end
+		local bad = spec.ifname == "" or #spec.ifname > 15 or spec.ifname:find("[%s/:]")
+			or spec.ifname == "." or spec.ifname == ".."
+		if bad then return fail(string.format("invalid interface name '%s'", spec.ifname),
+			#spec.ifname > 15 and errno.ENAMETOOLONG or errno.EINVAL) end
+		ep.ifname = spec.ifname
+	end
+	ep.ports = spec.publish
+	return ep
+end
+
+local function open_sandbox(self, ref, ctx)
+	if type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref) then
+		local ok, msg, err = core.netns_add(ref)
+		if not ok then return nil, msg, err end
+		ctx.created_netns = ref
+	end
+	local hs, msg, err = core.open(ref)
+	if not hs then return nil, msg, err end
+	return hs
+end
+
+local function host_ref(self)
+	return "/proc/self/fd/" .. self.h:netns_fd()
+end
+
+-- Roll back an endpoint flow: sandbox journal, host journal, namespace.
+local function rollback(self, ctx)
+	local errs = {}
+	if ctx.sandbox then
+		local ok, e = handle.undo(ctx.sandbox.real, ctx.sandbox.log)
+		if not ok then for _, m in ipairs(e) do errs[#errs + 1] = m end end
+	end
+	local ok, e = handle.undo(self.h, ctx.journal.log)
+	if not ok then for _, m in ipairs(e) do errs[#errs + 1] = m end end
+	if ctx.created_netns then
+		local dok, dmsg = core.netns_del(ctx.created_netns)
+		if not dok then errs[#errs + 1] = dmsg end
+	end
+	return errs
+end
+
+local function run_endpoint_steps(self, ep, ctx, what)
+	local ok, step, msg, err = M.run_steps(self.endpoint_steps, ctx.journal, ep, ctx)
+	if ok then return true end
+	local full = string.format("%s endpoint %s: step %s failed: %s", what, ep.name, step, tostring(msg))
+	local errs = rollback(self, ctx)
+	if #errs > 0 then full = full .. "; rollback failed: " .. table.concat(errs, "; ") end
+	return nil, full, err or errno.EINVAL
+end
+
+local function close_sandbox(ctx)
+	if ctx.sandbox then ctx.sandbox.real:close() end
+end
+
+--- Create an endpoint on a network, and join it to a namespace when
+-- `netns` is given (the container side is then created in place).
+-- @param netkey network name, id or id prefix
+-- @tparam table spec {name=, id=, ip=, ip6=, mac=, netns=NAME|PATH|PID,
+--   ifname=, options={mac=, hairpin=}, publish={...}}
+-- @return the stored endpoint record, or nil, msg, errno
+function D:create_endpoint(netkey, spec)
+	spec = spec or {}
+	if type(spec) ~= "table" then error("bad argument #2 to 'create_endpoint' (table expected)", 2) end
+	return self.store:transaction(function()
+		local net, msg, err = self:network(netkey)
+		if not net then return nil, msg, err end
+		net.ipam = net.ipam or { v4 = {}, v6 = {} }
+		local ep
+		ep, msg, err = resolve_endpoint(self, net, spec)
+		if not ep then return nil, msg, err end
+		local ctx = { driver = self, firewall = self.fw, network = net }
+		ctx.journal = handle.journal(self.h)
+		if spec.netns ~= nil then
+			local ref, rmsg = sandbox_ref(spec.netns)
+			if not ref then return fail(rmsg) end
+			local hs, smsg, serr = open_sandbox(self, ref, ctx)
+			if not hs then return nil, smsg, serr end
+			ctx.sandbox = handle.journal(hs)
+			ep.netns = ref
+			ep.sandbox = type(ref) == "string" and ref:find("/") == nil and ref or
+				("/proc/self/fd/" .. hs:netns_fd())
+			ep.ifname = ep.ifname or free_ifname(hs, ep.prefix)
+			ep.peer_ifname = ep.ifname
+		else
+			ep.peer_ifname = veth_name()
+		end
+		local ok
+		ok, msg, err = run_endpoint_steps(self, ep, ctx, "create")
+		close_sandbox(ctx)
+		if not ok then return nil, msg, err end
+		ep.sandbox, ep.generated_names, ep.prefix = nil, nil, nil
+		ep.created_netns = ctx.created_netns
+		ep.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+		local pok, pmsg, perr = self.store:put("endpoint", ep)
+		if pok then pok, pmsg, perr = self.store:put("network", net) end
+		if not pok then
+			rollback(self, ctx)
+			if ep.dbIndex then self.store:delete("endpoint", ep.id) end
+			return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg), perr or errno.EIO
+		end
+		return ep
+	end)
+end
+
+--- Join an endpoint created without a namespace: move the container side
+-- into `netns`, name it prefix+N, set MAC, MTU, addresses, up, routes.
+-- @return the updated endpoint, or nil, msg, errno
+function D:join(epkey, netns, o)
+	o = o or {}
+	return self.store:transaction(function()
+		local ep = find_endpoint(self, epkey)
+		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
+		if ep.netns then return fail("endpoint " .. ep.name .. " is already joined to " .. tostring(ep.netns), errno.EBUSY) end
+		local net = assert(self:network(ep.network))
+		local ref, rmsg = sandbox_ref(netns)
+		if not ref then return fail(rmsg) end
+		local ctx = { driver = self, move = true, network = net }
+		ctx.journal = handle.journal(self.h)
+		local hs, smsg, serr = open_sandbox(self, ref, ctx)
+		if not hs then return nil, smsg, serr end
+		ctx.sandbox = handle.journal(hs)
+		ctx.sandbox_ref = type(ref) == "string" and ref or ("/proc/self/fd/" .. hs:netns_fd())
+		ep.ifname = o.ifname or free_ifname(hs, net.container_iface_prefix or "eth")
+		-- only the join part of the list runs
+		local list = {}
+		for _, s in ipairs(self.endpoint_steps) do
+			if s.name == "join_move" or s.name:match("^sandbox_") then list[#list + 1] = s end
+		end
+		local ok, step, msg, err = M.run_steps(list, ctx.journal, ep, ctx)
+		close_sandbox(ctx)
+		if not ok then
+			-- the link may sit in the sandbox now: bring it back by deleting the pair
+			local errs = rollback(self, ctx)
+			return nil, string.format("join endpoint %s: step %s failed: %s%s", ep.name, step, tostring(msg),
+				#errs > 0 and ("; rollback failed: " .. table.concat(errs, "; ")) or ""), err
+		end
+		ep.netns = ref
+		ep.created_netns = ctx.created_netns
+		local pok, pmsg, perr = self.store:put("endpoint", ep)
+		if not pok then return nil, pmsg, perr end
+		return ep
+	end)
+end
+
+--- Leave: move the container side back to the driver's namespace under its
+-- original name, down, without addresses.
+function D:leave(epkey)
+	return self.store:transaction(function()
+		local ep = find_endpoint(self, epkey)
+		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
+		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
+		local hs, msg, err = core.open(ep.netns)
+		if not hs then return nil, msg, err end
+		for _, a in ipairs(hs:addr_list{ dev = ep.ifname } or {}) do
+			if a.scope ~= "link" then hs:addr_del{ dev = ep.ifname, address = a["local"] .. "/" .. a.prefixlen } end
+		end
+		local ok
+		ok, msg, err = hs:link_set{ dev = ep.ifname, up = false, ifname = ep.peer_ifname }
+		if ok then ok, msg, err = hs:link_set{ dev = ep.peer_ifname, netns = host_ref(self) } end
+		hs:close()
+		if not ok then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
+		if ep.created_netns then core.netns_del(ep.created_netns) end
+		ep.netns, ep.ifname, ep.created_netns = nil, nil, nil
+		local pok, pmsg, perr = self.store:put("endpoint", ep)
+		if not pok then return nil, pmsg, perr end
+		return ep
+	end)
+end
+
+--- Delete an endpoint: its veth wherever the peer is, its addresses, its
+-- published ports, its store entry. A second delete reports "not found".
+-- @return true, or nil, msg, errno
+function D:delete_endpoint(epkey)
+	return self.store:transaction(function()
+		local ep = find_endpoint(self, epkey)
+		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
+		local net = self:network(ep.network)
+		if self.fw and ep.ports and #ep.ports > 0 and self.fw.unpublish_ports then
+			local ok, msg, err = self.fw.unpublish_ports(self.h, ep, { driver = self, network = net })
+			if not ok then return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err end
+		end
+		-- the host side takes the pair with it; gone already is fine
+		local ok, msg, err = self.h:link_del(ep.host_ifname)
+		if not ok and err ~= errno.ENODEV then
+			return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err
+		end
+		if ep.created_netns then core.netns_del(ep.created_netns) end
+		if net then
+			net.ipam = net.ipam or { v4 = {}, v6 = {} }
+			ipam.release(net, ep)
+			local pok, pmsg, perr = self.store:put("network", net)
+			if not pok then return nil, pmsg, perr end
+		end
+		return self.store:delete("endpoint", ep.id)
+	end)
+end
+
+--- The stored endpoints, of one network when given.
+function D:endpoints(netkey)
+	local all = self.store:list("endpoint")
+	if not netkey then return all end
+	local net = self:network(netkey)
+	if not net then return {} end
+	local t = {}
+	for _, e in ipairs(all) do if e.network == net.id then t[#t + 1] = e end end
+	return t
+end
+
+--- One endpoint by name, id or id prefix.
+function D:endpoint(key)
+	local e = find_endpoint(self, key)
+	if not e then return nil, "endpoint not found: " .. tostring(key), errno.ENOENT end
+	return e
+end
+
+--- Drift of the endpoints of a network (used by check).
+function D:check_endpoints(net, add)
+	for _, ep in ipairs(self:endpoints(net.id)) do
+		local l = self.h:link_get(ep.host_ifname)
+		if not l then
+			add("endpoint %s: host link %s is missing", ep.name, ep.host_ifname)
+		elseif l.master ~= net.bridge then
+			add("endpoint %s: %s is not attached to %s", ep.name, ep.host_ifname, net.bridge)
+		end
+	end
+end
+
+end

@@ -1,0 +1,335 @@
+--- brisk.handle: stand-ins for a netlink handle.
+--
+-- Flows and step functions reach the kernel only through a handle object
+-- (`h:link_add{...}`, `h:addr_list{...}`, ...). This module wraps a real
+-- `brisk.core` handle in two ways:
+--
+-- * `journal(h)` executes every state-changing call and records it together
+--   with the call that undoes it, so a failed flow can be rolled back exactly
+--   and a created network can later be removed in reverse order.
+-- * `recorder(h)` executes nothing: state-changing calls are recorded (that
+--   is the plan) and reads go to the real handle, corrected for what the
+--   recorded calls would have changed, so later steps plan against the
+--   state earlier steps would leave.
+--
+-- Both keep the real handle's failure convention: `nil, msg, errno`.
+local M = {}
+
+--- The methods that change kernel state.
+M.MUTATORS = {
+	link_add = true, link_del = true, link_set = true, bridge_set = true,
+	brport_set = true, addr_add = true, addr_del = true, route_add = true,
+	route_replace = true, route_del = true, sysctl_set = true,
+	ioctl_bridge_add = true, ioctl_bridge_addif = true, ioctl_bridge_del = true,
+	nft = true,
+}
+
+local function copy(v)
+	if type(v) ~= "table" then return v end
+	local t = {}
+	for k, x in pairs(v) do t[k] = copy(x) end
+	return t
+end
+M.copy = copy
+
+local function link_name(l)
+	if type(l) == "table" then return l.ifname or l.ifindex end
+	return l
+end
+
+local function has_flag(link, f)
+	for _, x in ipairs(link.flags or {}) do if x == f then return true end end
+	return false
+end
+
+-- The call that undoes `op(args)`, computed before it runs (it may need to
+-- read the state it is about to change). Returns an undo record
+-- {op=, args=} or nil (and a reason) when the call cannot be undone.
+local undoers = {}
+
+function undoers.link_add(h, a)
+	return { op = "link_del", args = { a.ifname } }
+end
+
+function undoers.ioctl_bridge_add(h, name)
+	return { op = "link_del", args = { name } }
+end
+
+function undoers.ioctl_bridge_addif(h, bridge, link)
+	return { op = "link_set", args = { { dev = link_name(link), master = false } } }
+end
+
+function undoers.link_set(h, a)
+	local cur, msg = h:link_get(a.dev)
+	if not cur then return nil, msg end
+	local u = { dev = a.ifname or link_name(a.dev) }
+	if a.ifname ~= nil then u.ifname = cur.ifname end
+	if a.up ~= nil then u.up = has_flag(cur, "UP") end
+	if a.mtu ~= nil then u.mtu = cur.mtu end
+	if a.address ~= nil then u.address = cur.address end
+	if a.txqlen ~= nil then u.txqlen = cur.txqlen end
+	if a.master ~= nil then u.master = cur.master or false end
+	if a.addrgenmode ~= nil then u.addrgenmode = cur.inet6_addr_gen_mode end
+	if a.netns ~= nil then return nil, "moving a link to another namespace is not undone here" end
+	return { op = "link_set", args = { u } }
+end
+
+function undoers.bridge_set(h, a)
+	local cur, msg = h:link_get(a.dev)
+	if not cur then return nil, msg end
+	local data = cur.linkinfo and cur.linkinfo.info_data or {}
+	local u = { dev = link_name(a.dev) }
+	for k in pairs(a) do if k ~= "dev" then u[k] = data[k] end end
+	return { op = "bridge_set", args = { u } }
+end
+
+function undoers.brport_set(h, a)
+	local cur, msg = h:brport_get(a.dev)
+	if not cur then return nil, msg end
+	local u = { dev = link_name(a.dev) }
+	for k in pairs(a) do if k ~= "dev" then u[k] = cur[k] end end
+	return { op = "brport_set", args = { u } }
+end
+
+function undoers.addr_add(h, a)
+	return { op = "addr_del", args = { { dev = link_name(a.dev), address = a.address } } }
+end
+
+function undoers.addr_del(h, a)
+	local u = { dev = link_name(a.dev), address = a.address }
+	local plain = a.address:match("^[^/]+")
+	for _, x in ipairs(h:addr_list{ dev = a.dev } or {}) do
+		if x["local"] == plain then
+			u.broadcast = x.broadcast
+			u.nodad = x.nodad
+			break
+		end
+	end
+	return { op = "addr_add", args = { u } }
+end
+
+function undoers.route_add(h, a)
+	return { op = "route_del", args = { copy(a) } }
+end
+
+function undoers.route_del(h, a)
+	return { op = "route_add", args = { copy(a) } }
+end
+
+function undoers.route_replace(h, a)
+	return nil, "route_replace is not undone"
+end
+
+function undoers.sysctl_set(h, path, value)
+	local old, msg = h:sysctl_get(path)
+	if not old then return nil, msg end
+	return { op = "sysctl_set", args = { path, old } }
+end
+
+function undoers.link_del(h, l)
+	return nil, "deleting a link is not undone"
+end
+
+function undoers.ioctl_bridge_del(h, l)
+	return nil, "deleting a bridge is not undone"
+end
+
+function undoers.nft(h, script, undo_script)
+	if undo_script then return { op = "nft", args = { undo_script } } end
+	return nil, "nft script without an undo script"
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+--- Run one recorded call against a handle.
+-- @param h handle
+-- @param rec {op=, args=}
+-- @return the call's results
+function M.call(h, rec)
+	local f = h[rec.op]
+	if type(f) ~= "function" then
+		return nil, "handle has no method '" .. tostring(rec.op) .. "'"
+	end
+	return f(h, table.unpack(rec.args, 1, rec.args.n or #rec.args))
+end
+
+local function forwarder(real, mutate)
+	local cache = {}
+	return setmetatable({}, {
+		__index = function(self, k)
+			if cache[k] then return cache[k] end
+			local f
+			if M.MUTATORS[k] then
+				f = function(_, ...) return mutate(k, ...) end
+			else
+				local g = real[k]
+				if type(g) ~= "function" then return g end
+				f = function(_, ...) return g(real, ...) end
+			end
+			cache[k] = f
+			return f
+		end,
+	})
+end
+
+--- A handle that executes calls and keeps a journal of them with their undo.
+-- @param real the handle to execute through
+-- @param[opt] log an array to append to
+-- @return journal handle; `j.log` is the array of {op=, args=, undo=|nil, why=}
+function M.journal(real, log)
+	log = log or {}
+	local j
+	j = forwarder(real, function(op, ...)
+		local args = pack(...)
+		local undo, why = undoers[op](real, ...)
+		local r = pack(real[op](real, ...))
+		if r[1] == nil then return table.unpack(r, 1, r.n) end
+		if op == "nft" then args = pack((...)) end -- the undo script is not part of the call
+		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why }
+		return table.unpack(r, 1, r.n)
+	end)
+	rawset(j, "log", log)
+	rawset(j, "real", real)
+	return j
+end
+
+--- Undo a journal, newest first.
+-- @param h the handle to undo through
+-- @param log the journal's array
+-- @param[opt] skip function(entry) -> true to leave an entry alone
+-- @return true, or nil and an array of failure messages
+function M.undo(h, log, skip)
+	local errs = {}
+	for i = #log, 1, -1 do
+		local e = log[i]
+		if not (skip and skip(e)) then
+			if e.undo then
+				local ok, msg, err = M.call(h, e.undo)
+				-- something already gone is as good as undone
+				if not ok and err ~= 19 and err ~= 99 and err ~= 2 and err ~= 3 then
+					errs[#errs + 1] = msg
+				end
+			else
+				errs[#errs + 1] = string.format("%s: cannot undo (%s)", e.op, e.why or "no undo")
+			end
+		end
+	end
+	if #errs > 0 then return nil, errs end
+	return true
+end
+
+--- A handle that records state-changing calls instead of running them.
+-- Reads go to the real handle, corrected for links, addresses and sysctls
+-- the recorded calls would have changed.
+-- @param real the handle to read through
+-- @return recorder; `r.ops` is the array of {op=, args=}
+function M.recorder(real)
+	local ops = {}
+	local links, addrs, sysctls = {}, {}, {}   -- virtual state
+	local function vlink(name)
+		return links[name]
+	end
+	local r
+	r = forwarder(real, function(op, ...)
+		local args = pack(...)
+		if op == "nft" then args = pack((...)) end
+		ops[#ops + 1] = { op = op, args = copy(args) }
+		local a = ...
+		if op == "link_add" then
+			links[a.ifname] = {
+				ifname = a.ifname, ifindex = 0, mtu = a.mtu or 1500,
+				address = a.address, txqlen = a.txqlen,
+				flags = { "BROADCAST", "MULTICAST" },
+				operstate = "DOWN",
+				linkinfo = { info_kind = a.kind },
+			}
+			return 0
+		elseif op == "ioctl_bridge_add" then
+			links[a] = { ifname = a, ifindex = 0, mtu = 1500, flags = { "BROADCAST", "MULTICAST" },
+				linkinfo = { info_kind = "bridge" } }
+		elseif op == "link_set" then
+			local l = links[link_name(a.dev)]
+			if l then
+				if a.mtu then l.mtu = a.mtu end
+				if a.address then l.address = a.address end
+				if a.up then l.flags = { "BROADCAST", "MULTICAST", "UP" } end
+			end
+		elseif op == "addr_add" or op == "addr_del" then
+			local dev = link_name(a.dev)
+			addrs[dev] = addrs[dev] or {}
+			addrs[dev][#addrs[dev] + 1] = { op = op, address = a.address }
+		elseif op == "sysctl_set" then
+			sysctls[a] = tostring(select(2, ...))
+		end
+		return true
+	end)
+
+	local function real_or_empty(f, ...)
+		local t = f(real, ...)
+		return t or {}
+	end
+
+	rawset(r, "link_get", function(_, l)
+		local v = vlink(link_name(l))
+		if v then return copy(v) end
+		return real:link_get(l)
+	end)
+	rawset(r, "addr_list", function(_, a)
+		a = a or {}
+		local dev = a.dev and link_name(a.dev)
+		local list = {}
+		if not (dev and vlink(dev)) then list = real_or_empty(real.addr_list, a) end
+		for _, change in ipairs(dev and addrs[dev] or {}) do
+			local ip, plen = change.address:match("^([^/]+)/?(%d*)$")
+			local fam = ip:find(":") and "inet6" or "inet"
+			if not a.family or a.family == fam then
+				if change.op == "addr_add" then
+					list[#list + 1] = { ["local"] = ip, prefixlen = tonumber(plen) or (fam == "inet" and 32 or 128),
+						family = fam, dev = dev }
+				else
+					for i = #list, 1, -1 do
+						if list[i]["local"] == ip then table.remove(list, i) end
+					end
+				end
+			end
+		end
+		return list
+	end)
+	rawset(r, "route_list", function(_, a)
+		a = a or {}
+		local dev = a.dev and link_name(a.dev)
+		local list = {}
+		if not (dev and vlink(dev)) then list = real_or_empty(real.route_list, a) end
+		-- an IPv6 address brings its prefix route (proto kernel)
+		for d, changes in pairs(addrs) do
+			if not dev or d == dev then
+				for _, change in ipairs(changes) do
+					local ip, plen = change.address:match("^([^/]+)/(%d+)$")
+					if change.op == "addr_add" and ip and ip:find(":") and not ip:lower():match("^fe80:")
+						and (a.family == nil or a.family == "inet6") then
+						local ipnet = require "brisk.ipnet"
+						local net = ipnet.network(change.address)
+						list[#list + 1] = { dst = net and ipnet.format_cidr(net) or change.address,
+							dev = d, protocol = "kernel" }
+					end
+				end
+			end
+		end
+		return list
+	end)
+	rawset(r, "sysctl_get", function(_, path)
+		if sysctls[path] then return sysctls[path] end
+		local fam, dev, key = path:match("^net/(ipv[46])/conf/([^/]+)/(.+)$")
+		if dev and vlink(dev) then return real:sysctl_get("net/" .. fam .. "/conf/default/" .. key) end
+		return real:sysctl_get(path)
+	end)
+	rawset(r, "brport_get", function(_, l)
+		if vlink(link_name(l)) then return {} end
+		return real:brport_get(l)
+	end)
+	rawset(r, "ops", ops)
+	rawset(r, "real", real)
+	return r
+end
+
+return M
