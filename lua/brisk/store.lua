@@ -1,0 +1,389 @@
+--- brisk.store: the local store of networks and endpoints.
+--
+-- A store is a directory (0700) holding one JSON document per object,
+-- `<dir>/<kind>/<id>.json` (0600), each replaced atomically
+-- (core.file_write_atomic). Like libnetwork's datastore, every document
+-- carries `dbIndex`, an integer bumped on each write, for compare-and-swap:
+--
+--     local st = assert(store.open())
+--     local net = assert(st:put("network", { id = "abc", name = "br0" }))  -- create: dbIndex = 1
+--     net.mtu = 9000
+--     assert(st:put("network", net))    -- CAS: fails with "modified" if someone wrote in between
+--     st:transaction(function(s) ... end)  -- several steps, serialized across processes
+--
+-- Writers serialize on an flock'd `<dir>/.lock`; readers need no lock.
+-- Failures return `nil, msg, code` with code one of "notfound", "exists",
+-- "modified", "corrupt", "invalid", "io". Wrong argument types raise.
+--
+-- Numbers: integers are written exactly and come back as Lua integers when
+-- within +-2^53 (lua-cjson decodes to doubles); floats round-trip exactly.
+-- @module brisk.store
+
+local core = require "brisk.core"
+local cjson = require "cjson"
+
+local type, pairs, ipairs, setmetatable, error, pcall, tostring, tonumber, math, os, io =
+	type, pairs, ipairs, setmetatable, error, pcall, tostring, tonumber, math, os, io
+local sfmt, concat, sort, pack, unpack = string.format, table.concat, table.sort, table.pack, table.unpack
+
+local M = {}
+
+local Store = {}
+Store.__index = Store
+
+local json = cjson.new()          -- a private instance: global settings untouched
+local ENOENT = core.errno.ENOENT
+local MAX_EXACT = 1 << 53
+
+-- --- JSON ---------------------------------------------------------------------
+
+local ESC = {
+	['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
+	["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+}
+
+local function esc(c)
+	return ESC[c] or sfmt("\\u%04x", c:byte())
+end
+
+-- Bytewise string order, whatever the C locale's collation says.
+local function byte_less(a, b)
+	local n = math.min(#a, #b)
+	for i = 1, n do
+		local x, y = a:byte(i), b:byte(i)
+		if x ~= y then return x < y end
+	end
+	return #a < #b
+end
+
+local function encode_number(v)
+	if math.type(v) == "integer" then return sfmt("%d", v) end
+	if v ~= v or v == math.huge or v == -math.huge then
+		error("cannot encode " .. tostring(v) .. " in JSON", 0)
+	end
+	for p = 15, 17 do
+		local s = sfmt("%." .. p .. "g", v)
+		if tonumber(s) == v then return s end
+	end
+	return sfmt("%.17g", v)
+end
+
+local encode_value
+
+local function encode_table(t, indent, seen, out)
+	if seen[t] then error("cannot encode a table with cycles in JSON", 0) end
+	seen[t] = true
+	local count, strings, seq = 0, true, true
+	for k in pairs(t) do
+		count = count + 1
+		if type(k) ~= "string" then strings = false end
+		if math.type(k) ~= "integer" or k < 1 then seq = false end
+	end
+	-- count distinct positive integer keys, none above count: exactly 1..count
+	if seq then
+		for k in pairs(t) do
+			if k > count then seq = false end
+		end
+	end
+	local n = count
+	local inner = indent .. "\t"
+	if count == 0 then
+		out[#out + 1] = "{}"
+	elseif seq then                 -- keys are exactly 1..n: an array
+		out[#out + 1] = "[\n"
+		for i = 1, n do
+			out[#out + 1] = inner
+			encode_value(t[i], inner, seen, out)
+			out[#out + 1] = i < n and ",\n" or "\n"
+		end
+		out[#out + 1] = indent .. "]"
+	elseif strings then
+		local keys = {}
+		for k in pairs(t) do keys[#keys + 1] = k end
+		sort(keys, byte_less)
+		out[#out + 1] = "{\n"
+		for i, k in ipairs(keys) do
+			out[#out + 1] = inner .. '"' .. k:gsub('[%c"\\]', esc) .. '": '
+			encode_value(t[k], inner, seen, out)
+			out[#out + 1] = i < #keys and ",\n" or "\n"
+		end
+		out[#out + 1] = indent .. "}"
+	else
+		error("cannot encode a table with mixed or non-string keys in JSON", 0)
+	end
+	seen[t] = nil
+end
+
+function encode_value(v, indent, seen, out)
+	local ty = type(v)
+	if ty == "string" then
+		out[#out + 1] = '"' .. v:gsub('[%c"\\]', esc) .. '"'
+	elseif ty == "number" then
+		out[#out + 1] = encode_number(v)
+	elseif ty == "boolean" then
+		out[#out + 1] = v and "true" or "false"
+	elseif v == cjson.null then
+		out[#out + 1] = "null"
+	elseif ty == "table" then
+		encode_table(v, indent, seen, out)
+	else
+		error("cannot encode a " .. ty .. " in JSON", 0)
+	end
+end
+
+--- Encode a value as JSON: keys sorted, tab-indented, integers exact, a
+-- newline at the end; `cjson.null` is null. Strings are written as they
+-- are (they should be UTF-8).
+-- @param v a table, string, number, boolean or cjson.null
+-- @return string
+-- @raise on functions, userdata, cycles, NaN/inf, mixed keys
+function M.encode(v)
+	local out = {}
+	encode_value(v, "", {}, out)
+	out[#out + 1] = "\n"
+	return concat(out)
+end
+
+local function integers(v)
+	if type(v) == "table" then
+		for k, x in pairs(v) do
+			if math.type(x) == "float" and x == math.floor(x) and x >= -MAX_EXACT and x <= MAX_EXACT then
+				v[k] = math.tointeger(x)
+			elseif type(x) == "table" then
+				integers(x)
+			end
+		end
+	end
+	return v
+end
+
+--- Decode JSON (lua-cjson), turning integral numbers within +-2^53 into
+-- Lua integers. null stays `cjson.null`.
+-- @tparam string s
+-- @return value
+-- @return[2] nil, cjson's message
+function M.decode(s)
+	if type(s) ~= "string" then error("bad argument #1 to 'decode' (string expected, got " .. type(s) .. ")", 2) end
+	local ok, v = pcall(json.decode, s)
+	if not ok then return nil, tostring(v) end
+	if math.type(v) == "float" and v == math.floor(v) and v >= -MAX_EXACT and v <= MAX_EXACT then
+		return math.tointeger(v)
+	end
+	return integers(v)
+end
+
+-- --- arguments -----------------------------------------------------------
+
+local function check_kind(kind, n, fname)
+	if type(kind) ~= "string" or not kind:match("^%a[%w_-]*$") or #kind > 64 then
+		error(sfmt("bad argument #%d to '%s' (kind must be a word such as 'network', got %s)",
+			n, fname, type(kind) == "string" and "'" .. kind .. "'" or type(kind)), 3)
+	end
+end
+
+local function check_id(id, n, fname)
+	if type(id) ~= "string" or not id:match("^[%w_][%w_.-]*$") or #id > 200 then
+		error(sfmt("bad argument #%d to '%s' (id must be 1..200 of [A-Za-z0-9_.-], not starting with '.' or '-', got %s)",
+			n, fname, type(id) == "string" and "'" .. id .. "'" or type(id)), 3)
+	end
+end
+
+-- --- the store ------------------------------------------------------------
+
+-- Locks held by this process, by store directory: transactions nest.
+local held = {}
+
+local function normalize(dir)
+	dir = dir:gsub("/+", "/"):gsub("/%./", "/"):gsub("/%.$", "")
+	if #dir > 1 then dir = dir:gsub("/$", "") end
+	return dir
+end
+
+--- Open (creating when needed) a store directory.
+-- @tparam[opt] string dir default $BRISK_STATE_DIR, else /var/lib/brisk;
+--   created 0700 with network/ and endpoint/
+-- @return store
+-- @return[2] nil, "mkdir <dir>: <strerror>", "io"
+function M.open(dir)
+	if dir == nil then dir = os.getenv("BRISK_STATE_DIR") or "/var/lib/brisk" end
+	if type(dir) ~= "string" or dir == "" then
+		error("bad argument #1 to 'open' (directory name expected, got " .. type(dir) .. ")", 2)
+	end
+	dir = normalize(dir)
+	for _, d in ipairs({ dir, dir .. "/network", dir .. "/endpoint" }) do
+		local ok, msg = core.mkdir_p(d, 448)     -- 0700
+		if not ok then return nil, msg, "io" end
+	end
+	return setmetatable({ dir = dir }, Store)
+end
+
+function Store:_path(kind, id)
+	return sfmt("%s/%s/%s.json", self.dir, kind, id)
+end
+
+-- The document kind/id; nil, msg, "notfound"|"corrupt"|"io" otherwise.
+function Store:_read(kind, id)
+	local path = self:_path(kind, id)
+	local f, msg, errno = io.open(path, "rb")
+	if not f then
+		if errno == ENOENT then return nil, sfmt("%s %s not found", kind, id), "notfound" end
+		return nil, msg, "io"
+	end
+	local text, rmsg = f:read("a")
+	f:close()
+	if not text then return nil, sfmt("read %s: %s", path, tostring(rmsg)), "io" end
+	local doc, err = M.decode(text)
+	if doc == nil then return nil, sfmt("store: cannot parse %s: %s", path, err), "corrupt" end
+	if type(doc) ~= "table" or not text:match("^%s*{") then
+		return nil, sfmt("store: cannot parse %s: not a JSON object", path), "corrupt"
+	end
+	if doc.id ~= id then
+		return nil, sfmt("store: %s: id %s does not match the file name", path,
+			type(doc.id) == "string" and "'" .. doc.id .. "'" or "missing"), "corrupt"
+	end
+	if math.type(doc.dbIndex) ~= "integer" then
+		return nil, sfmt("store: %s: dbIndex missing or not an integer", path), "corrupt"
+	end
+	return doc
+end
+
+--- Read one document.
+-- @tparam string kind "network", "endpoint", ...
+-- @tparam string id
+-- @return the document (a fresh table)
+-- @return[2] nil, "network abc not found", "notfound"
+-- @return[3] nil, "store: cannot parse <path>: <why>", "corrupt" (or "io")
+function Store:get(kind, id)
+	check_kind(kind, 1, "get")
+	check_id(id, 2, "get")
+	return self:_read(kind, id)
+end
+
+--- Write a document `{id = ..., ...}`. Without `dbIndex` it is created and
+-- must not exist; with `dbIndex` it replaces the stored one only if that
+-- still has the same dbIndex (compare-and-swap). On success doc.dbIndex is
+-- updated in place.
+-- @tparam string kind
+-- @tparam table doc with a string `id`
+-- @return doc
+-- @return[2] nil, "network abc exists", "exists"
+-- @return[3] nil, "network abc modified (stored dbIndex 3, given 2)", "modified"
+-- @return[4] nil, msg, "notfound" | "corrupt" | "invalid" (not encodable) | "io"
+function Store:put(kind, doc)
+	check_kind(kind, 1, "put")
+	if type(doc) ~= "table" then
+		error("bad argument #2 to 'put' (table expected, got " .. type(doc) .. ")", 2)
+	end
+	check_id(doc.id, 2, "put")
+	local given = doc.dbIndex
+	if given ~= nil and (math.type(given) ~= "integer" or given < 1) then
+		error("bad argument #2 to 'put' (dbIndex must be a positive integer or nil)", 2)
+	end
+	local id = doc.id
+	return self:transaction(function()
+		local cur, msg, code = self:_read(kind, id)
+		if not cur and code ~= "notfound" then return nil, msg, code end
+		if given == nil and cur then
+			return nil, sfmt("%s %s exists", kind, id), "exists"
+		elseif given ~= nil and not cur then
+			return nil, msg, code
+		elseif given ~= nil and cur.dbIndex ~= given then
+			return nil, sfmt("%s %s modified (stored dbIndex %d, given %d)", kind, id,
+				cur.dbIndex, given), "modified"
+		end
+		doc.dbIndex = (given or 0) + 1
+		local ok, text = pcall(M.encode, doc)
+		if not ok then
+			doc.dbIndex = given
+			return nil, sfmt("cannot encode %s %s: %s", kind, id, tostring(text)), "invalid"
+		end
+		local wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448)
+		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384) end  -- 0600
+		if not wrote then
+			doc.dbIndex = given
+			return nil, werr, "io"
+		end
+		return doc
+	end)
+end
+
+--- Delete a document, only if its dbIndex still matches when one is given.
+-- A document that does not parse can be deleted without a dbIndex.
+-- @tparam string kind
+-- @tparam string id
+-- @tparam[opt] integer dbIndex
+-- @return true
+-- @return[2] nil, msg, "notfound" | "modified" | "corrupt" | "io"
+function Store:delete(kind, id, dbIndex)
+	check_kind(kind, 1, "delete")
+	check_id(id, 2, "delete")
+	if dbIndex ~= nil and math.type(dbIndex) ~= "integer" then
+		error("bad argument #3 to 'delete' (integer expected, got " .. type(dbIndex) .. ")", 2)
+	end
+	return self:transaction(function()
+		local cur, msg, code = self:_read(kind, id)
+		if not cur and not (code == "corrupt" and dbIndex == nil) then return nil, msg, code end
+		if dbIndex ~= nil and cur.dbIndex ~= dbIndex then
+			return nil, sfmt("%s %s modified (stored dbIndex %d, given %d)", kind, id,
+				cur.dbIndex, dbIndex), "modified"
+		end
+		local ok, umsg = core.unlink(self:_path(kind, id))
+		if not ok then return nil, umsg, "io" end
+		return true
+	end)
+end
+
+--- All documents of a kind, sorted by id (bytewise).
+-- @tparam string kind
+-- @return array of documents (empty when the kind has none)
+-- @return[2] nil, "store: cannot parse <path>: <why>", "corrupt" (or "io")
+function Store:list(kind)
+	check_kind(kind, 1, "list")
+	local names, msg, errno = core.listdir(self.dir .. "/" .. kind)
+	if not names then
+		if errno == ENOENT then return {} end
+		return nil, msg, "io"
+	end
+	local ids = {}
+	for _, name in ipairs(names) do
+		local id = name:match("^([%w_][%w_.-]*)%.json$")
+		if id then ids[#ids + 1] = id end
+	end
+	sort(ids, byte_less)
+	local out = {}
+	for _, id in ipairs(ids) do
+		local doc, rmsg, code = self:_read(kind, id)
+		if doc then
+			out[#out + 1] = doc
+		elseif code ~= "notfound" then     -- deleted meanwhile: skip
+			return nil, rmsg, code
+		end
+	end
+	return out
+end
+
+--- Run fn(store) holding the store's exclusive lock (flock on
+-- `<dir>/.lock`), so read-modify-write sequences of concurrent processes
+-- serialize. Nested transactions on the same directory in one process run
+-- inside the outer one. An error raised by fn releases the lock and
+-- propagates unchanged.
+-- @tparam function fn
+-- @return what fn returns
+-- @return[2] nil, "lock <dir>/.lock: <strerror>", "io" when the lock
+--   cannot be taken
+function Store:transaction(fn)
+	if type(fn) ~= "function" then
+		error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+	end
+	if held[self.dir] then return fn(self) end
+	local lock, msg = core.lock(self.dir .. "/.lock")
+	if not lock then return nil, msg, "io" end
+	held[self.dir] = lock
+	local r = pack(pcall(fn, self))
+	held[self.dir] = nil
+	lock:unlock()
+	if not r[1] then error(r[2], 0) end
+	return unpack(r, 2, r.n)
+end
+
+return M

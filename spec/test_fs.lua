@@ -1,0 +1,297 @@
+-- spec/test_fs.lua: file primitives of brisk.core (csrc/fs.c).
+local lu = require "luaunit"
+local H = require "helper"
+
+local core = require "brisk.core"
+
+-- A fresh empty directory under /tmp; removed by rmtree.
+local function tmpdir()
+	local p = os.tmpname()
+	os.remove(p)
+	assert(core.mkdir_p(p, 448))
+	return p
+end
+
+local function rmtree(p)
+	assert(p:match("^/tmp/lua_"), "refusing to remove " .. p)
+	os.execute("rm -rf '" .. p .. "'")
+end
+
+local function mode_of(p)
+	return (H.must("stat -c %a '" .. p .. "'"):gsub("%s+$", ""))
+end
+
+local function readfile(p)
+	local f = assert(io.open(p, "rb"))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function shq(s)
+	return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Run Lua code in a separate lua5.4 process with our module paths;
+-- returns its stdout.
+local function child(code)
+	local pre = ("package.path = %q; package.cpath = %q; "):format(package.path, package.cpath)
+	local ok, out = H.sh("lua5.4 -e " .. shq(pre .. code))
+	assert(ok, out)
+	return out
+end
+
+TestFs = {}
+
+function TestFs:setUp()
+	self.dir = tmpdir()
+end
+
+function TestFs:tearDown()
+	rmtree(self.dir)
+end
+
+function TestFs:test_module_loads_without_globals()
+	local before = H.globals_snapshot()
+	package.loaded["brisk.core"] = nil
+	local c = require "brisk.core"
+	lu.assertEquals(H.new_globals(before), {})
+	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes" } do
+		lu.assertIsFunction(c[f], f)
+	end
+	lu.assertEquals(c.errno.EWOULDBLOCK, c.errno.EAGAIN)
+end
+
+-- --- file_write_atomic ---
+
+function TestFs:test_write_atomic_creates_and_replaces()
+	local p = self.dir .. "/doc.json"
+	lu.assertTrue(core.file_write_atomic(p, "first"))
+	lu.assertEquals(readfile(p), "first")
+	lu.assertEquals(mode_of(p), "600")
+	local data = ("x\0y"):rep(100000)       -- binary, larger than one write
+	lu.assertTrue(core.file_write_atomic(p, data))
+	lu.assertEquals(readfile(p), data)
+	lu.assertTrue(core.file_write_atomic(p, ""))
+	lu.assertEquals(readfile(p), "")
+	lu.assertEquals(core.listdir(self.dir), { "doc.json" })   -- no temp file left
+end
+
+function TestFs:test_write_atomic_mode_ignores_umask()
+	local p = self.dir .. "/m"
+	lu.assertTrue(core.file_write_atomic(p, "a", 416))   -- 0640
+	lu.assertEquals(mode_of(p), "640")
+	lu.assertTrue(core.file_write_atomic(p, "b"))
+	lu.assertEquals(mode_of(p), "600")
+end
+
+function TestFs:test_write_atomic_missing_dir()
+	local p = self.dir .. "/nope/doc"
+	local ok, msg, err = core.file_write_atomic(p, "x")
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.ENOENT)
+	lu.assertStrContains(msg, p)
+	lu.assertStrContains(msg, "No such file")
+	lu.assertEquals(core.listdir(self.dir), {})
+end
+
+function TestFs:test_write_atomic_over_directory_leaves_nothing()
+	assert(core.mkdir_p(self.dir .. "/d"))
+	local ok, msg, err = core.file_write_atomic(self.dir .. "/d", "x")
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.EISDIR)
+	lu.assertStrContains(msg, "write " .. self.dir .. "/d")
+	lu.assertEquals(core.listdir(self.dir), { "d" })
+	lu.assertEquals(core.listdir(self.dir .. "/d"), {})
+end
+
+function TestFs:test_write_atomic_bad_args()
+	lu.assertErrorMsgContains("bad argument #1", function() core.file_write_atomic() end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.file_write_atomic("", "x") end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.file_write_atomic("a\0b", "x") end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.file_write_atomic(self.dir .. "/", "x") end)
+	lu.assertErrorMsgContains("bad argument #2", function() core.file_write_atomic(self.dir .. "/f", {}) end)
+	lu.assertErrorMsgContains("bad argument #3", function() core.file_write_atomic(self.dir .. "/f", "x", 4096) end)
+	lu.assertErrorMsgContains("bad argument #3", function() core.file_write_atomic(self.dir .. "/f", "x", -1) end)
+	lu.assertErrorMsgContains("bad argument #3", function() core.file_write_atomic(self.dir .. "/f", "x", "rw") end)
+	lu.assertEquals(core.listdir(self.dir), {})
+end
+
+-- --- lock ---
+
+function TestFs:test_lock_excludes_other_process()
+	local p = self.dir .. "/lk"
+	local try = ("local c = require 'brisk.core'; local l, m, e = c.lock(%q, {nonblock = true}); " ..
+		"io.write(l and 'ok' or (e .. ' ' .. m))"):format(p)
+	local l = assert(core.lock(p))
+	lu.assertEquals(mode_of(p), "600")
+	lu.assertTrue(l:held())
+	local out = child(try)
+	lu.assertStrContains(out, tostring(core.errno.EWOULDBLOCK) .. " lock " .. p .. ": ")
+	lu.assertTrue(l:unlock())
+	lu.assertFalse(l:held())
+	lu.assertEquals(child(try), "ok")
+end
+
+function TestFs:test_lock_excludes_second_fd_in_process()
+	local p = self.dir .. "/lk"
+	local l = assert(core.lock(p))
+	local l2, msg, err = core.lock(p, { nonblock = true })
+	lu.assertNil(l2)
+	lu.assertEquals(err, core.errno.EWOULDBLOCK)
+	lu.assertStrContains(msg, p)
+	l:unlock()
+	l2 = assert(core.lock(p, { nonblock = true }))
+	l2:unlock()
+end
+
+function TestFs:test_unlock_twice_close_and_gc()
+	local p = self.dir .. "/lk"
+	local l = assert(core.lock(p))
+	lu.assertStrContains(tostring(l), "brisk.lock")
+	lu.assertTrue(l:unlock())
+	lu.assertTrue(l:unlock())
+	lu.assertStrContains(tostring(l), "unlocked")
+	local saved
+	do
+		local l2 <close> = assert(core.lock(p))
+		saved = l2
+		lu.assertNil(core.lock(p, { nonblock = true }))
+	end
+	lu.assertFalse(saved:held())
+	lu.assertTrue(saved:unlock())
+	-- an error leaving a <close> scope releases too
+	lu.assertError(function()
+		local l3 <close> = assert(core.lock(p))
+		error("boom")
+	end)
+	assert(core.lock(p, { nonblock = true })):unlock()
+	-- garbage collection releases an unreferenced lock
+	core.lock(p)
+	collectgarbage(); collectgarbage()
+	assert(core.lock(p, { nonblock = true })):unlock()
+end
+
+function TestFs:test_lock_fd_not_inherited()
+	local p = self.dir .. "/lk"
+	local l = assert(core.lock(p))
+	local out = H.must("ls -l /proc/self/fd/")
+	lu.assertNotStrContains(out, p)
+	l:unlock()
+end
+
+function TestFs:test_lock_missing_dir()
+	local p = self.dir .. "/nope/lk"
+	local l, msg, err = core.lock(p)
+	lu.assertNil(l)
+	lu.assertEquals(err, core.errno.ENOENT)
+	lu.assertStrContains(msg, "lock " .. p)
+	lu.assertEquals(core.listdir(self.dir), {})
+end
+
+function TestFs:test_lock_bad_args()
+	local p = self.dir .. "/lk"
+	lu.assertErrorMsgContains("bad argument #1", function() core.lock() end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.lock("") end)
+	lu.assertErrorMsgContains("bad argument #2", function() core.lock(p, "nonblock") end)
+	lu.assertErrorMsgContains("unknown field 'nonblok'", function() core.lock(p, { nonblok = true }) end)
+	lu.assertErrorMsgContains("field 'nonblock' must be a boolean", function() core.lock(p, { nonblock = 1 }) end)
+	lu.assertEquals(core.listdir(self.dir), {})
+	local l = assert(core.lock(p))
+	lu.assertErrorMsgContains("brisk.lock expected", function() l.unlock({}) end)
+	l:unlock()
+end
+
+-- --- directories ---
+
+function TestFs:test_mkdir_p()
+	local p = self.dir .. "/a/b//c/"
+	lu.assertTrue(core.mkdir_p(p))
+	lu.assertEquals(mode_of(self.dir .. "/a"), "700")
+	lu.assertEquals(mode_of(self.dir .. "/a/b/c"), "700")
+	lu.assertTrue(core.mkdir_p(p))               -- existing: fine
+	lu.assertTrue(core.mkdir_p(self.dir .. "/x", 493))   -- 0755
+	lu.assertEquals(mode_of(self.dir .. "/x"), "755")
+	lu.assertTrue(core.mkdir_p("/"))
+end
+
+function TestFs:test_mkdir_p_file_in_the_way()
+	assert(core.file_write_atomic(self.dir .. "/f", "x"))
+	local ok, msg, err = core.mkdir_p(self.dir .. "/f/sub")
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.ENOTDIR)
+	lu.assertStrContains(msg, "mkdir " .. self.dir .. "/f")
+	ok, msg, err = core.mkdir_p(self.dir .. "/f")
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.ENOTDIR)
+	lu.assertEquals(core.listdir(self.dir), { "f" })
+end
+
+function TestFs:test_mkdir_p_bad_args()
+	lu.assertErrorMsgContains("bad argument #1", function() core.mkdir_p() end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.mkdir_p("") end)
+	lu.assertErrorMsgContains("bad argument #2", function() core.mkdir_p(self.dir .. "/a", 99999) end)
+	lu.assertEquals(core.listdir(self.dir), {})
+end
+
+function TestFs:test_listdir_sorted()
+	for _, n in ipairs { "b", "a.json", "a-b.json", "C", ".hidden", "a" } do
+		assert(core.file_write_atomic(self.dir .. "/" .. n, n))
+	end
+	assert(core.mkdir_p(self.dir .. "/sub"))
+	lu.assertEquals(core.listdir(self.dir), { ".hidden", "C", "a", "a-b.json", "a.json", "b", "sub" })
+end
+
+function TestFs:test_listdir_errors()
+	local l, msg, err = core.listdir(self.dir .. "/nope")
+	lu.assertNil(l)
+	lu.assertEquals(err, core.errno.ENOENT)
+	lu.assertStrContains(msg, "listdir " .. self.dir .. "/nope")
+	assert(core.file_write_atomic(self.dir .. "/f", "x"))
+	l, msg, err = core.listdir(self.dir .. "/f")
+	lu.assertNil(l)
+	lu.assertEquals(err, core.errno.ENOTDIR)
+	lu.assertErrorMsgContains("bad argument #1", function() core.listdir(1 == 1) end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.listdir("") end)
+end
+
+function TestFs:test_unlink()
+	local p = self.dir .. "/f"
+	assert(core.file_write_atomic(p, "x"))
+	lu.assertTrue(core.unlink(p))
+	lu.assertEquals(core.listdir(self.dir), {})
+	local ok, msg, err = core.unlink(p)
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.ENOENT)
+	lu.assertStrContains(msg, "unlink " .. p)
+	assert(core.mkdir_p(self.dir .. "/d"))
+	ok, msg, err = core.unlink(self.dir .. "/d")
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.EISDIR)
+	lu.assertEquals(core.listdir(self.dir), { "d" })
+	lu.assertErrorMsgContains("bad argument #1", function() core.unlink() end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.unlink("") end)
+end
+
+-- --- random_bytes ---
+
+function TestFs:test_random_bytes()
+	lu.assertEquals(core.random_bytes(0), "")
+	local a, b = core.random_bytes(32), core.random_bytes(32)
+	lu.assertEquals(#a, 32)
+	lu.assertNotEquals(a, b)
+	lu.assertEquals(#core.random_bytes(100000), 100000)
+	-- every byte value turns up in 64 KiB of randomness
+	local seen, n = {}, 0
+	for c in core.random_bytes(65536):gmatch(".") do
+		if not seen[c] then seen[c] = true; n = n + 1 end
+	end
+	lu.assertEquals(n, 256)
+end
+
+function TestFs:test_random_bytes_bad_args()
+	lu.assertErrorMsgContains("bad argument #1", function() core.random_bytes() end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.random_bytes(-1) end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.random_bytes(1.5) end)
+	lu.assertErrorMsgContains("bad argument #1", function() core.random_bytes((1 << 20) + 1) end)
+end

@@ -1,0 +1,349 @@
+-- spec/test_store.lua: the local store (lua/brisk/store.lua).
+local lu = require "luaunit"
+local H = require "helper"
+
+local core = require "brisk.core"
+local store = require "brisk.store"
+
+local function tmpdir()
+	local p = os.tmpname()
+	os.remove(p)
+	assert(core.mkdir_p(p, 448))
+	return p
+end
+
+local function rmtree(p)
+	assert(p:match("^/tmp/lua_"), "refusing to remove " .. p)
+	os.execute("rm -rf '" .. p .. "'")
+end
+
+local function mode_of(p)
+	return (H.must("stat -c %a '" .. p .. "'"):gsub("%s+$", ""))
+end
+
+local function readfile(p)
+	local f = assert(io.open(p, "rb"))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function writefile(p, s)
+	local f = assert(io.open(p, "wb"))
+	f:write(s)
+	f:close()
+end
+
+local function shq(s)
+	return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- The shell command running Lua `code` in a new lua5.4 with our paths.
+local function lua_cmd(code)
+	local pre = ("package.path = %q; package.cpath = %q; "):format(package.path, package.cpath)
+	return "lua5.4 -e " .. shq(pre .. code)
+end
+
+TestStore = {}
+
+function TestStore:setUp()
+	self.tmp = tmpdir()
+	self.dir = self.tmp .. "/state"
+	self.st = assert(store.open(self.dir))
+end
+
+function TestStore:tearDown()
+	rmtree(self.tmp)
+end
+
+function TestStore:test_module_loads_without_globals()
+	local before = H.globals_snapshot()
+	package.loaded["brisk.store"] = nil
+	local m = require "brisk.store"
+	local st = assert(m.open(self.dir))
+	st:transaction(function(s) return s:list("network") end)
+	lu.assertEquals(H.new_globals(before), {})
+	lu.assertIsFunction(m.open)
+end
+
+function TestStore:test_open_creates_dirs_0700()
+	lu.assertEquals(mode_of(self.dir), "700")
+	lu.assertEquals(mode_of(self.dir .. "/network"), "700")
+	lu.assertEquals(mode_of(self.dir .. "/endpoint"), "700")
+	lu.assertEquals(core.listdir(self.dir), { "endpoint", "network" })
+	-- opening again is fine; a file in the way is a failure
+	assert(store.open(self.dir .. "/"))
+	writefile(self.tmp .. "/file", "x")
+	local st, msg, code = store.open(self.tmp .. "/file")
+	lu.assertNil(st)
+	lu.assertStrContains(msg, "mkdir " .. self.tmp .. "/file")
+	lu.assertEquals(code, "io")
+end
+
+function TestStore:test_open_default_dir_from_env()
+	local d = self.tmp .. "/envstate"
+	local out = H.must("BRISK_STATE_DIR=" .. shq(d) .. " " ..
+		lua_cmd("io.write(assert(require('brisk.store').open()).dir)"))
+	lu.assertEquals(out, d)
+	lu.assertEquals(core.listdir(d), { "endpoint", "network" })
+end
+
+function TestStore:test_put_get_list_delete()
+	local st = self.st
+	lu.assertEquals(st:list("network"), {})
+	local doc = { id = "bbb", name = "br1", options = { mtu = 1500, icc = true }, addrs = { "10.0.0.1/24" } }
+	local r = assert(st:put("network", doc))
+	lu.assertIs(r, doc)
+	lu.assertEquals(doc.dbIndex, 1)
+	assert(st:put("network", { id = "aaa", name = "br0" }))
+	assert(st:put("endpoint", { id = "aaa", network = "bbb" }))
+
+	local got = assert(st:get("network", "bbb"))
+	lu.assertEquals(got, doc)
+	lu.assertNotIs(got, doc)
+	lu.assertEquals(math.type(got.options.mtu), "integer")
+	lu.assertEquals(mode_of(self.dir .. "/network/bbb.json"), "600")
+
+	local l = assert(st:list("network"))
+	lu.assertEquals(#l, 2)
+	lu.assertEquals(l[1].id, "aaa")
+	lu.assertEquals(l[2].id, "bbb")
+	lu.assertEquals(#st:list("endpoint"), 1)
+	lu.assertEquals(st:list("volume"), {})     -- a kind never written
+
+	lu.assertTrue(st:delete("network", "aaa"))
+	local g, msg, code = st:get("network", "aaa")
+	lu.assertNil(g)
+	lu.assertEquals(msg, "network aaa not found")
+	lu.assertEquals(code, "notfound")
+	g, msg, code = st:delete("network", "aaa")
+	lu.assertNil(g)
+	lu.assertEquals(code, "notfound")
+	lu.assertEquals(core.listdir(self.dir .. "/network"), { "bbb.json" })
+end
+
+function TestStore:test_other_kinds_and_sorting()
+	local st = self.st
+	for _, id in ipairs { "b", "a.b", "a-b", "a", "A", "0" } do assert(st:put("thing", { id = id })) end
+	local ids = {}
+	for _, d in ipairs(st:list("thing")) do ids[#ids + 1] = d.id end
+	lu.assertEquals(ids, { "0", "A", "a", "a-b", "a.b", "b" })
+	lu.assertEquals(mode_of(self.dir .. "/thing"), "700")
+end
+
+function TestStore:test_create_only_and_cas()
+	local st = self.st
+	local a = assert(st:put("network", { id = "n1", v = 1 }))
+	local r, msg, code = st:put("network", { id = "n1", v = 2 })
+	lu.assertNil(r)
+	lu.assertEquals(msg, "network n1 exists")
+	lu.assertEquals(code, "exists")
+
+	-- two readers of the same version: the first writer wins
+	local x = assert(st:get("network", "n1"))
+	local y = assert(st:get("network", "n1"))
+	x.v = 10
+	assert(st:put("network", x))
+	lu.assertEquals(x.dbIndex, 2)
+	y.v = 20
+	r, msg, code = st:put("network", y)
+	lu.assertNil(r)
+	lu.assertEquals(code, "modified")
+	lu.assertEquals(msg, "network n1 modified (stored dbIndex 2, given 1)")
+	lu.assertEquals(y.dbIndex, 1)               -- untouched on failure
+	lu.assertEquals(st:get("network", "n1").v, 10)
+
+	-- CAS delete
+	r, msg, code = st:delete("network", "n1", a.dbIndex)
+	lu.assertNil(r)
+	lu.assertEquals(code, "modified")
+	lu.assertTrue(st:delete("network", "n1", 2))
+
+	-- CAS on a document that is gone
+	r, msg, code = st:put("network", x)
+	lu.assertNil(r)
+	lu.assertEquals(code, "notfound")
+	lu.assertEquals(core.listdir(self.dir .. "/network"), {})
+end
+
+function TestStore:test_unencodable_document()
+	local doc = { id = "bad", f = function() end }
+	local r, msg, code = self.st:put("network", doc)
+	lu.assertNil(r)
+	lu.assertEquals(code, "invalid")
+	lu.assertStrContains(msg, "cannot encode network bad")
+	lu.assertNil(doc.dbIndex)
+	lu.assertEquals(core.listdir(self.dir .. "/network"), {})
+end
+
+function TestStore:test_json_round_trip_and_format()
+	local st = self.st
+	local doc = { id = "j", i = 1234567890123, neg = -5, f = 0.1, third = 1 / 3, s = 'q"\\\n\1',
+		list = { 1, 2, 3 }, empty = {}, nested = { a = { b = { true, false } } } }
+	assert(st:put("network", doc))
+	local got = assert(st:get("network", "j"))
+	lu.assertEquals(got.i, 1234567890123)
+	lu.assertEquals(math.type(got.i), "integer")
+	lu.assertEquals(got.f, 0.1)
+	lu.assertEquals(got.third, 1 / 3)
+	lu.assertEquals(got.s, 'q"\\\n\1')
+	lu.assertEquals(got.list, { 1, 2, 3 })
+	lu.assertEquals(got.nested, { a = { b = { true, false } } })
+	-- keys sorted: stable files, readable diffs
+	local text = readfile(self.dir .. "/network/j.json")
+	lu.assertTrue(text:find('"dbIndex"') < text:find('"empty"'))
+	lu.assertTrue(text:find('"empty"') < text:find('"f"'))
+	lu.assertStrContains(text, '"s": "q\\"\\\\\\n\\u0001"')
+	lu.assertEquals(store.encode({ b = 1, a = { 2 } }), '{\n\t"a": [\n\t\t2\n\t],\n\t"b": 1\n}\n')
+	lu.assertErrorMsgContains("cycles", function() local t = {}; t.t = t; store.encode(t) end)
+	lu.assertErrorMsgContains("mixed", function() store.encode({ 1, x = 2 }) end)
+	lu.assertErrorMsgContains("mixed", function() store.encode({ [1] = 1, [3] = 3 }) end)
+	lu.assertErrorMsgContains("nan", function() store.encode({ x = 0 / 0 }) end)
+end
+
+function TestStore:test_corrupted_document_reported()
+	local st = self.st
+	assert(st:put("network", { id = "good" }))
+	local path = self.dir .. "/network/bad.json"
+	writefile(path, '{"id": "bad", "dbIndex": 1, ')
+	local d, msg, code = st:get("network", "bad")
+	lu.assertNil(d)
+	lu.assertEquals(code, "corrupt")
+	lu.assertStrContains(msg, "store: cannot parse " .. path .. ": ")
+
+	d, msg, code = st:list("network")
+	lu.assertNil(d)
+	lu.assertEquals(code, "corrupt")
+	lu.assertStrContains(msg, path)
+
+	d, msg, code = st:put("network", { id = "bad" })
+	lu.assertNil(d)
+	lu.assertEquals(code, "corrupt")
+
+	writefile(path, '[1, 2]')
+	d, msg, code = st:get("network", "bad")
+	lu.assertEquals(code, "corrupt")
+	lu.assertStrContains(msg, "not a JSON object")
+	writefile(path, '{"id": "other", "dbIndex": 1}')
+	d, msg = st:get("network", "bad")
+	lu.assertStrContains(msg, "id 'other' does not match")
+	writefile(path, '{"id": "bad"}')
+	d, msg = st:get("network", "bad")
+	lu.assertStrContains(msg, "dbIndex missing")
+
+	-- a broken document can be removed without a dbIndex, not with one
+	d, msg, code = st:delete("network", "bad", 1)
+	lu.assertEquals(code, "corrupt")
+	lu.assertTrue(st:delete("network", "bad"))
+	lu.assertEquals(#assert(st:list("network")), 1)
+end
+
+function TestStore:test_transaction_returns_nests_and_releases()
+	local st = self.st
+	local a, b = st:transaction(function(s)
+		assert(s:put("network", { id = "t1" }))
+		-- nested: no deadlock on our own lock
+		return s:transaction(function(s2)
+			local d = assert(s2:get("network", "t1"))
+			d.x = 1
+			assert(s2:put("network", d))
+			return d.dbIndex, "two"
+		end)
+	end)
+	lu.assertEquals(a, 2)
+	lu.assertEquals(b, "two")
+
+	-- held while fn runs: another fd cannot take it
+	st:transaction(function()
+		local l, _, err = core.lock(self.dir .. "/.lock", { nonblock = true })
+		lu.assertNil(l)
+		lu.assertEquals(err, core.errno.EWOULDBLOCK)
+	end)
+
+	-- an error propagates unchanged and releases the lock
+	local errobj = { "boom" }
+	local ok, e = pcall(st.transaction, st, function() error(errobj) end)
+	lu.assertFalse(ok)
+	lu.assertIs(e, errobj)
+	local l = assert(core.lock(self.dir .. "/.lock", { nonblock = true }))
+	l:unlock()
+	ok, e = pcall(st.transaction, st, function() error("plain", 0) end)
+	lu.assertEquals(e, "plain")
+	-- a second store object on the same directory nests too
+	local st2 = assert(store.open(self.dir))
+	lu.assertEquals(st:transaction(function() return st2:transaction(function() return 7 end) end), 7)
+	lu.assertEquals(mode_of(self.dir .. "/.lock"), "600")
+end
+
+function TestStore:test_transaction_excludes_other_process()
+	local st = self.st
+	local code = ("local c = require 'brisk.core'; local l, m, e = c.lock(%q, {nonblock = true}); " ..
+		"io.write(l and 'free' or 'held')"):format(self.dir .. "/.lock")
+	local inside = st:transaction(function() return H.must(lua_cmd(code)) end)
+	lu.assertEquals(inside, "held")
+	lu.assertEquals(H.must(lua_cmd(code)), "free")
+end
+
+local function run_parallel(self, nproc, body)
+	local cmds = {}
+	for i = 1, nproc do
+		cmds[#cmds + 1] = lua_cmd(("local store = require 'brisk.store'; local st = assert(store.open(%q)); %s; io.write('done')")
+			:format(self.dir, body)) .. " > " .. self.tmp .. "/out." .. i .. " 2>&1 &"
+	end
+	H.must(table.concat(cmds, "\n") .. "\nwait")
+	for i = 1, nproc do
+		lu.assertEquals(readfile(self.tmp .. "/out." .. i), "done")
+	end
+end
+
+function TestStore:test_concurrent_transactions_200()
+	assert(self.st:put("counter", { id = "c", count = 0 }))
+	run_parallel(self, 4, [[
+		for _ = 1, 50 do
+			assert(st:transaction(function(s)
+				local d = assert(s:get("counter", "c"))
+				d.count = d.count + 1
+				return assert(s:put("counter", d))
+			end))
+		end]])
+	local d = assert(self.st:get("counter", "c"))
+	lu.assertEquals(d.count, 200)
+	lu.assertEquals(d.dbIndex, 201)
+	lu.assertEquals(core.listdir(self.dir .. "/counter"), { "c.json" })   -- no temp files left
+end
+
+function TestStore:test_concurrent_cas_retries()
+	-- without transactions: CAS alone keeps every increment, losers retry
+	assert(self.st:put("counter", { id = "c", count = 0 }))
+	run_parallel(self, 4, [[
+		local n = 0
+		while n < 25 do
+			local d = assert(st:get("counter", "c"))
+			d.count = d.count + 1
+			local ok, msg, code = st:put("counter", d)
+			if ok then n = n + 1 else assert(code == "modified", msg) end
+		end]])
+	local d = assert(self.st:get("counter", "c"))
+	lu.assertEquals(d.count, 100)
+	lu.assertEquals(d.dbIndex, 101)
+end
+
+function TestStore:test_bad_args()
+	local st = self.st
+	lu.assertErrorMsgContains("bad argument #1 to 'get'", function() st:get(nil, "x") end)
+	lu.assertErrorMsgContains("bad argument #1 to 'get'", function() st:get("../etc", "x") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'get'", function() st:get("network", "../x") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'get'", function() st:get("network", ".lock") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'get'", function() st:get("network", "") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'get'", function() st:get("network", 12) end)
+	lu.assertErrorMsgContains("bad argument #2 to 'put'", function() st:put("network", "x") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'put'", function() st:put("network", { name = "no id" }) end)
+	lu.assertErrorMsgContains("dbIndex", function() st:put("network", { id = "x", dbIndex = "1" }) end)
+	lu.assertErrorMsgContains("dbIndex", function() st:put("network", { id = "x", dbIndex = 0 }) end)
+	lu.assertErrorMsgContains("bad argument #3 to 'delete'", function() st:delete("network", "x", "1") end)
+	lu.assertErrorMsgContains("bad argument #1 to 'list'", function() st:list("") end)
+	lu.assertErrorMsgContains("bad argument #1 to 'transaction'", function() st:transaction() end)
+	lu.assertErrorMsgContains("bad argument #1 to 'open'", function() store.open(false) end)
+	lu.assertEquals(core.listdir(self.dir .. "/network"), {})
+	lu.assertEquals(core.listdir(self.dir), { "endpoint", "network" })
+end
