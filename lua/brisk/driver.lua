@@ -14,6 +14,10 @@ local core = require "brisk.core"
 local handle = require "brisk.handle"
 local ipnet = require "brisk.ipnet"
 local schema = require "brisk.schema"
+
+local function same_ip(a, b)
+	return ipnet.compare(ipnet.addr(a), ipnet.addr(b)) == 0
+end
 local netopts = require "brisk.netopts"
 local storemod = require "brisk.store"
 
@@ -29,6 +33,14 @@ local unpack = table.unpack
 -- An error value: a message with an errno and, for step failures, the step.
 local function fail(msg, err, extra)
 	return nil, msg, err or EINVAL, extra
+end
+
+-- The store's failure codes as errno numbers.
+local STORE_ERRNO = { notfound = "ENOENT", exists = "EEXIST", modified = "EAGAIN", corrupt = "EBADMSG",
+	invalid = "EINVAL", io = "EIO" }
+function M.store_errno(code)
+	if type(code) == "number" then return code end
+	return core.errno[STORE_ERRNO[code] or "EIO"]
 end
 
 local function random_hex(nbytes)
@@ -121,7 +133,7 @@ function M.open(o)
 		end
 	end
 	local st, msg, err = storemod.open(o.state_dir)
-	if not st then return nil, msg, err end
+	if not st then return nil, msg, M.store_errno(err) end
 	local h, hmsg, herr = core.open(o.netns)
 	if not h then return nil, hmsg, herr end
 	local fw = nil
@@ -408,12 +420,12 @@ function D:resolve_network(spec)
 
 	-- processIPAM: the bridge address is the gateway with the pool mask
 	local s4 = ipnet.network(v4[1])
-	net.subnet4 = ipnet.format_cidr(s4)
+	net.subnet4 = ipnet.format(s4)
 	local gw4 = gws[4] or ipnet.host(s4, 1)
 	if not ipnet.contains(s4, gw4) then
 		return fail(string.format("gateway %s is not inside subnet %s", ipnet.format(gw4), net.subnet4))
 	end
-	if ipnet.equal(gw4, s4) or (s4.plen < 31 and ipnet.equal(gw4, ipnet.broadcast(s4))) then
+	if same_ip(gw4, s4) or (s4.plen < 31 and same_ip(gw4, ipnet.broadcast(s4))) then
 		return fail(string.format("gateway %s cannot be the network or broadcast address of %s",
 			ipnet.format(gw4), net.subnet4))
 	end
@@ -424,13 +436,13 @@ function D:resolve_network(spec)
 		if not r then return fail(err) end
 		r = ipnet.network(r)
 		if not ipnet.contains(s4, r) then
-			return fail(string.format("ip range %s is not inside subnet %s", ipnet.format_cidr(r), net.subnet4))
+			return fail(string.format("ip range %s is not inside subnet %s", ipnet.format(r), net.subnet4))
 		end
-		net.ip_range = ipnet.format_cidr(r)
+		net.ip_range = ipnet.format(r)
 	end
 	if v6[1] then
 		local s6 = ipnet.network(v6[1])
-		net.subnet6 = ipnet.format_cidr(s6)
+		net.subnet6 = ipnet.format(s6)
 		local gw6 = gws[6] or ipnet.host(s6, 1)
 		if not ipnet.contains(s6, gw6) then
 			return fail(string.format("gateway %s is not inside subnet %s", ipnet.format(gw6), net.subnet6))
@@ -572,7 +584,7 @@ function D:apply_resolved(net)
 	if not ok then
 		local uok, uerrs = handle.undo(self.h, log)
 		return nil, "create network " .. net.name .. ": store: " .. tostring(smsg) ..
-			(uok and "" or ("; rollback failed: " .. table.concat(uerrs, "; "))), serr or core.errno.EIO
+			(uok and "" or ("; rollback failed: " .. table.concat(uerrs, "; "))), M.store_errno(serr)
 	end
 	return net
 end
@@ -665,7 +677,7 @@ function D:delete_network(key, o)
 			return nil, "delete network " .. net.name .. ": " .. table.concat(errs, "; "), core.errno.EIO
 		end
 		local ok, dmsg, derr = self.store:delete("network", net.id)
-		if not ok then return nil, dmsg, derr end
+		if not ok then return nil, dmsg, M.store_errno(derr) end
 		return true
 	end)
 end

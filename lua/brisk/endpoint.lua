@@ -13,6 +13,10 @@ local handle = require "brisk.handle"
 local ipnet = require "brisk.ipnet"
 local schema = require "brisk.schema"
 
+local function same_ip(a, b)
+	return ipnet.compare(ipnet.addr(a), ipnet.addr(b)) == 0
+end
+
 local steps = core.steps
 local errno = core.errno
 
@@ -69,7 +73,7 @@ function ipam.allocate(net, family, owner)
 		if n < size then
 			local ip = ipnet.host(range, n)
 			local s = ipnet.format(ip)
-			if not book[s] and not res[s] and s ~= bcast and not ipnet.equal(ip, subnet) then
+			if not book[s] and not res[s] and s ~= bcast and not same_ip(ip, subnet) then
 				book[s] = owner
 				net.ipam[key] = n + 1
 				return s
@@ -93,7 +97,7 @@ function ipam.request(net, ip, owner)
 	if book[s] or reserved(net, fam)[s] then
 		return fail(string.format("address %s is already in use on network %s", s, net.name), errno.EADDRINUSE)
 	end
-	if ipnet.equal(ip, sn) or (fam == 4 and sn.plen < 31 and ipnet.equal(ip, ipnet.broadcast(sn))) then
+	if same_ip(ip, sn) or (fam == 4 and sn.plen < 31 and same_ip(ip, ipnet.broadcast(sn))) then
 		return fail(string.format("address %s is the network or broadcast address of %s", s, subnet))
 	end
 	book[s] = owner
@@ -359,7 +363,7 @@ function D:create_endpoint(netkey, spec)
 		if not pok then
 			rollback(self, ctx)
 			if ep.dbIndex then self.store:delete("endpoint", ep.id) end
-			return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg), perr or errno.EIO
+			return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg), M.store_errno(perr)
 		end
 		return ep
 	end)
@@ -400,7 +404,7 @@ function D:join(epkey, netns, o)
 		ep.netns = ref
 		ep.created_netns = ctx.created_netns
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
-		if not pok then return nil, pmsg, perr end
+		if not pok then return nil, pmsg, M.store_errno(perr) end
 		return ep
 	end)
 end
@@ -425,7 +429,7 @@ function D:leave(epkey)
 		if ep.created_netns then core.netns_del(ep.created_netns) end
 		ep.netns, ep.ifname, ep.created_netns = nil, nil, nil
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
-		if not pok then return nil, pmsg, perr end
+		if not pok then return nil, pmsg, M.store_errno(perr) end
 		return ep
 	end)
 end
@@ -452,9 +456,11 @@ function D:delete_endpoint(epkey)
 			net.ipam = net.ipam or { v4 = {}, v6 = {} }
 			ipam.release(net, ep)
 			local pok, pmsg, perr = self.store:put("network", net)
-			if not pok then return nil, pmsg, perr end
+			if not pok then return nil, pmsg, M.store_errno(perr) end
 		end
-		return self.store:delete("endpoint", ep.id)
+		local ok2, dmsg, derr = self.store:delete("endpoint", ep.id)
+		if not ok2 then return nil, dmsg, M.store_errno(derr) end
+		return true
 	end)
 end
 

@@ -309,7 +309,7 @@ function M.recorder(real)
 						and (a.family == nil or a.family == "inet6") then
 						local ipnet = require "brisk.ipnet"
 						local net = ipnet.network(change.address)
-						list[#list + 1] = { dst = net and ipnet.format_cidr(net) or change.address,
+						list[#list + 1] = { dst = net and ipnet.format(net) or change.address,
 							dev = d, protocol = "kernel" }
 					end
 				end

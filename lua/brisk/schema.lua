@@ -187,14 +187,34 @@ local function distance(a, b)
 	return d[la][lb]
 end
 
-local function suggest(self, name)
+-- The closest of `names` (an array) to `name`, when it is close enough.
+local function closest(name, names)
 	local best, bestd
-	for _, n in ipairs(self._names) do
+	for _, n in ipairs(names) do
 		local dist = distance(name, n)
 		if not bestd or dist < bestd then best, bestd = n, dist end
 	end
 	if best and bestd <= math.max(2, #name // 5) then return best end
 	return nil
+end
+
+local function suggest(self, name)
+	return closest(name, self._names)
+end
+
+--- A " (did you mean 'x'?)" hint for an unknown name, or "".
+-- @tparam string name the unknown name
+-- @tparam table candidates an array of names, or a set (name -> true)
+-- @return string
+function M.suggest(name, candidates)
+	local names = {}
+	for k, v in pairs(candidates) do
+		names[#names + 1] = type(k) == "number" and v or k
+	end
+	table.sort(names)
+	local best = closest(tostring(name), names)
+	if best then return sfmt(" (did you mean '%s'?)", best) end
+	return ""
 end
 
 -- --- the schema ----------------------------------------------------------
