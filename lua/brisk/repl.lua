@@ -32,12 +32,13 @@ local commands = {}
 --   line (trimmed) and the session (`session.env` is the REPL's
 --   environment, `session:print(...)` prints values, `session.done = true`
 --   leaves the REPL). A non-nil return value is printed.
+--   (nil removes the command)
 -- @tparam string help one line for `:help`
 function M.command(name, fn, help)
 	assert(type(name) == "string" and name:match("^[%a_][%w_-]*$"),
 		"bad argument #1 to 'command' (command name expected)")
-	assert(type(fn) == "function", "bad argument #2 to 'command' (function expected)")
-	commands[name] = { fn = fn, help = help or "" }
+	assert(fn == nil or type(fn) == "function", "bad argument #2 to 'command' (function expected)")
+	commands[name] = fn and { fn = fn, help = help or "" } or nil
 end
 
 --- The names of the registered REPL commands, sorted.
@@ -156,7 +157,9 @@ function M.complete(env, text, line)
 	line = line or text
 	local found = {}
 	if text:match("^:") then
-		for _, n in ipairs(M.command_names()) do found[":" .. n] = true end
+		for _, n in ipairs(M.command_names()) do
+			if (":" .. n):sub(1, #text) == text then found[":" .. n] = true end
+		end
 	else
 		local base, sep, prefix = text:match("^([%a_][%w_.]*)([.:])([%w_]*)$")
 		if base and not base:find("..", 1, true) and base:sub(-1) ~= "." then
