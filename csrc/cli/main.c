@@ -1,3 +1,440 @@
-/* main.c - placeholder host until the CLI lands. */
+/***
+ * main.c - the brisk program: a small host that embeds Lua 5.4.
+ *
+ * It finds brisk's Lua code next to the executable (from the source tree or
+ * from an installed prefix), preloads `brisk.host` (line editing through
+ * libedit, history, completion, isatty), then runs
+ * `require("brisk.cli").main(args)` under a message handler and exits with
+ * the code it returns (0 ok, 1 failure, 2 usage).
+ *
+ * Layout it looks for, from /proc/self/exe:
+ *   <root>/build/bin/brisk  ->  <root>/lua/?.lua, <root>/lua/?/init.lua,
+ *                               <root>/build/lib/?.so
+ *   <prefix>/bin/brisk      ->  <prefix>/share/lua/5.4/?.lua (and ?/init.lua),
+ *                               <prefix>/lib/lua/5.4/?.so
+ * Lua's default paths (LUA_PATH_5_4, LUA_CPATH_5_4 or the built-in ones)
+ * stay after these.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
-int main(void) { fputs("brisk: not built yet\n", stderr); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include <editline/readline.h>
+
+#define HISTORY_MAX 1000
+
+/*
+ * readline's completion hooks carry no user data, so the state they need
+ * lives here: the Lua state, a registry reference to the completer function
+ * and, while one completion runs, to its candidate array.
+ */
+static struct {
+	lua_State *L;
+	int fn;          /* completer, or LUA_NOREF */
+	int cands;       /* candidates of the completion in progress */
+	lua_Integer next;
+} comp = { NULL, LUA_NOREF, LUA_NOREF, 0 };
+
+/* Characters that end a word for completion: Lua operators and brackets,
+ * but not '.' or ':' so that "string.fo" and "s:up" reach the completer
+ * whole. */
+static char word_breaks[] = " \t\n\"'`@$><=;|&{}()[],+-*/%^~#";
+
+/* --- brisk.host --- */
+
+/* libedit sets itself up on first use; the history limit is set then too,
+ * so that a run that never edits a line never touches the terminal. */
+static void history_init(void)
+{
+	static int done;
+
+	if (!done) {
+		stifle_history(HISTORY_MAX);
+		done = 1;
+	}
+}
+
+/***
+ * Read one line with line editing.
+ * @tparam[opt=""] string prompt
+ * @treturn string|nil the line without its newline; nil at end of input
+ */
+static int host_readline(lua_State *L)
+{
+	const char *prompt = luaL_optstring(L, 1, "");
+	char *line;
+
+	lua_settop(L, 1);
+	history_init();
+	line = readline(prompt);
+	if (line == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushstring(L, line);
+	free(line);
+	return 1;
+}
+
+/***
+ * Add a line to the in-memory history (empty lines are ignored).
+ * @tparam string line
+ * @treturn true
+ */
+static int host_add_history(lua_State *L)
+{
+	const char *line = luaL_checkstring(L, 1);
+
+	history_init();
+	if (*line != '\0')
+		add_history(line);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int history_result(lua_State *L, int err, const char *op,
+			  const char *path)
+{
+	if (err == 0) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s %s: %s", op, path, strerror(err));
+	lua_pushinteger(L, err);
+	return 3;
+}
+
+/***
+ * Load a history file (libedit's format) into the in-memory history.
+ * @tparam string path
+ * @treturn true
+ * @return nil, "read history PATH: <strerror>", errno on failure
+ */
+static int host_read_history(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+
+	history_init();
+	return history_result(L, read_history(path), "read history", path);
+}
+
+/***
+ * Write the in-memory history (at most 1000 entries) to a file.
+ * @tparam string path
+ * @treturn true
+ * @return nil, "write history PATH: <strerror>", errno on failure
+ */
+static int host_write_history(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+
+	history_init();
+	return history_result(L, write_history(path), "write history", path);
+}
+
+static char *complete_next(const char *text, int state)
+{
+	lua_State *L = comp.L;
+	char *s = NULL;
+
+	(void)text;
+	if (state == 0)
+		comp.next = 1;
+	if (L == NULL || comp.cands == LUA_NOREF)
+		return NULL;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, comp.cands);
+	while (s == NULL) {
+		if (lua_rawgeti(L, -1, comp.next++) == LUA_TNIL) {
+			lua_pop(L, 1);
+			break;
+		}
+		if (lua_type(L, -1) == LUA_TSTRING)
+			s = strdup(lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return s;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+	lua_State *L = comp.L;
+	char **matches = NULL;
+	int top;
+
+	(void)start;
+	(void)end;
+	rl_attempted_completion_over = 1;    /* never fall back to file names */
+	if (L == NULL || comp.fn == LUA_NOREF)
+		return NULL;
+	top = lua_gettop(L);
+	if (!lua_checkstack(L, 8))
+		return NULL;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, comp.fn);
+	lua_pushstring(L, text);
+	lua_pushstring(L, rl_line_buffer ? rl_line_buffer : "");
+	/* A Lua error must not unwind through libedit: protected call only. */
+	if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+		comp.cands = luaL_ref(L, LUA_REGISTRYINDEX);
+		matches = rl_completion_matches(text, complete_next);
+		luaL_unref(L, LUA_REGISTRYINDEX, comp.cands);
+		comp.cands = LUA_NOREF;
+	}
+	lua_settop(L, top);
+	return matches;
+}
+
+/***
+ * Set the completion function used by readline.
+ * @tparam function|nil fn called as fn(text, line) with the word being
+ *   completed and the whole line; returns an array of candidates. Errors in
+ *   it are ignored (no completion). nil removes the completer.
+ * @treturn true
+ */
+static int host_set_completer(lua_State *L)
+{
+	if (!lua_isnoneornil(L, 1))
+		luaL_checktype(L, 1, LUA_TFUNCTION);
+	luaL_unref(L, LUA_REGISTRYINDEX, comp.fn);
+	comp.fn = LUA_NOREF;
+	if (!lua_isnoneornil(L, 1)) {
+		lua_pushvalue(L, 1);
+		comp.fn = luaL_ref(L, LUA_REGISTRYINDEX);
+		comp.L = L;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * Whether a file descriptor is a terminal.
+ * @tparam integer fd
+ * @treturn boolean
+ */
+static int host_isatty(lua_State *L)
+{
+	lua_Integer fd = luaL_checkinteger(L, 1);
+
+	luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "not a file descriptor");
+	lua_pushboolean(L, isatty((int)fd));
+	return 1;
+}
+
+static const luaL_Reg host_funcs[] = {
+	{ "readline", host_readline },
+	{ "add_history", host_add_history },
+	{ "read_history", host_read_history },
+	{ "write_history", host_write_history },
+	{ "set_completer", host_set_completer },
+	{ "isatty", host_isatty },
+	{ NULL, NULL }
+};
+
+static int luaopen_brisk_host(lua_State *L)
+{
+	luaL_newlib(L, host_funcs);
+	/* upvalue 1 of this opener: the executable's path, or nil */
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_setfield(L, -2, "exe");
+	lua_pushvalue(L, lua_upvalueindex(2));
+	lua_setfield(L, -2, "root");
+	return 1;
+}
+
+/* --- paths --- */
+
+/* Replace the last path component of `path` (in place) by nothing; returns
+ * false when there is none. */
+static int strip_last(char *path)
+{
+	char *slash = strrchr(path, '/');
+
+	if (slash == NULL || slash == path)
+		return 0;
+	*slash = '\0';
+	return 1;
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int exists(lua_State *L, const char *dir, const char *rest)
+{
+	const char *p = lua_pushfstring(L, "%s%s", dir, rest);
+	int ok = access(p, F_OK) == 0;
+
+	lua_pop(L, 1);
+	return ok;
+}
+
+/* Prepend `front` to package[field], separated by ';'. */
+static void prepend(lua_State *L, const char *field, const char *front)
+{
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, field);
+	lua_pushfstring(L, "%s;%s", front, lua_tostring(L, -1));
+	lua_setfield(L, -3, field);
+	lua_pop(L, 2);
+}
+
+/* Set package.path/cpath from where the executable is, and push the
+ * executable's path and the root it found (or nil twice). */
+static void set_paths(lua_State *L)
+{
+	char exe[PATH_MAX], root[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0) {
+		lua_pushnil(L);
+		lua_pushnil(L);
+		return;
+	}
+	exe[n] = '\0';
+	memcpy(root, exe, (size_t)n + 1);
+	if (!strip_last(root)) {            /* root = the bin directory */
+		lua_pushstring(L, exe);
+		lua_pushnil(L);
+		return;
+	}
+	if (has_suffix(root, "/build/bin") && strip_last(root) && strip_last(root) &&
+	    exists(L, root, "/lua/brisk/cli.lua")) {
+		lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", root, root);
+		prepend(L, "path", lua_tostring(L, -1));
+		lua_pushfstring(L, "%s/build/lib/?.so", root);
+		prepend(L, "cpath", lua_tostring(L, -1));
+		lua_pop(L, 2);
+	} else {
+		memcpy(root, exe, (size_t)n + 1);
+		if (!(strip_last(root) && has_suffix(root, "/bin") && strip_last(root))) {
+			lua_pushstring(L, exe);
+			lua_pushnil(L);
+			return;
+		}
+		lua_pushfstring(L, "%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua",
+				root, root);
+		prepend(L, "path", lua_tostring(L, -1));
+		lua_pushfstring(L, "%s/lib/lua/5.4/?.so", root);
+		prepend(L, "cpath", lua_tostring(L, -1));
+		lua_pop(L, 2);
+	}
+	lua_pushstring(L, exe);
+	lua_pushstring(L, root);
+}
+
+/* --- running --- */
+
+static int debug_enabled(void)
+{
+	const char *d = getenv("BRISK_DEBUG");
+
+	return d != NULL && *d != '\0' && strcmp(d, "0") != 0;
+}
+
+/*
+ * Message handler: turns what was raised into the text to print. An error
+ * object (a table) gives its `message` field or its __tostring; a traceback
+ * is added only with BRISK_DEBUG set.
+ */
+static int msghandler(lua_State *L)
+{
+	const char *msg = NULL;
+
+	if (lua_type(L, 1) == LUA_TTABLE &&
+	    lua_getfield(L, 1, "message") == LUA_TSTRING)
+		msg = lua_tostring(L, -1);
+	else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+		msg = lua_tostring(L, -1);
+	else if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+		msg = lua_tostring(L, 1);
+	if (msg == NULL)
+		msg = lua_pushfstring(L, "(error object is a %s value)",
+				      luaL_typename(L, 1));
+	if (debug_enabled())
+		luaL_traceback(L, L, msg, 1);
+	else
+		lua_pushstring(L, msg);
+	return 1;
+}
+
+/* The protected body: open libraries, set paths, run brisk.cli.main. */
+static int pmain(lua_State *L)
+{
+	int argc = (int)lua_tointeger(L, 1);
+	char **argv = (char **)lua_touserdata(L, 2);
+	int i;
+
+	luaL_checkversion(L);
+	luaL_openlibs(L);
+	lua_gc(L, LUA_GCGEN, 0, 0);
+
+	set_paths(L);                        /* pushes exe, root */
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "preload");
+	lua_pushvalue(L, -4);
+	lua_pushvalue(L, -4);
+	lua_pushcclosure(L, luaopen_brisk_host, 2);
+	lua_setfield(L, -2, "brisk.host");
+	lua_pop(L, 4);
+
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "brisk.cli");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "main");
+	lua_createtable(L, argc, 1);
+	for (i = 0; i < argc; i++) {
+		lua_pushstring(L, argv[i]);
+		lua_rawseti(L, -2, i);
+	}
+	lua_call(L, 1, 1);
+	if (lua_isinteger(L, -1))
+		return 1;
+	lua_pushinteger(L, lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	lua_State *L = luaL_newstate();
+	lua_Integer code = 1;
+	int status;
+
+	if (L == NULL) {
+		fputs("brisk: cannot create Lua state: not enough memory\n", stderr);
+		return 1;
+	}
+	rl_readline_name = "brisk";
+	rl_basic_word_break_characters = word_breaks;
+	rl_completer_word_break_characters = word_breaks;
+	rl_completion_append_character = '\0';
+	rl_attempted_completion_function = complete;
+	lua_pushcfunction(L, msghandler);
+	lua_pushcfunction(L, pmain);
+	lua_pushinteger(L, argc);
+	lua_pushlightuserdata(L, argv);
+	status = lua_pcall(L, 2, 1, 1);
+	if (status == LUA_OK) {
+		code = lua_tointeger(L, -1);
+	} else {
+		fprintf(stderr, "brisk: %s\n", lua_tostring(L, -1));
+		code = 1;
+	}
+	fflush(stdout);
+	comp.L = NULL;
+	lua_close(L);
+	if (code < 0 || code > 255)
+		code = 1;
+	return (int)code;
+}

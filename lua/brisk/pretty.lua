@@ -1,0 +1,283 @@
+--- brisk.pretty: how brisk shows Lua values to a person.
+--
+-- `pretty.format(v)` turns any value into text: links (tables with `ifindex`
+-- and `ifname`, as `ip -j link` gives them) as one compact row like
+-- `ip -br link`, addresses (tables with `local` and `prefixlen`) like
+-- `ip -br addr`, arrays of those as aligned rows, and any other table
+-- readably (sorted keys, nested indentation, cycles marked).
+-- `pretty.table(rows, columns)` lays rows out as a column-aligned text table
+-- with a header, as `ls` commands print them.
+local M = {}
+
+--- Width that inline tables must fit in before they are broken over lines.
+M.width = 78
+
+--- Deepest nesting shown; deeper tables print as `{...}`.
+M.max_depth = 12
+
+local keywords = {}
+for w in ([[and break do else elseif end false for function goto if in
+	local nil not or repeat return then true until while]]):gmatch("%a+") do
+	keywords[w] = true
+end
+
+local function is_ident(s)
+	return type(s) == "string" and s:match("^[%a_][%w_]*$") ~= nil and not keywords[s]
+end
+
+local escapes = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\r"] = "\\r",
+	["\t"] = "\\t", ["\0"] = "\\0" }
+
+--- A string as a Lua literal that reads back as the same string.
+local function quote(s)
+	return '"' .. s:gsub('[%c\\"]', function(c)
+		return escapes[c] or string.format("\\%03d", c:byte())
+	end) .. '"'
+end
+
+local function has_tostring(v)
+	local mt = getmetatable(v)
+	return type(mt) == "table" and rawget(mt, "__tostring") ~= nil
+end
+
+-- A cell value: integral floats (as cjson decodes numbers) without ".0".
+local function num(v)
+	if type(v) == "number" then return tostring(math.tointeger(v) or v) end
+	return tostring(v)
+end
+
+local function scalar(v)
+	if type(v) == "string" then return quote(v) end
+	return tostring(v)
+end
+
+--- Whether `t` looks like a link: it has `ifindex` and `ifname`.
+function M.is_link(t)
+	return type(t) == "table" and math.tointeger(rawget(t, "ifindex")) ~= nil
+		and type(rawget(t, "ifname")) == "string"
+end
+
+--- Whether `t` looks like an address: it has `local` and `prefixlen`.
+function M.is_addr(t)
+	return type(t) == "table" and rawget(t, "local") ~= nil and rawget(t, "prefixlen") ~= nil
+end
+
+local function link_name(t)
+	local name = t.ifname
+	if type(t.link) == "string" then
+		name = name .. "@" .. t.link
+	elseif math.tointeger(t.link_index) then
+		name = name .. "@if" .. num(t.link_index)
+	end
+	return name
+end
+
+local function addr_text(a)
+	local s = tostring(a["local"]) .. "/" .. num(a.prefixlen)
+	if a.address ~= nil and a.address ~= a["local"] then
+		s = tostring(a["local"]) .. " peer " .. tostring(a.address) .. "/" .. num(a.prefixlen)
+	end
+	return s
+end
+
+local function scope_text(a)
+	local sc = a.scope
+	if sc == nil or sc == "global" or sc == 0 then return "" end
+	return "scope " .. num(sc)
+end
+
+-- The cells of one row: name, state, then the rest. Links with `addr_info`
+-- (as `ip -j addr` gives them) show their addresses like `ip -br addr`.
+local function link_cells(t)
+	local kind = type(t.linkinfo) == "table" and t.linkinfo.info_kind or t.kind
+	if type(t.addr_info) == "table" then
+		local addrs = {}
+		for _, a in ipairs(t.addr_info) do
+			if M.is_addr(a) then addrs[#addrs + 1] = addr_text(a) end
+		end
+		return { link_name(t), t.operstate or "", table.concat(addrs, " ") }
+	end
+	return {
+		link_name(t),
+		t.operstate or "",
+		t.address or "",
+		t.mtu and ("mtu " .. num(t.mtu)) or "",
+		t.master and ("master " .. tostring(t.master)) or "",
+		kind and tostring(kind) or "",
+	}
+end
+
+local function addr_cells(a)
+	local name = a.label or a.ifname or a.dev
+		or (a.ifindex and ("if" .. num(a.ifindex))) or ""
+	return { tostring(name), addr_text(a), scope_text(a) }
+end
+
+-- Align rows of cells: columns that are empty in every row vanish, the last
+-- cell of a row carries no padding.
+local function align(rows, sep)
+	local widths, used = {}, {}
+	for _, r in ipairs(rows) do
+		for i, c in ipairs(r) do
+			if #c > (widths[i] or 0) then widths[i] = #c end
+			if c ~= "" then used[i] = true end
+		end
+	end
+	local out = {}
+	for _, r in ipairs(rows) do
+		local cells = {}
+		for i, c in ipairs(r) do
+			if used[i] then cells[#cells + 1] = { c, widths[i] } end
+		end
+		local line = {}
+		for j, cw in ipairs(cells) do
+			line[j] = j < #cells and (cw[1] .. string.rep(" ", cw[2] - #cw[1])) or cw[1]
+		end
+		out[#out + 1] = (table.concat(line, sep):gsub("%s+$", ""))
+	end
+	return table.concat(out, "\n")
+end
+
+local function row_cells(v)
+	if M.is_link(v) then return link_cells(v) end
+	if M.is_addr(v) then return addr_cells(v) end
+	return nil
+end
+
+-- Keys in display order: numbers (ascending) before strings, then others.
+local function sorted_keys(t, skip)
+	local keys = {}
+	for k in pairs(t) do
+		if not skip[k] then keys[#keys + 1] = k end
+	end
+	local rank = { number = 1, string = 2 }
+	table.sort(keys, function(a, b)
+		local ta, tb = rank[type(a)] or 3, rank[type(b)] or 3
+		if ta ~= tb then return ta < tb end
+		if ta == 3 then return tostring(a) < tostring(b) end
+		return a < b
+	end)
+	return keys
+end
+
+local function fmt(v, indent, stack, depth)
+	if type(v) ~= "table" then return scalar(v) end
+	if has_tostring(v) then return tostring(v) end
+	if stack[v] then return "<cycle>" end
+	if next(v) == nil then return "{}" end
+	if depth > M.max_depth then return "{...}" end
+	stack[v] = true
+	local items, in_array = {}, {}
+	local n = 0
+	while rawget(v, n + 1) ~= nil do
+		n = n + 1
+		in_array[n] = true
+		items[#items + 1] = fmt(v[n], indent .. "  ", stack, depth + 1)
+	end
+	for _, k in ipairs(sorted_keys(v, in_array)) do
+		local ks = is_ident(k) and k or ("[" .. scalar(k) .. "]")
+		items[#items + 1] = ks .. " = " .. fmt(v[k], indent .. "  ", stack, depth + 1)
+	end
+	stack[v] = nil
+	local inline = "{ " .. table.concat(items, ", ") .. " }"
+	if not inline:find("\n", 1, true) and #indent + #inline <= M.width then
+		return inline
+	end
+	return "{\n" .. indent .. "  " .. table.concat(items, ",\n" .. indent .. "  ")
+		.. ",\n" .. indent .. "}"
+end
+
+--- Format any value as text.
+-- A string at the top level is returned as it is; nested strings are quoted.
+-- @param v any value
+-- @treturn string (never nil; no trailing newline)
+function M.format(v)
+	if type(v) == "string" then return v end
+	if type(v) ~= "table" or has_tostring(v) then return tostring(v) end
+	local cells = row_cells(v)
+	if cells then return align({ cells }, "  ") end
+	if #v > 0 then
+		-- only a pure array (no other keys) of links/addresses prints as rows
+		local count = 0
+		for _ in pairs(v) do count = count + 1 end
+		if count == #v then
+			local rows = {}
+			for i = 1, #v do
+				rows[i] = row_cells(v[i])
+				if not rows[i] then rows = nil; break end
+			end
+			if rows then return align(rows, "  ") end
+		end
+	end
+	return fmt(v, "", {}, 1)
+end
+
+local function cell_text(v)
+	if v == nil then return "" end
+	if type(v) == "table" and not has_tostring(v) then
+		local parts = {}
+		for i = 1, #v do parts[i] = cell_text(v[i]) end
+		if #parts > 0 or next(v) == nil then return table.concat(parts, ",") end
+		return fmt(v, "", {}, 1)
+	end
+	return tostring(v)
+end
+
+--- Lay rows out as a column-aligned text table with a header line.
+-- @tparam table rows array of tables
+-- @tparam table columns array of column specs: a key string, or a table
+--   `{ key, title = "TITLE", format = function(value, row) -> string }`
+--   (`key` may also be given as `key = ...`). The title defaults to the key
+--   in upper case with `_` as a space. Missing values show as empty cells,
+--   arrays of scalars as comma-separated lists.
+-- @tparam[opt] table opts `{ header = false }` leaves the header out
+-- @treturn string the lines, without a trailing newline (the header alone
+--   when there are no rows)
+function M.table(rows, columns, opts)
+	assert(type(rows) == "table", "bad argument #1 to 'table' (table expected)")
+	assert(type(columns) == "table", "bad argument #2 to 'table' (table expected)")
+	local cols = {}
+	for i, c in ipairs(columns) do
+		if type(c) == "string" then c = { c } end
+		local key = c.key or c[1]
+		assert(key ~= nil, "bad argument #2 to 'table' (column " .. i .. " has no key)")
+		cols[i] = {
+			key = key,
+			title = c.title or tostring(key):upper():gsub("_", " "),
+			format = c.format,
+		}
+	end
+	local lines = {}
+	if not (opts and opts.header == false) then
+		local h = {}
+		for i, c in ipairs(cols) do h[i] = c.title end
+		lines[1] = h
+	end
+	for _, row in ipairs(rows) do
+		local r = {}
+		for i, c in ipairs(cols) do
+			local v = row[c.key]
+			r[i] = c.format and tostring(c.format(v, row) or "") or cell_text(v)
+		end
+		lines[#lines + 1] = r
+	end
+	local widths = {}
+	for _, r in ipairs(lines) do
+		for i, c in ipairs(r) do
+			if #c > (widths[i] or 0) then widths[i] = #c end
+		end
+	end
+	local out = {}
+	for _, r in ipairs(lines) do
+		local line = {}
+		for i, c in ipairs(r) do
+			line[i] = i < #r and (c .. string.rep(" ", widths[i] - #c)) or c
+		end
+		out[#out + 1] = (table.concat(line, "   "):gsub("%s+$", ""))
+	end
+	return table.concat(out, "\n")
+end
+
+M.quote = quote
+
+return M

@@ -1,0 +1,379 @@
+--- brisk.repl: the interactive Lua 5.4 prompt of `brisk` (`brisk repl`).
+--
+-- It reads like lua.c: a line is first tried as `return <line>` (so an
+-- expression prints its values), then as a statement; a chunk whose error
+-- ends in `<eof>` is incomplete and the prompt turns to ">> " for more.
+-- Values print through brisk.pretty; errors print with a traceback trimmed
+-- to the chunk. Lines starting with ':' are REPL commands (`:help`,
+-- `:quit`, and those other modules add with `repl.command`).
+--
+-- On a terminal it edits lines with libedit (through brisk.host), keeps
+-- history in $BRISK_HISTORY (empty: none) or ~/.brisk_history, and
+-- completes with Tab: Lua names, fields along `a.b.c` paths and methods
+-- after `:`, REPL commands, and whatever the functions in
+-- `repl.completers` offer. Without a terminal it reads stdin silently (no
+-- prompts) and exits 1 if any chunk failed.
+local M = {}
+
+local pretty = require "brisk.pretty"
+
+local stdout, stderr = io.stdout, io.stderr
+
+--- Functions `fn(text, line) -> array of candidates` consulted on Tab
+-- (for interface, network and namespace names). `text` is the word being
+-- completed; candidates that do not start with it are dropped.
+M.completers = {}
+
+local commands = {}
+
+--- Register a REPL command `:name`.
+-- @tparam string name without the colon
+-- @tparam function fn called as `fn(args, session)` with the rest of the
+--   line (trimmed) and the session (`session.env` is the REPL's
+--   environment, `session:print(...)` prints values, `session.done = true`
+--   leaves the REPL). A non-nil return value is printed.
+--   (nil removes the command)
+-- @tparam string help one line for `:help`
+function M.command(name, fn, help)
+	assert(type(name) == "string" and name:match("^[%a_][%w_-]*$"),
+		"bad argument #1 to 'command' (command name expected)")
+	assert(fn == nil or type(fn) == "function", "bad argument #2 to 'command' (function expected)")
+	commands[name] = fn and { fn = fn, help = help or "" } or nil
+end
+
+--- The names of the registered REPL commands, sorted.
+function M.command_names()
+	local t = {}
+	for n in pairs(commands) do t[#t + 1] = n end
+	table.sort(t)
+	return t
+end
+
+local function debug_on()
+	local d = os.getenv("BRISK_DEBUG")
+	return d ~= nil and d ~= "" and d ~= "0"
+end
+
+local function error_text(e)
+	if type(e) == "table" then
+		if type(rawget(e, "message")) == "string" then return e.message end
+		local mt = getmetatable(e)
+		if type(mt) == "table" and mt.__tostring then return tostring(e) end
+	end
+	if type(e) == "string" or type(e) == "number" then return tostring(e) end
+	return "(error object is a " .. type(e) .. " value)"
+end
+
+-- Message handler: error objects (tables with a message) print as their
+-- message; anything else gets a traceback cut at the REPL's own frames.
+local function handler(e)
+	if type(e) == "table" and type(rawget(e, "message")) == "string" and not debug_on() then
+		return e.message
+	end
+	local tb = debug.traceback(error_text(e), 2)
+	tb = tb:gsub("\n[^\n]*%[C%]: in function 'xpcall'.*$", "")
+	return tb
+end
+
+--- A fresh environment for REPL chunks: globals fall through to _G,
+-- `brisk` is preloaded when `require "brisk"` works.
+-- @treturn table env
+-- @treturn string|nil why brisk could not be loaded (nil when it was, or
+--   when there is no brisk module at all)
+function M.new_env()
+	local env = setmetatable({}, { __index = _G })
+	local ok, brisk = pcall(require, "brisk")
+	if ok then
+		env.brisk = brisk
+		return env
+	end
+	local msg = error_text(brisk)
+	if msg:find("module 'brisk' not found", 1, true) then return env end
+	return env, msg
+end
+
+-- Completion ----------------------------------------------------------------
+
+local keywords = {}
+for w in ([[and break do else elseif end false for function goto if in
+	local nil not or repeat return then true until while]]):gmatch("%a+") do
+	keywords[#keywords + 1] = w
+end
+
+-- Index without running __index functions: raw fields, then __index
+-- tables up the chain (strings index the string library).
+local function safe_get(v, k, depth)
+	depth = depth or 0
+	if depth > 10 then return nil end
+	if type(v) == "string" then return string[k] end
+	if type(v) == "table" then
+		local r = rawget(v, k)
+		if r ~= nil then return r end
+	end
+	local mt = getmetatable(v)
+	if type(mt) == "table" then
+		local idx = rawget(mt, "__index")
+		if type(idx) == "table" then return safe_get(idx, k, depth + 1) end
+	end
+	return nil
+end
+
+-- Field names of v (identifier strings), through __index tables.
+local function field_names(v, out, methods_only, depth)
+	depth = depth or 0
+	if depth > 10 then return out end
+	if type(v) == "string" then return field_names(string, out, methods_only, depth + 1) end
+	if type(v) == "table" then
+		for k, val in next, v do
+			if type(k) == "string" and k:match("^[%a_][%w_]*$")
+				and (not methods_only or type(val) == "function") then
+				out[k] = true
+			end
+		end
+	end
+	local mt = getmetatable(v)
+	if type(mt) == "table" then
+		local idx = rawget(mt, "__index")
+		if type(idx) == "table" then field_names(idx, out, methods_only, depth + 1) end
+	end
+	return out
+end
+
+local function resolve(env, path)
+	local v = env
+	for part in path:gmatch("[^.]+") do
+		v = safe_get(v, part)
+		if v == nil then return nil end
+	end
+	return v
+end
+
+--- Completion candidates for `text` (the word before the cursor) on `line`.
+-- @tparam table env the environment names are looked up in
+-- @tparam string text
+-- @tparam[opt] string line the whole line
+-- @treturn table sorted array of candidates, each starting with `text`
+function M.complete(env, text, line)
+	line = line or text
+	local found = {}
+	if text:match("^:") then
+		for _, n in ipairs(M.command_names()) do
+			if (":" .. n):sub(1, #text) == text then found[":" .. n] = true end
+		end
+	else
+		local base, sep, prefix = text:match("^([%a_][%w_.]*)([.:])([%w_]*)$")
+		if base and not base:find("..", 1, true) and base:sub(-1) ~= "." then
+			local obj = resolve(env, base)
+			if obj ~= nil then
+				for k in pairs(field_names(obj, {}, sep == ":")) do
+					if k:sub(1, #prefix) == prefix then found[base .. sep .. k] = true end
+				end
+			end
+		elseif text:match("^[%a_]?[%w_]*$") then
+			for k in pairs(field_names(env, {})) do
+				if k:sub(1, #text) == text then found[k] = true end
+			end
+			for _, k in ipairs(keywords) do
+				if k:sub(1, #text) == text then found[k] = true end
+			end
+		end
+	end
+	for _, fn in ipairs(M.completers) do
+		local ok, list = pcall(fn, text, line)
+		if ok and type(list) == "table" then
+			for _, c in ipairs(list) do
+				if type(c) == "string" and c:sub(1, #text) == text then found[c] = true end
+			end
+		end
+	end
+	local out = {}
+	for c in pairs(found) do out[#out + 1] = c end
+	table.sort(out)
+	return out
+end
+
+-- Sessions ------------------------------------------------------------------
+
+local Session = {}
+Session.__index = Session
+
+--- A REPL session that is fed lines (no terminal needed).
+-- @tparam[opt] table opts `env` (default `repl.new_env()`), `write` and
+--   `ewrite` (functions taking a string; default stdout/stderr)
+-- @treturn table session with `feed(line)`, `print(...)`, `env`,
+--   `buffer` (the pending incomplete chunk or nil), `errors` (count) and
+--   `done` (set by :quit)
+function M.session(opts)
+	opts = opts or {}
+	local env, warning = opts.env, nil
+	if not env then env, warning = M.new_env() end
+	return setmetatable({
+		env = env,
+		warning = warning,
+		write = opts.write or function(s) stdout:write(s); stdout:flush() end,
+		ewrite = opts.ewrite or function(s) stderr:write(s); stderr:flush() end,
+		buffer = nil,
+		errors = 0,
+		done = false,
+	}, Session)
+end
+
+--- Print values as the REPL does (pretty, tab separated, one line each).
+function Session:print(...)
+	local n = select("#", ...)
+	if n == 0 then return end
+	local parts = {}
+	for i = 1, n do parts[i] = pretty.format((select(i, ...))) end
+	self.write(table.concat(parts, "\t") .. "\n")
+end
+
+function Session:fail(msg)
+	self.errors = self.errors + 1
+	self.ewrite(msg .. "\n")
+	return "error"
+end
+
+function Session:exec(fn)
+	local r = table.pack(xpcall(fn, handler))
+	if not r[1] then return self:fail(r[2]) end
+	if r.n > 1 then self:print(table.unpack(r, 2, r.n)) end
+	return "ok"
+end
+
+function Session:command(line)
+	local name, args = line:match("^%s*:([%w_-]*)%s*(.-)%s*$")
+	local c = commands[name]
+	if not c then
+		local matches = {}
+		for _, n in ipairs(M.command_names()) do
+			if name ~= "" and n:sub(1, #name) == name then matches[#matches + 1] = n end
+		end
+		if #matches == 1 then c = commands[matches[1]] end
+		if not c then
+			local hint = ""
+			if #matches > 1 then
+				hint = "; one of :" .. table.concat(matches, ", :")
+			else
+				local ok, cli = pcall(require, "brisk.cli")
+				local s = ok and cli.suggest(name, M.command_names())
+				if s then hint = "; did you mean :" .. s .. "?" end
+			end
+			return self:fail(":" .. name .. ": unknown command" .. hint .. " (:help lists them)")
+		end
+	end
+	local r = table.pack(xpcall(c.fn, handler, args, self))
+	if not r[1] then return self:fail(r[2]) end
+	if r[2] ~= nil then self:print(r[2]) end
+	return self.done and "quit" or "ok"
+end
+
+--- Feed one line of input.
+-- @tparam string line without its newline
+-- @treturn string "ok" (ran), "more" (incomplete: send the next line),
+--   "error" (reported on ewrite) or "quit"
+function Session:feed(line)
+	if self.buffer == nil then
+		if line:match("^%s*:[%a_]") or line:match("^%s*:$") then return self:command(line) end
+		local fn = load("return " .. line, "=stdin", "t", self.env)
+		if fn then return self:exec(fn) end
+		self.buffer = line
+	else
+		self.buffer = self.buffer .. "\n" .. line
+	end
+	local fn, err = load(self.buffer, "=stdin", "t", self.env)
+	if not fn then
+		if err:sub(-5) == "<eof>" then return "more" end
+		self.buffer = nil
+		return self:fail(err)
+	end
+	self.buffer = nil
+	return self:exec(fn)
+end
+
+--- End of input: report a pending incomplete chunk.
+function Session:finish()
+	if self.buffer then
+		local _, err = load(self.buffer, "=stdin", "t", self.env)
+		self.buffer = nil
+		if err then self:fail(err) end
+	end
+end
+
+-- Built-in commands -----------------------------------------------------------
+
+M.command("help", function(_, session)
+	local rows = {}
+	for _, n in ipairs(M.command_names()) do rows[#rows + 1] = { ":" .. n, commands[n].help } end
+	local w = 0
+	for _, r in ipairs(rows) do w = math.max(w, #r[1]) end
+	local out = { "REPL commands (a unique prefix will do):" }
+	for _, r in ipairs(rows) do out[#out + 1] = "  " .. r[1] .. string.rep(" ", w - #r[1] + 3) .. r[2] end
+	out[#out + 1] = "Lua 5.4" .. (rawget(session.env, "brisk") and ", with brisk loaded as `brisk`" or "")
+		.. ". Expressions print their values; Tab completes names; Ctrl-D quits."
+	session.write(table.concat(out, "\n") .. "\n")
+end, "list the REPL commands")
+
+M.command("quit", function(_, session)
+	session.done = true
+end, "leave the REPL (also Ctrl-D)")
+
+-- The loop ----------------------------------------------------------------------
+
+local function history_path()
+	local p = os.getenv("BRISK_HISTORY")
+	if p then return p ~= "" and p or nil end
+	local home = os.getenv("HOME")
+	if home and home ~= "" then return home .. "/.brisk_history" end
+	return nil
+end
+
+--- Run the REPL on stdin until end of input or :quit.
+-- @tparam[opt] table opts `interactive` (default: stdin is a terminal and
+--   brisk.host is there), `env`
+-- @treturn integer exit code: 0; 1 when not interactive and a chunk failed
+function M.run(opts)
+	opts = opts or {}
+	local has_host, host = pcall(require, "brisk.host")
+	if not has_host then host = nil end
+	local interactive = opts.interactive
+	if interactive == nil then interactive = host ~= nil and host.isatty(0) end
+	local s = M.session { env = opts.env }
+	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
+
+	if not interactive then
+		for line in io.stdin:lines() do
+			if s:feed(line) == "quit" then break end
+		end
+		s:finish()
+		return s.errors > 0 and 1 or 0
+	end
+
+	local ok, cli = pcall(require, "brisk.cli")
+	s.write(string.format("brisk %s (%s)  :help for help, Ctrl-D to quit\n",
+		ok and cli.version or "?", _VERSION))
+	local hist = history_path()
+	if hist then host.read_history(hist) end
+	host.set_completer(function(text, line) return M.complete(s.env, text, line) end)
+	while true do
+		local line = host.readline(s.buffer and ">> " or "> ")
+		if line == nil then
+			s.write("\n")
+			break
+		end
+		if line:match("%S") then
+			host.add_history(line)
+			if hist then
+				local ok, err = host.write_history(hist)
+				if not ok then
+					s.ewrite("brisk: warning: " .. err .. " (history not saved)\n")
+					hist = nil
+				end
+			end
+		end
+		if s:feed(line) == "quit" then break end
+	end
+	host.set_completer(nil)
+	return 0
+end
+
+return M

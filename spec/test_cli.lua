@@ -1,0 +1,593 @@
+-- spec/test_cli.lua: the brisk program (csrc/cli/main.c, lua/brisk/cli.lua)
+-- run as a subprocess, and brisk.pretty.
+local lu = require "luaunit"
+local H = require "helper"
+local cjson = require "cjson"
+
+local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
+ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
+local BIN = ROOT .. "/build/bin/brisk"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+	local f = io.open(path, "rb")
+	if not f then return nil end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function spit(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+
+local tmpdirs = {}
+local function tmpdir()
+	local d = H.must("mktemp -d /tmp/brisk-cli-XXXXXX"):gsub("%s+$", "")
+	tmpdirs[#tmpdirs + 1] = d
+	return d
+end
+
+--- Run BIN with `args` (a shell-quoted string); returns code, stdout, stderr.
+local function brisk(args, opts)
+	opts = opts or {}
+	local d = tmpdir()
+	local env = opts.env or ""
+	local cmd = string.format("cd %s && env %s %s %s <%s >%s/out 2>%s/err",
+		q(opts.cwd or d), env, q(opts.bin or BIN), args or "",
+		opts.stdin and q(opts.stdin) or "/dev/null", d, d)
+	local _, _, code = os.execute(cmd)
+	return code, slurp(d .. "/out"), slurp(d .. "/err")
+end
+
+local function cleanup()
+	for _, d in ipairs(tmpdirs) do os.execute("rm -rf " .. q(d)) end
+	tmpdirs = {}
+end
+
+-- A tree with command modules under brisk/cli/ for lazy loading.
+local FAKE = [[
+local cli = require "brisk.cli"
+cli.register {
+	name = "fake create", summary = "create a fake", usage = "[FLAGS] NAME",
+	example = "brisk fake create --subnet 10.0.0.0/24 n1",
+	min_args = 1, max_args = 1,
+	flags = {
+		{ "--subnet", arg = "CIDR", multi = true, doc = "subnet in CIDR form" },
+		{ "--ipv6", doc = "enable IPv6" },
+		{ "-o", "--opt", arg = "KEY=VALUE", multi = true, doc = "driver option" },
+		{ "--driver", "-d", arg = "NAME", default = "bridge", choices = { "bridge", "null" } },
+		{ "--ip-range", arg = "CIDR", doc = "allocate from this range" },
+	},
+	run = function(opts, pos, ctx)
+		if pos[1] == "fail" then cli.error("network fail exists") end
+		if pos[1] == "ret" then return nil, "returned failure" end
+		if pos[1] == "usage" then cli.usage_error("bad name", "fake create") end
+		if pos[1] == "bug" then local t; return t.x end
+		return { name = pos[1], opts = opts, json = ctx.json, state_dir = ctx.state_dir }
+	end,
+}
+cli.register {
+	name = "fake ls", summary = "list fakes", list = true, max_args = 1,
+	columns = { "name", { "id", title = "FAKE ID" } },
+	run = function(_, pos)
+		if pos[1] == "none" then return {} end
+		return { { name = "a", id = "1" }, { name = "bbb", id = "22" } }
+	end,
+}
+]]
+
+local function fake_tree()
+	local d = tmpdir()
+	H.must("mkdir -p " .. q(d .. "/brisk/cli"))
+	spit(d .. "/brisk/cli/fake.lua", FAKE)
+	spit(d .. "/brisk/cli/broken.lua", 'local x = require "brisk.no_such_module"\n')
+	return "LUA_PATH_5_4=" .. q(d .. "/?.lua;;")
+end
+
+TestCliHelp = {}
+function TestCliHelp:tearDown() cleanup() end
+
+function TestCliHelp:test_binary_built()
+	lu.assertTrue(H.sh("test -x " .. q(BIN)), BIN .. " missing: run make")
+end
+
+function TestCliHelp:test_help_exit0_with_usage()
+	for _, a in ipairs({ "--help", "-h", "help" }) do
+		local code, out, err = brisk(a)
+		lu.assertEquals(code, 0, a)
+		lu.assertStrContains(out, "usage: brisk [GLOBAL FLAGS] COMMAND")
+		lu.assertStrContains(out, "--state-dir DIR")
+		for _, c in ipairs({ "version", "help", "repl", "run" }) do
+			lu.assertStrMatches(out, ".*\n  " .. c .. " .*")
+		end
+		lu.assertEquals(err, "")
+	end
+end
+
+function TestCliHelp:test_every_command_help_has_usage_flags_example()
+	local env = fake_tree()
+	for _, c in ipairs({ "version", "help", "repl", "run", "fake create", "fake ls" }) do
+		local code, out = brisk(c .. " --help", { env = env })
+		lu.assertEquals(code, 0, c)
+		lu.assertStrContains(out, "usage: brisk " .. c)
+		lu.assertStrContains(out, "flags:\n")
+		lu.assertStrContains(out, "-h, --help")
+		if c ~= "fake ls" then lu.assertStrMatches(out, ".*\nexamples?:\n  brisk .*") end
+		local code2, out2 = brisk("help " .. c, { env = env })
+		lu.assertEquals(code2, 0)
+		lu.assertEquals(out2, out)
+	end
+	local _, out = brisk("fake create -h", { env = env })
+	lu.assertStrContains(out, "--subnet CIDR")
+	lu.assertStrContains(out, "subnet in CIDR form (repeatable)")
+	lu.assertStrContains(out, "-o, --opt KEY=VALUE")
+	lu.assertStrContains(out, "(one of: bridge, null) (default: bridge)")
+end
+
+function TestCliHelp:test_help_lists_lazily_loaded_commands()
+	local code, out, err = brisk("--help", { env = fake_tree() })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "  fake create   create a fake")
+	lu.assertStrContains(out, "  fake ls       list fakes")
+	-- the broken module is reported in one line and does not break help
+	lu.assertStrContains(err, "brisk: cannot load brisk.cli.broken:")
+	lu.assertNotStrContains(err, "no file")
+end
+
+function TestCliHelp:test_group_help()
+	local env = fake_tree()
+	local code, out = brisk("help fake", { env = env })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "usage: brisk fake COMMAND")
+	lu.assertStrContains(out, "fake ls")
+	local code2, out2 = brisk("fake --help", { env = env })
+	lu.assertEquals(code2, 0)
+	lu.assertEquals(out2, out)
+	local code3, out3, err3 = brisk("fake", { env = env })
+	lu.assertEquals(code3, 2)
+	lu.assertEquals(out3, "")
+	lu.assertStrContains(err3, "'fake' needs a command: create, ls")
+end
+
+function TestCliHelp:test_help_unknown_topic()
+	local code, out, err = brisk("help verson")
+	lu.assertEquals(code, 2)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "brisk: no help for 'verson'; did you mean 'version'?")
+end
+
+TestCliUsage = {}
+function TestCliUsage:tearDown() cleanup() end
+
+function TestCliUsage:test_unknown_command_did_you_mean()
+	local code, out, err = brisk("verison")
+	lu.assertEquals(code, 2)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "brisk: unknown command 'verison'; did you mean 'version'?")
+	local code2, _, err2 = brisk("zzzzzz")
+	lu.assertEquals(code2, 2)
+	lu.assertStrContains(err2, "unknown command 'zzzzzz'")
+	lu.assertNotStrContains(err2, "did you mean")
+end
+
+function TestCliUsage:test_unknown_subcommand_did_you_mean()
+	local code, _, err = brisk("fake crate n1", { env = fake_tree() })
+	lu.assertEquals(code, 2)
+	lu.assertStrContains(err, "unknown command 'fake crate'; did you mean 'fake create'?")
+end
+
+function TestCliUsage:test_unknown_flag_did_you_mean()
+	local code, out, err = brisk("version --jsno")
+	lu.assertEquals(code, 2)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "brisk: unknown flag --jsno for 'version'; did you mean '--json'?")
+	lu.assertStrContains(err, "usage: brisk version")
+	local code2, _, err2 = brisk("fake create --subnett 10.0.0.0/24 n1", { env = fake_tree() })
+	lu.assertEquals(code2, 2)
+	lu.assertStrContains(err2, "did you mean '--subnet'?")
+	local code3, _, err3 = brisk("--state-dri /tmp version")
+	lu.assertEquals(code3, 2)
+	lu.assertStrContains(err3, "unknown flag --state-dri; did you mean '--state-dir'?")
+end
+
+function TestCliUsage:test_flag_value_errors()
+	local env = fake_tree()
+	local cases = {
+		{ "fake create --subnet", "flag --subnet needs a value (CIDR)" },
+		{ "fake create a b", "'fake create' takes at most 1 argument, got 'b'" },
+		{ "fake create", "'fake create' needs 1 argument" },
+		{ "fake create --ipv6=maybe a", "flag --ipv6 takes no value (or true/false)" },
+		{ "fake create --driver brigde a", "'brigde' is not one of bridge, null; did you mean 'bridge'?" },
+		{ "fake create --ip-range 10.0.0.0/25 --ip-range 10.0.1.0/25 a", "flag --ip-range given more than once" },
+		{ "fake create usage", "brisk: bad name\nusage: brisk fake create [FLAGS] NAME" },
+		{ "run", "'run' needs at least 1 argument" },
+		{ "--state-dir", "flag --state-dir needs a value (DIR)" },
+	}
+	for _, c in ipairs(cases) do
+		local code, out, err = brisk(c[1], { env = env })
+		lu.assertEquals(code, 2, c[1])
+		lu.assertEquals(out, "", c[1])
+		lu.assertStrContains(err, c[2])
+	end
+end
+
+TestCliCommands = {}
+function TestCliCommands:tearDown() cleanup() end
+
+function TestCliCommands:test_version()
+	local code, out, err = brisk("version")
+	lu.assertEquals(code, 0)
+	lu.assertStrMatches(out, "brisk %d+%.%d+%.%d+ %(Lua 5%.4%)\n")
+	lu.assertEquals(err, "")
+	local code2, out2 = brisk("--version")
+	lu.assertEquals(code2, 0)
+	lu.assertEquals(out2, out)
+	local code3, out3 = brisk("--json version")
+	lu.assertEquals(code3, 0)
+	local v = cjson.decode(out3)
+	lu.assertEquals(v.lua, "Lua 5.4")
+	lu.assertEquals(out, "brisk " .. v.version .. " (Lua 5.4)\n")
+	local code4, out4 = brisk("version --json")
+	lu.assertEquals(code4, 0)
+	lu.assertEquals(out4, out3)
+end
+
+function TestCliCommands:test_flags_parsed()
+	local env = fake_tree()
+	local code, out, err = brisk("--json fake create --subnet 10.0.0.0/24 --subnet=fd00::/64 "
+		.. "-o a=b -oc=d --opt e=f --ipv6 --ip-range 10.0.0.0/25 -d null n1", { env = env })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	local r = cjson.decode(out)
+	lu.assertEquals(r.name, "n1")
+	lu.assertEquals(r.opts.subnet, { "10.0.0.0/24", "fd00::/64" })
+	lu.assertEquals(r.opts.opt, { "a=b", "c=d", "e=f" })
+	lu.assertEquals(r.opts.ipv6, true)
+	lu.assertEquals(r.opts.ip_range, "10.0.0.0/25")
+	lu.assertEquals(r.opts.driver, "null")
+	lu.assertEquals(r.json, true)
+	lu.assertEquals(r.state_dir, "/var/lib/brisk")
+end
+
+function TestCliCommands:test_defaults_and_globals_after_command()
+	local env = fake_tree()
+	local code, out = brisk("fake create n1 --json --state-dir /tmp/st -- --ipv6", { env = env })
+	lu.assertEquals(code, 2)         -- "--ipv6" after -- is a second positional
+	lu.assertEquals(out, "")
+	code, out = brisk("fake create --ipv6=false --json --state-dir=/tmp/st -- -n1", { env = env })
+	lu.assertEquals(code, 0)
+	local r = cjson.decode(out)
+	lu.assertEquals(r.name, "-n1")
+	lu.assertEquals(r.opts.ipv6, false)
+	lu.assertEquals(r.opts.driver, "bridge")
+	lu.assertEquals(r.state_dir, "/tmp/st")
+	-- multi flags given no value are empty arrays, also in JSON
+	lu.assertStrContains(out, '"subnet":[]')
+	code, out = brisk("--json fake create n2", { env = env .. " BRISK_STATE_DIR=/tmp/env-st" })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(cjson.decode(out).state_dir, "/tmp/env-st")
+end
+
+function TestCliCommands:test_text_output_pretty()
+	local env = fake_tree()
+	local code, out = brisk("fake create --subnet 10.0.0.0/24 n1", { env = env })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, 'name = "n1"')
+	lu.assertStrContains(out, 'subnet = { "10.0.0.0/24" }')
+	code, out = brisk("fake ls", { env = env })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "NAME   FAKE ID\na      1\nbbb    22\n")
+	code, out = brisk("fake ls none", { env = env })
+	lu.assertEquals(out, "NAME   FAKE ID\n")
+	code, out = brisk("--json fake ls none", { env = env })
+	lu.assertEquals(out, "[]\n")
+	code, out = brisk("--json fake ls", { env = env })
+	lu.assertEquals(cjson.decode(out), { { name = "a", id = "1" }, { name = "bbb", id = "22" } })
+end
+
+function TestCliCommands:test_errors_exit_1_without_traceback()
+	local env = fake_tree()
+	local cases = {
+		{ "fake create fail", "brisk: network fail exists\n" },
+		{ "fake create ret", "brisk: returned failure\n" },
+	}
+	for _, c in ipairs(cases) do
+		local code, out, err = brisk(c[1], { env = env })
+		lu.assertEquals(code, 1, c[1])
+		lu.assertEquals(out, "")
+		lu.assertEquals(err, c[2])
+	end
+	local code, _, err = brisk("fake create bug", { env = env })
+	lu.assertEquals(code, 1)
+	lu.assertStrMatches(err, "brisk: .*fake%.lua:%d+: attempt to index a nil value.*")
+	lu.assertNotStrContains(err, "stack traceback")
+	code, _, err = brisk("fake create bug", { env = env .. " BRISK_DEBUG=1" })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "stack traceback:")
+	lu.assertStrContains(err, "in field 'run'")
+	code, _, err = brisk("broken", { env = env })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "brisk: cannot load brisk.cli.broken: ")
+	lu.assertStrContains(err, "module 'brisk.no_such_module' not found")
+end
+
+TestCliRun = {}
+function TestCliRun:tearDown() cleanup() end
+
+function TestCliRun:test_run_script_gets_args()
+	local d = tmpdir()
+	spit(d .. "/s.lua", 'print("first=" .. arg[1])\nprint(arg[0], #arg, ...)\n'
+		.. 'print(package.searchpath("brisk.cli", package.path))\n')
+	local code, out, err = brisk("run s.lua hello --not-a-flag 'two words'", { cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "first=hello\ns.lua\t3\thello\t--not-a-flag\ttwo words\n"
+		.. ROOT .. "/lua/brisk/cli.lua\n")
+end
+
+function TestCliRun:test_run_script_requires_brisk_modules()
+	local d = tmpdir()
+	spit(d .. "/s.lua", 'local pretty = require "brisk.pretty"\n'
+		.. 'print(pretty.format({ ifindex = 1, ifname = "lo", operstate = "UNKNOWN" }))\n'
+		.. 'print(require("brisk.core") ~= nil)\n')
+	local code, out, err = brisk("run s.lua", { cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "lo  UNKNOWN\ntrue\n")
+end
+
+function TestCliRun:test_run_error_points_at_script_line()
+	local d = tmpdir()
+	spit(d .. "/e.lua", 'local x = 1\n\nerror("boom")\n')
+	local code, out, err = brisk("run e.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertEquals(err, "brisk: e.lua:3: boom\n")
+	-- a runtime error inside a function, reported where it happened
+	spit(d .. "/f.lua", 'local t\nlocal function f()\n  return t.x\nend\nf()\n')
+	code, _, err = brisk("run f.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "brisk: f.lua:3: attempt to index a nil value")
+	lu.assertNotStrContains(err, "traceback")
+	code, _, err = brisk("run f.lua", { cwd = d, env = "BRISK_DEBUG=1" })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "stack traceback:\n")
+	lu.assertStrContains(err, "f.lua:5: in main chunk")
+	lu.assertNotStrContains(err, "cli.lua")    -- trimmed to the script
+end
+
+function TestCliRun:test_run_error_object_gets_script_line()
+	local d = tmpdir()
+	spit(d .. "/o.lua", 'local cli = require "brisk.cli"\n\ncli.error("network n1 not found")\n')
+	local code, _, err = brisk("run o.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(err, "brisk: o.lua:3: network n1 not found\n")
+	spit(d .. "/a.lua", 'local ok = nil\nassert(ok, "link_add br0: File exists")\n')
+	code, _, err = brisk("run a.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(err, "brisk: a.lua:2: link_add br0: File exists\n")
+end
+
+function TestCliRun:test_run_syntax_error_and_missing_file()
+	local d = tmpdir()
+	spit(d .. "/x.lua", 'print("ok")\nx = = 1\n')
+	local code, out, err = brisk("run x.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")           -- nothing ran
+	lu.assertStrContains(err, "brisk: x.lua:2: unexpected symbol near '='")
+	code, _, err = brisk("run nonexistent.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "brisk: cannot open nonexistent.lua")
+end
+
+function TestCliRun:test_run_exit_code_from_script()
+	local d = tmpdir()
+	spit(d .. "/x.lua", 'io.write("bye\\n")\nos.exit(7)\n')
+	local code, out = brisk("run x.lua", { cwd = d })
+	lu.assertEquals(code, 7)
+	lu.assertEquals(out, "bye\n")
+end
+
+function TestCliRun:test_run_from_stdin()
+	local d = tmpdir()
+	spit(d .. "/in.lua", 'print("stdin", arg[1])\n')
+	local code, out = brisk("run - a1", { stdin = d .. "/in.lua" })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "stdin\ta1\n")
+end
+
+function TestCliRun:test_installed_layout_paths()
+	-- PREFIX/bin/brisk finds PREFIX/share/lua/5.4 and PREFIX/lib/lua/5.4
+	local p = tmpdir()
+	H.must(table.concat({
+		"mkdir -p " .. q(p .. "/bin") .. " " .. q(p .. "/share/lua/5.4/brisk") .. " "
+			.. q(p .. "/lib/lua/5.4/brisk"),
+		"cp " .. q(BIN) .. " " .. q(p .. "/bin/brisk"),
+		"cp " .. q(ROOT) .. "/lua/brisk/*.lua " .. q(p .. "/share/lua/5.4/brisk/"),
+		"cp " .. q(ROOT .. "/build/lib/brisk/core.so") .. " " .. q(p .. "/lib/lua/5.4/brisk/"),
+	}, " && "))
+	spit(p .. "/s.lua", 'print(package.searchpath("brisk.cli", package.path))\n'
+		.. 'print(package.searchpath("brisk.core", package.cpath))\n'
+		.. 'print(require("brisk.host").root)\n')
+	local code, out, err = brisk("run " .. q(p .. "/s.lua"), { bin = p .. "/bin/brisk" })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, p .. "/share/lua/5.4/brisk/cli.lua\n" .. p
+		.. "/lib/lua/5.4/brisk/core.so\n" .. p .. "\n")
+end
+
+-- In-process: the framework's Lua API -----------------------------------------
+
+TestCliApi = {}
+
+function TestCliApi:test_modules_set_no_globals()
+	local before = H.globals_snapshot()
+	for _, m in ipairs({ "brisk.cli", "brisk.pretty", "brisk.repl" }) do
+		package.loaded[m] = nil
+		require(m)
+	end
+	lu.assertEquals(H.new_globals(before), {})
+end
+
+function TestCliApi:test_suggest()
+	local cli = require "brisk.cli"
+	lu.assertEquals(cli.suggest("--subnett", { "--subnet", "--ipv6" }), "--subnet")
+	lu.assertEquals(cli.suggest("netwrok", { "network", "endpoint" }), "network")
+	lu.assertEquals(cli.suggest("--sub", { "--subnet", "--ipv6" }), "--subnet")
+	lu.assertNil(cli.suggest("zzzz", { "network", "endpoint" }))
+end
+
+function TestCliApi:test_register_bad_specs_raise()
+	local cli = require "brisk.cli"
+	local run = function() end
+	lu.assertErrorMsgContains("bad command name", cli.register, { name = "a  b", run = run })
+	lu.assertErrorMsgContains("bad command name", cli.register, { name = "", run = run })
+	lu.assertErrorMsgContains("run must be a function", cli.register, { name = "x y" })
+	lu.assertErrorMsgContains("bad flag name", cli.register,
+		{ name = "x y", run = run, flags = { { "subnet" } } })
+	lu.assertErrorMsgContains("declared twice", cli.register,
+		{ name = "x y", run = run, flags = { { "--a" }, { "--a" } } })
+	lu.assertNil(cli.commands["x y"])
+end
+
+function TestCliApi:test_json_always_valid()
+	local cli = require "brisk.cli"
+	local t = { a = "x/y\\/z\n\0\"", e = cli.array(), o = {}, nan = 0 / 0, inf = math.huge,
+		f = 0.1, big = math.maxinteger, list = { 1, "two", false }, fn = print }
+	t.self = t
+	local s = cli.json(t)
+	local d = cjson.decode(s)
+	lu.assertEquals(d.a, "x/y\\/z\n\0\"")
+	lu.assertStrContains(s, '"e":[]')
+	lu.assertStrContains(s, '"o":{}')
+	lu.assertStrContains(s, '"big":9223372036854775807')
+	lu.assertEquals(d.nan, cjson.null)
+	lu.assertEquals(d.inf, cjson.null)
+	lu.assertEquals(d.f, 0.1)
+	lu.assertEquals(d.list, { 1, "two", false })
+	lu.assertEquals(d.self, "<cycle>")
+	lu.assertStrContains(d.fn, "function")
+	lu.assertEquals(cli.json({}, true), "[]")
+	lu.assertEquals(cli.json(nil), "null")
+	lu.assertEquals(cli.json({ [1] = "a", [3] = "c" }), '{"1":"a","3":"c"}')
+	-- keys are sorted: output is stable
+	lu.assertEquals(cli.json({ b = 1, a = 2, c = { z = 1, y = 2 } }), '{"a":2,"b":1,"c":{"y":2,"z":1}}')
+end
+
+-- brisk.pretty -----------------------------------------------------------------
+
+TestPretty = {}
+function TestPretty:tearDown() H.reset() end
+
+local LINK = { ifindex = 3, ifname = "br0", operstate = "UP", address = "02:42:ac:11:00:02",
+	mtu = 1500, master = "x", linkinfo = { info_kind = "bridge" } }
+
+function TestPretty:test_link_one_row()
+	local pretty = require "brisk.pretty"
+	lu.assertEquals(pretty.format(LINK), "br0  UP  02:42:ac:11:00:02  mtu 1500  master x  bridge")
+	lu.assertEquals(pretty.format({ ifindex = 7, ifname = "veth1", link = "veth0", operstate = "DOWN" }),
+		"veth1@veth0  DOWN")
+end
+
+function TestPretty:test_array_of_links_aligned()
+	local pretty = require "brisk.pretty"
+	local out = pretty.format({
+		{ ifindex = 1, ifname = "lo", operstate = "UNKNOWN", address = "00:00:00:00:00:00", mtu = 65536 },
+		{ ifindex = 12, ifname = "veth1234", link_index = 5, operstate = "UP",
+			address = "aa:bb:cc:dd:ee:ff", mtu = 1500, master = "br0" },
+	})
+	lu.assertEquals(out,
+		"lo            UNKNOWN  00:00:00:00:00:00  mtu 65536\n" ..
+		"veth1234@if5  UP       aa:bb:cc:dd:ee:ff  mtu 1500   master br0")
+end
+
+function TestPretty:test_addresses()
+	local pretty = require "brisk.pretty"
+	lu.assertEquals(pretty.format({ family = "inet", ["local"] = "10.0.0.1", prefixlen = 24, label = "br0" }),
+		"br0  10.0.0.1/24")
+	lu.assertEquals(pretty.format({
+		{ family = "inet", ["local"] = "10.0.0.1", prefixlen = 24, ifname = "br0" },
+		{ family = "inet6", ["local"] = "fe80::1", prefixlen = 64, ifindex = 4, scope = "link" },
+	}), "br0  10.0.0.1/24\nif4  fe80::1/64   scope link")
+end
+
+function TestPretty:test_rows_match_ip_brief()
+	-- witness: for links and addresses that the kernel reports, the row
+	-- starts like `ip -br link` / `ip -br addr` (name, state, address(es))
+	local pretty = require "brisk.pretty"
+	H.must("ip link add brpt0 type bridge")
+	H.must("ip link add vpt0 type veth peer name vpt1")
+	H.must("ip link set vpt0 master brpt0")
+	H.must("ip addr add 10.9.0.1/24 dev brpt0")
+	H.must("ip link set brpt0 up")
+	local function words(s, n)
+		local t = {}
+		for w in s:gmatch("%S+") do if #t < n then t[#t + 1] = w end end
+		return t
+	end
+	for _, name in ipairs({ "lo", "brpt0", "vpt0", "vpt1" }) do
+		local row = pretty.format(H.ip("link show dev " .. name)[1])
+		local br = H.must("ip -br link show dev " .. name)
+		lu.assertEquals(words(row, 3), words(br, 3), name)
+		if name == "vpt0" then lu.assertStrContains(row, "master brpt0") end
+	end
+	local row = pretty.format(H.ip("addr show dev brpt0"))
+	local br = H.must("ip -br addr show dev brpt0")
+	lu.assertEquals(words(row, 4), words(br, 4))
+	lu.assertStrContains(row, "10.9.0.1/24")
+	local all = pretty.format(H.ip("link show"))
+	local n = 0
+	for _ in all:gmatch("[^\n]+") do n = n + 1 end
+	lu.assertEquals(n, #H.ip("link show"))
+	H.must("ip link del vpt0")
+	H.must("ip link del brpt0")
+end
+
+function TestPretty:test_nested_tables_sorted_indented_cycles()
+	local pretty = require "brisk.pretty"
+	local t = { b = { 1, 2, 3 }, a = 1, ["a-b"] = true, [10] = "ten",
+		c = { d = "x\ny", long = string.rep("z", 70) } }
+	t.self = t
+	lu.assertEquals(pretty.format(t), table.concat({
+		"{",
+		'  [10] = "ten",',
+		"  a = 1,",
+		'  ["a-b"] = true,',
+		"  b = { 1, 2, 3 },",
+		"  c = {",
+		'    d = "x\\ny",',
+		'    long = "' .. string.rep("z", 70) .. '",',
+		"  },",
+		"  self = <cycle>,",
+		"}",
+	}, "\n"))
+	lu.assertEquals(pretty.format({ x = { y = {} } }), "{ x = { y = {} } }")
+	lu.assertEquals(pretty.format("top"), "top")
+	lu.assertEquals(pretty.format({ "nested" }), '{ "nested" }')
+	lu.assertEquals(pretty.format(nil), "nil")
+	lu.assertEquals(pretty.format(1.0), "1.0")
+	-- a shared (not cyclic) table prints twice
+	local s = { 1 }
+	lu.assertEquals(pretty.format({ s, s }), "{ { 1 }, { 1 } }")
+end
+
+function TestPretty:test_table_columns()
+	local pretty = require "brisk.pretty"
+	local rows = {
+		{ id = "3f2a", name = "n1", subnets = { "10.0.0.0/24", "fd00::/64" } },
+		{ id = "b", name = "longer-name" },
+	}
+	lu.assertEquals(pretty.table(rows, { { "id", title = "NETWORK ID" }, "name", "subnets" }),
+		"NETWORK ID   NAME          SUBNETS\n" ..
+		"3f2a         n1            10.0.0.0/24,fd00::/64\n" ..
+		"b            longer-name")
+	lu.assertEquals(pretty.table({}, { "network_id", "name" }), "NETWORK ID   NAME")
+	lu.assertEquals(pretty.table(rows, { "name", { key = "id", format = function(v) return v:upper() end } },
+		{ header = false }), "n1            3F2A\nlonger-name   B")
+	lu.assertErrorMsgContains("bad argument #1", pretty.table, nil, {})
+	lu.assertErrorMsgContains("has no key", pretty.table, {}, { {} })
+end
