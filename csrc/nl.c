@@ -176,6 +176,8 @@ static int l_open(lua_State *L)
 
 	lua_settop(L, 1);
 	h = lua_newuserdatauv(L, sizeof(*h), 0);
+	/* requests are built in the first part of buf: no stale bytes on the wire */
+	memset(h->buf, 0, 8192);
 	h->sock = NULL;
 	h->nsfd = -1;
 	h->err = 0;
