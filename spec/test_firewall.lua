@@ -393,6 +393,17 @@ function TestFirewall:test_isolation_between_networks()
 	lu.assertTrue(send(ea, "tcp", "192.0.2.2", 9000))
 	lu.assertTrue(send(eb, "tcp", "192.0.2.2", 9000))
 	lu.assertEquals(fw.check(run, { A, B }), {})
+	-- order matters: the isolation rule after "outbound" isolates nothing
+	local fwd = H.must("ip netns exec " .. host .. " nft -a list chain inet brisk forward")
+	local handle = fwd:match('brisk base isolation" # handle (%d+)')
+	assert(run("delete rule inet brisk forward handle " .. handle .. "\n" ..
+		'add rule inet brisk forward iifname @brisk_bridges oifname @brisk_bridges drop ' ..
+		'comment "brisk base isolation"'))
+	lu.assertEquals(fw.check(run, { A, B }), { "rules out of order in chain inet brisk forward" })
+	lu.assertTrue(send(ea, "tcp", "172.19.0.2", 7000))
+	assert(fw.setup(run))                                           -- repairs it
+	lu.assertEquals(fw.check(run, { A, B }), {})
+	lu.assertFalse(send(ea, "tcp", "172.19.0.2", 7000, "x", 0.5))
 	-- deleting B leaves A's rules exactly, and A still works
 	assert(fw.network_del(run, B))
 	lu.assertEquals(fw.check(run, { A }), {})
@@ -551,7 +562,7 @@ function TestFirewall:test_rule_count_flat()
 	lu.assertEquals(#fw.check(run, { table.unpack(nets, 1, 99) }) > 0, true)
 	assert(fw.remove(run))
 	lu.assertEquals(ruleset(host), "")
-	lu.assertEquals(fw.check(run, { net(0) }), { "missing table inet brisk", "missing table bridge brisk" })
+	lu.assertEquals(fw.check(run, { net(0) }), { "missing table bridge brisk", "missing table inet brisk" })
 	lu.assertEquals(fw.check(run, {}), {})
 	assert(fw.remove(run))                                          -- idempotent
 end

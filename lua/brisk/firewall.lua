@@ -370,21 +370,23 @@ local base_rules = {
 	{ TB, "forward", 'ip6 saddr . ip6 daddr @icc_off6 drop comment "brisk base icc-off6"' },
 }
 
+-- "table chain" of the chains made only of constant rules.
+local constant_chains = {}
+for _, r in ipairs(base_rules) do constant_chains[r[1] .. " " .. r[2]] = true end
+
 local function setup_script()
 	local s = {}
 	local function add(fmt, ...) s[#s + 1] = string.format(fmt, ...) end
 	add("add table %s", T)
 	add("add table %s", TB)
 	for _, set in ipairs(base_sets) do add("add set %s %s { %s }", set[1], set[2], set[3]) end
-	local constant = {}
-	for _, r in ipairs(base_rules) do constant[r[1] .. " " .. r[2]] = true end
 	for _, c in ipairs(base_chains) do
 		if c[3] then
 			add("add chain %s %s { %s }", c[1], c[2], c[3])
 		else
 			add("add chain %s %s", c[1], c[2])
 		end
-		if constant[c[1] .. " " .. c[2]] then add("flush chain %s %s", c[1], c[2]) end
+		if constant_chains[c[1] .. " " .. c[2]] then add("flush chain %s %s", c[1], c[2]) end
 	end
 	for _, r in ipairs(base_rules) do add("add rule %s %s %s", r[1], r[2], r[3]) end
 	return table.concat(s, "\n") .. "\n"
@@ -601,13 +603,11 @@ function M.network_del(run, net)
 		-- The last network: brisk's tables go whole.
 		s = { "delete table " .. T, "add table " .. TB, "delete table " .. TB }
 	else
-		drop_element(s, { T, "icc_accept", q(n.bridge) .. " . " .. q(n.bridge) })
-		drop_element(s, { T, "icc_drop", q(n.bridge) .. " . " .. q(n.bridge) })
-		for _, e in ipairs(net_elements(n)) do
-			if e[2] ~= "icc_accept" and e[2] ~= "icc_drop" then drop_element(s, e) end
-		end
-		-- ICC may have been off when the network was added: its bridge
-		-- elements go in any case.
+		-- Whatever ICC was when the network was added, its elements go.
+		local X = q(n.bridge)
+		drop_element(s, { T, "brisk_bridges", X })
+		drop_element(s, { T, "icc_accept", X .. " . " .. X })
+		drop_element(s, { T, "icc_drop", X .. " . " .. X })
 		if n.subnet4 then drop_element(s, { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 }) end
 		if n.subnet6 then drop_element(s, { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 }) end
 	end
@@ -683,6 +683,17 @@ function M.port_del(run, net, ep, mapping)
 	return true
 end
 
+--- Make brisk's tables, sets and chains, and rewrite the constant rules
+-- (repairs what `check` reports in them); per-network rules and elements
+-- are left alone. Idempotent. network_add calls it when needed.
+-- @return true
+-- @return[2] nil, "firewall setup: <error>", errno
+function M.setup(run)
+	local out, msg, err = run(setup_script())
+	if not out then return fail("setup", "tables", msg, err) end
+	return true
+end
+
 --- Remove brisk's tables whole (both families). Idempotent.
 -- @return true
 -- @return[2] nil, "firewall remove: <error>", errno
@@ -731,7 +742,6 @@ function M.check(run, nets, ports)
 		want_elems[k] = want_elems[k] or {}
 		want_elems[k][key] = (want_elems[k][key] or 0) + 1
 	end
-	local byname = {}
 	local any = #nets > 0
 	if any then
 		for _, c in ipairs(base_chains) do
@@ -745,9 +755,8 @@ function M.check(run, nets, ports)
 		for _, r in ipairs(base_rules) do want_rule(r[1], r[2], r[3]) end
 	end
 	local unq = function(s) return (s:gsub('"', "")) end
-	for i, net in ipairs(nets) do
+	for _, net in ipairs(nets) do
 		local n = check_net(net, 2)
-		byname[n.bridge] = n
 		for _, r in ipairs(net_rules(n)) do want_rule(T, r[1], r[2]) end
 		for _, e in ipairs(net_elements(n)) do want_elem(e[1], e[2], unq(e[3])) end
 	end
@@ -763,14 +772,15 @@ function M.check(run, nets, ports)
 	local drift = {}
 	local function note(fmt, ...) drift[#drift + 1] = string.format(fmt, ...) end
 	for _, tbl in ipairs({ T, TB }) do
-		local text, msg, err = run("list table " .. tbl)
-		local objs
-		if text then
-			objs, msg, err = list_json(run, tbl)
-			if not objs then text = nil end
+		local objs, msg, err = list_json(run, tbl)
+		local text
+		if objs then
+			text, msg, err = run("list table " .. tbl)
+			if not text and err == ENOENT then objs = false end
 		end
-		if not text then
-			if err ~= ENOENT then return fail("check", tbl, msg, err) end
+		if objs == nil or (objs and not text) then
+			return fail("check", tbl, msg, err)
+		elseif objs == false then
 			if any then note("missing table %s", tbl) end
 		else
 			if not any then note("extra table %s", tbl) end
@@ -781,7 +791,7 @@ function M.check(run, nets, ports)
 				local k = tbl .. " " .. name
 				seen[k] = true
 				if any and not want_chains[k] then note("extra chain %s", k) end
-				local want = {}
+				local want, before = {}, #drift
 				for _, b in ipairs(want_rules[k] or {}) do want[b] = (want[b] or 0) + 1 end
 				for _, l in ipairs(lines) do
 					if want[l] and want[l] > 0 then
@@ -795,6 +805,11 @@ function M.check(run, nets, ports)
 						want[b] = want[b] - 1
 						note("missing rule %s: %s", k, b)
 					end
+				end
+				-- the constant chains decide by order (ICC before isolation)
+				if #drift == before and constant_chains[k] and want_rules[k] and
+					table.concat(lines, "\n") ~= table.concat(want_rules[k], "\n") then
+					note("rules out of order in chain %s", k)
 				end
 			end
 			for k in pairs(want_chains) do
@@ -829,6 +844,7 @@ function M.check(run, nets, ports)
 			end
 		end
 	end
+	table.sort(drift)
 	return drift
 end
 
@@ -873,7 +889,7 @@ function M.restore_forwarding(sysctl_set, old)
 	return true
 end
 
--- For tests and the REPL: the scripts as they would be sent.
+-- For tests and the REPL: the setup script as it would be sent.
 M.setup_script = setup_script
 
 -- Exposed for tests: address helpers (nft's printing rules).
