@@ -344,17 +344,23 @@ static int has_addr(lua_State *L, const char *want)
 	return found;
 }
 
-static int addr_add_simple(lua_State *L, const char *br, const char *cidr)
+/* The bridge's IPv6 addresses go on with nodad: IPAM already guarantees
+ * they are unique, and duplicate address detection would leave the gateway
+ * unreachable for the first seconds after the bridge comes up (libnetwork
+ * waits out DAD). */
+static int addr_add_nodad(lua_State *L, const char *br, const char *cidr)
 {
-	lua_createtable(L, 0, 2);
+	lua_createtable(L, 0, 3);
 	brisk_setstr(L, "dev", br);
 	brisk_setstr(L, "address", cidr);
+	brisk_setbool(L, "nodad", 1);
 	return hcall(L, "addr_add");
 }
 
 /***
  * setupBridgeIPv6: disable_ipv6=0 on the bridge, fe80::1/64, and, when set,
- * address_ipv6 with a route to its subnet through the bridge.
+ * address_ipv6 with a route to its subnet through the bridge. Both
+ * addresses are added with nodad (see addr_add_nodad).
  * @function steps.setup_bridge_ipv6
  * @param net {bridge=, address_ipv6=CIDR|nil}
  * @return true, or nil, msg, errno
@@ -374,7 +380,7 @@ static int setup_bridge_ipv6(lua_State *L)
 		return pass_fail(L);
 	bridge_addrs(L, br, "inet6");
 	if (!has_addr(L, "fe80::1/64")) {
-		if (!addr_add_simple(L, br, "fe80::1/64"))
+		if (!addr_add_nodad(L, br, "fe80::1/64"))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
@@ -383,7 +389,7 @@ static int setup_bridge_ipv6(lua_State *L)
 		return 1;
 	}
 	if (!has_addr(L, v6)) {
-		if (!addr_add_simple(L, br, v6))
+		if (!addr_add_nodad(L, br, v6))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
