@@ -122,6 +122,18 @@ void brisk_setbool(lua_State *L, const char *k, int v);
 
 /* --- exports of netns.c / sysctl.c --- */
 
+/* A namespace argument at `idx`: nil (the current one), a name under
+ * /run/netns, a path, a pid, or a brisk.nl handle (its bound namespace).
+ * Returns an fd that is checked to be a network namespace, and sets *owned
+ * when the caller must close it (a handle keeps its own); -1 with errno set
+ * on failure (ENOENT when missing, EINVAL when no network namespace).
+ * Raises for other types. `label` receives a printable form for messages.
+ * The stack is left as it was. */
+int brisk_netns_arg(lua_State *L, int idx, int *owned, char *label, size_t labellen);
+
+/* 1 when `fd` is a network namespace (nsfs), else 0 with errno EINVAL. */
+int brisk_is_netns_fd(int fd);
+
 /* --- exports of fs.c --- */
 
 /* --- exports of nft.c --- */

@@ -1,9 +1,396 @@
-/* netns.c - placeholder until the family lands; registers nothing. */
+/***
+ * netns.c - named network namespaces (what `ip netns` does) and running
+ * Lua code inside a namespace.
+ *
+ * A named namespace is a file under /run/netns with the namespace's nsfs
+ * inode bind-mounted on it; /run/netns itself is made a shared mount so
+ * that unmounts propagate between mount namespaces, exactly as iproute2's
+ * netns_add does. Every switch of namespace goes through brisk_in_netns
+ * (nl.c), which always switches back.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <linux/nsfs.h>
 #include "brisk.h"
+
+#define NETNS_RUN_DIR  "/run/netns"
+#define NETNS_NAME_MAX 64
+#define NETNS_SELF     "/proc/thread-self/ns/net"
+
+/* --- arguments --- */
+
+/* NULL when `name` can name a file directly under /run/netns. */
+static const char *netns_name_invalid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0)
+		return "empty namespace name";
+	if (n > NETNS_NAME_MAX)
+		return "namespace name longer than 64 bytes";
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return "namespace name cannot be . or ..";
+	if (strchr(name, '/'))
+		return "namespace name contains '/'";
+	return NULL;
+}
+
+/* The name argument at `idx` (raises unless a string) and its path under
+ * /run/netns. Returns NULL when valid, else the reason. */
+static const char *netns_checkname(lua_State *L, int idx, const char **name,
+				   char *path, size_t pathlen)
+{
+	const char *why;
+
+	luaL_checktype(L, idx, LUA_TSTRING);
+	*name = lua_tostring(L, idx);
+	if ((why = netns_name_invalid(*name)))
+		return why;
+	snprintf(path, pathlen, "%s/%s", NETNS_RUN_DIR, *name);
+	return NULL;
+}
+
+int brisk_is_netns_fd(int fd)
+{
+	int type = ioctl(fd, NS_GET_NSTYPE);
+
+	if (type == CLONE_NEWNET)
+		return 1;
+	errno = EINVAL;
+	return 0;
+}
+
+int brisk_netns_arg(lua_State *L, int idx, int *owned, char *label, size_t labellen)
+{
+	struct brisk_nl *h;
+	int fd;
+
+	idx = lua_absindex(L, idx);
+	*owned = 0;
+	switch (lua_type(L, idx)) {
+	case LUA_TNONE:
+	case LUA_TNIL:
+		snprintf(label, labellen, "current");
+		break;
+	case LUA_TNUMBER:
+	case LUA_TSTRING:
+		/* luaL_tolstring works on a copy: lua_tostring would turn a
+		 * pid into a string in place. */
+		snprintf(label, labellen, "%s", luaL_tolstring(L, idx, NULL));
+		lua_pop(L, 1);
+		break;
+	case LUA_TUSERDATA:
+		if (luaL_testudata(L, idx, BRISK_NL_MT)) {
+			h = brisk_checknl(L, idx);
+			snprintf(label, labellen, "(handle)");
+			return h->nsfd;
+		}
+		/* fall through */
+	default:
+		luaL_argerror(L, idx, "namespace must be nil, a name, a path, a pid "
+			      "or a netlink handle");
+		return -1;
+	}
+	fd = brisk_netns_fd(L, idx);
+	if (fd < 0)
+		return -1;
+	/* A path may name any file, and a stale file under /run/netns is no
+	 * namespace: refuse both here, before anyone trusts the fd. */
+	if (!brisk_is_netns_fd(fd)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	*owned = 1;
+	return fd;
+}
+
+/* --- named namespaces --- */
+
+/* Make /run/netns exist and be a shared mount (bind-mounting it on itself
+ * when it is no mount point yet), as iproute2 does. */
+static int netns_run_dir_shared(void)
+{
+	int made = 0;
+
+	if (mkdir(NETNS_RUN_DIR, 0755) < 0 && errno != EEXIST)
+		return -1;
+	while (mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC, NULL) < 0) {
+		if (errno != EINVAL || made)
+			return -1;
+		if (mount(NETNS_RUN_DIR, NETNS_RUN_DIR, "none", MS_BIND | MS_REC, NULL) < 0)
+			return -1;
+		made = 1;
+	}
+	return 0;
+}
+
+struct add_ctx {
+	const char *path;
+	int err;
+};
+
+/* Runs inside brisk_in_netns, which puts the thread back afterwards. */
+static int add_cb(void *ud)
+{
+	struct add_ctx *c = ud;
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		c->err = errno;
+		return -1;
+	}
+	if (mount(NETNS_SELF, c->path, "none", MS_BIND, NULL) < 0) {
+		c->err = errno;
+		return -1;
+	}
+	return 0;
+}
+
+/***
+ * Create a named network namespace, like `ip netns add NAME`.
+ * The new namespace is bound on /run/netns/NAME; the calling thread stays
+ * in its own namespace. Its loopback is down, as with iproute2.
+ * @function netns_add
+ * @tparam string name 1..64 bytes, no '/', not . or ..
+ * @return true
+ * @return[2] nil, "add netns NAME: <strerror>", errno (EEXIST when the file
+ *   exists, EINVAL for a bad name)
+ */
+static int l_netns_add(lua_State *L)
+{
+	char path[sizeof(NETNS_RUN_DIR) + NETNS_NAME_MAX + 2];
+	struct add_ctx c = { path, 0 };
+	const char *name, *why;
+	int fd, self, ret, err;
+
+	if ((why = netns_checkname(L, 1, &name, path, sizeof(path))))
+		return brisk_failmsg(L, "add netns", name, EINVAL, why);
+	if (netns_run_dir_shared() < 0)
+		return brisk_fail(L, "add netns", name, errno);
+	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+	if (fd < 0)
+		return brisk_fail(L, "add netns", name, errno);
+	close(fd);
+	self = open(NETNS_SELF, O_RDONLY | O_CLOEXEC);
+	if (self < 0) {
+		err = errno;
+		unlink(path);
+		return brisk_fail(L, "add netns", name, err);
+	}
+	ret = brisk_in_netns(self, add_cb, &c);
+	err = c.err ? c.err : errno;
+	close(self);
+	if (ret < 0) {
+		umount2(path, MNT_DETACH);
+		unlink(path);
+		return brisk_fail(L, "add netns", name, err);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/***
+ * Delete a named network namespace, like `ip netns del NAME`: detach the
+ * bind mount and remove the file. The namespace itself lives on while a
+ * process or handle still uses it.
+ * @function netns_del
+ * @tparam string name
+ * @return true
+ * @return[2] nil, "del netns NAME: <strerror>", errno (ENOENT when absent,
+ *   EINVAL for a bad name)
+ */
+static int l_netns_del(lua_State *L)
+{
+	char path[sizeof(NETNS_RUN_DIR) + NETNS_NAME_MAX + 2];
+	const char *name, *why;
+
+	if ((why = netns_checkname(L, 1, &name, path, sizeof(path))))
+		return brisk_failmsg(L, "del netns", name, EINVAL, why);
+	umount2(path, MNT_DETACH);      /* a stale file has no mount: fine */
+	if (unlink(path) < 0)
+		return brisk_fail(L, "del netns", name, errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int skip_dots(const struct dirent *d)
+{
+	return strcmp(d->d_name, ".") && strcmp(d->d_name, "..");
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/***
+ * The named namespaces, like `ip netns list` (every file under /run/netns).
+ * @function netns_list
+ * @return array of names, sorted bytewise (empty when /run/netns is absent)
+ * @return[2] nil, "list netns /run/netns: <strerror>", errno
+ */
+static int l_netns_list(lua_State *L)
+{
+	struct dirent **ents;
+	int n, i;
+
+	n = scandir(NETNS_RUN_DIR, &ents, skip_dots, by_name);
+	if (n < 0) {
+		if (errno == ENOENT) {
+			lua_newtable(L);
+			return 1;
+		}
+		return brisk_fail(L, "list netns", NETNS_RUN_DIR, errno);
+	}
+	lua_createtable(L, n, 0);
+	for (i = 0; i < n; i++) {
+		lua_pushstring(L, ents[i]->d_name);
+		lua_rawseti(L, -2, i + 1);
+		free(ents[i]);
+	}
+	free(ents);
+	return 1;
+}
+
+/***
+ * Whether a named namespace exists: /run/netns/NAME has a network
+ * namespace bound on it (a stale file left without a mount does not count).
+ * @function netns_exists
+ * @tparam string name
+ * @return boolean
+ * @return[2] nil, "netns_exists NAME: <reason>", EINVAL for a bad name
+ */
+static int l_netns_exists(lua_State *L)
+{
+	char path[sizeof(NETNS_RUN_DIR) + NETNS_NAME_MAX + 2];
+	const char *name, *why;
+	int fd;
+
+	if ((why = netns_checkname(L, 1, &name, path, sizeof(path))))
+		return brisk_failmsg(L, "netns_exists", name, EINVAL, why);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			goto no;
+		return brisk_fail(L, "netns_exists", name, errno);
+	}
+	lua_pushboolean(L, brisk_is_netns_fd(fd));
+	close(fd);
+	return 1;
+no:
+	lua_pushboolean(L, 0);
+	return 1;
+}
+
+/***
+ * An identity for a network namespace, to compare namespaces.
+ * @function netns_id
+ * @param[opt] ns nil (the current one), a name under /run/netns, a path,
+ *   a pid or a netlink handle (its bound namespace)
+ * @return string "st_dev:st_ino" of the namespace's nsfs inode
+ * @return[2] nil, "open netns NS: <strerror>", errno (ENOENT when missing,
+ *   EINVAL when the path is no network namespace)
+ */
+static int l_netns_id(lua_State *L)
+{
+	char label[96], id[48];
+	struct stat st;
+	int fd, owned, err;
+
+	lua_settop(L, 1);
+	fd = brisk_netns_arg(L, 1, &owned, label, sizeof(label));
+	if (fd < 0)
+		return brisk_fail(L, "open netns", label, errno);
+	err = fstat(fd, &st) < 0 ? errno : 0;
+	if (owned)
+		close(fd);
+	if (err)
+		return brisk_fail(L, "stat netns", label, err);
+	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	lua_pushstring(L, id);
+	return 1;
+}
+
+/* --- running code in a namespace --- */
+
+struct run_ctx {
+	lua_State *L;
+	int nargs;
+	int status;
+};
+
+/* Runs inside brisk_in_netns. lua_pcall catches every error (and a yield
+ * across it), so control always comes back here and the thread always
+ * returns to its namespace. */
+static int run_cb(void *ud)
+{
+	struct run_ctx *c = ud;
+
+	c->status = lua_pcall(c->L, c->nargs, LUA_MULTRET, 0);
+	return 0;
+}
+
+/***
+ * Call `fn(...)` with the calling thread inside a network namespace, then
+ * switch back (always, also when fn fails). Processes started by fn (for
+ * example with os.execute) run in that namespace.
+ * @function netns_run
+ * @param ns nil (current), a name under /run/netns, a path, a pid or a
+ *   netlink handle (its bound namespace)
+ * @tparam function fn
+ * @param ... arguments for fn
+ * @return fn's results; fn's error is raised again, unchanged
+ * @return[2] nil, "enter netns NS: <strerror>", errno when the namespace
+ *   cannot be opened or entered (ENOENT when missing); fn is not called
+ */
+static int l_netns_run(lua_State *L)
+{
+	struct run_ctx c = { L, 0, LUA_OK };
+	char label[96];
+	int fd, owned, ret, err;
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	fd = brisk_netns_arg(L, 1, &owned, label, sizeof(label));
+	if (fd < 0)
+		return brisk_fail(L, "enter netns", label, errno);
+	/* stack: ns, fn, args... */
+	c.nargs = lua_gettop(L) - 2;
+	ret = brisk_in_netns(fd, run_cb, &c);
+	err = errno;
+	if (owned)
+		close(fd);
+	if (ret < 0)
+		return brisk_fail(L, "enter netns", label, err);
+	if (c.status != LUA_OK)
+		return lua_error(L);
+	return lua_gettop(L) - 1;
+}
+
+static const luaL_Reg netns_mod[] = {
+	{ "netns_add", l_netns_add },
+	{ "netns_del", l_netns_del },
+	{ "netns_list", l_netns_list },
+	{ "netns_exists", l_netns_exists },
+	{ "netns_id", l_netns_id },
+	{ "netns_run", l_netns_run },
+	{ NULL, NULL }
+};
 
 void brisk_open_netns(lua_State *L, int mod, int meth)
 {
-	(void)L;
-	(void)mod;
 	(void)meth;
+	lua_pushvalue(L, mod);
+	luaL_setfuncs(L, netns_mod, 0);
+	lua_pop(L, 1);
 }

@@ -176,6 +176,8 @@ static int l_open(lua_State *L)
 
 	lua_settop(L, 1);
 	h = lua_newuserdatauv(L, sizeof(*h), 0);
+	/* requests are built in the first part of buf: no stale bytes on the wire */
+	memset(h->buf, 0, 8192);
 	h->sock = NULL;
 	h->nsfd = -1;
 	h->err = 0;
@@ -508,7 +510,7 @@ int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, siz
 		lua_settop(L, top);
 		return (int)ifindex;
 	}
-	nlh = brisk_msg(h, RTM_GETLINK, 0);
+	nlh = brisk_msg(h, RTM_GETLINK, NLM_F_ACK);
 	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 	ifm->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz_check(nlh, BRISK_BUFSZ, IFLA_IFNAME, name);

@@ -53,8 +53,8 @@ local function cleanup(self)
 end
 
 local function state()
-	return H.snapshot() .. table.concat({
-		sysctl("net/ipv6/conf/all/forwarding") or "", sysctl("net/ipv6/conf/default/forwarding") or "",
+	return H.snapshot() .. H.must("nft list ruleset") .. table.concat({
+		sysctl("net/ipv4/ip_forward") or "", sysctl("net/ipv6/conf/all/forwarding") or "", sysctl("net/ipv6/conf/default/forwarding") or "",
 		sysctl("net/ipv6/conf/default/accept_ra") or "",
 	}, ",")
 end
@@ -127,7 +127,7 @@ function TestCreate:test_empty_pool_and_multiple_subnets()
 end
 
 function TestCreate:test_default_pool_skips_taken_and_routes()
-	H.must("ip link add dpx type dummy && ip addr add 172.17.5.1/24 dev dpx && ip link set dpx up")
+	H.must("ip link add dpx type bridge && ip addr add 172.17.5.1/24 dev dpx && ip link set dpx up")
 	local a = assert(self.d:create_network{ name = "a" })
 	lu.assertEquals(a.subnet4, "172.18.0.0/16")
 	local b = assert(self.d:create_network{ name = "b" })
@@ -269,7 +269,7 @@ function TestCreateWithExistingBridge:test_user_bridge_kept()
 end
 
 function TestCreateWithExistingBridge:test_not_a_bridge()
-	H.must("ip link add nb0 type dummy")
+	H.must("ip link add nb0 type veth peer name nb1")
 	local ok, msg = self.d:create_network{ name = "n", subnet = "10.21.0.0/24", options = { bridge = "nb0" } }
 	lu.assertNil(ok)
 	lu.assertStrContains(msg, "existing interface nb0 is not a bridge")

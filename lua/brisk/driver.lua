@@ -65,6 +65,34 @@ local function firewall()
 	return nil
 end
 
+-- The firewall's view of a network.
+function M.fw_net(n)
+	return { id = n.id, bridge = n.bridge, subnet4 = n.subnet4, subnet6 = n.subnet6, icc = n.icc,
+		masquerade = n.masquerade, internal = n.internal, host_ipv4 = n.host_ipv4 }
+end
+
+-- Write a sysctl through the handle only when it differs.
+local function sysctl_ensure(h, path, value)
+	local cur, msg, err = h:sysctl_get(path)
+	if not cur then return nil, msg, err end
+	if cur == value then return true end
+	local old
+	old, msg, err = h:sysctl_set(path, value)
+	if not old then return nil, msg, err end
+	return true
+end
+M.sysctl_ensure = sysctl_ensure
+
+-- Forwarding in the namespace the driver manages (libnetwork's
+-- EnableIPForwarding), IPv6 too on an IPv6 network.
+local function setup_ip_forwarding(h, n)
+	local ok, msg, err = sysctl_ensure(h, "net/ipv4/ip_forward", "1")
+	if ok and n.enable_ipv6 then
+		ok, msg, err = sysctl_ensure(h, "net/ipv6/conf/all/forwarding", "1")
+	end
+	return ok, msg, err
+end
+
 -- libnetwork's queue, in its order. `when(net, ctx)` decides whether a step
 -- is queued; `run(h, net, ctx)` performs it and returns true or nil, msg,
 -- errno. The firewall steps sit in their libnetwork places.
@@ -84,16 +112,19 @@ local function default_network_steps()
 		  when = function(n) return n.address_ipv6 ~= nil end },
 		{ name = "setup_loopback_addresses_routing", run = steps.setup_loopback_addresses_routing,
 		  when = function(n, c) return not c.driver.userland_proxy end },
+		{ name = "setup_ip_forwarding", firewall = true, run = setup_ip_forwarding,
+		  when = function(n, c) return c.firewall ~= nil end },
+		-- the network's rules, its ICC set elements and its isolation: one
+		-- nftables transaction. Isolation between networks is membership of
+		-- the bridge in the `brisk_bridges` set, so it costs the same for
+		-- the 500th network as for the 2nd (libnetwork's isolation step).
 		{ name = "setup_ip_tables", firewall = true,
-		  run = function(h, n, c) return c.firewall.setup_ip_tables(h, n, c) end,
+		  run = function(h, n) return h:firewall("network_add", M.fw_net(n)) end,
 		  when = function(n, c) return c.firewall ~= nil end },
 		{ name = "setup_gateway_ipv4", run = steps.setup_gateway_ipv4,
 		  when = function(n) return n.default_gateway_ipv4 ~= nil end },
 		{ name = "setup_gateway_ipv6", run = steps.setup_gateway_ipv6,
 		  when = function(n) return n.default_gateway_ipv6 ~= nil end },
-		{ name = "setup_isolation", firewall = true,
-		  run = function(h, n, c) return c.firewall.setup_isolation(h, n, c) end,
-		  when = function(n, c) return c.firewall ~= nil and not n.internal end },
 		{ name = "setup_bridge_netfiltering", run = steps.setup_bridge_netfiltering,
 		  when = function(n, c) return not n.icc and c.firewall ~= nil end },
 		{ name = "setup_mtu", run = steps.setup_mtu,
@@ -747,9 +778,19 @@ function D:check()
 			end
 		end
 		if self.check_endpoints then self:check_endpoints(net, add) end
-		if self.fw and self.fw.check_network then
-			for _, m in ipairs(self.fw.check_network(self, net) or {}) do add("network %s: %s", net.name, m) end
+	end
+	if self.fw then
+		local nets, ports = {}, {}
+		for _, net in ipairs(self.store:list("network")) do
+			nets[#nets + 1] = M.fw_net(net)
+			for _, ep in ipairs(self.endpoints and self:endpoints(net.id) or {}) do
+				for _, p in ipairs(ep.ports or {}) do
+					ports[#ports + 1] = { net = M.fw_net(net), ep = { id = ep.id }, mapping = p }
+				end
+			end
 		end
+		local fwd = self.fw.check(function(s, o) return self.h:nft(s, o) end, nets, ports)
+		for _, m in ipairs(fwd or {}) do add("firewall: %s", m) end
 	end
 	return drift
 end

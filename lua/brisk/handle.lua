@@ -21,8 +21,27 @@ M.MUTATORS = {
 	brport_set = true, addr_add = true, addr_del = true, route_add = true,
 	route_replace = true, route_del = true, sysctl_set = true,
 	ioctl_bridge_add = true, ioctl_bridge_addif = true, ioctl_bridge_del = true,
-	nft = true,
+	nft = true, firewall = true,
 }
+
+--- Methods the wrappers provide on top of any handle.
+M.extra = {}
+
+--- `h:firewall(action, ...)`: run brisk.firewall's `action` (network_add,
+-- network_del, port_add, port_del) with the handle's nft as its only path
+-- to the kernel. As a journaled call it is undone by its inverse action.
+function M.extra.firewall(h, action, ...)
+	local fw = require "brisk.firewall"
+	local f = fw[action]
+	if type(f) ~= "function" then error("unknown firewall action '" .. tostring(action) .. "'", 2) end
+	return f(function(script, o) return h:nft(script, o) end, ...)
+end
+
+local function method(h, op)
+	local f = h[op]
+	if f == nil then f = M.extra[op] end
+	return f
+end
 
 local function copy(v)
 	if type(v) ~= "table" then return v end
@@ -134,6 +153,14 @@ function undoers.ioctl_bridge_del(h, l)
 	return nil, "deleting a bridge is not undone"
 end
 
+local FW_INVERSE = { network_add = "network_del", port_add = "port_del" }
+
+function undoers.firewall(h, action, ...)
+	local inv = FW_INVERSE[action]
+	if not inv then return nil, "firewall " .. tostring(action) .. " is not undone" end
+	return { op = "firewall", args = { inv, ... } }
+end
+
 function undoers.nft(h, script, undo_script)
 	if undo_script then return { op = "nft", args = { undo_script } } end
 	return nil, "nft script without an undo script"
@@ -146,7 +173,7 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- @param rec {op=, args=}
 -- @return the call's results
 function M.call(h, rec)
-	local f = h[rec.op]
+	local f = method(h, rec.op)
 	if type(f) ~= "function" then
 		return nil, "handle has no method '" .. tostring(rec.op) .. "'"
 	end
@@ -182,7 +209,7 @@ function M.journal(real, log)
 	j = forwarder(real, function(op, ...)
 		local args = pack(...)
 		local undo, why = undoers[op](real, ...)
-		local r = pack(real[op](real, ...))
+		local r = pack(method(real, op)(real, ...))
 		if r[1] == nil then return table.unpack(r, 1, r.n) end
 		if op == "nft" then args = pack((...)) end -- the undo script is not part of the call
 		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why }

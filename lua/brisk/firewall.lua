@@ -1,0 +1,898 @@
+--- brisk.firewall: libnetwork's bridge firewall (libnetwork-bridge.md §6)
+-- expressed in nftables.
+--
+-- Pure policy: this module builds nft text and reaches the kernel only
+-- through a `run(script[, opts])` function passed in (`core.nft` bound to a
+-- namespace, or a recorder in tests). `run` returns the output text, or
+-- nil, message, errno.
+--
+-- What brisk owns: `table inet brisk` (filter and nat, both families) and
+-- `table bridge brisk` (ICC between ports of one bridge). Nothing else is
+-- read or written; `firewall.remove` deletes both tables whole.
+--
+-- Layout of `table inet brisk`:
+--
+--   set brisk_bridges  ifname          every brisk bridge
+--   set icc_accept     ifname . ifname "X" . "X" for ICC-on networks
+--   set icc_drop       ifname . ifname "X" . "X" for ICC-off networks
+--   set host_ports4/6  proto . addr . port   bound host ports (duplicates fail)
+--   chain forward      (filter, hook forward) constant rules only:
+--       iifname . oifname @icc_accept accept    same bridge, ICC on
+--       iifname . oifname @icc_drop drop        same bridge, ICC off
+--       iifname @brisk_bridges oifname @brisk_bridges drop
+--                                               isolation (different bridges:
+--                                               same-bridge pairs were decided
+--                                               by the two rules above)
+--       jump internal                           internal networks' drops
+--       oifname @brisk_bridges ct state established,related accept
+--       oifname @brisk_bridges jump port_accept published ports
+--       iifname @brisk_bridges accept           outbound
+--       oifname @brisk_bridges drop             nothing else reaches a bridge
+--                                               (Docker: FORWARD policy DROP)
+--   chain internal     per internal network: drops leaving the subnet
+--   chain port_accept  per published port: accept towards the container
+--   chain postrouting  (nat) per network: masquerade/snat; per port: hairpin
+--   chain prerouting   (nat) fib daddr type local jump port_dnat
+--   chain output       (nat) the same for locally originated, not loopback
+--   chain port_dnat    per published port: dnat
+--
+-- Every packet crosses the forward chain, so it holds a constant number of
+-- rules and looks networks up in hashed sets: the 500th network adds set
+-- elements there, never a rule, let alone a rule per network pair. Rules
+-- that need per-network data (a subnet, an address) live in the nat chains,
+-- which conntrack consults only for the first packet of a connection, and
+-- in `internal`/`port_accept`, which only see packets not yet decided.
+--
+-- Every rule carries a comment: "brisk base <what>" for the constant rules,
+-- "brisk net <bridge> <what>" per network, "brisk port <bridge> <ep12>
+-- <proto> <hostip|*>:<hostport> <what>" per published port. Deletion finds
+-- rules by comment and deletes them by handle, in one transaction.
+local cjson = require "cjson"
+
+local M = {}
+
+local ENOENT, EINVAL = 2, 22 -- Linux errno values
+
+local T = "inet brisk"
+local TB = "bridge brisk"
+
+-- --- addresses -----------------------------------------------------------
+
+local function parse_v4(s)
+	local t = {}
+	for part in (s .. "."):gmatch("([^.]*)%.") do
+		-- decimal only, no leading zeros (inet_pton's rule)
+		if not part:match("^%d%d?%d?$") or (#part > 1 and part:sub(1, 1) == "0") then return nil end
+		local v = tonumber(part)
+		if v > 255 then return nil end
+		t[#t + 1] = v
+	end
+	if #t ~= 4 then return nil end
+	return t
+end
+
+local function parse_v6(s)
+	if s:find("[^%x:%.]") then return nil end
+	local head, tail = s, nil
+	local dc = s:find("::", 1, true)
+	if dc then
+		head, tail = s:sub(1, dc - 1), s:sub(dc + 2)
+		if tail:find("::", 1, true) then return nil end
+	end
+	local function groups(part, allow_v4)
+		local g = {}
+		if part == "" then return g end
+		local fields = {}
+		for f in (part .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = f end
+		for i, f in ipairs(fields) do
+			if f:find(".", 1, true) then
+				if not allow_v4 or i ~= #fields then return nil end
+				local v4 = parse_v4(f)
+				if not v4 then return nil end
+				g[#g + 1] = v4[1] * 256 + v4[2]
+				g[#g + 1] = v4[3] * 256 + v4[4]
+			else
+				if not f:match("^%x%x?%x?%x?$") then return nil end
+				g[#g + 1] = tonumber(f, 16)
+			end
+		end
+		return g
+	end
+	local h = groups(head, not dc)
+	local t = dc and groups(tail, true) or {}
+	if not h or not t then return nil end
+	local out = {}
+	if dc then
+		local fill = 8 - #h - #t
+		if fill < 1 then return nil end
+		for _, v in ipairs(h) do out[#out + 1] = v end
+		for _ = 1, fill do out[#out + 1] = 0 end
+		for _, v in ipairs(t) do out[#out + 1] = v end
+	else
+		if #h ~= 8 then return nil end
+		out = h
+	end
+	return out
+end
+
+-- As glibc's inet_ntop prints it (what nft lists): the longest run of two or
+-- more zero groups becomes "::" (the first on a tie); ::a.b.c.d and
+-- ::ffff:a.b.c.d keep a dotted tail.
+local function format_v6(g)
+	local best, blen, i = nil, 0, 1
+	while i <= 8 do
+		if g[i] == 0 then
+			local j = i
+			while j <= 8 and g[j] == 0 do j = j + 1 end
+			if j - i > blen then best, blen = i, j - i end
+			i = j
+		else
+			i = i + 1
+		end
+	end
+	if blen < 2 then best = nil end
+	local dotted = best == 1 and (blen == 6 or (blen == 5 and g[6] == 0xffff))
+	local parts, k = {}, 1
+	local last = dotted and 6 or 8
+	while k <= last do
+		if k == best then
+			parts[#parts + 1] = (k == 1) and ":" or ""
+			k = k + blen
+			if k > last then parts[#parts + 1] = "" end
+		else
+			parts[#parts + 1] = string.format("%x", g[k])
+			k = k + 1
+		end
+	end
+	local s = table.concat(parts, ":")
+	if dotted then
+		s = s .. (s:sub(-1) == ":" and "" or ":") ..
+			string.format("%d.%d.%d.%d", g[7] >> 8, g[7] & 255, g[8] >> 8, g[8] & 255)
+	end
+	return s
+end
+
+-- Parse "addr/plen", mask the host bits; returns the text nft prints.
+local function parse_prefix(s, family, what, level)
+	if type(s) ~= "string" then
+		error(string.format("%s must be a string (got %s)", what, type(s)), level)
+	end
+	local addr, plen = s:match("^([^/]+)/(%d+)$")
+	plen = tonumber(plen)
+	if family == 4 then
+		local a = addr and parse_v4(addr)
+		if not a or plen < 1 or plen > 32 then
+			error(string.format("%s: invalid IPv4 prefix '%s'", what, s), level)
+		end
+		local v = ((a[1] << 24) | (a[2] << 16) | (a[3] << 8) | a[4])
+		v = v & ((0xffffffff << (32 - plen)) & 0xffffffff)
+		local txt = string.format("%d.%d.%d.%d", v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255)
+		return plen == 32 and txt or (txt .. "/" .. plen)
+	end
+	local g = addr and parse_v6(addr)
+	if not g or plen < 1 or plen > 128 then
+		error(string.format("%s: invalid IPv6 prefix '%s'", what, s), level)
+	end
+	for i = 1, 8 do
+		local keep = math.max(0, math.min(16, plen - (i - 1) * 16))
+		g[i] = g[i] & ((0xffff << (16 - keep)) & 0xffff)
+	end
+	local txt = format_v6(g)
+	return plen == 128 and txt or (txt .. "/" .. plen)
+end
+
+-- An address of either family: returns family (4|6), the text nft prints.
+local function parse_addr(s, what, level)
+	if type(s) ~= "string" then
+		error(string.format("%s must be an address string (got %s)", what, type(s)), level)
+	end
+	local v4 = parse_v4(s)
+	if v4 then return 4, table.concat(v4, ".") end
+	local v6 = parse_v6(s)
+	if v6 then return 6, format_v6(v6) end
+	error(string.format("%s: invalid address '%s'", what, s), level)
+end
+
+-- --- arguments -----------------------------------------------------------
+
+local function distance(a, b)
+	local prev = {}
+	for j = 0, #b do prev[j] = j end
+	for i = 1, #a do
+		local cur = { [0] = i }
+		for j = 1, #b do
+			local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+			cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+		end
+		prev = cur
+	end
+	return prev[#b]
+end
+
+local function check_keys(t, what, schema, level)
+	local names = {}
+	for name in pairs(schema) do names[#names + 1] = name end
+	table.sort(names)
+	for k in pairs(t) do
+		if schema[k] == nil then
+			local hint, best = "", 3
+			for _, name in ipairs(names) do
+				local d = distance(tostring(k), name)
+				if d < best then best, hint = d, string.format(" (did you mean '%s'?)", name) end
+			end
+			error(string.format("%s: unknown field '%s'%s", what, tostring(k), hint), level + 1)
+		end
+	end
+	for k, ty in pairs(schema) do
+		local v = t[k]
+		if v ~= nil and type(v) ~= ty then
+			error(string.format("%s: field '%s' must be a %s (got %s)", what, k, ty, type(v)), level + 1)
+		end
+	end
+end
+
+-- Interface names go into nft strings: no quotes, backslashes or the
+-- trailing '*' that nft reads as a wildcard.
+local function check_ifname(s, what, level)
+	if type(s) ~= "string" or #s < 1 or #s > 15 or not s:match("^[%w_.%-]+$") or s == "." or s == ".." then
+		error(string.format("%s: invalid interface name %s (1-15 of A-Z a-z 0-9 _ . -)",
+			what, type(s) == "string" and ("'" .. s .. "'") or type(s)), level + 1)
+	end
+	return s
+end
+
+local net_schema = {
+	bridge = "string", subnet4 = "string", subnet6 = "string", icc = "boolean",
+	masquerade = "boolean", internal = "boolean", host_ipv4 = "string", id = "string",
+}
+
+-- Validate and normalise a network; returns a private copy.
+local function check_net(net, level)
+	level = level + 1
+	if type(net) ~= "table" then error("net must be a table", level) end
+	check_keys(net, "net", net_schema, level)
+	local n = { bridge = check_ifname(net.bridge, "net.bridge", level), id = net.id }
+	if n.id and not n.id:match("^[%w_.%-]+$") then
+		error("net.id: only A-Z a-z 0-9 _ . - allowed", level)
+	end
+	if net.subnet4 == nil and net.subnet6 == nil then
+		error("net needs subnet4 or subnet6", level)
+	end
+	if net.subnet4 then n.subnet4 = parse_prefix(net.subnet4, 4, "net.subnet4", level + 1) end
+	if net.subnet6 then n.subnet6 = parse_prefix(net.subnet6, 6, "net.subnet6", level + 1) end
+	n.icc = net.icc ~= false                    -- a label map starts with ICC=true
+	n.masquerade = net.masquerade ~= false      -- ... and Masquerade=true
+	n.internal = net.internal == true
+	if net.host_ipv4 then
+		local fam, txt = parse_addr(net.host_ipv4, "net.host_ipv4", level + 1)
+		if fam ~= 4 then error("net.host_ipv4 must be an IPv4 address", level) end
+		n.host_ipv4 = txt
+	end
+	return n
+end
+
+local mapping_schema = {
+	proto = "string", host_ip = "string", host_port = "number",
+	container_ip = "string", container_port = "number",
+}
+
+local function check_port(v, what, level)
+	if math.type(v) ~= "integer" or v < 1 or v > 65535 then
+		error(string.format("%s must be an integer 1-65535", what), level + 1)
+	end
+	return v
+end
+
+local function check_mapping(m, level)
+	level = level + 1
+	if type(m) ~= "table" then error("mapping must be a table", level) end
+	check_keys(m, "mapping", mapping_schema, level)
+	local p = {}
+	p.proto = m.proto
+	if p.proto ~= "tcp" and p.proto ~= "udp" and p.proto ~= "sctp" then
+		error("mapping.proto must be 'tcp', 'udp' or 'sctp'", level)
+	end
+	if m.container_ip == nil then error("mapping.container_ip is required", level) end
+	p.family, p.container_ip = parse_addr(m.container_ip, "mapping.container_ip", level + 1)
+	if m.host_ip ~= nil then
+		local fam
+		fam, p.host_ip = parse_addr(m.host_ip, "mapping.host_ip", level + 1)
+		if fam ~= p.family then
+			error("mapping.host_ip and mapping.container_ip must be of one family", level)
+		end
+	end
+	p.host_port = check_port(m.host_port, "mapping.host_port", level)
+	p.container_port = check_port(m.container_port, "mapping.container_port", level)
+	return p
+end
+
+local function check_ep(ep, level)
+	local id = type(ep) == "table" and ep.id or ep
+	if type(id) ~= "string" or not id:match("^[%w_.%-]+$") or #id > 64 then
+		error("ep must be an endpoint id (1-64 of A-Z a-z 0-9 _ . -) or a table with one", level + 1)
+	end
+	return id
+end
+
+-- --- rule text ----------------------------------------------------------
+-- Rules are written exactly as `nft list` prints them, so `check` can
+-- compare the live ruleset with the expected one line by line.
+
+local function q(s) return '"' .. s .. '"' end
+
+-- The constant part: tables, sets, chains and the constant rules, as
+-- {chain, rule} pairs (the base spec of a base chain as rule "type ...").
+local base_chains = {
+	{ T, "forward", "type filter hook forward priority filter; policy accept;" },
+	{ T, "internal" },
+	{ T, "port_accept" },
+	{ T, "postrouting", "type nat hook postrouting priority srcnat; policy accept;" },
+	{ T, "prerouting", "type nat hook prerouting priority dstnat; policy accept;" },
+	{ T, "output", "type nat hook output priority -100; policy accept;" },
+	{ T, "port_dnat" },
+	{ TB, "forward", "type filter hook forward priority filter; policy accept;" },
+}
+
+local base_sets = {
+	{ T, "brisk_bridges", "type ifname;" },
+	{ T, "icc_accept", "type ifname . ifname;" },
+	{ T, "icc_drop", "type ifname . ifname;" },
+	{ T, "host_ports4", "type inet_proto . ipv4_addr . inet_service;" },
+	{ T, "host_ports6", "type inet_proto . ipv6_addr . inet_service;" },
+	{ TB, "icc_off4", "type ipv4_addr . ipv4_addr; flags interval;" },
+	{ TB, "icc_off6", "type ipv6_addr . ipv6_addr; flags interval;" },
+}
+
+-- Chains made only of constant rules: flushed and rewritten by `setup`.
+local base_rules = {
+	{ T, "forward", 'iifname . oifname @icc_accept accept comment "brisk base icc-accept"' },
+	{ T, "forward", 'iifname . oifname @icc_drop drop comment "brisk base icc-drop"' },
+	{ T, "forward", 'iifname @brisk_bridges oifname @brisk_bridges drop comment "brisk base isolation"' },
+	{ T, "forward", 'jump internal comment "brisk base internal"' },
+	{ T, "forward", 'oifname @brisk_bridges ct state established,related accept comment "brisk base established"' },
+	{ T, "forward", 'oifname @brisk_bridges jump port_accept comment "brisk base published"' },
+	{ T, "forward", 'iifname @brisk_bridges accept comment "brisk base outbound"' },
+	{ T, "forward", 'oifname @brisk_bridges drop comment "brisk base inbound"' },
+	{ T, "prerouting", 'fib daddr type local jump port_dnat comment "brisk base dnat"' },
+	-- Locally originated: no loopback (brisk has no userland proxy, and a
+	-- connection from 127.0.0.1 cannot be routed to a bridge).
+	{ T, "output", 'ip daddr != 127.0.0.0/8 fib daddr type local jump port_dnat comment "brisk base dnat-local4"' },
+	{ T, "output", 'ip6 daddr != ::1 fib daddr type local jump port_dnat comment "brisk base dnat-local6"' },
+	-- ICC off between ports of one bridge. Bridged frames between two
+	-- ports never reach the inet forward hook unless br_netfilter is loaded
+	-- with bridge-nf-call-ip(6)tables=1 (what Docker turns on); a bridge
+	-- family table sees them always. It cannot match the bridge's name
+	-- (meta ibrname needs CONFIG_NFT_BRIDGE_META, missing on some kernels,
+	-- this CI kernel among them) and iifname/oifname here are the ports, so
+	-- it matches traffic between two addresses of the network's subnet:
+	-- brisk subnets do not overlap, so the pair names the network.
+	{ TB, "forward", 'ip saddr . ip daddr @icc_off4 drop comment "brisk base icc-off4"' },
+	{ TB, "forward", 'ip6 saddr . ip6 daddr @icc_off6 drop comment "brisk base icc-off6"' },
+}
+
+-- "table chain" of the chains made only of constant rules.
+local constant_chains = {}
+for _, r in ipairs(base_rules) do constant_chains[r[1] .. " " .. r[2]] = true end
+
+local function setup_script()
+	local s = {}
+	local function add(fmt, ...) s[#s + 1] = string.format(fmt, ...) end
+	add("add table %s", T)
+	add("add table %s", TB)
+	for _, set in ipairs(base_sets) do add("add set %s %s { %s }", set[1], set[2], set[3]) end
+	for _, c in ipairs(base_chains) do
+		if c[3] then
+			add("add chain %s %s { %s }", c[1], c[2], c[3])
+		else
+			add("add chain %s %s", c[1], c[2])
+		end
+		if constant_chains[c[1] .. " " .. c[2]] then add("flush chain %s %s", c[1], c[2]) end
+	end
+	for _, r in ipairs(base_rules) do add("add rule %s %s %s", r[1], r[2], r[3]) end
+	return table.concat(s, "\n") .. "\n"
+end
+
+local function net_tag(n) return "brisk net " .. n.bridge .. " " end
+
+-- The per-network rules as {chain, rule} (chains of `table inet brisk`).
+local function net_rules(n)
+	local r, X, tag = {}, q(n.bridge), net_tag(n)
+	local function add(chain, body, what)
+		r[#r + 1] = { chain, body .. " comment " .. q(tag .. what) }
+	end
+	if n.internal then
+		-- Docker: STAGE-1 `-i X ! -d S -j DROP` and `-o X ! -s S -j DROP`.
+		-- A family without a subnet is dropped whole.
+		if n.subnet4 then
+			add("internal", "iifname " .. X .. " ip daddr != " .. n.subnet4 .. " drop", "internal-out4")
+			add("internal", "oifname " .. X .. " ip saddr != " .. n.subnet4 .. " drop", "internal-in4")
+		else
+			add("internal", "iifname " .. X .. " meta nfproto ipv4 drop", "internal-out4")
+			add("internal", "oifname " .. X .. " meta nfproto ipv4 drop", "internal-in4")
+		end
+		if n.subnet6 then
+			add("internal", "iifname " .. X .. " ip6 daddr != " .. n.subnet6 .. " drop", "internal-out6")
+			add("internal", "oifname " .. X .. " ip6 saddr != " .. n.subnet6 .. " drop", "internal-in6")
+		else
+			add("internal", "iifname " .. X .. " meta nfproto ipv6 drop", "internal-out6")
+			add("internal", "oifname " .. X .. " meta nfproto ipv6 drop", "internal-in6")
+		end
+	elseif n.masquerade then
+		-- Docker: POSTROUTING `-s S ! -o X -j MASQUERADE` (SNAT with HostIP).
+		if n.subnet4 then
+			local how = n.host_ipv4 and ("snat ip to " .. n.host_ipv4) or "masquerade"
+			add("postrouting", "ip saddr " .. n.subnet4 .. " oifname != " .. X .. " " .. how, "masq4")
+		end
+		if n.subnet6 then
+			add("postrouting", "ip6 saddr " .. n.subnet6 .. " oifname != " .. X .. " masquerade", "masq6")
+		end
+	end
+	return r
+end
+
+-- The per-network set elements as {table, set, key} (keys as nft reads them).
+local function net_elements(n)
+	local e, X = {}, q(n.bridge)
+	e[#e + 1] = { T, "brisk_bridges", X }
+	e[#e + 1] = { T, n.icc and "icc_accept" or "icc_drop", X .. " . " .. X }
+	if not n.icc then
+		if n.subnet4 then e[#e + 1] = { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 } end
+		if n.subnet6 then e[#e + 1] = { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 } end
+	end
+	return e
+end
+
+local function port_tag(n, epid, p)
+	local hip = p.host_ip or "*"
+	if p.family == 6 and p.host_ip then hip = "[" .. hip .. "]" end
+	return string.format("brisk port %s %s %s %s:%d ", n.bridge, epid:sub(1, 12), p.proto, hip, p.host_port)
+end
+
+local function port_rules(n, epid, p)
+	local tag, r = port_tag(n, epid, p), {}
+	local ipk = p.family == 4 and "ip" or "ip6"
+	local dest = p.family == 4 and (p.container_ip .. ":" .. p.container_port)
+		or ("[" .. p.container_ip .. "]:" .. p.container_port)
+	local match = string.format("%s dport %d", p.proto, p.host_port)
+	if p.host_ip then
+		match = ipk .. " daddr " .. p.host_ip .. " " .. match
+	elseif p.family == 6 then
+		match = "meta nfproto ipv6 " .. match
+	end
+	-- Docker: nat DOCKER `-p P -d H --dport hp -j DNAT --to-destination C:cp`
+	-- (without `! -i X`: brisk has no userland proxy, hairpin goes through nat).
+	r[#r + 1] = { "port_dnat", string.format("%s dnat %s to %s comment %s", match, ipk, dest, q(tag .. "dnat")) }
+	-- Docker: POSTROUTING `-p P -s C -d C --dport cp -j MASQUERADE`.
+	r[#r + 1] = { "postrouting", string.format("%s saddr %s %s daddr %s %s dport %d masquerade comment %s",
+		ipk, p.container_ip, ipk, p.container_ip, p.proto, p.container_port, q(tag .. "hairpin")) }
+	-- Docker: filter DOCKER `! -i X -o X -p P -d C --dport cp -j ACCEPT`
+	-- (same-bridge traffic was decided by the ICC sets before this chain).
+	r[#r + 1] = { "port_accept", string.format("oifname %s %s daddr %s %s dport %d accept comment %s",
+		q(n.bridge), ipk, p.container_ip, p.proto, p.container_port, q(tag .. "accept")) }
+	return r
+end
+
+local function port_element(p)
+	local any = p.family == 4 and "0.0.0.0" or "::"
+	return { T, "host_ports" .. p.family,
+		string.format("%s . %s . %d", p.proto, p.host_ip or any, p.host_port) }
+end
+
+-- --- running -------------------------------------------------------------
+
+local function fail(op, obj, msg, err)
+	return nil, string.format("firewall %s %s: %s", op, obj, tostring(msg)), err or EINVAL
+end
+
+-- Run `script`; when it fails because brisk's tables, sets or chains are
+-- missing (ENOENT), run the setup and the script again as one transaction.
+-- The setup is not sent every time: re-adding an existing chain costs a
+-- kernel RCU grace period (~15 ms) per transaction.
+local function run_with_setup(run, script)
+	local out, msg, err = run(script)
+	if out then return out end
+	if err ~= ENOENT then return nil, msg, err end
+	return run(setup_script() .. script)
+end
+
+-- The JSON listing of table inet brisk; nil (no error) when it is absent.
+local function list_json(run, tbl)
+	local out, msg, err = run("list table " .. tbl, { json = true })
+	if not out then
+		if err == ENOENT then return false end
+		return nil, msg, err
+	end
+	local ok, doc = pcall(cjson.decode, out)
+	if not ok or type(doc) ~= "table" or type(doc.nftables) ~= "table" then
+		return nil, "cannot parse the JSON listing of " .. tbl, EINVAL
+	end
+	return doc.nftables
+end
+
+-- Render a JSON set element's key the way `nft` reads it back.
+local function elem_key(v)
+	if type(v) == "table" then
+		if v.elem then return elem_key(v.elem.val) end
+		if v.concat then
+			local parts = {}
+			for i, x in ipairs(v.concat) do parts[i] = elem_key(x) end
+			return table.concat(parts, " . ")
+		end
+		if v.prefix then return v.prefix.addr .. "/" .. math.tointeger(v.prefix.len) end
+		if v.range then return elem_key(v.range[1]) .. "-" .. elem_key(v.range[2]) end
+		return "?"
+	end
+	if math.type(v) == "float" then v = math.tointeger(v) or v end
+	return tostring(v)
+end
+
+local function elem_comment(v)
+	return type(v) == "table" and v.elem and v.elem.comment or nil
+end
+
+-- Delete an element whether or not it is there: `add` then `delete` in one
+-- transaction (nft 1.0.6 has no `destroy`).
+local function drop_element(s, e)
+	s[#s + 1] = string.format("add element %s %s { %s }", e[1], e[2], e[3])
+	s[#s + 1] = string.format("delete element %s %s { %s }", e[1], e[2], e[3])
+end
+
+-- --- the API ---------------------------------------------------------------
+
+--- Program a network's firewall (libnetwork setupIP4Tables/setupIP6Tables
+-- and the isolation step) in one transaction. The first network also makes
+-- brisk's tables, sets and chains.
+-- @param run function(script[, opts]) -> output | nil, msg, errno
+-- @param net {bridge=, subnet4=, subnet6=, icc=true, masquerade=true,
+--   internal=false, host_ipv4=, id=}
+-- @return true
+-- @return[2] nil, "firewall network_add X: <nft error>", errno (EEXIST when
+--   the network is already programmed; nothing changed)
+function M.network_add(run, net)
+	local n = check_net(net, 2)
+	local s = {}
+	local elems = net_elements(n)
+	-- `create` (not `add`) the bridge element first: a network programmed
+	-- twice fails with EEXIST instead of duplicating its rules.
+	s[1] = string.format("create element %s brisk_bridges { %s%s }", T, q(n.bridge),
+		n.id and (" comment " .. q(n.id)) or "")
+	for i = 2, #elems do
+		s[#s + 1] = string.format("add element %s %s { %s }", elems[i][1], elems[i][2], elems[i][3])
+	end
+	for _, r in ipairs(net_rules(n)) do
+		s[#s + 1] = string.format("add rule %s %s %s", T, r[1], r[2])
+	end
+	local out, msg, err = run_with_setup(run, table.concat(s, "\n") .. "\n")
+	if not out then return fail("network_add", n.bridge, msg, err) end
+	return true
+end
+
+--- Remove a network's rules, its set elements and its published ports, in
+-- one transaction; the last network takes brisk's tables with it.
+-- Idempotent: a network that is not programmed is not an error.
+-- @param run as for network_add
+-- @param net as for network_add (bridge and subnets are used)
+-- @return true
+-- @return[2] nil, "firewall network_del X: <error>", errno (nothing changed)
+function M.network_del(run, net)
+	local n = check_net(net, 2)
+	local objs, msg, err = list_json(run, T)
+	if objs == nil then return fail("network_del", n.bridge, msg, err) end
+	if objs == false then return true end
+	local ntag, ptag = net_tag(n), "brisk port " .. n.bridge .. " "
+	local s, others = {}, 0
+	for _, o in ipairs(objs) do
+		local r = o.rule
+		if r and type(r.comment) == "string" and
+			(r.comment:sub(1, #ntag) == ntag or r.comment:sub(1, #ptag) == ptag) then
+			s[#s + 1] = string.format("delete rule %s %s handle %d", T, r.chain, math.tointeger(r.handle))
+		end
+		local set = o.set
+		if set and type(set.elem) == "table" then
+			for _, e in ipairs(set.elem) do
+				local key, c = elem_key(e), elem_comment(e)
+				if set.name == "brisk_bridges" and key ~= n.bridge then
+					others = others + 1
+				elseif set.name:match("^host_ports") and c and c:sub(1, #ptag) == ptag then
+					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, key)
+				end
+			end
+		end
+	end
+	if others == 0 then
+		-- The last network: brisk's tables go whole.
+		s = { "delete table " .. T, "add table " .. TB, "delete table " .. TB }
+	else
+		-- Whatever ICC was when the network was added, its elements go.
+		local X = q(n.bridge)
+		drop_element(s, { T, "brisk_bridges", X })
+		drop_element(s, { T, "icc_accept", X .. " . " .. X })
+		drop_element(s, { T, "icc_drop", X .. " . " .. X })
+		if n.subnet4 then drop_element(s, { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 }) end
+		if n.subnet6 then drop_element(s, { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 }) end
+	end
+	local out
+	out, msg, err = run(table.concat(s, "\n") .. "\n")
+	if not out then return fail("network_del", n.bridge, msg, err) end
+	return true
+end
+
+--- Publish a port (libnetwork allocatePort's forwarding rules): DNAT in
+-- prerouting and output, hairpin masquerade, accept in forward.
+-- @param run as for network_add
+-- @param net the network the endpoint is on (must be programmed)
+-- @param ep endpoint id, or a table with `id` (the comments carry its first
+--   12 characters)
+-- @param mapping {proto="tcp"|"udp"|"sctp", host_ip=nil|addr, host_port=,
+--   container_ip=, container_port=}
+-- @return true
+-- @return[2] nil, "firewall port_add ...: <error>", errno (EEXIST when the
+--   host port is already published; ENOENT when brisk's tables are not
+--   there; EINVAL for an internal network). It does not check that this
+--   network was added: that is the caller's flow.
+function M.port_add(run, net, ep, mapping)
+	local n = check_net(net, 2)
+	local epid = check_ep(ep, 2)
+	local p = check_mapping(mapping, 2)
+	local what = string.format("%s %s/%d", n.bridge, p.proto, p.host_port)
+	if n.internal then
+		return fail("port_add", what, "network is internal: no published ports", EINVAL)
+	end
+	if p.family == 4 and not n.subnet4 or p.family == 6 and not n.subnet6 then
+		return fail("port_add", what, "network has no IPv" .. p.family .. " subnet", EINVAL)
+	end
+	local tag = port_tag(n, epid, p)
+	local e = port_element(p)
+	-- `create` the host port element first: publishing a host port twice
+	-- fails with EEXIST instead of duplicating rules.
+	local s = {}
+	s[#s + 1] = string.format("create element %s %s { %s comment %s }", e[1], e[2], e[3], q(tag:sub(1, -2)))
+	for _, r in ipairs(port_rules(n, epid, p)) do
+		s[#s + 1] = string.format("add rule %s %s %s", T, r[1], r[2])
+	end
+	local out, msg, err = run(table.concat(s, "\n") .. "\n")
+	if not out then return fail("port_add", what, msg, err) end
+	return true
+end
+
+--- Unpublish a port: deletes the rules port_add made (found by comment,
+-- deleted by handle) and the host port element, in one transaction.
+-- Idempotent.
+-- @return true
+-- @return[2] nil, "firewall port_del ...: <error>", errno
+function M.port_del(run, net, ep, mapping)
+	local n = check_net(net, 2)
+	local epid = check_ep(ep, 2)
+	local p = check_mapping(mapping, 2)
+	local what = string.format("%s %s/%d", n.bridge, p.proto, p.host_port)
+	local objs, msg, err = list_json(run, T)
+	if objs == nil then return fail("port_del", what, msg, err) end
+	if objs == false then return true end
+	local tag = port_tag(n, epid, p)
+	local s = {}
+	for _, o in ipairs(objs) do
+		local r = o.rule
+		if r and type(r.comment) == "string" and r.comment:sub(1, #tag) == tag then
+			s[#s + 1] = string.format("delete rule %s %s handle %d", T, r.chain, math.tointeger(r.handle))
+		end
+	end
+	drop_element(s, port_element(p))
+	local out
+	out, msg, err = run(table.concat(s, "\n") .. "\n")
+	if not out then return fail("port_del", what, msg, err) end
+	return true
+end
+
+--- Make brisk's tables, sets and chains, and rewrite the constant rules
+-- (repairs what `check` reports in them); per-network rules and elements
+-- are left alone. Idempotent. network_add calls it when needed.
+-- @return true
+-- @return[2] nil, "firewall setup: <error>", errno
+function M.setup(run)
+	local out, msg, err = run(setup_script())
+	if not out then return fail("setup", "tables", msg, err) end
+	return true
+end
+
+--- Remove brisk's tables whole (both families). Idempotent.
+-- @return true
+-- @return[2] nil, "firewall remove: <error>", errno
+function M.remove(run)
+	local out, msg, err = run(string.format("add table %s\ndelete table %s\nadd table %s\ndelete table %s\n",
+		T, T, TB, TB))
+	if not out then return fail("remove", "tables", msg, err) end
+	return true
+end
+
+-- Parse `nft list table` text into {["chain"] = {lines...}}.
+local function parse_rules(text)
+	local chains, cur = {}, nil
+	for line in text:gmatch("[^\n]+") do
+		local name = line:match("^\tchain (%S+) {$")
+		if name then
+			cur = {}
+			chains[name] = cur
+		elseif line == "\t}" then
+			cur = nil
+		elseif cur and line:match("^\t\t%S") then
+			cur[#cur + 1] = line:sub(3)
+		end
+	end
+	return chains
+end
+
+--- Compare the live ruleset with what `nets` and `ports` call for.
+-- @param run as for network_add
+-- @param nets list of networks (as for network_add)
+-- @param[opt] ports list of {net=, ep=, mapping=} (as for port_add)
+-- @return list of drift messages ("missing rule inet brisk postrouting:
+--   <rule>", "extra element ...", ...); empty when all is as expected
+-- @return[2] nil, "firewall check: <error>", errno when listing failed
+function M.check(run, nets, ports)
+	if type(nets) ~= "table" then error("nets must be a list of networks", 2) end
+	if ports ~= nil and type(ports) ~= "table" then error("ports must be a list", 2) end
+	local want_rules, want_elems, want_chains, want_sets = {}, {}, {}, {}
+	local function want_rule(tbl, chain, body)
+		local k = tbl .. " " .. chain
+		want_rules[k] = want_rules[k] or {}
+		table.insert(want_rules[k], body)
+	end
+	local function want_elem(tbl, set, key)
+		local k = tbl .. " " .. set
+		want_elems[k] = want_elems[k] or {}
+		want_elems[k][key] = (want_elems[k][key] or 0) + 1
+	end
+	local any = #nets > 0
+	if any then
+		for _, c in ipairs(base_chains) do
+			want_chains[c[1] .. " " .. c[2]] = true
+			if c[3] then want_rule(c[1], c[2], c[3]) end
+		end
+		for _, set in ipairs(base_sets) do
+			want_sets[set[1] .. " " .. set[2]] = true
+			want_elems[set[1] .. " " .. set[2]] = want_elems[set[1] .. " " .. set[2]] or {}
+		end
+		for _, r in ipairs(base_rules) do want_rule(r[1], r[2], r[3]) end
+	end
+	local unq = function(s) return (s:gsub('"', "")) end
+	for _, net in ipairs(nets) do
+		local n = check_net(net, 2)
+		for _, r in ipairs(net_rules(n)) do want_rule(T, r[1], r[2]) end
+		for _, e in ipairs(net_elements(n)) do want_elem(e[1], e[2], unq(e[3])) end
+	end
+	for _, pm in ipairs(ports or {}) do
+		local n = check_net(pm.net, 2)
+		local epid = check_ep(pm.ep, 2)
+		local p = check_mapping(pm.mapping, 2)
+		for _, r in ipairs(port_rules(n, epid, p)) do want_rule(T, r[1], r[2]) end
+		local e = port_element(p)
+		want_elem(e[1], e[2], e[3])
+	end
+
+	local drift = {}
+	local function note(fmt, ...) drift[#drift + 1] = string.format(fmt, ...) end
+	for _, tbl in ipairs({ T, TB }) do
+		local objs, msg, err = list_json(run, tbl)
+		local text
+		if objs then
+			text, msg, err = run("list table " .. tbl)
+			if not text and err == ENOENT then objs = false end
+		end
+		if objs == nil or (objs and not text) then
+			return fail("check", tbl, msg, err)
+		elseif objs == false then
+			if any then note("missing table %s", tbl) end
+		else
+			if not any then note("extra table %s", tbl) end
+			-- chains and rules, compared as text
+			local live = parse_rules(text)
+			local seen = {}
+			for name, lines in pairs(live) do
+				local k = tbl .. " " .. name
+				seen[k] = true
+				if any and not want_chains[k] then note("extra chain %s", k) end
+				local want, before = {}, #drift
+				for _, b in ipairs(want_rules[k] or {}) do want[b] = (want[b] or 0) + 1 end
+				for _, l in ipairs(lines) do
+					if want[l] and want[l] > 0 then
+						want[l] = want[l] - 1
+					else
+						note("extra rule %s: %s", k, l)
+					end
+				end
+				for _, b in ipairs(want_rules[k] or {}) do
+					if want[b] > 0 then
+						want[b] = want[b] - 1
+						note("missing rule %s: %s", k, b)
+					end
+				end
+				-- the constant chains decide by order (ICC before isolation)
+				if #drift == before and constant_chains[k] and want_rules[k] and
+					table.concat(lines, "\n") ~= table.concat(want_rules[k], "\n") then
+					note("rules out of order in chain %s", k)
+				end
+			end
+			for k in pairs(want_chains) do
+				if k:sub(1, #tbl + 1) == tbl .. " " and not seen[k] then note("missing chain %s", k) end
+			end
+			-- sets and elements, compared as rendered keys
+			local sseen = {}
+			for _, o in ipairs(objs) do
+				local set = o.set
+				if set then
+					local k = tbl .. " " .. set.name
+					sseen[k] = true
+					local want = {}
+					for key, c in pairs(want_elems[k] or {}) do want[key] = c end
+					if any and not want_sets[k] then note("extra set %s", k) end
+					for _, e in ipairs(set.elem or {}) do
+						local key = elem_key(e)
+						if want[key] and want[key] > 0 then
+							want[key] = want[key] - 1
+						else
+							note("extra element %s: %s", k, key)
+						end
+					end
+					local keys = {}
+					for key, c in pairs(want) do if c > 0 then keys[#keys + 1] = key end end
+					table.sort(keys)
+					for _, key in ipairs(keys) do note("missing element %s: %s", k, key) end
+				end
+			end
+			for k in pairs(want_sets) do
+				if k:sub(1, #tbl + 1) == tbl .. " " and not sseen[k] then note("missing set %s", k) end
+			end
+		end
+	end
+	table.sort(drift)
+	return drift
+end
+
+--- Turn on forwarding (libnetwork's EnableIPForwarding, and
+-- setupIPv6Forwarding when `ipv6`). Docker also sets the FORWARD policy to
+-- DROP; brisk's equivalent is the "brisk base inbound" rule, which drops
+-- what is not accepted only on the way into brisk bridges.
+-- @param sysctl_set function(key, value) -> previous value | nil, msg, errno;
+--   keys are paths under /proc/sys ("net/ipv4/ip_forward")
+-- @param[opt] ipv6 also net/ipv6/conf/{all,default}/forwarding
+-- @return the previous values {[key] = value} (for restore_forwarding)
+-- @return[2] nil, msg, errno; whatever was already written is restored
+function M.enable_forwarding(sysctl_set, ipv6)
+	if type(sysctl_set) ~= "function" then error("sysctl_set must be a function", 2) end
+	local keys = { "net/ipv4/ip_forward" }
+	if ipv6 then
+		keys[2] = "net/ipv6/conf/default/forwarding"
+		keys[3] = "net/ipv6/conf/all/forwarding"
+	end
+	local old = {}
+	for _, k in ipairs(keys) do
+		local prev, msg, err = sysctl_set(k, "1")
+		if prev == nil then
+			M.restore_forwarding(sysctl_set, old)
+			return nil, string.format("firewall enable_forwarding %s: %s", k, tostring(msg)), err
+		end
+		old[k] = prev
+	end
+	return old
+end
+
+--- Write back the values enable_forwarding returned.
+-- @return true, or nil, msg, errno for the first write that failed (the
+--   others are still attempted)
+function M.restore_forwarding(sysctl_set, old)
+	local first
+	for k, v in pairs(old) do
+		local ok, msg, err = sysctl_set(k, v)
+		if ok == nil and not first then first = { msg, err } end
+	end
+	if first then return nil, "firewall restore_forwarding: " .. tostring(first[1]), first[2] end
+	return true
+end
+
+-- For tests and the REPL: the setup script as it would be sent.
+M.setup_script = setup_script
+
+-- Exposed for tests: address helpers (nft's printing rules).
+M._format_prefix = function(s, family) return parse_prefix(s, family, "prefix", 2) end
+
+return M
