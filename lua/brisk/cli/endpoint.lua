@@ -24,7 +24,7 @@ local DEF_FLAGS = {
 	{ "-o", "--opt", arg = "KEY=VALUE", multi = true,
 	  doc = "endpoint option: mac (com.docker.network.endpoint.macaddress), hairpin" },
 	{ "-p", "--publish", arg = "SPEC", multi = true,
-	  doc = "publish a port as docker run -p does: [IP:][HOSTPORT[-END]:]PORT[-END][/tcp|udp|sctp]" },
+	  doc = "publish a port as docker run -p does: [IP:]HOSTPORT[-END]:PORT[-END][/tcp|udp|sctp]" },
 }
 
 local function port_range(s)
@@ -36,11 +36,11 @@ local function port_range(s)
 	return a, b
 end
 
---- Parse a `docker run -p` port specification.
--- @tparam string s `[IP:][HOSTPORT[-END]:]PORT[-END][/PROTO]`, IPv6 host
---   addresses in brackets
--- @return `{proto=, port=, port_end=, host_ip=|nil, host_port=|nil,
---   host_port_end=|nil}`
+--- Parse a `docker run -p` port specification into the port mappings of
+-- brisk.firewall (`container_ip` is the endpoint's, filled in by the driver).
+-- @tparam string s `[IP:]HOSTPORT[-END]:PORT[-END][/PROTO]`, an IPv6 host
+--   address in brackets; ranges of equal size map port by port
+-- @return array of `{proto=, host_ip=|nil, host_port=, container_port=}`
 -- @return[2] nil, msg
 local function parse_publish(s)
 	local bad = "invalid port specification '" .. s .. "'"
@@ -71,23 +71,26 @@ local function parse_publish(s)
 			return nil, bad
 		end
 	end
-	local p = { proto = proto }
-	p.port, p.port_end = port_range(port or "")
-	if not p.port then return nil, bad .. " (bad port '" .. tostring(port) .. "')" end
+	local p1, p2 = port_range(port or "")
+	if not p1 then return nil, bad .. " (bad port '" .. tostring(port) .. "')" end
+	local host_ip
 	if ip and ip ~= "" then
 		local ipnet = require "brisk.ipnet"
 		local a = ipnet.parse_ip(ip)
 		if not a then return nil, bad .. " (bad host address '" .. ip .. "')" end
-		p.host_ip = ipnet.format(a)
+		host_ip = ipnet.format(a)
 	end
-	if hostport and hostport ~= "" then
-		p.host_port, p.host_port_end = port_range(hostport)
-		if not p.host_port then return nil, bad .. " (bad host port '" .. hostport .. "')" end
-		if p.host_port_end - p.host_port ~= p.port_end - p.port and p.port ~= p.port_end then
-			return nil, bad .. " (port ranges differ in size)"
-		end
+	if not hostport or hostport == "" then
+		return nil, bad .. " (a host port is needed: brisk does not pick one)"
 	end
-	return p
+	local h1, h2 = port_range(hostport)
+	if not h1 then return nil, bad .. " (bad host port '" .. hostport .. "')" end
+	if h2 - h1 ~= p2 - p1 then return nil, bad .. " (port ranges differ in size)" end
+	local out = {}
+	for i = 0, p2 - p1 do
+		out[#out + 1] = { proto = proto, host_ip = host_ip, host_port = h1 + i, container_port = p1 + i }
+	end
+	return out
 end
 
 local function definition(o, cmd)
@@ -101,9 +104,9 @@ local function definition(o, cmd)
 	if #o.publish > 0 then
 		spec.publish = cli.array()
 		for _, s in ipairs(o.publish) do
-			local p, msg = parse_publish(s)
-			if not p then cli.usage_error("flag --publish: " .. msg, cmd) end
-			spec.publish[#spec.publish + 1] = p
+			local list, msg = parse_publish(s)
+			if not list then cli.usage_error("flag --publish: " .. msg, cmd) end
+			for _, m in ipairs(list) do spec.publish[#spec.publish + 1] = m end
 		end
 	end
 	return spec
@@ -217,7 +220,7 @@ local function plan_text(plan)
 	if ep.ports and #ep.ports > 0 then
 		for _, p in ipairs(ep.ports) do
 			out[#out + 1] = string.format("  %-8s %s%s:%s/%s", "publish",
-				p.host_ip and (p.host_ip .. ":") or "", p.host_port or "(any)", p.port, p.proto)
+				p.host_ip and (p.host_ip .. ":") or "", p.host_port, p.container_port, p.proto)
 		end
 	end
 	out[#out + 1] = "steps:"
