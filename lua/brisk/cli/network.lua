@@ -109,6 +109,25 @@ function M.op_text(op, indent)
 	return table.concat(out, "\n")
 end
 
+--- Give every operation's arguments as a plain array, for JSON: the
+-- recorder keeps the argument count `n` in them, and a missing argument
+-- becomes null.
+-- @tparam table ops array of `{op=, args=}` (changed in place)
+function M.plain_ops(ops)
+	local null = require("cjson").null
+	for _, op in ipairs(ops or {}) do
+		local a = op.args or {}
+		if getmetatable(a) ~= cli.array_mt then
+			local t = cli.array()
+			for i = 1, math.tointeger(a.n) or #a do
+				if a[i] == nil then t[i] = null else t[i] = a[i] end
+			end
+			op.args = t
+		end
+	end
+	return ops
+end
+
 --- The first 12 characters of an id (as `docker network ls` shows it).
 function M.short(id)
 	return type(id) == "string" and id:sub(1, 12) or ""
@@ -239,7 +258,12 @@ cli.register {
 	run = function(o, pos, ctx)
 		local spec = definition(pos[1], o, "network plan")
 		local d <close> = M.open_driver(ctx)
-		return M.must(d:plan_network(spec))
+		local plan = M.must(d:plan_network(spec))
+		if ctx.json then
+			M.plain_ops(plan.ops)
+			for _, s in ipairs(plan.steps or {}) do M.plain_ops(s.ops) end
+		end
+		return plan
 	end,
 	format = function(plan) return M.plan_text(plan) end,
 }
