@@ -44,7 +44,9 @@ function M.key_values(list, flag, cmd)
 	return t
 end
 
---- Call `fn(value)`; raise a brisk error (exit 1) from a `nil, msg` result.
+--- Pass a driver result through, or raise a brisk error (exit 1, `brisk:
+-- msg`) when it is the failure `nil, msg, errno`.
+-- @return the results unchanged
 function M.must(v, msg, ...)
 	if v == nil and msg ~= nil then cli.error(msg) end
 	return v, msg, ...
