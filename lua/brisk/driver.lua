@@ -330,7 +330,7 @@ local function as_list(v)
 end
 
 local function find_network(self, key)
-	for _, n in ipairs(self.store:list("network")) do
+	for _, n in ipairs(self.store:list("network", true)) do
 		if n.name == key or n.id == key or (#key >= 4 and n.id:sub(1, #key) == key) then return n end
 	end
 	return nil
@@ -610,7 +610,6 @@ function D:apply_resolved(net)
 	if not log then return nil, msg, err, extra end
 	net.journal = log
 	net.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
-	net.ipam = net.ipam or { v4 = {}, v6 = {} }
 	local ok, smsg, serr = self.store:put("network", net)
 	if not ok then
 		local uok, uerrs = handle.undo(self.h, log)
@@ -653,7 +652,7 @@ function D:network(key)
 	end
 	local n = find_network(self, key)
 	if not n then return nil, "network " .. key .. " not found", ENOENT end
-	return n
+	return handle.copy(n)
 end
 
 local function global_sysctl(e)

@@ -36,12 +36,32 @@ local function veth_name()
 end
 
 ---------------------------------------------------------------------------
--- IPAM: addresses live in the network record (ipam.v4 / ipam.v6: ip -> ep
--- id), so they persist and are allocated under the store lock.
+-- IPAM: the addresses in use are those of the stored endpoints, so they
+-- persist with them and are allocated under the store lock. The book of a
+-- network (address -> endpoint id, plus the next-address cursors) is built
+-- from the endpoints once and kept by the driver while no other process
+-- changes the store (the store's generation says so).
 ---------------------------------------------------------------------------
 
 local ipam = {}
 M.ipam = ipam
+
+--- The address book of a network.
+function ipam.book(d, net)
+	d._books = d._books or {}
+	local gen = d.store._c.gen
+	local b = d._books[net.id]
+	if b and b.gen == gen then return b end
+	b = { v4 = {}, v6 = {}, next4 = b and b.next4, next6 = b and b.next6 }
+	for _, e in ipairs(d.store:list("endpoint", true)) do
+		if e.network == net.id then
+			if e.ipv4 then b.v4[e.ipv4:match("^[^/]+")] = e.id end
+			if e.ipv6 then b.v6[e.ipv6:match("^[^/]+")] = e.id end
+		end
+	end
+	d._books[net.id] = b
+	return b
+end
 
 -- Addresses that are never handed out: network, broadcast, gateway, aux.
 local function reserved(net, family)
@@ -104,12 +124,18 @@ function ipam.request(net, ip, owner)
 	return s
 end
 
-function ipam.release(net, ep)
+function ipam.release(book, ep)
 	for _, fam in ipairs{ "v4", "v6" } do
-		for ip, owner in pairs(net.ipam[fam] or {}) do
-			if owner == ep.id then net.ipam[fam][ip] = nil end
+		for ip, owner in pairs(book[fam]) do
+			if owner == ep.id then book[fam][ip] = nil end
 		end
 	end
+end
+
+-- Keep the driver's book valid past this process's own write.
+local function book_written(d, net)
+	local b = d._books and d._books[net.id]
+	if b then b.gen = d.store._c.gen end
 end
 
 ---------------------------------------------------------------------------
@@ -171,8 +197,10 @@ end
 local function find_endpoint(self, key)
 	if type(key) == "table" then key = key.id end
 	if type(key) ~= "string" or key == "" then return nil end
-	for _, e in ipairs(self.store:list("endpoint")) do
-		if e.id == key or e.name == key or (#key >= 4 and e.id:sub(1, #key) == key) then return e end
+	for _, e in ipairs(self.store:list("endpoint", true)) do
+		if e.id == key or e.name == key or (#key >= 4 and e.id:sub(1, #key) == key) then
+			return handle.copy(e)
+		end
 	end
 	return nil
 end
@@ -202,7 +230,7 @@ local function resolve_endpoint(self, net, spec)
 	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
 		return fail(string.format("invalid endpoint name '%s'", tostring(name)))
 	end
-	for _, e in ipairs(self.store:list("endpoint")) do
+	for _, e in ipairs(self.store:list("endpoint", true)) do
 		if e.id == id then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
 		if e.name == name then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
 	end
@@ -331,7 +359,10 @@ function D:create_endpoint(netkey, spec)
 	return self.store:transaction(function()
 		local net, msg, err = self:network(netkey)
 		if not net then return nil, msg, err end
-		net.ipam = net.ipam or { v4 = {}, v6 = {} }
+		-- a copy of the book: a failed create must not leave its addresses in it
+		local book = ipam.book(self, net)
+		net.ipam = { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
+			next4 = book.next4, next6 = book.next6 }
 		local ep
 		ep, msg, err = resolve_endpoint(self, net, spec)
 		if not ep then return nil, msg, err end
@@ -359,12 +390,15 @@ function D:create_endpoint(netkey, spec)
 		ep.created_netns = ctx.created_netns
 		ep.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
-		if pok then pok, pmsg, perr = self.store:put("network", net) end
 		if not pok then
 			rollback(self, ctx)
-			if ep.dbIndex then self.store:delete("endpoint", ep.id) end
 			return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg), M.store_errno(perr)
 		end
+		for _, fam in ipairs{ "v4", "v6" } do
+			for ip, owner in pairs(net.ipam[fam]) do book[fam][ip] = owner end
+		end
+		book.next4, book.next6 = net.ipam.next4, net.ipam.next6
+		book_written(self, net)
 		return ep
 	end)
 end
@@ -452,14 +486,13 @@ function D:delete_endpoint(epkey)
 			return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err
 		end
 		if ep.created_netns then core.netns_del(ep.created_netns) end
-		if net then
-			net.ipam = net.ipam or { v4 = {}, v6 = {} }
-			ipam.release(net, ep)
-			local pok, pmsg, perr = self.store:put("network", net)
-			if not pok then return nil, pmsg, M.store_errno(perr) end
-		end
 		local ok2, dmsg, derr = self.store:delete("endpoint", ep.id)
 		if not ok2 then return nil, dmsg, M.store_errno(derr) end
+		if net then
+			local book = ipam.book(self, net)
+			ipam.release(book, ep)
+			book_written(self, net)
+		end
 		return true
 	end)
 end

@@ -193,6 +193,63 @@ end
 -- Locks held by this process, by store directory: transactions nest.
 local held = {}
 
+-- The document cache. Inside a transaction (the lock held) nobody else can
+-- write, so parsed documents are kept per store object and reused; every
+-- writer bumps `<dir>/.gen` before it changes a file, and a transaction that
+-- finds another generation than the one its cache was filled at drops the
+-- cache. Outside a transaction every read goes to the files.
+local function read_gen(dir)
+	local f = io.open(dir .. "/.gen", "rb")
+	if not f then return "0" end
+	local g = f:read("a") or "0"
+	f:close()
+	return g
+end
+
+-- A new generation: a counter and random bytes, so a value never comes back
+-- (not even after a crash left the file empty).
+local function bump_gen(self)
+	local n = (tonumber(tostring(self._c.gen):match("^%d+")) or 0) + 1
+	local gen = sfmt("%d:%s", n, (core.random_bytes(6):gsub(".", function(c)
+		return sfmt("%02x", c:byte()) end)))
+	local f, msg = io.open(self.dir .. "/.gen", "wb")
+	if not f then return nil, msg end
+	local ok, wmsg = f:write(gen)
+	f:close()
+	if not ok then return nil, wmsg end
+	self._c.gen = gen
+	return true
+end
+
+-- Caches by store directory: every Store object of a directory shares one.
+local caches = {}
+
+-- Keep a cached, sorted list in step with a write: replace or insert `doc`
+-- by id, or remove `id` when doc is nil.
+local function list_update(list, id, doc)
+	local lo, hi = 1, #list
+	while lo <= hi do
+		local mid = (lo + hi) // 2
+		local mid_id = list[mid].id
+		if mid_id == id then
+			if doc then list[mid] = doc else table.remove(list, mid) end
+			return
+		elseif byte_less(mid_id, id) then
+			lo = mid + 1
+		else
+			hi = mid - 1
+		end
+	end
+	if doc then table.insert(list, lo, doc) end
+end
+
+local function deep_copy(v)
+	if type(v) ~= "table" then return v end
+	local t = {}
+	for k, x in pairs(v) do t[k] = deep_copy(x) end
+	return t
+end
+
 local function normalize(dir)
 	dir = dir:gsub("/+", "/"):gsub("/%./", "/"):gsub("/%.$", "")
 	if #dir > 1 then dir = dir:gsub("/$", "") end
@@ -214,15 +271,31 @@ function M.open(dir)
 		local ok, msg = core.mkdir_p(d, 448)     -- 0700
 		if not ok then return nil, msg, "io" end
 	end
-	return setmetatable({ dir = dir }, Store)
+	caches[dir] = caches[dir] or {}
+	return setmetatable({ dir = dir, _c = caches[dir] }, Store)
 end
 
 function Store:_path(kind, id)
 	return sfmt("%s/%s/%s.json", self.dir, kind, id)
 end
 
--- The document kind/id; nil, msg, "notfound"|"corrupt"|"io" otherwise.
+-- The document kind/id (the cached table itself inside a transaction: copy
+-- before changing it); nil, msg, "notfound"|"corrupt"|"io" otherwise.
 function Store:_read(kind, id)
+	local cache = held[self.dir] and self._c.cache
+	if cache then
+		local c = cache[kind .. "/" .. id]
+		if c ~= nil then
+			if c == false then return nil, sfmt("%s %s not found", kind, id), "notfound" end
+			return c
+		end
+	end
+	local doc, msg, code = self:_read_file(kind, id)
+	if cache and (doc or code == "notfound") then cache[kind .. "/" .. id] = doc or false end
+	return doc, msg, code
+end
+
+function Store:_read_file(kind, id)
 	local path = self:_path(kind, id)
 	local f, msg, errno = io.open(path, "rb")
 	if not f then
@@ -256,7 +329,9 @@ end
 function Store:get(kind, id)
 	check_kind(kind, 1, "get")
 	check_id(id, 2, "get")
-	return self:_read(kind, id)
+	local doc, msg, code = self:_read(kind, id)
+	if not doc then return nil, msg, code end
+	return deep_copy(doc)
 end
 
 --- Write a document `{id = ..., ...}`. Without `dbIndex` it is created and
@@ -297,11 +372,18 @@ function Store:put(kind, doc)
 			doc.dbIndex = given
 			return nil, sfmt("cannot encode %s %s: %s", kind, id, tostring(text)), "invalid"
 		end
-		local wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448)
+		local wrote, werr = bump_gen(self)
+		if wrote then wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448) end
 		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384) end  -- 0600
 		if not wrote then
 			doc.dbIndex = given
+			if self._c.cache then self._c.cache[kind .. "/" .. id] = nil; self._c.lists[kind] = nil end
 			return nil, werr, "io"
+		end
+		if self._c.cache then
+			local c = deep_copy(doc)
+			self._c.cache[kind .. "/" .. id] = c
+			if self._c.lists[kind] then list_update(self._c.lists[kind], id, c) end
 		end
 		return doc
 	end)
@@ -327,18 +409,45 @@ function Store:delete(kind, id, dbIndex)
 			return nil, sfmt("%s %s modified (stored dbIndex %d, given %d)", kind, id,
 				cur.dbIndex, dbIndex), "modified"
 		end
-		local ok, umsg = core.unlink(self:_path(kind, id))
-		if not ok then return nil, umsg, "io" end
+		local ok, umsg = bump_gen(self)
+		if ok then ok, umsg = core.unlink(self:_path(kind, id)) end
+		local c = self._c
+		if not ok then
+			if c.cache then c.cache[kind .. "/" .. id] = nil; c.lists[kind] = nil end
+			return nil, umsg, "io"
+		end
+		if c.cache then
+			c.cache[kind .. "/" .. id] = false
+			if c.lists[kind] then list_update(c.lists[kind], id, nil) end
+		end
 		return true
 	end)
 end
 
 --- All documents of a kind, sorted by id (bytewise).
 -- @tparam string kind
+-- @tparam[opt] boolean shared true: inside a transaction, the cached
+--   documents themselves (read-only: copy one before changing it); the
+--   default is fresh copies
 -- @return array of documents (empty when the kind has none)
 -- @return[2] nil, "store: cannot parse <path>: <why>", "corrupt" (or "io")
-function Store:list(kind)
+function Store:list(kind, shared)
 	check_kind(kind, 1, "list")
+	local lists = held[self.dir] and self._c.cache and self._c.lists
+	local out = lists and lists[kind]
+	if not out then
+		local msg, code
+		out, msg, code = self:_list(kind)
+		if not out then return nil, msg, code end
+		if lists then lists[kind] = out end
+	end
+	if shared and lists then return out end
+	local copy = {}
+	for i, d in ipairs(out) do copy[i] = deep_copy(d) end
+	return copy
+end
+
+function Store:_list(kind)
 	local names, msg, errno = core.listdir(self.dir .. "/" .. kind)
 	if not names then
 		if errno == ENOENT then return {} end
@@ -379,6 +488,10 @@ function Store:transaction(fn)
 	local lock, msg = core.lock(self.dir .. "/.lock")
 	if not lock then return nil, msg, "io" end
 	held[self.dir] = lock
+	local gen = read_gen(self.dir)
+	if gen ~= self._c.gen or not self._c.cache then
+		self._c.cache, self._c.lists, self._c.gen = {}, {}, gen
+	end
 	local r = pack(pcall(fn, self))
 	held[self.dir] = nil
 	lock:unlock()
