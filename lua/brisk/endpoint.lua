@@ -403,6 +403,91 @@ function D:create_endpoint(netkey, spec)
 	end)
 end
 
+--- Plan an endpoint: resolve it (addresses from IPAM, MAC, names) and
+-- record the kernel operations each step would perform, changing nothing
+-- (not the store, not the address book).
+-- @return plan {endpoint=, steps={{name=, skipped=, ops=}}, ops=}, or nil, msg, errno
+function D:plan_endpoint(netkey, spec)
+	spec = spec or {}
+	if type(spec) ~= "table" then error("bad argument #2 to 'plan_endpoint' (table expected)", 2) end
+	return self.store:transaction(function()
+		local net, msg, err = self:network(netkey)
+		if not net then return nil, msg, err end
+		local book = ipam.book(self, net)
+		net.ipam = { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
+			next4 = book.next4, next6 = book.next6 }
+		local ep
+		ep, msg, err = resolve_endpoint(self, net, spec)
+		if not ep then return nil, msg, err end
+		local r = handle.recorder(self.h)
+		local ctx = { driver = self, firewall = self.fw, network = net, journal = r }
+		local hs
+		if spec.netns ~= nil then
+			local ref, rmsg = sandbox_ref(spec.netns)
+			if not ref then return fail(rmsg) end
+			if type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref) then
+				r.ops[#r.ops + 1] = { op = "netns_add", args = { ref } }
+				ctx.sandbox = handle.recorder(handle.fresh_namespace())
+			else
+				hs, msg, err = core.open(ref)
+				if not hs then return nil, msg, err end
+				ctx.sandbox = handle.recorder(hs)
+			end
+			ep.netns = ref
+			ep.sandbox = ref
+			ep.ifname = ep.ifname or free_ifname(ctx.sandbox, ep.prefix)
+			ep.peer_ifname = ep.ifname
+			ctx.sandbox:virtual_link{ ifname = ep.ifname, ifindex = 0, mtu = ep.mtu or 1500, address = ep.mac,
+				flags = { "BROADCAST", "MULTICAST" } }
+		else
+			ep.peer_ifname = veth_name()
+		end
+		ep.generated_names = nil
+		-- the host side is created by the first step: the recorder knows it
+		local plan = { endpoint = ep, steps = {} }
+		local marks = {}
+		if #r.ops > 0 then   -- the namespace the flow would create first
+			plan.steps[1] = { name = "netns_add", ops = {} }
+			marks[1] = 1
+		end
+		local ops = r.ops
+		-- sandbox ops are recorded separately: merge them in step order
+		local merged = {}
+		local seen_host, seen_sb = 0, 0
+		local function collect()
+			for i = seen_host + 1, #ops do merged[#merged + 1] = ops[i] end
+			seen_host = #ops
+			if ctx.sandbox then
+				local sops = ctx.sandbox.ops
+				for i = seen_sb + 1, #sops do
+					local o = handle.copy(sops[i])
+					o.netns = ep.netns
+					merged[#merged + 1] = o
+				end
+				seen_sb = #sops
+			end
+		end
+		collect()
+		local ok, step
+		ok, step, msg, err = M.run_steps(self.endpoint_steps, r, ep, ctx, function(name, skipped)
+			collect()
+			plan.steps[#plan.steps + 1] = { name = name, skipped = skipped or nil, ops = {} }
+			marks[#plan.steps] = #merged + 1
+		end)
+		collect()
+		if hs then hs:close() end
+		if not ok then
+			return nil, string.format("plan endpoint %s: step %s would fail: %s", ep.name, step, tostring(msg)), err
+		end
+		for i, st in ipairs(plan.steps) do
+			for k = marks[i], (marks[i + 1] or #merged + 1) - 1 do st.ops[#st.ops + 1] = merged[k] end
+		end
+		plan.ops = merged
+		ep.sandbox, ep.prefix = nil, nil
+		return plan
+	end)
+end
+
 --- Join an endpoint created without a namespace: move the container side
 -- into `netns`, name it prefix+N, set MAC, MTU, addresses, up, routes.
 -- @return the updated endpoint, or nil, msg, errno

@@ -265,7 +265,7 @@ function M.recorder(real)
 		if op == "link_add" then
 			links[a.ifname] = {
 				ifname = a.ifname, ifindex = 0, mtu = a.mtu or 1500,
-				address = a.address, txqlen = a.txqlen,
+				address = a.address, txqlen = a.txqlen, master = a.master and link_name(a.master),
 				flags = { "BROADCAST", "MULTICAST" },
 				operstate = "DOWN",
 				linkinfo = { info_kind = a.kind },
@@ -280,6 +280,7 @@ function M.recorder(real)
 				if a.mtu then l.mtu = a.mtu end
 				if a.address then l.address = a.address end
 				if a.up then l.flags = { "BROADCAST", "MULTICAST", "UP" } end
+				if a.master ~= nil then l.master = a.master and link_name(a.master) or nil end
 			end
 		elseif op == "addr_add" or op == "addr_del" then
 			local dev = link_name(a.dev)
@@ -356,7 +357,32 @@ function M.recorder(real)
 	end)
 	rawset(r, "ops", ops)
 	rawset(r, "real", real)
+	--- Tell the recorder about a link another recorder's call would create
+	-- here (a veth peer created in this namespace).
+	rawset(r, "virtual_link", function(_, l) links[l.ifname] = copy(l) end)
 	return r
+end
+
+--- A handle for a namespace that does not exist yet: every read finds a
+-- fresh namespace (a down lo, sysctl defaults), so a recorder over it plans
+-- what would be done there.
+function M.fresh_namespace()
+	local ENODEV = 19
+	local h = {}
+	function h.link_get(_, l)
+		if link_name(l) == "lo" then
+			return { ifname = "lo", ifindex = 1, flags = { "LOOPBACK" }, mtu = 65536 }
+		end
+		return nil, "link " .. tostring(link_name(l)) .. ": No such device", ENODEV
+	end
+	function h.addr_list() return {} end
+	function h.route_list() return {} end
+	function h.link_list() return {} end
+	function h.sysctl_get(_, path)
+		if path:match("disable_ipv6$") then return "0" end
+		return nil, "sysctl " .. path .. ": unknown in a namespace that does not exist yet", 2
+	end
+	return h
 end
 
 return M

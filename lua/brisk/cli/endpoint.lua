@@ -137,99 +137,22 @@ cli.register {
 	format = function(ep) return ep.id end,
 }
 
--- What create would do: the network, the addresses IPAM would give (on a
--- copy of the network record that is never written back), the namespace,
--- and which endpoint steps would be queued. No kernel operations: the
--- driver has no dry run for endpoints.
-local function plan_endpoint(d, netkey, spec)
-	local driver = require "brisk.driver"
-	local ipnet = require "brisk.ipnet"
-	local net = must(d:network(netkey))
-	net.ipam = net.ipam or { v4 = {}, v6 = {} }
-	net.ipam.v4, net.ipam.v6 = net.ipam.v4 or {}, net.ipam.v6 or {}
-	local owner = "(plan)"
-	if spec.name and d:endpoint(spec.name) then cli.error("endpoint " .. spec.name .. " exists") end
-	local opts = must(driver.endpoint_options:parse(spec.options or {}))
-	local ep = {
-		name = spec.name, network = net.id, network_name = net.name, bridge = net.bridge,
-		hairpin = opts.hairpin, ports = spec.publish, gateway4 = net.gateway4, gateway6 = net.gateway6,
-	}
-	local plen4 = ipnet.parse_cidr(net.subnet4).plen
-	if spec.ip then
-		local ip, msg = ipnet.parse_ip(spec.ip)
-		if not ip or ip.family ~= 4 then cli.error(msg or ("not an IPv4 address: " .. spec.ip)) end
-		ep.ipv4 = must(driver.ipam.request(net, ip, owner)) .. "/" .. plen4
-	else
-		ep.ipv4 = must(driver.ipam.allocate(net, 4, owner)) .. "/" .. plen4
-	end
-	if spec.mac or opts.mac then
-		local m, msg = ipnet.mac_parse(spec.mac or opts.mac)
-		if not m then cli.error(msg) end
-		ep.mac = ipnet.mac_format(m)
-	else
-		ep.mac = ipnet.mac_from_ipv4(ipnet.parse_ip(ep.ipv4:match("^[^/]+")))
-	end
-	if net.enable_ipv6 then
-		if spec.ip6 then
-			local ip, msg = ipnet.parse_ip(spec.ip6)
-			if not ip or ip.family ~= 6 then cli.error(msg or ("not an IPv6 address: " .. spec.ip6)) end
-			ep.ipv6 = must(driver.ipam.request(net, ip, owner)) .. "/" .. ipnet.parse_cidr(net.subnet6).plen
-		elseif net.subnet6 and net.ipv6_alloc ~= false then
-			ep.ipv6 = must(driver.ipam.allocate(net, 6, owner)) .. "/" .. ipnet.parse_cidr(net.subnet6).plen
-		else
-			ep.ipv6 = "(derived from the MAC)"
-		end
-	elseif spec.ip6 then
-		cli.error("network " .. net.name .. " has no IPv6")
-	end
-	local notes = {}
-	if spec.netns then
-		ep.netns = spec.netns
-		local named = not spec.netns:find("/") and not spec.netns:match("^%d+$")
-		local okc, core = pcall(require, "brisk.core")
-		if named and okc and core.netns_exists then
-			local ok, exists = pcall(core.netns_exists, spec.netns)
-			if ok and not exists then notes.netns = "does not exist: it would be created" end
-		end
-		ep.ifname = spec.ifname or ((net.container_iface_prefix or "eth") .. "N")
-		if not spec.ifname then notes.ifname = "the first free one in the namespace" end
-	end
-	local ctx = { driver = d, firewall = d.fw, network = net, sandbox = spec.netns and {} or nil }
-	local steps = cli.array()
-	for _, s in ipairs(d.endpoint_steps or {}) do
-		local ok, queued = pcall(s.when, ep, ctx)
-		steps[#steps + 1] = { name = s.name, skipped = not (ok and queued) or nil }
-	end
-	return { endpoint = ep, notes = notes, steps = steps }
-end
-
 local function plan_text(plan)
-	local ep, notes = plan.endpoint, plan.notes or {}
-	local out = { string.format("endpoint %s on network %s (bridge %s)",
-		ep.name or "(name from its id)", ep.network_name, ep.bridge) }
+	local ep = plan.endpoint
+	local out = { string.format("endpoint %s on network %s (bridge %s)", ep.name, ep.network_name, ep.bridge) }
 	local rows = {
-		{ "ipv4", ep.ipv4 }, { "ipv6", ep.ipv6 }, { "mac", ep.mac },
-		{ "gateway", ep.gateway4 }, { "netns", ep.netns }, { "ifname", ep.ifname },
+		{ "ipv4", ep.ipv4 }, { "ipv6", ep.ipv6 }, { "mac", ep.mac }, { "gateway", ep.gateway4 },
+		{ "netns", ep.netns }, { "ifname", ep.ifname }, { "host", ep.host_ifname },
 	}
 	for _, r in ipairs(rows) do
-		if r[2] ~= nil then
-			local note = notes[r[1]] and ("  (" .. notes[r[1]] .. ")") or ""
-			out[#out + 1] = string.format("  %-8s %s%s", r[1], tostring(r[2]), note)
-		end
+		if r[2] ~= nil then out[#out + 1] = string.format("  %-8s %s", r[1], tostring(r[2])) end
 	end
-	if ep.ports and #ep.ports > 0 then
-		for _, p in ipairs(ep.ports) do
-			out[#out + 1] = string.format("  %-8s %s%s:%s/%s", "publish",
-				p.host_ip and (p.host_ip .. ":") or "", p.host_port, p.container_port, p.proto)
-		end
+	for _, p in ipairs(ep.ports or {}) do
+		out[#out + 1] = string.format("  %-8s %s%s:%s/%s", "publish",
+			p.host_ip and (p.host_ip .. ":") or "", p.host_port, p.container_port, p.proto)
 	end
 	out[#out + 1] = "steps:"
-	local w = 0
-	for _, s in ipairs(plan.steps) do if #s.name > w then w = #s.name end end
-	for _, s in ipairs(plan.steps) do
-		out[#out + 1] = "  " .. s.name .. (s.skipped and (string.rep(" ", w - #s.name + 2) .. "skipped") or "")
-	end
-	out[#out + 1] = "nothing was changed (endpoint plans resolve addresses and steps; they do not list kernel operations)"
+	N.steps_text(plan.steps, out)
 	return table.concat(out, "\n")
 end
 
@@ -247,7 +170,7 @@ cli.register {
 	run = function(o, pos, ctx)
 		local spec = definition(o, "endpoint plan")
 		local d <close> = N.open_driver(ctx)
-		return plan_endpoint(d, pos[1], spec)
+		return N.plain_plan(must(d:plan_endpoint(pos[1], spec)))
 	end,
 	format = plan_text,
 }

@@ -130,6 +130,13 @@ function M.plain_ops(ops)
 	return ops
 end
 
+--- A plan with plain-array operation arguments (for JSON).
+function M.plain_plan(plan)
+	M.plain_ops(plan.ops)
+	for _, s in ipairs(plan.steps or {}) do M.plain_ops(s.ops) end
+	return plan
+end
+
 --- The first 12 characters of an id (as `docker network ls` shows it).
 function M.short(id)
 	return type(id) == "string" and id:sub(1, 12) or ""
@@ -223,10 +230,21 @@ function M.plan_text(plan)
 	if net.subnet6 then head[#head + 1] = "subnet " .. net.subnet6 .. " gateway " .. tostring(net.gateway6) end
 	if net.creator == "user" then head[#head + 1] = "existing bridge adopted" end
 	local out = { table.concat(head, ", ") }
+	M.steps_text(plan.steps, out)
+	return table.concat(out, "\n")
+end
+
+--- The steps of a plan as text lines appended to `out`: each step, its
+-- kernel operations ("already matches" when there are none, "skipped" when
+-- it is not queued), and the totals.
+-- @tparam table steps plan.steps
+-- @tparam table out array of lines
+-- @treturn table out
+function M.steps_text(steps, out)
 	local nops, nsteps = 0, 0
 	local w = 0
-	for _, s in ipairs(plan.steps or {}) do if #s.name > w then w = #s.name end end
-	for _, s in ipairs(plan.steps or {}) do
+	for _, s in ipairs(steps or {}) do if #s.name > w then w = #s.name end end
+	for _, s in ipairs(steps or {}) do
 		local pad = string.rep(" ", w - #s.name + 2)
 		if s.skipped then
 			out[#out + 1] = "  " .. s.name .. pad .. "skipped"
@@ -236,14 +254,15 @@ function M.plan_text(plan)
 			out[#out + 1] = "  " .. s.name
 			nsteps = nsteps + 1
 			for _, op in ipairs(s.ops) do
-				out[#out + 1] = "      " .. M.op_text(op, "      ")
+				out[#out + 1] = "      " .. (op.netns and ("[netns " .. tostring(op.netns) .. "] ") or "") ..
+					M.op_text(op, "      ")
 				nops = nops + 1
 			end
 		end
 	end
 	out[#out + 1] = string.format("%d operation%s in %d step%s; nothing was changed",
 		nops, nops == 1 and "" or "s", nsteps, nsteps == 1 and "" or "s")
-	return table.concat(out, "\n")
+	return out
 end
 
 cli.register {
@@ -260,12 +279,7 @@ cli.register {
 	run = function(o, pos, ctx)
 		local spec = definition(pos[1], o, "network plan")
 		local d <close> = M.open_driver(ctx)
-		local plan = M.must(d:plan_network(spec))
-		if ctx.json then
-			M.plain_ops(plan.ops)
-			for _, s in ipairs(plan.steps or {}) do M.plain_ops(s.ops) end
-		end
-		return plan
+		return M.plain_plan(M.must(d:plan_network(spec)))
 	end,
 	format = function(plan) return M.plan_text(plan) end,
 }
