@@ -120,6 +120,117 @@ void brisk_setbool(lua_State *L, const char *k, int v);
 
 /* --- exports of addr.c / route.c --- */
 
+/* How many times a dump that saw NLM_F_DUMP_INTR is restarted before the
+ * list functions give up with EAGAIN. */
+#define BRISK_DUMP_TRIES 8
+
+/* Option-table fields shared by addr.c and route.c (defined in addr.c). */
+
+/* Push field `k` of the table at `t`, a link given as a name, an ifindex or
+ * a link table, and return its stack index for brisk_link_index; `label`
+ * gets a printable form before anything is resolved. Absent: returns 0
+ * (pushes nothing), or raises when `required`. A wrong type raises. */
+int brisk_field_link(lua_State *L, int t, const char *k, bool required, char *label, size_t len);
+/* Field `k`: nil -> 0, "inet" -> AF_INET, "inet6" -> AF_INET6; else raises. */
+int brisk_optfamily(lua_State *L, int t, const char *k);
+/* Give up on a dump interrupted BRISK_DUMP_TRIES times: h->err = EAGAIN,
+ * h->ext says why; returns -1. */
+int brisk_dump_gave_up(struct brisk_nl *h);
+
+/* One interface address (addr.c). As read from RTM_NEWADDR, and as the
+ * request for brisk_addr_modify. */
+struct brisk_addr {
+	int family;                     /* AF_INET or AF_INET6 */
+	int ifindex;
+	unsigned int prefixlen;
+	unsigned int scope;             /* RT_SCOPE_* */
+	uint32_t flags;                 /* IFA_F_*, all 32 bits */
+	unsigned char local[16];        /* IFA_LOCAL (else IFA_ADDRESS) */
+	unsigned char peer[16];         /* IFA_ADDRESS when it differs from local */
+	unsigned char broadcast[4];     /* IPv4 only */
+	bool has_peer, has_broadcast;
+	bool has_lifetime;              /* valid_lft/preferred_lft meaningful */
+	bool has_metric;
+	bool wildcard_prefix;           /* RTM_DELADDR, IPv4: any prefix length */
+	uint32_t valid_lft, preferred_lft;  /* seconds, 0xffffffff = forever */
+	uint32_t metric;                /* IFA_RT_PRIORITY */
+	char label[IFNAMSIZ];           /* IFA_LABEL (IPv4), "" when none */
+};
+
+/* Called once per address of a dump; must not talk to the kernel (the
+ * receive buffer is in use). */
+typedef void (*brisk_addr_fn)(const struct brisk_addr *a, void *ud);
+
+/* Dump the addresses of `family` (0 = both) on `ifindex` (0 = every link),
+ * calling `fn` for each. Returns 0, or -1 with h->err set (ENODEV for a
+ * missing ifindex). One attempt: when h->dump_intr is set afterwards the
+ * caller discards what it got and dumps again. */
+int brisk_addr_dump(struct brisk_nl *h, int family, int ifindex, brisk_addr_fn fn, void *ud);
+
+/* Push the array addr_list returns for `family` (0 = both) on `ifindex`
+ * (0 = all): tables with the keys of `ip -j addr` addr_info plus ifindex and
+ * dev, restarting interrupted dumps. Returns 0 with the array pushed, or -1
+ * with nothing pushed and h->err/h->ext set. */
+int brisk_addr_push_list(lua_State *L, struct brisk_nl *h, int family, int ifindex);
+
+/* Push one address table (without dev: see brisk_fill_devnames). */
+void brisk_addr_push(lua_State *L, const struct brisk_addr *a);
+
+/* Send RTM_NEWADDR (`flags` e.g. NLM_F_CREATE|NLM_F_EXCL, or
+ * NLM_F_CREATE|NLM_F_REPLACE) or RTM_DELADDR for `a` (family, ifindex,
+ * local, prefixlen, and the optional parts flagged in it). NLM_F_ACK is
+ * added. Returns 0, or -1 with h->err/h->ext set. */
+int brisk_addr_modify(struct brisk_nl *h, uint16_t cmd, uint16_t flags, const struct brisk_addr *a);
+
+/* The name of link `ifindex` into `name` (IFNAMSIZ) by RTM_GETLINK.
+ * Returns 0, or -1 with h->err set (ENODEV when there is no such link). */
+int brisk_ifindex_name(struct brisk_nl *h, int ifindex, char *name);
+
+/* For each table of the array at `list` whose field `from` is an integer
+ * ifindex, set field `to` to that link's name ("if<N>" for a link that has
+ * gone), asking the kernel once per ifindex. Returns 0, or -1 with h->err
+ * set. */
+int brisk_fill_devnames(lua_State *L, struct brisk_nl *h, int list, const char *from, const char *to);
+
+/* Route/address scopes as iproute2 names them ("global", "site", "link",
+ * "host", "nowhere", else the number). `buf` holds at least 16 bytes. */
+const char *brisk_scope_name(unsigned int scope, char *buf);
+/* Read a scope (name or 0..255) from field `k` of the table at `t`;
+ * returns `def` when absent, raises naming the field when invalid. */
+int brisk_optscope(lua_State *L, int t, const char *k, int def);
+
+/* One route (route.c). As read from RTM_NEWROUTE, and as the request for
+ * brisk_route_modify (there a zero protocol/type means "any" for deletes). */
+struct brisk_route {
+	int family;                     /* AF_INET or AF_INET6 */
+	uint8_t dst_len, src_len, tos, protocol, scope, type;
+	uint32_t flags;                 /* rtm_flags: RTNH_F_ONLINK, ... */
+	uint32_t table;                 /* RT_TABLE_MAIN, ... (RTA_TABLE) */
+	unsigned char dst[16], src[16], gateway[16], prefsrc[16];
+	bool has_dst, has_src, has_gateway, has_prefsrc, has_metric, has_pref, has_nhid;
+	int oif;                        /* 0 = none */
+	uint32_t metric;                /* RTA_PRIORITY */
+	uint8_t pref;                   /* RTA_PREF (IPv6 router preference) */
+	uint32_t nhid;
+	uint32_t expires;               /* seconds, 0 = none */
+};
+
+typedef void (*brisk_route_fn)(const struct brisk_route *r, void *ud);
+
+/* Dump the routes of `family` (AF_INET or AF_INET6) in `table` (0 = all
+ * tables) through `oif` (0 = any), skipping cloned entries; calls `fn` for
+ * each. Returns 0 (a table that does not exist is empty), or -1 with h->err
+ * set. One attempt: see brisk_addr_dump for h->dump_intr. */
+int brisk_route_dump(struct brisk_nl *h, int family, uint32_t table, int oif, brisk_route_fn fn, void *ud);
+
+/* Push one route table with the keys of `ip -j route`; its dev is the
+ * ifindex until brisk_fill_devnames(L, h, list, "dev", "dev") names it. */
+void brisk_route_push(lua_State *L, const struct brisk_route *r);
+
+/* Send RTM_NEWROUTE (`flags` e.g. NLM_F_CREATE|NLM_F_EXCL) or RTM_DELROUTE
+ * for `r`. NLM_F_ACK is added. Returns 0, or -1 with h->err/h->ext set. */
+int brisk_route_modify(struct brisk_nl *h, uint16_t cmd, uint16_t flags, const struct brisk_route *r);
+
 /* --- exports of netns.c / sysctl.c --- */
 
 /* A namespace argument at `idx`: nil (the current one), a name under

@@ -11,20 +11,11 @@
 
 local here = arg[0]:match("^(.*)/spec/[^/]*$") or "."
 
-if os.getenv("BRISK_TEST_ISOLATED") ~= "1" then
+if os.getenv("BRISK_ISOLATED") ~= "1" then
 	local quoted = {}
 	for i = 0, #arg do quoted[#quoted + 1] = "'" .. arg[i]:gsub("'", "'\\''") .. "'" end
-	local inner = table.concat({
-		"set -e",
-		"mkdir -p /run/netns",
-		"mount -t tmpfs -o mode=0755 brisk-netns /run/netns",
-		"mount -t sysfs sysfs /sys",
-		"ip link set lo up",
-		"export BRISK_TEST_ISOLATED=1",
-		"exec lua5.4 " .. table.concat(quoted, " ", 1),
-	}, "\n")
-	local ok, how, code = os.execute("unshare -n -m --propagation private sh -c '" ..
-		inner:gsub("'", "'\\''") .. "'")
+	local ok, how, code = os.execute("bash " .. here .. "/scripts/isolate.sh lua5.4 " ..
+		table.concat(quoted, " ", 1))
 	if how == "exit" then os.exit(code) end
 	os.exit(1)
 end
