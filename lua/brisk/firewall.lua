@@ -783,6 +783,12 @@ function M.restore_forwarding(sysctl_set, old)
 	return true
 end
 
+--- The endpoint steps for published ports, as the endpoint flow calls them
+-- (`ctx.firewall.publish_ports(h, ep, ctx)`): brisk.ports.publish and
+-- brisk.ports.unpublish (loaded on first use).
+function M.publish_ports(h, ep, ctx) return require("brisk.ports").publish(h, ep, ctx) end
+function M.unpublish_ports(h, ep, ctx) return require("brisk.ports").unpublish(h, ep, ctx) end
+
 -- For tests and the REPL: the setup script as it would be sent.
 M.setup_script = setup_script
 
