@@ -362,3 +362,161 @@ function TestPortsPublish:test_partial_failure_is_undone_by_the_journal()
 	lu.assertTrue(handle.undo(self.h, j.log))
 	lu.assertEquals(H.must("nft list ruleset"), before)
 end
+
+---------------------------------------------------------------------------
+-- end to end: the driver's endpoint flow, a server in the endpoint's
+-- namespace, clients in OUT (a namespace linked to this one by a veth:
+-- up0 192.0.2.1/24 here, eth0 192.0.2.2/24 there)
+---------------------------------------------------------------------------
+
+local PY = "/usr/bin/python3"
+local PROBE = os.tmpname() .. ".py"
+do
+	local f = assert(io.open(PROBE, "w"))
+	f:write([[
+import select, socket, sys
+if sys.argv[1] == 'serve':           # serve PORT: tcp+udp echo on IPv4
+    port, socks = int(sys.argv[2]), []
+    for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, typ)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('0.0.0.0', port))
+        if typ == socket.SOCK_STREAM:
+            s.listen(16)
+        socks.append(s)
+    print('ready', flush=True)
+    while True:
+        for s in select.select(socks, [], [])[0]:
+            if s.type == socket.SOCK_STREAM:
+                c, a = s.accept()
+                c.settimeout(2)
+                try:
+                    c.sendall(b'echo:' + c.recv(256))
+                except OSError:
+                    pass
+                c.close()
+            else:
+                d, a = s.recvfrom(256)
+                s.sendto(b'echo:' + d, a)
+else:                                 # send PROTO HOST PORT MSG
+    proto, host, port, msg = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
+    s.settimeout(1)
+    try:
+        if proto == 'tcp':
+            s.connect((host, port))
+            s.sendall(msg.encode())
+            print(s.recv(256).decode())
+        else:
+            s.sendto(msg.encode(), (host, port))
+            print(s.recvfrom(256)[0].decode())
+    except OSError as e:
+        print('error', e)
+        sys.exit(1)
+]])
+	f:close()
+end
+
+local function tmpdir()
+	local p = os.tmpname()
+	os.remove(p)
+	H.must("mkdir -p " .. p)
+	return p
+end
+
+-- Start the echo server in `ns` on `port`; returns {pid=, p=}.
+local function serve(ns, port)
+	local p = io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec timeout 30 " ..
+		PY .. " " .. PROBE .. " serve " .. port .. "'")
+	local s = { pid = tonumber(p:read("l")), p = p }
+	lu.assertEquals(p:read("l"), "ready")
+	return s
+end
+
+local function stop(s)
+	os.execute("kill " .. s.pid .. " 2>/dev/null")
+	s.p:close()
+end
+
+-- Send `msg` from `ns` to host:port; true when the echo came back.
+local function send(ns, proto, host, port, msg)
+	local ok, out = H.sh(string.format("ip netns exec %s %s %s send %s %s %d %s", ns, PY, PROBE, proto, host,
+		port, msg))
+	return ok == true and out == "echo:" .. msg .. "\n", out
+end
+
+-- The store as JSON text (endpoints and networks), for "nothing changed".
+local function store_text(d)
+	return cjson.encode({ d:endpoints(), d:networks() })
+end
+
+TestPortsDriver = {}
+
+function TestPortsDriver:setUp()
+	H.reset()
+	self.dir = tmpdir()
+	self.h = assert(core.open())
+	self.range = set_range(self.h, "40000 40003")
+	self.out = H.netns_add(H.name("pout"))
+	H.must("ip link add up0 type veth peer name eth0 netns " .. self.out)
+	H.must("ip addr add 192.0.2.1/24 dev up0")
+	H.must("ip link set up0 up")
+	H.must("ip -n " .. self.out .. " addr add 192.0.2.2/24 dev eth0")
+	H.must("ip -n " .. self.out .. " link set eth0 up")
+	self.d = assert(require("brisk.driver").open{ state_dir = self.dir })
+	self.servers = {}
+end
+
+function TestPortsDriver:tearDown()
+	for _, s in ipairs(self.servers) do stop(s) end
+	self.d:close()
+	set_range(self.h, self.range)
+	self.h:close()
+	fw.remove(function(s, o) return core.nft(s, nil, o) end)
+	H.reset()
+	H.sh("rm -rf " .. self.dir)
+end
+
+function TestPortsDriver:test_publish_reach_and_delete()
+	local d = self.d
+	local net = assert(d:create_network{ name = "pub", subnet = "172.30.0.0/16" })
+	local rules_before = H.must("nft list ruleset")
+	local ep = assert(d:create_endpoint("pub", { name = "web", netns = H.name("pep"),
+		publish = { "8080:80", "0:80/udp" } }))
+	self.servers[#self.servers + 1] = serve(ep.netns, 80)
+	-- host port 0 allocated the first port of the dynamic range; stored
+	local stored = assert(d:endpoint("web"))
+	lu.assertEquals(stored.ports, {
+		{ proto = "tcp", host_port = 8080, container_ip = "172.30.0.2", container_port = 80 },
+		{ proto = "udp", host_port = 40000, container_ip = "172.30.0.2", container_port = 80 },
+	})
+	lu.assertEquals(ep.ports, stored.ports)
+	-- reached from OUT over TCP and UDP through the host's address
+	lu.assertTrue(send(self.out, "tcp", "192.0.2.1", 8080, "t1"))
+	lu.assertTrue(send(self.out, "udp", "192.0.2.1", 40000, "u1"))
+	-- not on the other protocol's port
+	lu.assertFalse(send(self.out, "udp", "192.0.2.1", 8080, "u2"))
+	-- the firewall sees what the store says
+	lu.assertEquals(d:check(), {})
+	-- a second endpoint asking for 8080: refused, nothing changed
+	local rules, snap, st = H.must("nft list ruleset"), H.snapshot(), store_text(d)
+	local netns = H.ip("netns list")
+	local ok, msg, err = d:create_endpoint("pub", { name = "web2", netns = H.name("pep"), publish = { "8080:81" } })
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "Bind for 0.0.0.0:8080 failed: port is already allocated")
+	lu.assertEquals(err, EADDRINUSE)
+	lu.assertEquals(H.must("nft list ruleset"), rules)
+	lu.assertEquals(H.snapshot(), snap)
+	lu.assertEquals(store_text(d), st)
+	lu.assertEquals(H.ip("netns list"), netns)
+	-- the next 0 gets the next port
+	local ep3 = assert(d:create_endpoint("pub", { name = "web3", publish = { "0:80/udp", "0:81" } }))
+	lu.assertEquals(ep3.ports[1].host_port, 40001)
+	lu.assertEquals(ep3.ports[2].host_port, 40000)
+	assert(d:delete_endpoint("web3"))
+	-- the rules go with the endpoint
+	assert(d:delete_endpoint("web"))
+	lu.assertEquals(H.must("nft list ruleset"), rules_before)
+	lu.assertFalse(send(self.out, "tcp", "192.0.2.1", 8080, "t3"))
+	assert(d:delete_network(net.id))
+end
