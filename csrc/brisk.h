@@ -118,6 +118,61 @@ void brisk_setbool(lua_State *L, const char *k, int v);
 
 /* --- exports of link.c (keep each family's shared declarations here) --- */
 
+/* What link_add / link_set change; brisk_link_attrs_init sets every field
+ * to "leave as is" (-1, NULL, false). All these functions return -1 on
+ * failure with h->err (positive errno) and h->ext (kernel text) set. */
+struct brisk_link_attrs {
+	const char *ifname;     /* add: the name; set: a new name */
+	int up;                 /* -1 leave, 0 down, 1 up */
+	int master;             /* -1 leave, 0 detach (set), >0 master ifindex */
+	int64_t mtu;            /* -1 leave */
+	int64_t txqlen;         /* -1 leave */
+	bool has_address;
+	unsigned char address[6];
+	int addrgenmode;        /* -1 leave, else IN6_ADDR_GEN_MODE_* */
+	int netns_fd;           /* -1 leave; set: move there; veth peer: create there */
+};
+
+struct brisk_bridge_attrs {     /* -1 leave; times in centiseconds */
+	int64_t stp_state, vlan_filtering, ageing_time, forward_delay;
+};
+
+struct brisk_link_spec {
+	const char *kind;       /* "bridge", "veth", "dummy" */
+	struct brisk_link_attrs link;
+	bool has_peer;          /* veth */
+	struct brisk_link_attrs peer;   /* ifname, mtu, txqlen, address, netns_fd, addrgenmode */
+	struct brisk_bridge_attrs bridge;
+};
+
+struct brisk_brport_attrs {     /* -1 leave, 0 off, 1 on */
+	int hairpin, learning, flood, isolated;
+};
+
+void brisk_link_attrs_init(struct brisk_link_attrs *a);
+void brisk_bridge_attrs_init(struct brisk_bridge_attrs *b);
+
+/* Create a link (one RTM_NEWLINK with CREATE|EXCL; one more request per
+ * addrgenmode, and `up` after them). Returns the new ifindex, or -1 (the
+ * half-made link is deleted again). */
+int brisk_link_add(struct brisk_nl *h, const struct brisk_link_spec *s);
+/* Change the link ifindex (or `name` when ifindex is 0). Returns 0 or -1. */
+int brisk_link_set(struct brisk_nl *h, int ifindex, const char *name,
+		   const struct brisk_link_attrs *a);
+/* Delete the link ifindex (or `name` when ifindex is 0). Returns 0 or -1. */
+int brisk_link_del(struct brisk_nl *h, int ifindex, const char *name);
+/* Bridge options (IFLA_INFO_DATA) of ifindex or `name`. Returns 0 or -1. */
+int brisk_bridge_set(struct brisk_nl *h, int ifindex, const char *name,
+		     const struct brisk_bridge_attrs *b);
+/* Bridge port flags of ifindex (IFLA_PROTINFO). Returns 0 or -1. */
+int brisk_brport_set(struct brisk_nl *h, int ifindex, const struct brisk_brport_attrs *p);
+/* The ifindex of `name` by a GET (no Lua): >0, 0 when absent, -1 on error. */
+int brisk_link_ifindex(struct brisk_nl *h, const char *name);
+/* Push the link table of ifindex (keys of `ip -j -d link show`). Returns 0
+ * with the table pushed, or -1 with nothing pushed (h->err, ENODEV when
+ * absent). */
+int brisk_link_push(lua_State *L, struct brisk_nl *h, int ifindex);
+
 /* --- exports of addr.c / route.c --- */
 
 /* How many times a dump that saw NLM_F_DUMP_INTR is restarted before the

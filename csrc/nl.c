@@ -176,8 +176,6 @@ static int l_open(lua_State *L)
 
 	lua_settop(L, 1);
 	h = lua_newuserdatauv(L, sizeof(*h), 0);
-	/* requests are built in the first part of buf: no stale bytes on the wire */
-	memset(h->buf, 0, 8192);
 	h->sock = NULL;
 	h->nsfd = -1;
 	h->err = 0;
@@ -331,7 +329,12 @@ static int cb_done(const struct nlmsghdr *nlh, void *data)
 
 struct nlmsghdr *brisk_msg(struct brisk_nl *h, uint16_t type, uint16_t flags)
 {
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(h->buf);
+	struct nlmsghdr *nlh;
+
+	/* libmnl 1.0.4 leaves attribute padding as it finds it: start every
+	 * request on zeroed bytes so nothing stale goes to the kernel. */
+	memset(h->buf, 0, 2048);
+	nlh = mnl_nlmsg_put_header(h->buf);
 	nlh->nlmsg_type = type;
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
 	nlh->nlmsg_seq = ++h->seq;

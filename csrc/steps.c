@@ -61,11 +61,17 @@ static int pass_fail(lua_State *L)
 	return 3;
 }
 
-static const char *net_string(lua_State *L, const char *k, int required)
+/* Every step takes (h, tbl). */
+static void check_args(lua_State *L)
 {
-	luaL_checktype(L, NET, LUA_TTABLE);
 	if (lua_isnoneornil(L, H))
 		luaL_argerror(L, H, "handle expected");
+	luaL_checktype(L, NET, LUA_TTABLE);
+}
+
+static const char *net_string(lua_State *L, const char *k, int required)
+{
+	check_args(L);
 	const char *s = brisk_optstring(L, NET, k, NULL);
 	if (!s && required)
 		luaL_error(L, "network table: field '%s' is required", k);
@@ -78,6 +84,7 @@ static const char *addr_cidr(lua_State *L, int idx, char *out, size_t len)
 	const char *local;
 	lua_Integer plen;
 
+	idx = lua_absindex(L, idx);
 	lua_getfield(L, idx, "local");
 	local = lua_tostring(L, -1);
 	lua_getfield(L, idx, "prefixlen");
@@ -195,6 +202,7 @@ static int sysctl_ensure(lua_State *L, const char *path, const char *want, int m
  */
 static int setup_device(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	const char *mac = net_string(L, "mac", 0);
 	unsigned char m[6];
@@ -251,6 +259,7 @@ static int setup_device(lua_State *L)
  */
 static int setup_default_sysctl(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	char path[128];
 
@@ -270,6 +279,7 @@ static int setup_default_sysctl(lua_State *L)
  */
 static int setup_bridge_ipv4(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	const char *want = net_string(L, "address_ipv4", 1);
 	struct pfx w, a;
@@ -334,23 +344,30 @@ static int has_addr(lua_State *L, const char *want)
 	return found;
 }
 
-static int addr_add_simple(lua_State *L, const char *br, const char *cidr)
+/* The bridge's IPv6 addresses go on with nodad: IPAM already guarantees
+ * they are unique, and duplicate address detection would leave the gateway
+ * unreachable for the first seconds after the bridge comes up (libnetwork
+ * waits out DAD). */
+static int addr_add_nodad(lua_State *L, const char *br, const char *cidr)
 {
-	lua_createtable(L, 0, 2);
+	lua_createtable(L, 0, 3);
 	brisk_setstr(L, "dev", br);
 	brisk_setstr(L, "address", cidr);
+	brisk_setbool(L, "nodad", 1);
 	return hcall(L, "addr_add");
 }
 
 /***
  * setupBridgeIPv6: disable_ipv6=0 on the bridge, fe80::1/64, and, when set,
- * address_ipv6 with a route to its subnet through the bridge.
+ * address_ipv6 with a route to its subnet through the bridge. Both
+ * addresses are added with nodad (see addr_add_nodad).
  * @function steps.setup_bridge_ipv6
  * @param net {bridge=, address_ipv6=CIDR|nil}
  * @return true, or nil, msg, errno
  */
 static int setup_bridge_ipv6(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	const char *v6 = net_string(L, "address_ipv6", 0);
 	char path[128], net[80];
@@ -363,7 +380,7 @@ static int setup_bridge_ipv6(lua_State *L)
 		return pass_fail(L);
 	bridge_addrs(L, br, "inet6");
 	if (!has_addr(L, "fe80::1/64")) {
-		if (!addr_add_simple(L, br, "fe80::1/64"))
+		if (!addr_add_nodad(L, br, "fe80::1/64"))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
@@ -372,12 +389,14 @@ static int setup_bridge_ipv6(lua_State *L)
 		return 1;
 	}
 	if (!has_addr(L, v6)) {
-		if (!addr_add_simple(L, br, v6))
+		if (!addr_add_nodad(L, br, v6))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
-	/* The route to the subnet: the address normally brings it (proto
-	 * kernel); add it only when it is missing. */
+	/* The route to the subnet: the address brings it (proto kernel) once
+	 * the bridge is up; add it only when it is missing. As in libnetwork,
+	 * a failure to add it is not an error (the bridge is still down here,
+	 * and the kernel adds the prefix route when it comes up). */
 	pfx_network(&p, net, sizeof(net));
 	lua_createtable(L, 0, 3);
 	brisk_setstr(L, "family", "inet6");
@@ -397,8 +416,7 @@ static int setup_bridge_ipv6(lua_State *L)
 		lua_createtable(L, 0, 2);
 		brisk_setstr(L, "dst", net);
 		brisk_setstr(L, "dev", br);
-		if (!hcall(L, "route_add") && lua_tointeger(L, -1) != EEXIST)
-			return pass_fail(L);
+		hcall(L, "route_add");
 		lua_pop(L, 3);
 	}
 	lua_pushboolean(L, 1);
@@ -427,6 +445,7 @@ static int is_global_unicast6(const struct pfx *p)
  */
 static int setup_verify_and_reconcile(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	const char *want = net_string(L, "address_ipv4", 1);
 	const char *v6 = net_string(L, "address_ipv6", 0);
@@ -493,6 +512,7 @@ static int setup_verify_and_reconcile(lua_State *L)
  */
 static int setup_ipv6_forwarding(lua_State *L)
 {
+	check_args(L);
 	if (sysctl_ensure(L, "net/ipv6/conf/default/forwarding", "1", 1) < 0)
 		return pass_fail(L);
 	if (sysctl_ensure(L, "net/ipv6/conf/all/forwarding", "1", 1) < 0)
@@ -508,6 +528,7 @@ static int setup_ipv6_forwarding(lua_State *L)
  */
 static int setup_loopback_addresses_routing(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	char path[128];
 
@@ -544,6 +565,7 @@ static int gateway_check(lua_State *L, const char *step, const char *gw, const c
  */
 static int setup_gateway_ipv4(lua_State *L)
 {
+	check_args(L);
 	return gateway_check(L, "setup_gateway_ipv4", net_string(L, "default_gateway_ipv4", 0),
 			     net_string(L, "address_ipv4", 0),
 			     "container subnet must be a subset of bridge network");
@@ -557,6 +579,7 @@ static int setup_gateway_ipv4(lua_State *L)
  */
 static int setup_gateway_ipv6(lua_State *L)
 {
+	check_args(L);
 	return gateway_check(L, "setup_gateway_ipv6", net_string(L, "default_gateway_ipv6", 0),
 			     net_string(L, "address_ipv6", 0),
 			     "container subnet must be a subset of bridge network");
@@ -571,6 +594,7 @@ static int setup_gateway_ipv6(lua_State *L)
  */
 static int setup_bridge_netfiltering(lua_State *L)
 {
+	check_args(L);
 	int ipv6 = brisk_optboolean(L, NET, "enable_ipv6", 0);
 
 	if (sysctl_ensure(L, "net/bridge/bridge-nf-call-iptables", "1", 0) < 0)
@@ -602,6 +626,7 @@ static int link_field(lua_State *L, const char *br, const char *field)
  */
 static int setup_mtu(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	lua_Integer mtu = brisk_optinteger(L, NET, "mtu", 0);
 
@@ -631,6 +656,7 @@ static int setup_mtu(lua_State *L)
  */
 static int setup_device_up(lua_State *L)
 {
+	check_args(L);
 	const char *br = net_string(L, "bridge", 1);
 	int i, n, up = 0;
 
@@ -690,6 +716,7 @@ static void random_veth_name(char *out, size_t len)
  */
 static int create_veth(lua_State *L)
 {
+	check_args(L);
 	const char *host = net_string(L, "host_ifname", 1);
 	const char *peer = net_string(L, "peer_ifname", 1);
 	const char *mac = net_string(L, "mac", 0);
@@ -754,6 +781,7 @@ static int create_veth(lua_State *L)
  */
 static int add_to_bridge(lua_State *L)
 {
+	check_args(L);
 	const char *host = net_string(L, "host_ifname", 1);
 	const char *bridge = net_string(L, "bridge", 1);
 	int top;
@@ -792,6 +820,7 @@ static int add_to_bridge(lua_State *L)
  */
 static int set_hairpin(lua_State *L)
 {
+	check_args(L);
 	const char *host = net_string(L, "host_ifname", 1);
 
 	if (!brisk_optboolean(L, NET, "hairpin", 0)) {
@@ -839,6 +868,7 @@ static int ensure_up(lua_State *L, const char *dev)
  */
 static int host_up(lua_State *L)
 {
+	check_args(L);
 	if (ensure_up(L, net_string(L, "host_ifname", 1)) < 0)
 		return pass_fail(L);
 	lua_pushboolean(L, 1);
@@ -855,6 +885,7 @@ static int host_up(lua_State *L)
  */
 static int sandbox_rename(lua_State *L)
 {
+	check_args(L);
 	const char *peer = net_string(L, "peer_ifname", 1);
 	const char *ifname = net_string(L, "ifname", 1);
 	const char *mac = net_string(L, "mac", 0);
@@ -887,6 +918,7 @@ static int sandbox_rename(lua_State *L)
  */
 static int sandbox_addresses(lua_State *L)
 {
+	check_args(L);
 	const char *ifname = net_string(L, "ifname", 1);
 	const char *v4 = net_string(L, "ipv4", 0);
 	const char *v6 = net_string(L, "ipv6", 0);
@@ -927,6 +959,7 @@ static int sandbox_addresses(lua_State *L)
  */
 static int sandbox_up(lua_State *L)
 {
+	check_args(L);
 	if (ensure_up(L, "lo") < 0 || ensure_up(L, net_string(L, "ifname", 1)) < 0)
 		return pass_fail(L);
 	lua_pushboolean(L, 1);
@@ -955,6 +988,7 @@ static int default_route(lua_State *L, const char *family, const char *gw, const
  */
 static int sandbox_routes(lua_State *L)
 {
+	check_args(L);
 	const char *ifname = net_string(L, "ifname", 1);
 	const char *gw4 = net_string(L, "gateway4", 0);
 	const char *gw6 = net_string(L, "gateway6", 0);

@@ -63,18 +63,23 @@ end
 --- A snapshot of the current namespace's kernel state, for "nothing changed".
 function H.snapshot(netns)
 	local pre = netns and ("-n " .. netns .. " ") or ""
+	-- the qdisc is left out: the kernel attaches one the first time a link
+	-- comes up, and taking the link down again does not detach it
 	local links = H.ip(pre .. "link show")
-	for _, l in ipairs(links) do l.stats = nil; l.stats64 = nil end
+	for _, l in ipairs(links) do l.stats = nil; l.stats64 = nil; l.qdisc = nil end
+	local addrs = H.ip(pre .. "addr show")
+	for _, l in ipairs(addrs) do l.qdisc = nil end
 	return cjson.encode({
 		links = links,
-		addrs = H.ip(pre .. "addr show"),
+		addrs = addrs,
 		routes = H.ip(pre .. "route show table all"),
 	})
 end
 
---- Delete every link but lo in the current namespace, and every named
---- namespace: run between tests.
+--- Flush the ruleset and delete every link but lo in the current namespace,
+--- and every named namespace: run between tests.
 function H.reset()
+	H.sh("nft flush ruleset")
 	for _, l in ipairs(H.ip("link show")) do
 		if l.ifname ~= "lo" then H.sh("ip link del dev " .. l.ifname) end
 	end

@@ -724,6 +724,10 @@ function D:restore()
 	local out = {}
 	self.store:transaction(function()
 		for _, net in ipairs(self.store:list("network")) do
+			-- the firewall is rebuilt whole, as libnetwork does after a restart
+			if self.fw then
+				self.fw.network_del(function(s, o) return self.h:nft(s, o) end, M.fw_net(net))
+			end
 			local log, msg = apply_network(self, net)
 			if log then
 				-- keep the original journal: it says what brisk created

@@ -254,9 +254,9 @@ local function resolve_endpoint(self, net, spec)
 				return fail(string.format("Cannot self generate an IPv6 address on network %s: At least 48 host bits are needed.",
 					net.name), errno.EPERM)
 			end
-			local a = ipnet.ipv6_from_mac(p, ipnet.mac_parse(ep.mac))
-			ep.ipv6 = ipnet.format(a) .. "/" .. p.plen
-			net.ipam.v6[ipnet.format(a)] = id
+			local a = assert(ipnet.ipv6_from_mac(p, ep.mac))
+			ep.ipv6 = ipnet.format(a)
+			net.ipam.v6[ipnet.format(ipnet.addr(a))] = id
 		end
 		ep.gateway6 = net.gateway6 or (net.enable_ipv6 and nil)
 	elseif spec.ip6 ~= nil then

@@ -207,11 +207,11 @@ function M.journal(real, log)
 	log = log or {}
 	local j
 	j = forwarder(real, function(op, ...)
-		local args = pack(...)
+		local args = { ... }
 		local undo, why = undoers[op](real, ...)
 		local r = pack(method(real, op)(real, ...))
 		if r[1] == nil then return table.unpack(r, 1, r.n) end
-		if op == "nft" then args = pack((...)) end -- the undo script is not part of the call
+		if op == "nft" then args = { (...) } end -- the undo script is not part of the call
 		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why }
 		return table.unpack(r, 1, r.n)
 	end)
@@ -258,8 +258,8 @@ function M.recorder(real)
 	end
 	local r
 	r = forwarder(real, function(op, ...)
-		local args = pack(...)
-		if op == "nft" then args = pack((...)) end
+		local args = { ... }
+		if op == "nft" then args = { (...) } end
 		ops[#ops + 1] = { op = op, args = copy(args) }
 		local a = ...
 		if op == "link_add" then

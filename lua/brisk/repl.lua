@@ -340,6 +340,8 @@ function M.run(opts)
 	local s = M.session { env = opts.env }
 	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
 
+	-- the CLI modules register completers for network and endpoint names
+	pcall(require, "brisk.cli.network")
 	if not interactive then
 		for line in io.stdin:lines() do
 			if s:feed(line) == "quit" then break end

@@ -1,0 +1,361 @@
+--- brisk.cli.endpoint: the `brisk endpoint ...` commands.
+--
+-- create, plan, ls, inspect, rm, join and leave, over brisk.driver. An
+-- endpoint is a veth pair on a network's bridge; with --netns (or `join`)
+-- its other end sits in a network namespace with the endpoint's addresses
+-- and a default route through the bridge.
+local cli = require "brisk.cli"
+local N = require "brisk.cli.network"
+
+local must, key_values = N.must, N.key_values
+
+---------------------------------------------------------------------------
+-- Flags -> endpoint definition
+---------------------------------------------------------------------------
+
+local DEF_FLAGS = {
+	{ "--name", arg = "NAME", doc = "endpoint name (default: the first 12 characters of its id)" },
+	{ "--ip", arg = "IP", doc = "IPv4 address (default: the next free one of the network)" },
+	{ "--ip6", arg = "IP", doc = "IPv6 address (IPv6 networks; default: allocated)" },
+	{ "--mac", arg = "MAC", doc = "MAC address of the namespace side (default: 02:42 + the IPv4 address)" },
+	{ "--netns", arg = "NAME|PATH|PID",
+	  doc = "join this namespace too: a name (created when missing), a path or a pid" },
+	{ "--ifname", arg = "NAME", doc = "interface name inside the namespace (default: the first free ethN)" },
+	{ "-o", "--opt", arg = "KEY=VALUE", multi = true,
+	  doc = "endpoint option: mac (com.docker.network.endpoint.macaddress), hairpin" },
+	{ "-p", "--publish", arg = "SPEC", multi = true,
+	  doc = "publish a port as docker run -p does: [IP:]HOSTPORT[-END]:PORT[-END][/tcp|udp|sctp]" },
+}
+
+local function port_range(s)
+	local a, b = s:match("^(%d+)%-(%d+)$")
+	if not a then a = s:match("^(%d+)$") end
+	if not a then return nil end
+	a, b = tonumber(a), tonumber(b or a)
+	if a < 1 or b > 65535 or b < a then return nil end
+	return a, b
+end
+
+--- Parse a `docker run -p` port specification into the port mappings of
+-- brisk.firewall (`container_ip` is the endpoint's, filled in by the driver).
+-- @tparam string s `[IP:]HOSTPORT[-END]:PORT[-END][/PROTO]`, an IPv6 host
+--   address in brackets; ranges of equal size map port by port
+-- @return array of `{proto=, host_ip=|nil, host_port=, container_port=}`
+-- @return[2] nil, msg
+local function parse_publish(s)
+	local bad = "invalid port specification '" .. s .. "'"
+	local rest, proto = s:match("^(.*)/(%a+)$")
+	if rest then
+		if proto ~= "tcp" and proto ~= "udp" and proto ~= "sctp" then
+			return nil, bad .. " (protocol must be tcp, udp or sctp)"
+		end
+	else
+		rest, proto = s, "tcp"
+	end
+	local ip, hostport, port
+	local v6, after = rest:match("^%[([^%]]+)%]:(.*)$")
+	if v6 then
+		ip = v6
+		hostport, port = after:match("^([^:]*):([^:]+)$")
+		if not hostport then return nil, bad end
+	else
+		local parts = {}
+		for p in (rest .. ":"):gmatch("([^:]*):") do parts[#parts + 1] = p end
+		if #parts == 1 then
+			port = parts[1]
+		elseif #parts == 2 then
+			hostport, port = parts[1], parts[2]
+		elseif #parts == 3 then
+			ip, hostport, port = parts[1], parts[2], parts[3]
+		else
+			return nil, bad
+		end
+	end
+	local p1, p2 = port_range(port or "")
+	if not p1 then return nil, bad .. " (bad port '" .. tostring(port) .. "')" end
+	local host_ip
+	if ip and ip ~= "" then
+		local ipnet = require "brisk.ipnet"
+		local a = ipnet.parse_ip(ip)
+		if not a then return nil, bad .. " (bad host address '" .. ip .. "')" end
+		host_ip = ipnet.format(a)
+	end
+	if not hostport or hostport == "" then
+		return nil, bad .. " (a host port is needed: brisk does not pick one)"
+	end
+	local h1, h2 = port_range(hostport)
+	if not h1 then return nil, bad .. " (bad host port '" .. hostport .. "')" end
+	if h2 - h1 ~= p2 - p1 then return nil, bad .. " (port ranges differ in size)" end
+	local out = {}
+	for i = 0, p2 - p1 do
+		out[#out + 1] = { proto = proto, host_ip = host_ip, host_port = h1 + i, container_port = p1 + i }
+	end
+	return out
+end
+
+local function definition(o, cmd)
+	local spec = {
+		name = o.name, ip = o.ip, ip6 = o.ip6, mac = o.mac, netns = o.netns, ifname = o.ifname,
+		options = key_values(o.opt, "--opt", cmd),
+	}
+	if o.ifname and not o.netns then
+		cli.usage_error("--ifname needs --netns (or give it to 'endpoint join')", cmd)
+	end
+	if #o.publish > 0 then
+		spec.publish = cli.array()
+		for _, s in ipairs(o.publish) do
+			local list, msg = parse_publish(s)
+			if not list then cli.usage_error("flag --publish: " .. msg, cmd) end
+			for _, m in ipairs(list) do spec.publish[#spec.publish + 1] = m end
+		end
+	end
+	return spec
+end
+
+---------------------------------------------------------------------------
+-- create, plan
+---------------------------------------------------------------------------
+
+cli.register {
+	name = "endpoint create",
+	summary = "create an endpoint on a network (and join a namespace with --netns)",
+	usage = "[FLAGS] NETWORK",
+	description = "Creates a veth pair with one end on the network's bridge. With --netns the other\n"
+		.. "end is created inside that namespace, named ethN, with the endpoint's addresses and\n"
+		.. "a default route through the gateway. Prints the endpoint's id.",
+	example = {
+		"brisk endpoint create --name web1 --netns h1 web",
+		"brisk endpoint create --ip 10.10.0.5 --netns /run/netns/h2 --ifname eth1 -p 8080:80 web",
+	},
+	min_args = 1, max_args = 1,
+	flags = DEF_FLAGS,
+	run = function(o, pos, ctx)
+		local spec = definition(o, "endpoint create")
+		local d <close> = N.open_driver(ctx)
+		return must(d:create_endpoint(pos[1], spec))
+	end,
+	format = function(ep) return ep.id end,
+}
+
+-- What create would do: the network, the addresses IPAM would give (on a
+-- copy of the network record that is never written back), the namespace,
+-- and which endpoint steps would be queued. No kernel operations: the
+-- driver has no dry run for endpoints.
+local function plan_endpoint(d, netkey, spec)
+	local driver = require "brisk.driver"
+	local ipnet = require "brisk.ipnet"
+	local net = must(d:network(netkey))
+	net.ipam = net.ipam or { v4 = {}, v6 = {} }
+	net.ipam.v4, net.ipam.v6 = net.ipam.v4 or {}, net.ipam.v6 or {}
+	local owner = "(plan)"
+	if spec.name and d:endpoint(spec.name) then cli.error("endpoint " .. spec.name .. " exists") end
+	local opts = must(driver.endpoint_options:parse(spec.options or {}))
+	local ep = {
+		name = spec.name, network = net.id, network_name = net.name, bridge = net.bridge,
+		hairpin = opts.hairpin, ports = spec.publish, gateway4 = net.gateway4, gateway6 = net.gateway6,
+	}
+	local plen4 = ipnet.parse_cidr(net.subnet4).plen
+	if spec.ip then
+		local ip, msg = ipnet.parse_ip(spec.ip)
+		if not ip or ip.family ~= 4 then cli.error(msg or ("not an IPv4 address: " .. spec.ip)) end
+		ep.ipv4 = must(driver.ipam.request(net, ip, owner)) .. "/" .. plen4
+	else
+		ep.ipv4 = must(driver.ipam.allocate(net, 4, owner)) .. "/" .. plen4
+	end
+	if spec.mac or opts.mac then
+		local m, msg = ipnet.mac_parse(spec.mac or opts.mac)
+		if not m then cli.error(msg) end
+		ep.mac = ipnet.mac_format(m)
+	else
+		ep.mac = ipnet.mac_from_ipv4(ipnet.parse_ip(ep.ipv4:match("^[^/]+")))
+	end
+	if net.enable_ipv6 then
+		if spec.ip6 then
+			local ip, msg = ipnet.parse_ip(spec.ip6)
+			if not ip or ip.family ~= 6 then cli.error(msg or ("not an IPv6 address: " .. spec.ip6)) end
+			ep.ipv6 = must(driver.ipam.request(net, ip, owner)) .. "/" .. ipnet.parse_cidr(net.subnet6).plen
+		elseif net.subnet6 and net.ipv6_alloc ~= false then
+			ep.ipv6 = must(driver.ipam.allocate(net, 6, owner)) .. "/" .. ipnet.parse_cidr(net.subnet6).plen
+		else
+			ep.ipv6 = "(derived from the MAC)"
+		end
+	elseif spec.ip6 then
+		cli.error("network " .. net.name .. " has no IPv6")
+	end
+	local notes = {}
+	if spec.netns then
+		ep.netns = spec.netns
+		local named = not spec.netns:find("/") and not spec.netns:match("^%d+$")
+		local okc, core = pcall(require, "brisk.core")
+		if named and okc and core.netns_exists then
+			local ok, exists = pcall(core.netns_exists, spec.netns)
+			if ok and not exists then notes.netns = "does not exist: it would be created" end
+		end
+		ep.ifname = spec.ifname or ((net.container_iface_prefix or "eth") .. "N")
+		if not spec.ifname then notes.ifname = "the first free one in the namespace" end
+	end
+	local ctx = { driver = d, firewall = d.fw, network = net, sandbox = spec.netns and {} or nil }
+	local steps = cli.array()
+	for _, s in ipairs(d.endpoint_steps or {}) do
+		local ok, queued = pcall(s.when, ep, ctx)
+		steps[#steps + 1] = { name = s.name, skipped = not (ok and queued) or nil }
+	end
+	return { endpoint = ep, notes = notes, steps = steps }
+end
+
+local function plan_text(plan)
+	local ep, notes = plan.endpoint, plan.notes or {}
+	local out = { string.format("endpoint %s on network %s (bridge %s)",
+		ep.name or "(name from its id)", ep.network_name, ep.bridge) }
+	local rows = {
+		{ "ipv4", ep.ipv4 }, { "ipv6", ep.ipv6 }, { "mac", ep.mac },
+		{ "gateway", ep.gateway4 }, { "netns", ep.netns }, { "ifname", ep.ifname },
+	}
+	for _, r in ipairs(rows) do
+		if r[2] ~= nil then
+			local note = notes[r[1]] and ("  (" .. notes[r[1]] .. ")") or ""
+			out[#out + 1] = string.format("  %-8s %s%s", r[1], tostring(r[2]), note)
+		end
+	end
+	if ep.ports and #ep.ports > 0 then
+		for _, p in ipairs(ep.ports) do
+			out[#out + 1] = string.format("  %-8s %s%s:%s/%s", "publish",
+				p.host_ip and (p.host_ip .. ":") or "", p.host_port, p.container_port, p.proto)
+		end
+	end
+	out[#out + 1] = "steps:"
+	local w = 0
+	for _, s in ipairs(plan.steps) do if #s.name > w then w = #s.name end end
+	for _, s in ipairs(plan.steps) do
+		out[#out + 1] = "  " .. s.name .. (s.skipped and (string.rep(" ", w - #s.name + 2) .. "skipped") or "")
+	end
+	out[#out + 1] = "nothing was changed (endpoint plans resolve addresses and steps; they do not list kernel operations)"
+	return table.concat(out, "\n")
+end
+
+cli.register {
+	name = "endpoint plan",
+	summary = "show what endpoint create would do, changing nothing",
+	usage = "[FLAGS] NETWORK",
+	description = "Takes the flags of 'endpoint create'. Resolves the endpoint as create would (the\n"
+		.. "addresses the network's IPAM would hand out now, the MAC, the namespace) and lists\n"
+		.. "the endpoint steps that would run. Unlike 'network plan' it lists no kernel\n"
+		.. "operations: the driver has no dry run for endpoints yet.",
+	example = "brisk endpoint plan --netns h1 web",
+	min_args = 1, max_args = 1,
+	flags = DEF_FLAGS,
+	run = function(o, pos, ctx)
+		local spec = definition(o, "endpoint plan")
+		local d <close> = N.open_driver(ctx)
+		return plan_endpoint(d, pos[1], spec)
+	end,
+	format = plan_text,
+}
+
+---------------------------------------------------------------------------
+-- ls, inspect, rm
+---------------------------------------------------------------------------
+
+cli.register {
+	name = "endpoint ls",
+	summary = "list endpoints (of one network when given)",
+	usage = "[NETWORK]",
+	example = { "brisk endpoint ls", "brisk endpoint ls --json web" },
+	max_args = 1,
+	columns = {
+		{ "id", title = "ENDPOINT ID", format = N.short },
+		"name",
+		{ "network_name", title = "NETWORK" },
+		{ "host_ifname", title = "HOST IFNAME" },
+		"netns", "ifname", "mac", "ipv4", "ipv6",
+	},
+	run = function(_, pos, ctx)
+		local d <close> = N.open_driver(ctx)
+		local eps
+		if pos[1] then
+			local net = must(d:network(pos[1]))
+			eps = must(d:endpoints(net.id))
+		else
+			eps = must(d:endpoints())
+		end
+		table.sort(eps, function(a, b)
+			if a.network_name ~= b.network_name then return tostring(a.network_name) < tostring(b.network_name) end
+			return a.name < b.name
+		end)
+		return setmetatable(eps, cli.array_mt)
+	end,
+}
+
+cli.register {
+	name = "endpoint inspect",
+	summary = "show an endpoint's record",
+	usage = "NAME|ID",
+	description = "Text: the record, readably. --json: the stored record exactly.",
+	example = { "brisk endpoint inspect web1", "brisk endpoint inspect --json 5d1e07" },
+	min_args = 1, max_args = 1,
+	run = function(_, pos, ctx)
+		local d <close> = N.open_driver(ctx)
+		return must(d:endpoint(pos[1]))
+	end,
+}
+
+cli.register {
+	name = "endpoint rm",
+	summary = "delete endpoints",
+	usage = "NAME|ID...",
+	description = "Deletes the veth pair (wherever its other end is), frees the addresses, and\n"
+		.. "deletes a namespace the endpoint created. Prints each endpoint removed; one that\n"
+		.. "cannot be removed is reported and the others are still tried (exit 1).",
+	example = "brisk endpoint rm web1 web2",
+	min_args = 1,
+	list = true,
+	run = function(_, pos, ctx)
+		local d <close> = N.open_driver(ctx)
+		return N.each(pos, function(k) return d:delete_endpoint(k) end, ctx)
+	end,
+	format = function(t) return table.concat(t, "\n") end,
+}
+
+---------------------------------------------------------------------------
+-- join, leave
+---------------------------------------------------------------------------
+
+cli.register {
+	name = "endpoint join",
+	summary = "move an endpoint's other end into a namespace",
+	usage = "[FLAGS] NAME|ID NETNS",
+	description = "For an endpoint created without --netns: its other end moves into NETNS (a name,\n"
+		.. "created when missing, a path or a pid), is renamed ethN, gets the endpoint's\n"
+		.. "addresses, comes up, and gets a default route through the gateway.",
+	example = "brisk endpoint join --ifname eth1 web1 h1",
+	min_args = 2, max_args = 2,
+	flags = {
+		{ "--ifname", arg = "NAME", doc = "interface name inside the namespace (default: the first free ethN)" },
+	},
+	run = function(o, pos, ctx)
+		local d <close> = N.open_driver(ctx)
+		return must(d:join(pos[1], pos[2], { ifname = o.ifname }))
+	end,
+	format = function(ep)
+		return string.format("%s joined %s as %s", ep.name, tostring(ep.netns), tostring(ep.ifname))
+	end,
+}
+
+cli.register {
+	name = "endpoint leave",
+	summary = "bring an endpoint's other end back from its namespace",
+	usage = "NAME|ID",
+	description = "The namespace side loses its addresses, goes down and returns under its host\n"
+		.. "name; a namespace the endpoint created is deleted. The endpoint stays on its network.",
+	example = "brisk endpoint leave web1",
+	min_args = 1, max_args = 1,
+	run = function(_, pos, ctx)
+		local d <close> = N.open_driver(ctx)
+		local before = must(d:endpoint(pos[1]))
+		ctx.left = before.netns
+		return must(d:leave(pos[1]))
+	end,
+	format = function(ep, ctx) return string.format("%s left %s", ep.name, tostring(ctx.left)) end,
+}
+
+return { parse_publish = parse_publish }

@@ -1,0 +1,491 @@
+-- spec/test_cli_network.lua: `brisk network ...` (lua/brisk/cli/network.lua)
+-- run as the built program, build/bin/brisk, inside the runner's private
+-- namespace; kernel state is read back with `ip -j`.
+local lu = require "luaunit"
+local H = require "helper"
+local cjson = require "cjson"
+
+local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
+ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
+local BIN = ROOT .. "/build/bin/brisk"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+	local f = io.open(path, "rb")
+	if not f then return nil end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+-- The kernel families the driver needs; without them nothing can be created.
+local function kernel_ready()
+	local ok, core = pcall(require, "brisk.core")
+	if not ok then return false end
+	local h = core.open()
+	if not h then return false end
+	local ready = type(h.link_get) == "function" and type(h.addr_add) == "function"
+		and type(h.route_list) == "function" and type(core.netns_add) == "function"
+		and type(h.sysctl_get) == "function"
+	h:close()
+	return ready
+end
+local READY = kernel_ready()
+local function need_kernel()
+	lu.skipIf(not READY, "brisk.core lacks the link/addr/route/netns/sysctl families (not merged yet)")
+end
+
+-- H.snapshot without what changes by itself: carrier (a bridge loses it
+-- a moment after its last active port), address lifetimes, the flags of
+-- duplicate address detection.
+local VOLATILE = { ["NO-CARRIER"] = true, LOWER_UP = true, ["M-DOWN"] = true, DORMANT = true,
+	linkdown = true }
+local function steady(list)
+	for _, l in ipairs(list) do
+		l.stats, l.stats64, l.operstate = nil, nil, nil
+		local flags = {}
+		for _, f in ipairs(type(l.flags) == "table" and l.flags or {}) do
+			if not VOLATILE[f] then flags[#flags + 1] = f end
+		end
+		l.flags = flags
+		for _, a in ipairs(l.addr_info or {}) do
+			a.tentative, a.dadfailed, a.optimistic = nil, nil, nil
+			a.preferred_life_time, a.valid_life_time = nil, nil
+		end
+	end
+	return list
+end
+
+local function snapshot(netns)
+	local pre = netns and ("-n " .. netns .. " ") or ""
+	return cjson.encode({
+		links = steady(H.ip(pre .. "link show")),
+		addrs = steady(H.ip(pre .. "addr show")),
+		routes = steady(H.ip(pre .. "route show table all")),
+	})
+end
+
+-- Links, namespaces and brisk's nftables tables go between tests.
+local function reset()
+	H.reset()
+	H.sh("nft flush ruleset")
+end
+
+local function fresh(self)
+	reset()
+	self.dir = H.must("mktemp -d /tmp/brisk-clinet-XXXXXX"):gsub("%s+$", "")
+end
+
+local function cleanup(self)
+	reset()
+	if self.dir then os.execute("rm -rf " .. q(self.dir)) end
+end
+
+--- Run brisk with the test's state dir; returns exit code, stdout, stderr.
+local function brisk(self, args)
+	local out, err = self.dir .. "/.out", self.dir .. "/.err"
+	local _, _, code = os.execute(string.format("%s --state-dir %s %s </dev/null >%s 2>%s",
+		q(BIN), q(self.dir), args, q(out), q(err)))
+	local o, e = slurp(out), slurp(err)
+	os.remove(out)
+	os.remove(err)
+	return code, o, e
+end
+
+local function ok_run(self, args)
+	local code, out, err = brisk(self, args)
+	lu.assertEquals(code, 0, "brisk " .. args .. ": " .. tostring(err))
+	return out, err
+end
+
+local function json_run(self, args)
+	local out = ok_run(self, args)
+	return cjson.decode(out)
+end
+
+local function has(list, x)
+	for _, v in ipairs(list or {}) do if v == x then return true end end
+	return false
+end
+
+local function addrs(dev)
+	local t = {}
+	for _, l in ipairs(H.ip("addr show dev " .. dev)) do
+		for _, a in ipairs(l.addr_info or {}) do
+			if a.scope ~= "link" then t[#t + 1] = a["local"] .. "/" .. math.tointeger(a.prefixlen) end
+		end
+	end
+	table.sort(t)
+	return t
+end
+
+local function stored(self)
+	return (H.must("ls -1 " .. q(self.dir .. "/network") .. " 2>/dev/null || true"):gsub("%s+$", ""))
+end
+
+---------------------------------------------------------------------------
+TestCliNetworkCreate = { setUp = fresh, tearDown = cleanup }
+
+function TestCliNetworkCreate:test_create_with_flags_then_inspect_and_ls()
+	need_kernel()
+	local out = ok_run(self, "network create --subnet 10.31.0.0/24 --gateway 10.31.0.254 "
+		.. "--ip-range 10.31.0.128/25 --aux-address router=10.31.0.5 "
+		.. "-o com.docker.network.bridge.name=brt1 -o mtu=1400 n1")
+	local id = out:match("^(%x+)\n$")
+	lu.assertNotNil(id, "create prints the id: " .. out)
+	lu.assertEquals(#id, 64)
+	-- the kernel has the bridge, up, with the gateway address and the MTU
+	local l = H.iplink("brt1")
+	lu.assertNotNil(l, "bridge brt1 missing")
+	lu.assertEquals(l.linkinfo.info_kind, "bridge")
+	lu.assertEquals(l.mtu, 1400)
+	lu.assertTrue(has(l.flags, "UP"))
+	lu.assertEquals(addrs("brt1"), { "10.31.0.254/24" })
+	-- inspect --json: the stored record
+	local net = json_run(self, "network inspect --json n1")
+	lu.assertEquals(net.id, id)
+	lu.assertEquals(net.name, "n1")
+	lu.assertEquals(net.bridge, "brt1")
+	lu.assertEquals(net.subnet4, "10.31.0.0/24")
+	lu.assertEquals(net.gateway4, "10.31.0.254")
+	lu.assertEquals(net.ip_range, "10.31.0.128/25")
+	lu.assertEquals(net.aux_addresses, { router = "10.31.0.5" })
+	lu.assertEquals(net.mtu, 1400)
+	lu.assertEquals(type(net.journal), "table")
+	-- by id prefix too
+	lu.assertEquals(json_run(self, "network inspect --json " .. id:sub(1, 8)).id, id)
+	-- inspect text: readable, the journal summarized
+	local text = ok_run(self, "network inspect n1")
+	lu.assertStrContains(text, 'bridge = "brt1"')
+	lu.assertStrContains(text, "kernel operations (see --json)")
+	lu.assertNotStrContains(text, "op = ")
+	-- ls text: header and one row
+	local ls = ok_run(self, "network ls")
+	local header, row = ls:match("^([^\n]*)\n([^\n]*)\n$")
+	lu.assertNotNil(header, ls)
+	lu.assertStrMatches(header, "NETWORK ID%s+NAME%s+BRIDGE%s+SUBNET%s+GATEWAY%s+IPV6%s+ENDPOINTS")
+	local cells = {}
+	for c in row:gmatch("%S+") do cells[#cells + 1] = c end
+	lu.assertEquals(cells, { id:sub(1, 12), "n1", "brt1", "10.31.0.0/24", "10.31.0.254", "0" })
+	-- ls --json
+	local rows = json_run(self, "network ls --json")
+	lu.assertEquals(#rows, 1)
+	lu.assertEquals(rows[1].id, id)
+	lu.assertEquals(rows[1].name, "n1")
+	lu.assertEquals(rows[1].subnet, "10.31.0.0/24")
+	lu.assertEquals(rows[1].endpoints, 0)
+	ok_run(self, "network rm n1")
+end
+
+function TestCliNetworkCreate:test_create_json_ipv6_internal()
+	need_kernel()
+	local net = json_run(self, "network create --json --ipv6 --internal --subnet 10.32.0.0/24 "
+		.. "--subnet fd00:32::/64 -o com.docker.network.bridge.name=brt2 n2")
+	lu.assertEquals(net.name, "n2")
+	lu.assertEquals(net.subnet6, "fd00:32::/64")
+	lu.assertEquals(net.gateway6, "fd00:32::1")
+	lu.assertTrue(net.internal)
+	lu.assertTrue(net.enable_ipv6)
+	lu.assertEquals(addrs("brt2"), { "10.32.0.1/24", "fd00:32::1/64" })
+	local rows = json_run(self, "network ls --json")
+	lu.assertEquals(rows[1].subnet6, "fd00:32::/64")
+	lu.assertTrue(rows[1].internal)
+	lu.assertStrContains(ok_run(self, "network ls"), "fd00:32::/64")
+	ok_run(self, "network rm n2")
+end
+
+function TestCliNetworkCreate:test_default_pool_and_bridge_name()
+	need_kernel()
+	local net = json_run(self, "network create --json n3")
+	lu.assertEquals(net.subnet4, "172.17.0.0/16")
+	lu.assertEquals(net.bridge, "br-" .. net.id:sub(1, 12))
+	lu.assertEquals(addrs(net.bridge), { "172.17.0.1/16" })
+	-- a second network takes the next pool
+	local net2 = json_run(self, "network create --json n4")
+	lu.assertEquals(net2.subnet4, "172.18.0.0/16")
+	ok_run(self, "network rm n3 n4")
+	lu.assertNil(H.iplink(net.bridge))
+end
+
+function TestCliNetworkCreate:test_duplicate_name_fails_and_changes_nothing()
+	need_kernel()
+	ok_run(self, "network create --subnet 10.35.0.0/24 n5")
+	local before, files = snapshot(), stored(self)
+	local code, out, err = brisk(self, "network create --subnet 10.36.0.0/24 n5")
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "brisk: cannot create network n5")
+	lu.assertStrContains(err, "a network named n5 exists")
+	lu.assertEquals(snapshot(), before)
+	lu.assertEquals(stored(self), files)
+	ok_run(self, "network rm n5")
+end
+
+---------------------------------------------------------------------------
+TestCliNetworkErrors = { setUp = fresh, tearDown = cleanup }
+
+-- A failing command: exit code, message on stderr, nothing on stdout, and
+-- neither the kernel nor the state directory changed.
+local function fails(self, args, code, msg)
+	local before, files = snapshot(), stored(self)
+	local c, out, err = brisk(self, args)
+	lu.assertEquals(c, code, args .. ": " .. tostring(err))
+	lu.assertEquals(out, "", args)
+	lu.assertStrContains(err, msg, false)
+	lu.assertStrMatches(err, "^brisk: .*")
+	lu.assertEquals(snapshot(), before, args)
+	lu.assertEquals(stored(self), files, args)
+	return err
+end
+
+function TestCliNetworkErrors:test_unknown_option_did_you_mean()
+	fails(self, "network create --subnet 10.37.0.0/24 -o com.docker.network.bridge.enable_icx=false n6", 1,
+		"unknown option 'com.docker.network.bridge.enable_icx' (did you mean 'com.docker.network.bridge.enable_icc'?)")
+	fails(self, "network create -o mtuu=1400 n6", 1, "did you mean 'mtu'?")
+	fails(self, "network plan -o brigde=x n6", 1, "did you mean 'bridge'?")
+end
+
+function TestCliNetworkErrors:test_bad_values_exit_1()
+	fails(self, "network create --subnet 10.37.0.0/33 n6", 1, "brisk: invalid CIDR '10.37.0.0/33'")
+	fails(self, "network create --subnet banana n6", 1, "invalid CIDR 'banana'")
+	fails(self, "network create --subnet 10.37.0.0/24 --gateway 10.38.0.1 n6", 1,
+		"gateway 10.38.0.1 is not inside subnet 10.37.0.0/24")
+	fails(self, "network create --subnet 10.37.0.0/24 --gateway 10.37.0.300 n6", 1, "invalid IP address")
+	fails(self, "network create --subnet 10.37.0.0/24 --ip-range 10.99.0.0/25 n6", 1, "is not inside subnet")
+	fails(self, "network create --subnet 10.37.0.0/24 --subnet 10.38.0.0/24 n6", 1, "multiple subnets")
+	fails(self, "network create --subnet fd00::/64 n6", 1, "needs --ipv6")
+	fails(self, "network create -o mtu=abc n6", 1, "failed to parse")
+	fails(self, "network create 'bad name!'", 1, "invalid network name")
+	fails(self, "network plan --subnet 10.37.0.0/33 n6", 1, "invalid CIDR")
+end
+
+function TestCliNetworkErrors:test_usage_errors_exit_2()
+	fails(self, "network create --subnett 10.37.0.0/24 n6", 2, "did you mean '--subnet'?")
+	fails(self, "network create", 2, "'network create' needs 1 argument")
+	fails(self, "network create a b", 2, "takes at most 1 argument, got 'b'")
+	fails(self, "network create -o mtu n6", 2, "flag --opt: 'mtu' is not KEY=VALUE")
+	fails(self, "network create -o mtu=1 -o mtu=2 n6", 2, "mtu given more than once")
+	fails(self, "network create --aux-address 10.0.0.1 n6", 2, "flag --aux-address: '10.0.0.1' is not KEY=VALUE")
+	fails(self, "network create --driver macvlan n6", 2, "'macvlan' is not one of bridge")
+	fails(self, "network create --ip-range 10.0.0.0/24 --ip-range 10.0.1.0/24 n6", 2, "given more than once")
+	fails(self, "network ls extra", 2, "takes no arguments")
+	fails(self, "network inspect", 2, "needs 1 argument")
+	fails(self, "network rm", 2, "needs at least 1 argument")
+	fails(self, "network check --force", 2, "unknown flag --force")
+	fails(self, "network crate n6", 2, "did you mean 'network create'?")
+end
+
+function TestCliNetworkErrors:test_not_found_exit_1()
+	fails(self, "network inspect nosuch", 1, "brisk: network nosuch not found")
+	fails(self, "network rm nosuch", 1, "brisk: network nosuch not found")
+	fails(self, "network inspect --json nosuch", 1, "not found")
+end
+
+function TestCliNetworkErrors:test_every_command_has_help_with_example()
+	for _, c in ipairs{ "create", "plan", "ls", "inspect", "rm", "restore", "check" } do
+		local code, out, err = brisk(self, "network " .. c .. " --help")
+		lu.assertEquals(code, 0, c)
+		lu.assertEquals(err, "")
+		lu.assertStrContains(out, "usage: brisk network " .. c)
+		lu.assertStrMatches(out, ".*\nexamples?:\n  brisk network " .. c .. "[ \n].*")
+	end
+	local _, out = brisk(self, "network create --help")
+	for _, f in ipairs{ "--subnet CIDR", "--gateway IP", "--ip-range CIDR", "--aux-address NAME=IP",
+		"--ipv6", "--internal", "-o, --opt KEY=VALUE" } do
+		lu.assertStrContains(out, f)
+	end
+	-- the option list comes from the driver's schema
+	lu.assertStrContains(out, "com.docker.network.bridge.enable_icc, icc")
+	local code, gout = brisk(self, "help network")
+	lu.assertEquals(code, 0)
+	for _, c in ipairs{ "create", "plan", "ls", "inspect", "rm", "restore", "check" } do
+		lu.assertStrContains(gout, "  network " .. c .. " ")
+	end
+end
+
+function TestCliNetworkErrors:test_empty_listings()
+	lu.assertEquals(ok_run(self, "network ls"), "NETWORK ID   NAME   BRIDGE   SUBNET   GATEWAY   IPV6   ENDPOINTS\n")
+	lu.assertEquals(ok_run(self, "network ls --json"), "[]\n")
+	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
+	lu.assertEquals(ok_run(self, "network check --json"), "[]\n")
+	lu.assertEquals(ok_run(self, "network restore"), "no networks\n")
+	lu.assertEquals(ok_run(self, "network restore --json"), "[]\n")
+end
+
+---------------------------------------------------------------------------
+TestCliNetworkPlan = { setUp = fresh, tearDown = cleanup }
+
+function TestCliNetworkPlan:test_plan_prints_steps_and_changes_nothing()
+	need_kernel()
+	local before = snapshot()
+	local out = ok_run(self, "network plan --subnet 10.33.0.0/24 -o com.docker.network.bridge.name=brp n7")
+	lu.assertEquals(snapshot(), before)
+	lu.assertEquals(stored(self), "")
+	lu.assertStrContains(out, "network n7: bridge brp, subnet 10.33.0.0/24 gateway 10.33.0.1\n")
+	lu.assertStrContains(out, "\n  setup_device\n")
+	lu.assertStrMatches(out, ".*\n      link_add ifname=brp kind=bridge address=02:42:%x%x:%x%x:%x%x:%x%x txqlen=0\n.*")
+	lu.assertStrContains(out, "addr_add dev=brp address=10.33.0.1/24")
+	lu.assertStrMatches(out, ".*\n  setup_bridge_ipv6 +skipped\n.*")
+	lu.assertStrMatches(out, ".*\n%d+ operations in %d+ steps; nothing was changed\n$")
+	-- the order is libnetwork's
+	local a, b = out:find("setup_device\n", 1, true), out:find("setup_device_up", 1, true)
+	lu.assertTrue(a < b)
+	lu.assertEquals(ok_run(self, "network ls --json"), "[]\n")
+end
+
+function TestCliNetworkPlan:test_plan_json()
+	need_kernel()
+	local before = snapshot()
+	local plan = json_run(self, "network plan --json --subnet 10.33.0.0/24 -o com.docker.network.bridge.name=brp n7")
+	lu.assertEquals(snapshot(), before)
+	lu.assertEquals(plan.network.bridge, "brp")
+	lu.assertEquals(plan.network.subnet4, "10.33.0.0/24")
+	lu.assertEquals(plan.steps[1].name, "setup_device")
+	lu.assertEquals(plan.steps[1].ops[1].op, "link_add")
+	lu.assertEquals(plan.steps[1].ops[1].args[1].ifname, "brp")
+	local names, skipped = {}, {}
+	for _, s in ipairs(plan.steps) do
+		names[#names + 1] = s.name
+		if s.skipped then skipped[s.name] = true end
+	end
+	lu.assertTrue(has(names, "setup_device_up"))
+	lu.assertTrue(skipped.setup_bridge_ipv6)
+	lu.assertTrue(#plan.ops > 0)
+end
+
+function TestCliNetworkPlan:test_plan_over_existing_bridge_already_matches()
+	need_kernel()
+	H.must("ip link add brq type bridge")
+	H.must("ip addr add 10.34.0.1/24 dev brq")
+	H.must("ip link set brq up")
+	local before = snapshot()
+	local out = ok_run(self, "network plan --subnet 10.34.0.0/24 -o com.docker.network.bridge.name=brq n8")
+	lu.assertEquals(snapshot(), before)
+	lu.assertStrContains(out, "existing bridge adopted")
+	lu.assertStrMatches(out, ".*\n  setup_device +skipped\n.*")
+	lu.assertStrMatches(out, ".*\n  setup_device_up +already matches\n.*")
+	lu.assertNotStrContains(out, "link_add")
+end
+
+---------------------------------------------------------------------------
+TestCliNetworkRm = { setUp = fresh, tearDown = cleanup }
+
+function TestCliNetworkRm:test_rm_removes_the_bridge()
+	need_kernel()
+	local net = json_run(self, "network create --json --subnet 10.39.0.0/24 n9")
+	lu.assertNotNil(H.iplink(net.bridge))
+	lu.assertEquals(ok_run(self, "network rm n9"), "n9\n")
+	lu.assertNil(H.iplink(net.bridge))
+	lu.assertEquals(ok_run(self, "network ls --json"), "[]\n")
+	lu.assertEquals(stored(self), "")
+	-- a second rm: not found
+	local code, _, err = brisk(self, "network rm n9")
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "network n9 not found")
+end
+
+function TestCliNetworkRm:test_rm_several_by_id_prefix_reports_failures()
+	need_kernel()
+	local a = json_run(self, "network create --json --subnet 10.39.1.0/24 na")
+	local b = json_run(self, "network create --json --subnet 10.39.2.0/24 nb")
+	local code, out, err = brisk(self, "network rm " .. a.id:sub(1, 12) .. " nosuch nb")
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, a.id:sub(1, 12) .. "\nnb\n")
+	lu.assertEquals(err, "brisk: network nosuch not found\n")
+	lu.assertNil(H.iplink(a.bridge))
+	lu.assertNil(H.iplink(b.bridge))
+	-- --json lists what was removed
+	json_run(self, "network create --json --subnet 10.39.3.0/24 nc")
+	lu.assertEquals(json_run(self, "network rm --json nc"), { "nc" })
+end
+
+function TestCliNetworkRm:test_rm_keeps_a_user_bridge()
+	need_kernel()
+	H.must("ip link add bru type bridge")
+	ok_run(self, "network create --subnet 10.39.4.0/24 -o com.docker.network.bridge.name=bru nu")
+	lu.assertEquals(addrs("bru"), { "10.39.4.1/24" })
+	ok_run(self, "network rm nu")
+	lu.assertNotNil(H.iplink("bru"))
+	lu.assertEquals(addrs("bru"), {})
+end
+
+---------------------------------------------------------------------------
+TestCliNetworkCheck = { setUp = fresh, tearDown = cleanup }
+
+function TestCliNetworkCheck:test_check_drift_and_restore()
+	need_kernel()
+	local net = json_run(self, "network create --json --subnet 10.41.0.0/24 nd")
+	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
+	-- the bridge vanishes behind brisk's back
+	H.must("ip link del dev " .. net.bridge)
+	local code, out = brisk(self, "network check")
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(out, "network nd: bridge " .. net.bridge .. " is missing\n")
+	local code2, out2 = brisk(self, "network check --json")
+	lu.assertEquals(code2, 1)
+	lu.assertEquals(cjson.decode(out2), { "network nd: bridge " .. net.bridge .. " is missing" })
+	-- restore re-creates it
+	local rout = ok_run(self, "network restore")
+	lu.assertStrMatches(rout, "nd: ok %(%d+ changes?%)\n")
+	lu.assertNotNil(H.iplink(net.bridge))
+	lu.assertEquals(addrs(net.bridge), { "10.41.0.1/24" })
+	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
+	-- a second restore adopts the bridge (the firewall is rebuilt on every
+	-- restore, so it reports a change or more)
+	local ifindex = H.iplink(net.bridge).ifindex
+	local res = json_run(self, "network restore --json")
+	lu.assertEquals(#res, 1)
+	lu.assertEquals(res[1].name, "nd")
+	lu.assertTrue(res[1].ok)
+	lu.assertEquals(H.iplink(net.bridge).ifindex, ifindex)
+	lu.assertEquals(addrs(net.bridge), { "10.41.0.1/24" })
+	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
+	-- a bridge taken down is drift too
+	H.must("ip link set " .. net.bridge .. " down")
+	local code3, out3 = brisk(self, "network check")
+	lu.assertEquals(code3, 1)
+	lu.assertStrContains(out3, "is down")
+	ok_run(self, "network rm nd")
+end
+
+---------------------------------------------------------------------------
+-- In process: the module's helpers.
+TestCliNetworkModule = {}
+
+function TestCliNetworkModule:test_no_globals()
+	local before = H.globals_snapshot()
+	package.loaded["brisk.cli.network"] = nil
+	require "brisk.cli.network"
+	lu.assertEquals(H.new_globals(before), {})
+end
+
+function TestCliNetworkModule:test_op_text()
+	local N = require "brisk.cli.network"
+	lu.assertEquals(N.op_text{ op = "link_add", args = { n = 1,
+		{ ifname = "br-x", kind = "bridge", address = "02:42:0a:00:00:01", txqlen = 0 } } },
+		"link_add ifname=br-x kind=bridge address=02:42:0a:00:00:01 txqlen=0")
+	lu.assertEquals(N.op_text{ op = "sysctl_set", args = { "net/ipv6/conf/br-x/accept_ra", "0" } },
+		"sysctl_set net/ipv6/conf/br-x/accept_ra 0")
+	lu.assertEquals(N.op_text{ op = "link_set", args = { { dev = "v1", master = false, up = true } } },
+		"link_set dev=v1 master=false up=true")
+	lu.assertEquals(N.op_text{ op = "x", args = { { name = "a b", list = { 1, 2 } } } },
+		'x list=1,2 name="a b"')
+	lu.assertEquals(N.op_text({ op = "nft", args = { "add table ip t\nadd chain ip t c\n" } }, "  "),
+		"nft <script: 2 lines>\n    | add table ip t\n    | add chain ip t c")
+end
+
+function TestCliNetworkModule:test_repl_completer_offers_stored_names_in_strings()
+	need_kernel()
+	local dir = H.must("mktemp -d /tmp/brisk-clinet-XXXXXX"):gsub("%s+$", "")
+	local self = { dir = dir }
+	ok_run(self, "network create --subnet 10.42.0.0/24 webnet")
+	local N = require "brisk.cli.network"
+	lu.assertEquals(N.stored_names(dir), { "webnet" })
+	lu.assertEquals(N.stored_names(dir .. "/nonexistent"), {})
+	local repl = require "brisk.repl"
+	lu.assertTrue(has(repl.completers, N.complete))
+	ok_run(self, "network rm webnet")
+	os.execute("rm -rf " .. q(dir))
+	reset()
+end

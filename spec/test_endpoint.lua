@@ -1,0 +1,422 @@
+-- spec/test_endpoint.lua: endpoints (lua/brisk/endpoint.lua and the endpoint
+-- steps of csrc/steps.c): create, join, leave, delete, IPAM. Inside the
+-- private namespace spec/run.lua made; traffic only between namespaces the
+-- tests make.
+local lu = require "luaunit"
+local H = require "helper"
+local core = require "brisk.core"
+local driver = require "brisk.driver"
+local cjson = require "cjson"
+
+local E = core.errno
+
+local function tmpdir()
+	local p = os.tmpname()
+	os.remove(p)
+	return p
+end
+
+local function has(list, x)
+	for _, v in ipairs(list or {}) do if v == x then return true end end
+	return false
+end
+
+local function ns_addrs(ns, dev)
+	local t = {}
+	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
+		for _, a in ipairs(l.addr_info or {}) do t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
+	end
+	table.sort(t)
+	return t
+end
+
+local function ping(ns, ip)
+	return (H.sh("ip netns exec " .. ns .. " ping -c 1 -W 2 " .. ip))
+end
+
+local function setup(self)
+	H.reset()
+	self.dir = tmpdir()
+	self.d = assert(driver.open{ state_dir = self.dir })
+end
+
+local function teardown(self)
+	if self.d then self.d:close() end
+	H.reset()
+	H.sh("rm -rf " .. self.dir)
+end
+
+-- everything that could be left behind: links and namespaces, the store
+local function world(self)
+	local nets = {}
+	for _, n in ipairs(self.d:networks()) do
+		nets[#nets + 1] = { n.name, n.ipam, n.dbIndex }
+	end
+	return H.snapshot() .. H.must("ip netns list") .. cjson.encode(nets) ..
+		#self.d:endpoints() .. H.must("nft list ruleset")
+end
+
+---------------------------------------------------------------------------
+TestEndpointCreate = { setUp = setup, tearDown = teardown }
+
+function TestEndpointCreate:test_link_create_in_place()
+	-- TestLinkCreate: MTU on both ends, v4 address, MAC from the IPv4 bytes
+	assert(self.d:create_network{ name = "web", subnet = "172.30.0.0/16", options = { mtu = 1490 } })
+	local ep = assert(self.d:create_endpoint("web", { name = "e1", netns = "n1" }))
+	lu.assertEquals(ep.ipv4, "172.30.0.2/16")
+	lu.assertEquals(ep.mac, "02:42:ac:1e:00:02")
+	lu.assertEquals(ep.ifname, "eth0")
+	lu.assertEquals(ep.gateway4, "172.30.0.1")
+	local host = H.iplink(ep.host_ifname)
+	lu.assertEquals(host.mtu, 1490)
+	lu.assertEquals(host.master, self.d:network("web").bridge)
+	lu.assertTrue(has(host.flags, "UP"))
+	-- no IPv6 address of its own on the bridge port
+	lu.assertEquals(H.ip("-6 addr show dev " .. ep.host_ifname)[1] and
+		#(H.ip("-6 addr show dev " .. ep.host_ifname)[1].addr_info) or 0, 0)
+	local c = H.iplink("eth0", "n1")
+	lu.assertEquals(c.mtu, 1490)
+	lu.assertEquals(c.address, "02:42:ac:1e:00:02")
+	lu.assertEquals(ns_addrs("n1", "eth0"), { "172.30.0.2/16" })
+	-- the default route through the gateway; lo is up
+	local routes = H.ip("-n n1 route show default")
+	lu.assertEquals(routes[1].gateway, "172.30.0.1")
+	lu.assertTrue(has(H.iplink("lo", "n1").flags, "UP"))
+	-- IPv4-only network: IPv6 off on that interface only
+	lu.assertEquals(H.must("ip netns exec n1 cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6"):gsub("%s", ""), "1")
+	lu.assertEquals(H.must("ip netns exec n1 cat /proc/sys/net/ipv6/conf/all/disable_ipv6"):gsub("%s", ""), "0")
+	-- reachability: the gateway answers
+	lu.assertTrue(ping("n1", "172.30.0.1"))
+end
+
+function TestEndpointCreate:test_invalid_ids_and_duplicates()
+	assert(self.d:create_network{ name = "web", subnet = "172.31.0.0/24" })
+	local before = world(self)
+	local ok, msg, err = self.d:create_endpoint("web", { id = "" })
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "invalid endpoint id")
+	lu.assertEquals(err, E.EINVAL)
+	ok, msg, err = self.d:create_endpoint("nope", {})
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "network nope not found")
+	lu.assertEquals(err, E.ENOENT)
+	lu.assertEquals(world(self), before)
+	assert(self.d:create_endpoint("web", { name = "a", id = string.rep("c", 64) }))
+	local mid = world(self)
+	ok, msg, err = self.d:create_endpoint("web", { name = "b", id = string.rep("c", 64) })
+	lu.assertNil(ok)
+	lu.assertEquals(err, E.EEXIST)
+	ok, msg, err = self.d:create_endpoint("web", { name = "a" })
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "endpoint a exists")
+	lu.assertEquals(world(self), mid)
+end
+
+function TestEndpointCreate:test_bad_input_changes_nothing()
+	assert(self.d:create_network{ name = "web", subnet = "172.29.0.0/24" })
+	local before = world(self)
+	local cases = {
+		{ { ip = "172.29.1.5" }, "outside the subnet" },
+		{ { ip = "172.29.0.1" }, "already in use" },
+		{ { ip = "172.29.0.255" }, "broadcast" },
+		{ { ip = "nonsense" }, "invalid IP address" },
+		{ { ip6 = "2001:db8::5" }, "has no IPv6" },
+		{ { mac = "02:42:zz:00:00:01" }, "02:42:zz:00:00:01" },
+		{ { mac = "02:42:00:00:01" }, "02:42:00:00:01" },
+		{ { ifname = "waytoolonginterface" }, "invalid interface name" },
+		{ { ifname = "a/b" }, "invalid interface name" },
+		{ { netns = "" }, "invalid netns" },
+		{ { netns = -3 }, "invalid netns" },
+		{ { name = "bad name" }, "invalid endpoint name" },
+		{ { options = { hairpn = true } }, "did you mean 'hairpin'" },
+		{ { addr = "x" }, "unknown endpoint field 'addr'" },
+	}
+	for _, c in ipairs(cases) do
+		local ok, msg, err = self.d:create_endpoint("web", c[1])
+		lu.assertNil(ok, c[2])
+		lu.assertStrContains(msg, c[2])
+		lu.assertIsNumber(err)
+	end
+	lu.assertEquals(world(self), before)
+end
+
+function TestEndpointCreate:test_requested_ip_and_mac_option()
+	assert(self.d:create_network{ name = "web", subnet = "172.28.0.0/24" })
+	local ep = assert(self.d:create_endpoint("web", { ip = "172.28.0.77", netns = "n1",
+		options = { ["com.docker.network.endpoint.macaddress"] = "02:00:00:00:00:77" } }))
+	lu.assertEquals(ep.ipv4, "172.28.0.77/24")
+	lu.assertEquals(H.iplink("eth0", "n1").address, "02:00:00:00:00:77")
+	-- the caller's MAC wins over the option
+	local ep2 = assert(self.d:create_endpoint("web", { mac = "02:00:00:00:00:78", netns = "n2",
+		options = { mac = "02:00:00:00:00:79" } }))
+	lu.assertEquals(H.iplink("eth0", "n2").address, "02:00:00:00:00:78")
+	lu.assertEquals(ep2.ipv4, "172.28.0.2/24")
+end
+
+function TestEndpointCreate:test_iface_prefix_and_second_interface()
+	assert(self.d:create_network{ name = "a", subnet = "172.27.0.0/24",
+		options = { ["com.docker.network.container_iface_prefix"] = "ctr" } })
+	assert(self.d:create_network{ name = "b", subnet = "172.26.0.0/24" })
+	local e1 = assert(self.d:create_endpoint("a", { netns = "n1" }))
+	lu.assertEquals(e1.ifname, "ctr0")
+	local e2 = assert(self.d:create_endpoint("b", { netns = "n1" }))
+	lu.assertEquals(e2.ifname, "eth0")
+	local e3 = assert(self.d:create_endpoint("a", { netns = "n1" }))
+	lu.assertEquals(e3.ifname, "ctr1")
+	lu.assertNotNil(H.iplink("ctr1", "n1"))
+end
+
+---------------------------------------------------------------------------
+TestEndpointIPv6 = { setUp = setup, tearDown = teardown }
+
+function TestEndpointIPv6:test_dual_stack_reachability()
+	assert(self.d:create_network{ name = "ds", subnet = { "172.25.0.0/24", "fd25::/64" }, ipv6 = true })
+	local a = assert(self.d:create_endpoint("ds", { netns = "n1" }))
+	local b = assert(self.d:create_endpoint("ds", { netns = "n2" }))
+	lu.assertEquals(a.ipv6, "fd25::2/64")
+	lu.assertEquals(b.ipv6, "fd25::3/64")
+	lu.assertEquals(a.gateway6, "fd25::1")
+	-- nodad: usable at once
+	local flags = H.ip("-n n1 -6 addr show dev eth0")[1].addr_info
+	local found = false
+	for _, x in ipairs(flags) do if x["local"] == "fd25::2" then found = x.nodad end end
+	lu.assertTrue(found)
+	local r6 = H.ip("-n n1 -6 route show default")
+	lu.assertEquals(r6[1].gateway, "fd25::1")
+	lu.assertTrue(ping("n1", "172.25.0.3"))
+	lu.assertTrue(ping("n1", "fd25::3"))
+	lu.assertTrue(ping("n2", "fd25::1"))
+end
+
+function TestEndpointIPv6:test_self_generated_from_mac()
+	-- TestCreateFullOptionsLabels, with IPv6 allocation off
+	assert(self.d:create_network{ name = "sg", subnet = { "172.24.0.0/24", "2001:db8:2600:2700:2800::/80" },
+		ipv6 = true, options = { ipv6_alloc = false } })
+	local ep = assert(self.d:create_endpoint("sg", { mac = "aa:bb:cc:dd:ee:ff", netns = "n1" }))
+	lu.assertEquals(ep.ipv6, "2001:db8:2600:2700:2800:aabb:ccdd:eeff/80")
+	lu.assertTrue(has(ns_addrs("n1", "eth0"), "2001:db8:2600:2700:2800:aabb:ccdd:eeff/80"))
+end
+
+function TestEndpointIPv6:test_self_generation_needs_48_host_bits()
+	assert(self.d:create_network{ name = "sg", subnet = { "172.23.0.0/24", "2001:db8::/96" },
+		ipv6 = true, options = { ipv6_alloc = false } })
+	local before = world(self)
+	local ok, msg, err = self.d:create_endpoint("sg", {})
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "At least 48 host bits are needed")
+	lu.assertEquals(err, E.EPERM)
+	lu.assertEquals(world(self), before)
+end
+
+function TestEndpointIPv6:test_no_enable_ipv6()
+	-- TestLinkCreateNoEnableIPv6
+	assert(self.d:create_network{ name = "v4", subnet = "172.22.0.0/24" })
+	local ep = assert(self.d:create_endpoint("v4", { netns = "n1" }))
+	lu.assertNil(ep.ipv6)
+	lu.assertNil(ep.gateway6)
+	lu.assertEquals(#H.ip("-n n1 -6 route show default"), 0)
+end
+
+---------------------------------------------------------------------------
+TestEndpointJoin = { setUp = setup, tearDown = teardown }
+
+function TestEndpointJoin:test_join_leave_move_path()
+	-- TestSetDefaultGw: join reports and installs the gateways
+	assert(self.d:create_network{ name = "j", subnet = { "172.21.0.0/24", "fd21::/64" }, ipv6 = true })
+	local ep = assert(self.d:create_endpoint("j", { name = "e" }))
+	lu.assertNil(ep.netns)
+	lu.assertNotNil(H.iplink(ep.peer_ifname))
+	ep = assert(self.d:join("e", "n1"))
+	lu.assertEquals(ep.ifname, "eth0")
+	lu.assertNil(H.iplink(ep.peer_ifname))
+	lu.assertEquals(H.iplink("eth0", "n1").address, ep.mac)
+	lu.assertEquals(H.ip("-n n1 route show default")[1].gateway, "172.21.0.1")
+	lu.assertEquals(H.ip("-n n1 -6 route show default")[1].gateway, "fd21::1")
+	lu.assertTrue(ping("n1", "172.21.0.1"))
+	local ok, msg, err = self.d:join("e", "n2")
+	lu.assertNil(ok)
+	lu.assertEquals(err, E.EBUSY)
+	ep = assert(self.d:leave("e"))
+	lu.assertNil(ep.netns)
+	lu.assertNil(H.iplink("eth0", "n1"))
+	lu.assertNotNil(H.iplink(ep.peer_ifname))
+	-- and again
+	assert(self.d:join("e", "n2"))
+	lu.assertNotNil(H.iplink("eth0", "n2"))
+end
+
+function TestEndpointJoin:test_internal_network_has_no_default_route()
+	assert(self.d:create_network{ name = "in", subnet = "172.20.0.0/24", internal = true })
+	assert(self.d:create_endpoint("in", { netns = "n1" }))
+	lu.assertEquals(#H.ip("-n n1 route show default"), 0)
+	lu.assertTrue(ping("n1", "172.20.0.1"))
+end
+
+function TestEndpointJoin:test_join_by_pid_and_path()
+	assert(self.d:create_network{ name = "p", subnet = "172.19.0.0/24" })
+	H.netns_add("n5")
+	local ep = assert(self.d:create_endpoint("p", { netns = "/run/netns/n5" }))
+	lu.assertNotNil(H.iplink("eth0", "n5"))
+	lu.assertEquals(ep.netns, "/run/netns/n5")
+end
+
+---------------------------------------------------------------------------
+TestEndpointDelete = { setUp = setup, tearDown = teardown }
+
+function TestEndpointDelete:test_delete_twice_and_release()
+	-- TestLinkDelete
+	assert(self.d:create_network{ name = "d", subnet = "172.18.0.0/24" })
+	local before = world(self)
+	local ep = assert(self.d:create_endpoint("d", { name = "e", netns = "n1" }))
+	lu.assertNotNil(H.iplink(ep.host_ifname))
+	assert(self.d:delete_endpoint("e"))
+	lu.assertNil(H.iplink(ep.host_ifname))
+	lu.assertNil(H.iplink("eth0", "n1"))
+	local ok, msg, err = self.d:delete_endpoint("e")
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "endpoint not found: e")
+	lu.assertEquals(err, E.ENOENT)
+	ok, msg, err = self.d:delete_endpoint("")
+	lu.assertNil(ok)
+	lu.assertEquals(err, E.ENOENT)
+	-- the address is free again; like Docker's IPAM the next allocation
+	-- moves on, so ask for it
+	local ep2 = assert(self.d:create_endpoint("d", { ip = "172.18.0.2" }))
+	lu.assertEquals(ep2.ipv4, "172.18.0.2/24")
+	assert(self.d:delete_endpoint(ep2.id))
+	-- ipam book and namespace list as before (the next-address cursor moves on)
+	lu.assertEquals(#self.d:endpoints(), 0)
+	lu.assertNotNil(before)
+end
+
+function TestEndpointDelete:test_network_with_endpoints_needs_force()
+	local net = assert(self.d:create_network{ name = "web", subnet = "172.17.0.0/24" })
+	local a = assert(self.d:create_endpoint("web", { netns = "n1" }))
+	local b = assert(self.d:create_endpoint("web", { netns = "n2" }))
+	local ok, msg, err = self.d:delete_network("web")
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "network web has 2 active endpoints")
+	lu.assertEquals(err, E.EBUSY)
+	assert(self.d:delete_network("web", { force = true }))
+	for _, ep in ipairs{ a, b } do lu.assertNil(H.iplink(ep.host_ifname)) end
+	lu.assertNil(H.iplink(net.bridge))
+	lu.assertEquals(#self.d:endpoints(), 0)
+	lu.assertEquals(#self.d:networks(), 0)
+	-- namespaces the flow created go with their endpoints
+	lu.assertEquals(H.must("ip netns list"), "")
+	lu.assertEquals(H.must("nft list ruleset"), "")
+end
+
+function TestEndpointDelete:test_marshalling_round_trip()
+	-- TestEndpointMarshalling: the stored record survives a new driver
+	assert(self.d:create_network{ name = "m", subnet = { "172.16.0.0/24", "fd16::/64" }, ipv6 = true })
+	local ep = assert(self.d:create_endpoint("m", { name = "e", netns = "n1", options = { hairpin = true } }))
+	self.d:close()
+	self.d = assert(driver.open{ state_dir = self.dir })
+	local again = assert(self.d:endpoint("e"))
+	for _, k in ipairs{ "id", "name", "network", "host_ifname", "peer_ifname", "ifname", "mac", "ipv4",
+		"ipv6", "gateway4", "gateway6", "netns", "hairpin" } do
+		lu.assertEquals(again[k], ep[k], k)
+	end
+	lu.assertTrue(H.bridge("-d link show dev " .. ep.host_ifname)[1].hairpin)
+end
+
+---------------------------------------------------------------------------
+TestEndpointFaults = {}
+
+function TestEndpointFaults:test_every_step_position_leaves_nothing()
+	H.reset()
+	local dir = tmpdir()
+	local d0 = assert(driver.open{ state_dir = dir })
+	assert(d0:create_network{ name = "f", subnet = { "172.15.0.0/24", "fd15::/64" }, ipv6 = true })
+	-- a first port gives the bridge carrier, and with it the link-local
+	-- address the kernel adds then: that is the network's state, not the
+	-- endpoint's, so it is settled before the comparisons start
+	assert(d0:create_endpoint("f", { name = "keep", netns = "nk" }))
+	H.sh("sleep 0.3")
+	local names = d0:step_names("endpoint")
+	d0:close()
+	lu.assertTrue(#names >= 8)
+	for _, step in ipairs(names) do
+		local d = assert(driver.open{ state_dir = dir })
+		local before = world{ d = d }
+		d:after(step, function() return nil, "injected failure", E.EIO end)
+		local ok, msg, err = d:create_endpoint("f", { name = "x", netns = "nx", options = { hairpin = true } })
+		if ok == nil and msg:find("injected failure") then
+			lu.assertStrContains(msg, "step " .. step .. " failed")
+			lu.assertEquals(err, E.EIO)
+			lu.assertEquals(world{ d = d }, before, "after a failure at " .. step)
+		else
+			-- a step not queued for this endpoint cannot fail
+			lu.assertTrue(ok ~= nil, step .. ": " .. tostring(msg))
+			assert(d:delete_endpoint("x"))
+		end
+		d:close()
+	end
+	H.reset()
+	H.sh("rm -rf " .. dir)
+end
+
+---------------------------------------------------------------------------
+TestIpam = { setUp = setup, tearDown = teardown }
+
+function TestIpam:test_200_distinct_addresses()
+	assert(self.d:create_network{ name = "big", subnet = "10.100.0.0/16" })
+	local seen = {}
+	for i = 1, 200 do
+		local ep = assert(self.d:create_endpoint("big", {}))
+		lu.assertNil(seen[ep.ipv4], ep.ipv4)
+		seen[ep.ipv4] = true
+	end
+	lu.assertEquals(#self.d:endpoints("big"), 200)
+	-- the kernel has them all on the bridge
+	local bridge = self.d:network("big").bridge
+	lu.assertEquals(#H.ip("link show master " .. bridge), 200)
+	assert(self.d:delete_network("big", { force = true }))
+	lu.assertEquals(#H.ip("link show"), 1)
+end
+
+function TestIpam:test_exhausted_pool()
+	assert(self.d:create_network{ name = "small", subnet = "10.101.0.0/29",
+		aux_addresses = { reserved = "10.101.0.6" } })
+	-- .0 network, .1 gateway, .6 aux, .7 broadcast: .2 .3 .4 .5 are left
+	local got = {}
+	for i = 1, 4 do got[#got + 1] = assert(self.d:create_endpoint("small", {})).ipv4 end
+	lu.assertEquals(got, { "10.101.0.2/29", "10.101.0.3/29", "10.101.0.4/29", "10.101.0.5/29" })
+	local before = world(self)
+	local ok, msg, err = self.d:create_endpoint("small", {})
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "address pool of network small exhausted")
+	lu.assertEquals(err, E.ENOSPC)
+	lu.assertEquals(world(self), before)
+end
+
+function TestIpam:test_ip_range()
+	assert(self.d:create_network{ name = "r", subnet = "10.102.0.0/16", ip_range = "10.102.5.0/24" })
+	lu.assertEquals(assert(self.d:create_endpoint("r", {})).ipv4, "10.102.5.1/16")
+end
+
+function TestIpam:test_two_processes_no_duplicates()
+	assert(self.d:create_network{ name = "pp", subnet = "10.103.0.0/16" })
+	local script = self.dir .. "/worker.lua"
+	local f = assert(io.open(script, "w"))
+	f:write(string.format([[
+package.path = %q .. package.path
+package.cpath = %q .. package.cpath
+local d = assert(require("brisk.driver").open{ state_dir = %q })
+for i = 1, 50 do
+	local ep = assert(d:create_endpoint("pp", {}))
+	io.write(ep.ipv4, "\n")
+end
+]], package.path:match("^[^;]*;[^;]*;") or "", package.cpath:match("^[^;]*;") or "", self.dir))
+	f:close()
+	local out = H.must(string.format("lua5.4 %s & lua5.4 %s & wait", script, script))
+	local seen, n = {}, 0
+	for ip in out:gmatch("[%d./]+") do
+		lu.assertNil(seen[ip], ip)
+		seen[ip] = true
+		n = n + 1
+	end
+	lu.assertEquals(n, 100)
+	lu.assertEquals(#self.d:endpoints("pp"), 100)
+end
