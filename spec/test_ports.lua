@@ -41,6 +41,11 @@ function TestPortsParse:test_valid_specs()
 		  { proto = "tcp", host_port = 9000, host_port_end = 9005, container_port = 90 } },
 		{ { host_port = 9000, host_port_end = 9000, container_port = 90 },
 		  { proto = "tcp", host_port = 9000, container_port = 90 } },
+		{ "8000-8001:80-81", { proto = "tcp", host_port = 8000, host_port_end = 8001, container_port = 80,
+		  container_port_end = 81 } },
+		{ "80-82/udp", { proto = "udp", host_port = 0, container_port = 80, container_port_end = 82 } },
+		{ { container_port = 80, container_port_end = 81, host_port = 9000, host_port_end = 9001 },
+		  { proto = "tcp", host_port = 9000, host_port_end = 9001, container_port = 80, container_port_end = 81 } },
 	}
 	for _, c in ipairs(cases) do
 		local r, msg = ports.parse(c[1])
@@ -63,7 +68,11 @@ function TestPortsParse:test_invalid_specs()
 		{ ":8080:80", "invalid IP address" },
 		{ "8010-8000:80", "range end below its start" },
 		{ "0-10:80", "cannot start at 0" },
-		{ "8000-8010:80-90", "container port ranges are not supported" },
+		{ "8000-8010:80-85", "invalid ranges specified for container and host Ports: 80-85 and 8000-8010" },
+		{ "8080:80-81", "invalid ranges specified for container and host Ports: 80-81 and 8080" },
+		{ "8000-8001:81-80", "invalid containerPort: 81-80 (range end below its start)" },
+		{ { container_port = 80, container_port_end = 81, host_port = 9000 }, "invalid ranges specified" },
+		{ { container_port = 0 }, "invalid containerPort: 0" },
 		{ "8080:", "no port specified" },
 		{ "", "no port specified" },
 		{ "+80:80", "invalid hostPort: +80" },
@@ -169,6 +178,18 @@ function TestPortsPublish:test_fixed_and_allocated_ports()
 	-- the network as the firewall sees it, the endpoint by id
 	lu.assertEquals(r.ops[1].args[2].bridge, NET.bridge)
 	lu.assertEquals(r.ops[1].args[3], { id = e.id })
+end
+
+function TestPortsPublish:test_container_ranges()
+	local r = handle.recorder(self.h)
+	local e = ep({ ports = { "8000-8001:80-81", "90-91/udp" } })
+	lu.assertTrue(ports.publish(r, e, { network = NET, driver = fake_driver({}) }))
+	lu.assertEquals(recorded(r), {
+		"port_add tcp *:8000 -> 172.30.0.2:80",
+		"port_add tcp *:8001 -> 172.30.0.2:81",
+		"port_add udp *:40000 -> 172.30.0.2:90",
+		"port_add udp *:40001 -> 172.30.0.2:91",
+	})
 end
 
 function TestPortsPublish:test_allocation_skips_stored_bindings()

@@ -7,7 +7,7 @@
 -- host port chosen and the container address filled in:
 --
 --     request  {proto=, host_ip=nil|"0.0.0.0"|"::"|addr, host_port=0..65535,
---               host_port_end=nil|n, container_port=}
+--               host_port_end=nil|n, container_port=, container_port_end=nil|n}
 --     binding  {proto=, host_ip=nil|addr, host_port=, container_ip=, container_port=}
 --
 -- A binding's host_ip is nil for "every address of the family" (the family
@@ -70,11 +70,18 @@ local function host_ip(s)
 end
 
 -- Check the fields of a request and build it; nil, msg on bad input.
-local function request(proto, hip, hport, hport_end, cport)
+-- A container port range maps port by port onto a host range of the same
+-- size, or onto allocated host ports when no host port is given (Docker).
+local function request(proto, hip, hport, hport_end, cport, cport_end)
 	proto = proto:lower()
 	if not PROTOS[proto] then return nil, "invalid proto: " .. proto .. " (tcp, udp or sctp)" end
 	if cport == 0 then return nil, "invalid containerPort: 0 (1-65535)" end
-	local r = { proto = proto, host_port = hport, host_port_end = hport_end, container_port = cport }
+	if cport_end and hport ~= 0 and (hport_end or hport) - hport ~= cport_end - cport then
+		return nil, string.format("invalid ranges specified for container and host Ports: %d-%d and %d%s",
+			cport, cport_end, hport, hport_end and ("-" .. hport_end) or "")
+	end
+	local r = { proto = proto, host_port = hport, host_port_end = hport_end, container_port = cport,
+		container_port_end = cport_end }
 	if hip then
 		local ip, msg = host_ip(hip)
 		if not ip then return nil, msg end
@@ -111,20 +118,39 @@ local function parse_string(s)
 	if cport == "" then return nil, "no port specified: " .. s .. "<empty>" end
 	local c, cend = port_range(cport)
 	if not c then return nil, string.format("invalid containerPort: %s (%s)", cport, cend) end
-	if cend then
-		return nil, string.format("invalid containerPort: %s (container port ranges are not supported)", cport)
-	end
 	local h, hend = 0, nil
 	if hport ~= "" then
 		h, hend = port_range(hport)
 		if not h then return nil, string.format("invalid hostPort: %s (%s)", hport, hend) end
 	end
-	return request(proto, ip, h, hend, c)
+	return request(proto, ip, h, hend, c, cend)
 end
 
 local TABLE_KEYS = {
 	proto = true, host_ip = true, host_port = true, host_port_end = true, container_port = true,
+	container_port_end = true,
 }
+
+-- A table's first..last port pair: `first` required unless `zero_ok`
+-- (then 0 when absent); nil, msg when bad.
+local function table_range(t, fk, lk, what, zero_ok)
+	local first = 0
+	if t[fk] == nil and not zero_ok then return nil, "no port specified: " .. fk .. " is required" end
+	if t[fk] ~= nil then
+		first = port_number(t[fk])
+		if not first or (first == 0 and not zero_ok) then
+			return nil, string.format("invalid %s: %s (%s-65535)", what, tostring(t[fk]), zero_ok and 0 or 1)
+		end
+	end
+	if t[lk] == nil then return first end
+	local last = port_number(t[lk])
+	if not last then return nil, string.format("invalid %s: %s (0-65535)", what, tostring(t[lk])) end
+	if first == 0 then return nil, string.format("invalid %s: 0-%d (a range cannot start at 0)", what, last) end
+	if last < first then
+		return nil, string.format("invalid %s: %d-%d (range end below its start)", what, first, last)
+	end
+	return first, last > first and last or nil
+end
 
 local function parse_table(t)
 	for k in pairs(t) do
@@ -137,38 +163,23 @@ local function parse_table(t)
 	if t.host_ip ~= nil and type(t.host_ip) ~= "string" then
 		return nil, "invalid IP address: " .. tostring(t.host_ip) .. " (a string)"
 	end
-	if t.container_port == nil then return nil, "no port specified: container_port is required" end
-	local c = port_number(t.container_port)
-	if not c then return nil, "invalid containerPort: " .. tostring(t.container_port) .. " (1-65535)" end
-	local h = 0
-	if t.host_port ~= nil then
-		h = port_number(t.host_port)
-		if not h then return nil, "invalid hostPort: " .. tostring(t.host_port) .. " (0-65535)" end
-	end
-	local hend
-	if t.host_port_end ~= nil then
-		hend = port_number(t.host_port_end)
-		if not hend then return nil, "invalid hostPort: " .. tostring(t.host_port_end) .. " (0-65535)" end
-		if t.host_port == nil or h == 0 then
-			return nil, string.format("invalid hostPort: 0-%d (a range cannot start at 0)", hend)
-		end
-		if hend < h then
-			return nil, string.format("invalid hostPort: %d-%d (range end below its start)", h, hend)
-		end
-		if hend == h then hend = nil end
-	end
-	return request(proto, t.host_ip, h, hend, c)
+	local c, cend = table_range(t, "container_port", "container_port_end", "containerPort", false)
+	if not c then return nil, cend end
+	local h, hend = table_range(t, "host_port", "host_port_end", "hostPort", true)
+	if not h then return nil, hend end
+	return request(proto, t.host_ip, h, hend, c, cend)
 end
 
 --- Parse one port publication.
 -- @param spec a string, "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]"
 --   ("8080:80", "127.0.0.1:8080:80/udp", "[::1]:8080:80", "0:80",
---   "8000-8010:80", "127.0.0.1::80", "80"), or a table {proto=, host_ip=,
---   host_port=, host_port_end=, container_port=} (ports as integers or
---   digit strings)
+--   "8000-8010:80", "127.0.0.1::80", "80", "8000-8001:80-81"), or a table
+--   {proto=, host_ip=, host_port=, host_port_end=, container_port=,
+--   container_port_end=} (ports as integers or digit strings)
 -- @return request {proto=, host_ip=nil|canonical text, host_port=0..65535
---   (0: allocate), host_port_end=nil|n (a range to allocate from),
---   container_port=}
+--   (0: allocate), host_port_end=nil|n (a range to allocate from, or the
+--   host side of a container range), container_port=,
+--   container_port_end=nil|n (a range, mapped port by port)}
 -- @return[2] nil, msg (Docker's wording: "invalid hostPort: 70000 (...)",
 --   "invalid proto: icmp (...)", "invalid IP address: 1.2.3", ...)
 -- @raise when spec is neither a string nor a table
@@ -302,7 +313,7 @@ local function fw_net(net)
 	return require("brisk.driver").fw_net(net)
 end
 
---- The bindings of every stored endpoint except `ep`.
+-- The bindings of every stored endpoint except `ep`.
 local function stored_bindings(ctx, ep)
 	local taken = {}
 	local d = ctx.driver
@@ -314,6 +325,22 @@ local function stored_bindings(ctx, ep)
 		end
 	end
 	return taken
+end
+
+-- Container port ranges as one request per port.
+local function expand(reqs)
+	local out = {}
+	for _, r in ipairs(reqs) do
+		if not r.container_port_end then
+			out[#out + 1] = r
+		else
+			for i = 0, r.container_port_end - r.container_port do
+				out[#out + 1] = { proto = r.proto, host_ip = r.host_ip, container_port = r.container_port + i,
+					host_port = r.host_port ~= 0 and r.host_port + i or 0 }
+			end
+		end
+	end
+	return out
 end
 
 --- The endpoint step "publish_ports": allocate host ports and add each
@@ -336,7 +363,7 @@ function M.publish(h, ep, ctx)
 	local fwnet = fw_net(ctx.network)
 	local taken = stored_bindings(ctx, ep)
 	local out = {}
-	for _, req in ipairs(reqs) do
+	for _, req in ipairs(expand(reqs)) do
 		local list, err
 		list, msg, err = wanted(req, ep, fwnet)
 		if not list then return nil, msg, err end
