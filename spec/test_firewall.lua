@@ -242,6 +242,14 @@ function TestFirewall:test_prefixes_as_nft_prints_them()
 	lu.assertEquals(f("2001:db8:0:1:0:0:0:0/64", 6), "2001:db8:0:1::/64")
 	lu.assertEquals(f("1:2:3:4:5:6:0:8/128", 6), "1:2:3:4:5:6:0:8")
 	lu.assertEquals(f("::ffff:1.2.3.4/128", 6), "::ffff:1.2.3.4")
+	-- glibc's inet_ntop (what nft prints) keeps IPv4-compatible tails dotted
+	lu.assertEquals(f("::1.2.3.4/128", 6), "::1.2.3.4")
+	lu.assertEquals(f("::2:3/128", 6), "::0.2.0.3")
+	lu.assertEquals(f("::1/128", 6), "::1")
+	lu.assertEquals(f("::/96", 6), "::/96")
+	lu.assertErrorMsgContains("invalid IPv4 prefix", function() f("0.0.0.0/0", 4) end)
+	lu.assertErrorMsgContains("invalid IPv4 prefix", function() f("fd00::/64", 4) end)
+	lu.assertErrorMsgContains("invalid IPv6 prefix", function() f("10.0.0.0/8", 6) end)
 end
 
 -- What network_add sends: one script, the setup only when brisk's objects

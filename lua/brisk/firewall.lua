@@ -48,6 +48,8 @@
 -- <proto> <hostip|*>:<hostport> <what>" per published port. Deletion finds
 -- rules by comment and deletes them by handle, in one transaction.
 local cjson = require "cjson"
+local ipnet = require "brisk.ipnet"
+local schema = require "brisk.schema"
 
 local M = {}
 
@@ -58,127 +60,30 @@ local TB = "bridge brisk"
 
 -- --- addresses -----------------------------------------------------------
 
-local function parse_v4(s)
-	local t = {}
-	for part in (s .. "."):gmatch("([^.]*)%.") do
-		-- decimal only, no leading zeros (inet_pton's rule)
-		if not part:match("^%d%d?%d?$") or (#part > 1 and part:sub(1, 1) == "0") then return nil end
-		local v = tonumber(part)
-		if v > 255 then return nil end
-		t[#t + 1] = v
+-- nft prints addresses with glibc's inet_ntop: RFC 5952 text (brisk.ipnet)
+-- except that an IPv4-compatible address (::a.b.c.d, a.b not 0.0) keeps a
+-- dotted tail.
+local function nft_text(a)
+	local b = a.bytes
+	if a.family == 6 and b:sub(1, 12) == ("\0"):rep(12) and b:sub(13, 14) ~= "\0\0" then
+		return string.format("::%d.%d.%d.%d", b:byte(13, 16))
 	end
-	if #t ~= 4 then return nil end
-	return t
+	return ipnet.format(ipnet.addr(a))
 end
 
-local function parse_v6(s)
-	if s:find("[^%x:%.]") then return nil end
-	local head, tail = s, nil
-	local dc = s:find("::", 1, true)
-	if dc then
-		head, tail = s:sub(1, dc - 1), s:sub(dc + 2)
-		if tail:find("::", 1, true) then return nil end
-	end
-	local function groups(part, allow_v4)
-		local g = {}
-		if part == "" then return g end
-		local fields = {}
-		for f in (part .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = f end
-		for i, f in ipairs(fields) do
-			if f:find(".", 1, true) then
-				if not allow_v4 or i ~= #fields then return nil end
-				local v4 = parse_v4(f)
-				if not v4 then return nil end
-				g[#g + 1] = v4[1] * 256 + v4[2]
-				g[#g + 1] = v4[3] * 256 + v4[4]
-			else
-				if not f:match("^%x%x?%x?%x?$") then return nil end
-				g[#g + 1] = tonumber(f, 16)
-			end
-		end
-		return g
-	end
-	local h = groups(head, not dc)
-	local t = dc and groups(tail, true) or {}
-	if not h or not t then return nil end
-	local out = {}
-	if dc then
-		local fill = 8 - #h - #t
-		if fill < 1 then return nil end
-		for _, v in ipairs(h) do out[#out + 1] = v end
-		for _ = 1, fill do out[#out + 1] = 0 end
-		for _, v in ipairs(t) do out[#out + 1] = v end
-	else
-		if #h ~= 8 then return nil end
-		out = h
-	end
-	return out
-end
-
--- As glibc's inet_ntop prints it (what nft lists): the longest run of two or
--- more zero groups becomes "::" (the first on a tie); ::a.b.c.d and
--- ::ffff:a.b.c.d keep a dotted tail.
-local function format_v6(g)
-	local best, blen, i = nil, 0, 1
-	while i <= 8 do
-		if g[i] == 0 then
-			local j = i
-			while j <= 8 and g[j] == 0 do j = j + 1 end
-			if j - i > blen then best, blen = i, j - i end
-			i = j
-		else
-			i = i + 1
-		end
-	end
-	if blen < 2 then best = nil end
-	local dotted = best == 1 and (blen == 6 or (blen == 5 and g[6] == 0xffff))
-	local parts, k = {}, 1
-	local last = dotted and 6 or 8
-	while k <= last do
-		if k == best then
-			parts[#parts + 1] = (k == 1) and ":" or ""
-			k = k + blen
-			if k > last then parts[#parts + 1] = "" end
-		else
-			parts[#parts + 1] = string.format("%x", g[k])
-			k = k + 1
-		end
-	end
-	local s = table.concat(parts, ":")
-	if dotted then
-		s = s .. (s:sub(-1) == ":" and "" or ":") ..
-			string.format("%d.%d.%d.%d", g[7] >> 8, g[7] & 255, g[8] >> 8, g[8] & 255)
-	end
-	return s
-end
-
--- Parse "addr/plen", mask the host bits; returns the text nft prints.
+-- Parse "addr/plen" of `family`, mask the host bits; returns the text nft
+-- prints (no "/32" or "/128").
 local function parse_prefix(s, family, what, level)
 	if type(s) ~= "string" then
 		error(string.format("%s must be a string (got %s)", what, type(s)), level)
 	end
-	local addr, plen = s:match("^([^/]+)/(%d+)$")
-	plen = tonumber(plen)
-	if family == 4 then
-		local a = addr and parse_v4(addr)
-		if not a or plen < 1 or plen > 32 then
-			error(string.format("%s: invalid IPv4 prefix '%s'", what, s), level)
-		end
-		local v = ((a[1] << 24) | (a[2] << 16) | (a[3] << 8) | a[4])
-		v = v & ((0xffffffff << (32 - plen)) & 0xffffffff)
-		local txt = string.format("%d.%d.%d.%d", v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255)
-		return plen == 32 and txt or (txt .. "/" .. plen)
+	local _, net = ipnet.parse_cidr(s)
+	local bits = family == 4 and 32 or 128
+	if not net or net.family ~= family or net.plen < 1 then
+		error(string.format("%s: invalid IPv%d prefix '%s'", what, family, s), level)
 	end
-	local g = addr and parse_v6(addr)
-	if not g or plen < 1 or plen > 128 then
-		error(string.format("%s: invalid IPv6 prefix '%s'", what, s), level)
-	end
-	for i = 1, 8 do
-		local keep = math.max(0, math.min(16, plen - (i - 1) * 16))
-		g[i] = g[i] & ((0xffff << (16 - keep)) & 0xffff)
-	end
-	local txt = format_v6(g)
-	return plen == 128 and txt or (txt .. "/" .. plen)
+	local txt = nft_text(net)
+	return net.plen == bits and txt or (txt .. "/" .. net.plen)
 end
 
 -- An address of either family: returns family (4|6), the text nft prints.
@@ -186,44 +91,21 @@ local function parse_addr(s, what, level)
 	if type(s) ~= "string" then
 		error(string.format("%s must be an address string (got %s)", what, type(s)), level)
 	end
-	local v4 = parse_v4(s)
-	if v4 then return 4, table.concat(v4, ".") end
-	local v6 = parse_v6(s)
-	if v6 then return 6, format_v6(v6) end
-	error(string.format("%s: invalid address '%s'", what, s), level)
+	local a = ipnet.parse_ip(s)
+	if not a then error(string.format("%s: invalid address '%s'", what, s), level) end
+	return a.family, nft_text(a)
 end
 
 -- --- arguments -----------------------------------------------------------
 
-local function distance(a, b)
-	local prev = {}
-	for j = 0, #b do prev[j] = j end
-	for i = 1, #a do
-		local cur = { [0] = i }
-		for j = 1, #b do
-			local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-			cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-		end
-		prev = cur
-	end
-	return prev[#b]
-end
-
-local function check_keys(t, what, schema, level)
-	local names = {}
-	for name in pairs(schema) do names[#names + 1] = name end
-	table.sort(names)
+local function check_keys(t, what, fields, level)
 	for k in pairs(t) do
-		if schema[k] == nil then
-			local hint, best = "", 3
-			for _, name in ipairs(names) do
-				local d = distance(tostring(k), name)
-				if d < best then best, hint = d, string.format(" (did you mean '%s'?)", name) end
-			end
-			error(string.format("%s: unknown field '%s'%s", what, tostring(k), hint), level + 1)
+		if fields[k] == nil then
+			error(string.format("%s: unknown field '%s'%s", what, tostring(k),
+				schema.suggest(tostring(k), fields)), level + 1)
 		end
 	end
-	for k, ty in pairs(schema) do
+	for k, ty in pairs(fields) do
 		local v = t[k]
 		if v ~= nil and type(v) ~= ty then
 			error(string.format("%s: field '%s' must be a %s (got %s)", what, k, ty, type(v)), level + 1)
@@ -312,6 +194,15 @@ local function check_ep(ep, level)
 		error("ep must be an endpoint id (1-64 of A-Z a-z 0-9 _ . -) or a table with one", level + 1)
 	end
 	return id
+end
+
+-- port_add's and port_del's arguments: the network, the endpoint id, the
+-- mapping, and "bridge proto/port" for messages.
+local function check_port_args(net, ep, mapping, level)
+	local n = check_net(net, level + 1)
+	local epid = check_ep(ep, level + 1)
+	local p = check_mapping(mapping, level + 1)
+	return n, epid, p, string.format("%s %s/%d", n.bridge, p.proto, p.host_port)
 end
 
 -- --- rule text ----------------------------------------------------------
@@ -537,6 +428,34 @@ local function drop_element(s, e)
 	s[#s + 1] = string.format("delete element %s %s { %s }", e[1], e[2], e[3])
 end
 
+-- Whether a rule's or element's comment starts with one of `tags`.
+local function tagged(comment, tags)
+	if type(comment) ~= "string" then return false end
+	for _, tag in ipairs(tags) do
+		if comment:sub(1, #tag) == tag then return true end
+	end
+	return false
+end
+
+-- Append to `s` the deletion (by handle) of every rule of the JSON
+-- listing `objs` tagged with one of `tags`.
+local function delete_tagged_rules(s, objs, tags)
+	for _, o in ipairs(objs) do
+		local r = o.rule
+		if r and tagged(r.comment, tags) then
+			s[#s + 1] = string.format("delete rule %s %s handle %d", T, r.chain, math.tointeger(r.handle))
+		end
+	end
+end
+
+-- Send the lines `s` as one transaction through `send` (run, or
+-- run_with_setup bound to run); true, or the failure of `op` on `what`.
+local function transact(send, s, op, what)
+	local out, msg, err = send(table.concat(s, "\n") .. "\n")
+	if not out then return fail(op, what, msg, err) end
+	return true
+end
+
 -- --- the API ---------------------------------------------------------------
 
 --- Program a network's firewall (libnetwork setupIP4Tables/setupIP6Tables
@@ -562,9 +481,7 @@ function M.network_add(run, net)
 	for _, r in ipairs(net_rules(n)) do
 		s[#s + 1] = string.format("add rule %s %s %s", T, r[1], r[2])
 	end
-	local out, msg, err = run_with_setup(run, table.concat(s, "\n") .. "\n")
-	if not out then return fail("network_add", n.bridge, msg, err) end
-	return true
+	return transact(function(script) return run_with_setup(run, script) end, s, "network_add", n.bridge)
 end
 
 --- Remove a network's rules, its set elements and its published ports, in
@@ -581,19 +498,15 @@ function M.network_del(run, net)
 	if objs == false then return true end
 	local ntag, ptag = net_tag(n), "brisk port " .. n.bridge .. " "
 	local s, others = {}, 0
+	delete_tagged_rules(s, objs, { ntag, ptag })
 	for _, o in ipairs(objs) do
-		local r = o.rule
-		if r and type(r.comment) == "string" and
-			(r.comment:sub(1, #ntag) == ntag or r.comment:sub(1, #ptag) == ptag) then
-			s[#s + 1] = string.format("delete rule %s %s handle %d", T, r.chain, math.tointeger(r.handle))
-		end
 		local set = o.set
 		if set and type(set.elem) == "table" then
 			for _, e in ipairs(set.elem) do
 				local key, c = elem_key(e), elem_comment(e)
 				if set.name == "brisk_bridges" and key ~= n.bridge then
 					others = others + 1
-				elseif set.name:match("^host_ports") and c and c:sub(1, #ptag) == ptag then
+				elseif set.name:match("^host_ports") and tagged(c, { ptag }) then
 					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, key)
 				end
 			end
@@ -611,10 +524,7 @@ function M.network_del(run, net)
 		if n.subnet4 then drop_element(s, { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 }) end
 		if n.subnet6 then drop_element(s, { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 }) end
 	end
-	local out
-	out, msg, err = run(table.concat(s, "\n") .. "\n")
-	if not out then return fail("network_del", n.bridge, msg, err) end
-	return true
+	return transact(run, s, "network_del", n.bridge)
 end
 
 --- Publish a port (libnetwork allocatePort's forwarding rules): DNAT in
@@ -631,10 +541,7 @@ end
 --   there; EINVAL for an internal network). It does not check that this
 --   network was added: that is the caller's flow.
 function M.port_add(run, net, ep, mapping)
-	local n = check_net(net, 2)
-	local epid = check_ep(ep, 2)
-	local p = check_mapping(mapping, 2)
-	local what = string.format("%s %s/%d", n.bridge, p.proto, p.host_port)
+	local n, epid, p, what = check_port_args(net, ep, mapping, 2)
 	if n.internal then
 		return fail("port_add", what, "network is internal: no published ports", EINVAL)
 	end
@@ -650,9 +557,7 @@ function M.port_add(run, net, ep, mapping)
 	for _, r in ipairs(port_rules(n, epid, p)) do
 		s[#s + 1] = string.format("add rule %s %s %s", T, r[1], r[2])
 	end
-	local out, msg, err = run(table.concat(s, "\n") .. "\n")
-	if not out then return fail("port_add", what, msg, err) end
-	return true
+	return transact(run, s, "port_add", what)
 end
 
 --- Unpublish a port: deletes the rules port_add made (found by comment,
@@ -661,26 +566,15 @@ end
 -- @return true
 -- @return[2] nil, "firewall port_del ...: <error>", errno
 function M.port_del(run, net, ep, mapping)
-	local n = check_net(net, 2)
-	local epid = check_ep(ep, 2)
-	local p = check_mapping(mapping, 2)
-	local what = string.format("%s %s/%d", n.bridge, p.proto, p.host_port)
+	local n, epid, p, what = check_port_args(net, ep, mapping, 2)
 	local objs, msg, err = list_json(run, T)
 	if objs == nil then return fail("port_del", what, msg, err) end
 	if objs == false then return true end
 	local tag = port_tag(n, epid, p)
 	local s = {}
-	for _, o in ipairs(objs) do
-		local r = o.rule
-		if r and type(r.comment) == "string" and r.comment:sub(1, #tag) == tag then
-			s[#s + 1] = string.format("delete rule %s %s handle %d", T, r.chain, math.tointeger(r.handle))
-		end
-	end
+	delete_tagged_rules(s, objs, { tag })
 	drop_element(s, port_element(p))
-	local out
-	out, msg, err = run(table.concat(s, "\n") .. "\n")
-	if not out then return fail("port_del", what, msg, err) end
-	return true
+	return transact(run, s, "port_del", what)
 end
 
 --- Make brisk's tables, sets and chains, and rewrite the constant rules
@@ -888,6 +782,12 @@ function M.restore_forwarding(sysctl_set, old)
 	if first then return nil, "firewall restore_forwarding: " .. tostring(first[1]), first[2] end
 	return true
 end
+
+--- The endpoint steps for published ports, as the endpoint flow calls them
+-- (`ctx.firewall.publish_ports(h, ep, ctx)`): brisk.ports.publish and
+-- brisk.ports.unpublish (loaded on first use).
+function M.publish_ports(h, ep, ctx) return require("brisk.ports").publish(h, ep, ctx) end
+function M.unpublish_ports(h, ep, ctx) return require("brisk.ports").unpublish(h, ep, ctx) end
 
 -- For tests and the REPL: the setup script as it would be sent.
 M.setup_script = setup_script
