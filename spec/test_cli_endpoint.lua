@@ -366,7 +366,7 @@ function TestCliEndpointErrors:test_usage_errors_exit_2()
 	fails(self, "endpoint create --nets h1 n1", 2, "did you mean '--netns'?")
 	fails(self, "endpoint create --ifname eth3 n1", 2, "--ifname needs --netns")
 	fails(self, "endpoint create -o hairpin n1", 2, "flag --opt: 'hairpin' is not KEY=VALUE")
-	fails(self, "endpoint create -p 80:80/icmp n1", 2, "protocol must be tcp, udp or sctp")
+	fails(self, "endpoint create -p 80:80/icmp n1", 2, "invalid proto: icmp")
 	fails(self, "endpoint create -p 1:2:3:4 n1", 2, "invalid port specification '1:2:3:4'")
 	fails(self, "endpoint create -p 8080:70000 n1", 2, "bad port")
 	fails(self, "endpoint create -p 80 n1", 2, "a host port is needed")
@@ -450,19 +450,13 @@ function TestCliEndpointModule:test_no_globals()
 end
 
 function TestCliEndpointModule:test_parse_publish()
+	-- the flag takes what brisk.ports takes (its own spec has the full table)
 	local parse = require("brisk.cli.endpoint").parse_publish
 	lu.assertEquals(parse("8080:80"), { { proto = "tcp", host_port = 8080, container_port = 80 } })
-	lu.assertEquals(parse("8080:80/udp"), { { proto = "udp", host_port = 8080, container_port = 80 } })
-	lu.assertEquals(parse("127.0.0.1:8080:80"),
-		{ { proto = "tcp", host_ip = "127.0.0.1", host_port = 8080, container_port = 80 } })
-	lu.assertEquals(parse("[::1]:8080:80/sctp"),
-		{ { proto = "sctp", host_ip = "::1", host_port = 8080, container_port = 80 } })
-	lu.assertEquals(parse("8000-8001:80-81"), {
-		{ proto = "tcp", host_port = 8000, container_port = 80 },
-		{ proto = "tcp", host_port = 8001, container_port = 81 },
-	})
-	for _, bad in ipairs{ "", "80", "127.0.0.1::80", "0:80", "8080:65536", "80:80/icmp", "a:80",
-		"1:2:3:4", "8000-8001:80-83", "8000-8010:80", "300.1.1.1:80:80", "[::1]80", "81-80:81-80" } do
+	lu.assertEquals(parse("127.0.0.1:8080:80/udp"),
+		{ { proto = "udp", host_ip = "127.0.0.1", host_port = 8080, container_port = 80 } })
+	lu.assertEquals(parse("0:80")[1].host_port, 0)
+	for _, bad in ipairs{ "", "8080:65536", "80:80/icmp", "a:80", "1:2:3:4", "300.1.1.1:80:80", "[::1]80" } do
 		local p, msg = parse(bad)
 		lu.assertNil(p, bad)
 		lu.assertStrContains(msg, "invalid port specification '" .. bad .. "'")

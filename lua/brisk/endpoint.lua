@@ -247,6 +247,12 @@ local function resolve_endpoint(self, net, spec)
 		gateway4 = not net.inhibit_ipv4 and net.gateway4 or net.gateway4,
 		host_ifname = veth_name(), generated_names = true,
 	}
+	if spec.publish ~= nil then
+		if not self.fw then return fail("publishing ports needs the firewall") end
+		local reqs, pmsg = require("brisk.ports").parse_list(spec.publish)
+		if not reqs then return fail(pmsg) end
+		ep.ports = reqs
+	end
 	-- addresses: given or allocated
 	local v4
 	if spec.ip ~= nil then
@@ -299,7 +305,6 @@ local function resolve_endpoint(self, net, spec)
 			#spec.ifname > 15 and errno.ENAMETOOLONG or errno.EINVAL) end
 		ep.ifname = spec.ifname
 	end
-	ep.ports = spec.publish
 	return ep
 end
 

@@ -43,54 +43,9 @@ end
 -- @return array of `{proto=, host_ip=|nil, host_port=, container_port=}`
 -- @return[2] nil, msg
 local function parse_publish(s)
-	local bad = "invalid port specification '" .. s .. "'"
-	local rest, proto = s:match("^(.*)/(%a+)$")
-	if rest then
-		if proto ~= "tcp" and proto ~= "udp" and proto ~= "sctp" then
-			return nil, bad .. " (protocol must be tcp, udp or sctp)"
-		end
-	else
-		rest, proto = s, "tcp"
-	end
-	local ip, hostport, port
-	local v6, after = rest:match("^%[([^%]]+)%]:(.*)$")
-	if v6 then
-		ip = v6
-		hostport, port = after:match("^([^:]*):([^:]+)$")
-		if not hostport then return nil, bad end
-	else
-		local parts = {}
-		for p in (rest .. ":"):gmatch("([^:]*):") do parts[#parts + 1] = p end
-		if #parts == 1 then
-			port = parts[1]
-		elseif #parts == 2 then
-			hostport, port = parts[1], parts[2]
-		elseif #parts == 3 then
-			ip, hostport, port = parts[1], parts[2], parts[3]
-		else
-			return nil, bad
-		end
-	end
-	local p1, p2 = port_range(port or "")
-	if not p1 then return nil, bad .. " (bad port '" .. tostring(port) .. "')" end
-	local host_ip
-	if ip and ip ~= "" then
-		local ipnet = require "brisk.ipnet"
-		local a = ipnet.parse_ip(ip)
-		if not a then return nil, bad .. " (bad host address '" .. ip .. "')" end
-		host_ip = ipnet.format(a)
-	end
-	if not hostport or hostport == "" then
-		return nil, bad .. " (a host port is needed: brisk does not pick one)"
-	end
-	local h1, h2 = port_range(hostport)
-	if not h1 then return nil, bad .. " (bad host port '" .. hostport .. "')" end
-	if h2 - h1 ~= p2 - p1 then return nil, bad .. " (port ranges differ in size)" end
-	local out = {}
-	for i = 0, p2 - p1 do
-		out[#out + 1] = { proto = proto, host_ip = host_ip, host_port = h1 + i, container_port = p1 + i }
-	end
-	return out
+	local r, m = require("brisk.ports").parse(s)
+	if not r then return nil, "invalid port specification '" .. s .. "' (" .. m .. ")" end
+	return { r }
 end
 
 local function definition(o, cmd)
