@@ -150,6 +150,11 @@ local function in_sandbox(ep, ctx) return ctx.sandbox ~= nil end
 
 function M.default_endpoint_steps()
 	return {
+		-- first: the host ports are chosen (and a taken one refused) before
+		-- anything else changes; the rules need only the addresses
+		{ name = "publish_ports", firewall = true,
+		  when = function(ep, ctx) return ctx.firewall ~= nil and ep.ports ~= nil and #ep.ports > 0 end,
+		  run = function(h, ep, ctx) return ctx.firewall.publish_ports(h, ep, ctx) end },
 		{ name = "create_veth", run = steps.create_veth, when = function() return true end },
 		{ name = "add_to_bridge", run = steps.add_to_bridge, when = function() return true end },
 		{ name = "set_hairpin", run = steps.set_hairpin, when = function(ep) return ep.hairpin end },
@@ -162,9 +167,6 @@ function M.default_endpoint_steps()
 		{ name = "sandbox_addresses", run = sandbox_step(steps.sandbox_addresses), when = in_sandbox },
 		{ name = "sandbox_up", run = sandbox_step(steps.sandbox_up), when = in_sandbox },
 		{ name = "sandbox_routes", run = sandbox_step(steps.sandbox_routes), when = in_sandbox },
-		{ name = "publish_ports", firewall = true,
-		  when = function(ep, ctx) return ctx.firewall ~= nil and ep.ports and #ep.ports > 0 end,
-		  run = function(h, ep, ctx) return ctx.firewall.publish_ports(h, ep, ctx) end },
 	}
 end
 
