@@ -573,6 +573,7 @@ end
 function D:plan_resolved(net)
 	local r = handle.recorder(self.h)
 	local ctx = new_ctx(self, net, r)
+	ctx.plan = true
 	local plan = { network = net, steps = {} }
 	local marks = {}
 	local ok, step, msg, err = run_steps(self.network_steps, r, net, ctx, function(name, skipped)

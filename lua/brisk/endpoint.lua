@@ -427,7 +427,7 @@ function D:plan_endpoint(netkey, spec)
 		ep, msg, err = resolve_endpoint(self, net, spec)
 		if not ep then return nil, msg, err end
 		local r = handle.recorder(self.h)
-		local ctx = { driver = self, firewall = self.fw, network = net, journal = r }
+		local ctx = { driver = self, firewall = self.fw, network = net, journal = r, plan = true }
 		local hs
 		if spec.netns ~= nil then
 			local ref, rmsg = sandbox_ref(spec.netns)
