@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include "brisk.h"
 
 static const struct { const char *name; brisk_open_fn open; } families[] = {
@@ -70,7 +71,22 @@ static int l_strerror(lua_State *L)
 	return 1;
 }
 
+/***
+ * Seconds from a monotonic clock (for timing; no meaning as a date).
+ * @function now
+ * @return number
+ */
+static int l_now(lua_State *L)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
+}
+
 static const luaL_Reg core_mod[] = {
+	{ "now", l_now },
 	{ "kernel_version", l_kernel_version },
 	{ "strerror", l_strerror },
 	{ NULL, NULL }

@@ -99,6 +99,8 @@ static int fsync_parent(char *dir)
  * @tparam string data
  * @tparam[opt=0600] integer mode permission bits of the new file (set with
  *   fchmod, so the umask does not apply)
+ * @tparam[opt=true] boolean sync false: skip both fsyncs (still atomic, not
+ *   yet durable; a later `syncfs` makes a whole batch durable at once)
  * @return true
  * @return[2] nil, "write <path>: <strerror>", errno (ENOENT when the
  *   directory is missing, EISDIR when path is a directory, ...)
@@ -109,6 +111,7 @@ static int l_file_write_atomic(lua_State *L)
 	const char *path = check_path(L, 1);
 	const char *data = luaL_checklstring(L, 2, &dlen);
 	mode_t mode = check_mode(L, 3, 0600);
+	int sync = lua_isnoneornil(L, 4) ? 1 : (luaL_checktype(L, 4, LUA_TBOOLEAN), lua_toboolean(L, 4));
 	const char *base, *slash;
 	char *tmp, *dir;
 	int fd, err;
@@ -126,7 +129,7 @@ static int l_file_write_atomic(lua_State *L)
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return brisk_fail(L, "write", path, errno);
-	if (fchmod(fd, mode) < 0 || write_all(fd, data, dlen) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || write_all(fd, data, dlen) < 0 || (sync && fsync(fd) < 0)) {
 		err = errno;
 		close(fd);
 		unlink(tmp);
@@ -138,7 +141,7 @@ static int l_file_write_atomic(lua_State *L)
 		return brisk_fail(L, "write", path, err);
 	}
 	memcpy(dir, path, plen + 1);
-	if (fsync_parent(dir) < 0)
+	if (sync && fsync_parent(dir) < 0)
 		return brisk_fail(L, "sync directory of", path, errno);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -406,8 +409,35 @@ static int l_random_bytes(lua_State *L)
 	return 1;
 }
 
+/***
+ * Flush the whole filesystem holding `path` to disk (syncfs(2)): one
+ * journal commit for everything written since, instead of one per file.
+ * @function syncfs
+ * @tparam string path a file or directory on that filesystem
+ * @return true
+ * @return[2] nil, "syncfs <path>: <strerror>", errno
+ */
+static int l_syncfs(lua_State *L)
+{
+	const char *path = check_path(L, 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int err;
+
+	if (fd < 0)
+		return brisk_fail(L, "syncfs", path, errno);
+	if (syncfs(fd) < 0) {
+		err = errno;
+		close(fd);
+		return brisk_fail(L, "syncfs", path, err);
+	}
+	close(fd);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static const luaL_Reg fs_mod[] = {
 	{ "file_write_atomic", l_file_write_atomic },
+	{ "syncfs", l_syncfs },
 	{ "lock", l_lock },
 	{ "mkdir_p", l_mkdir_p },
 	{ "listdir", l_listdir },

@@ -384,7 +384,8 @@ function D:create_endpoint(netkey, spec)
 			ep.netns = ref
 			ep.sandbox = type(ref) == "string" and ref:find("/") == nil and ref or
 				("/proc/self/fd/" .. hs:netns_fd())
-			ep.ifname = ep.ifname or free_ifname(hs, ep.prefix)
+			-- a namespace this flow just made has no interfaces yet
+			ep.ifname = ep.ifname or (ctx.created_netns and ep.prefix .. "0") or free_ifname(hs, ep.prefix)
 			ep.peer_ifname = ep.ifname
 		else
 			ep.peer_ifname = veth_name()

@@ -139,10 +139,16 @@ function undoers.route_replace(h, a)
 	return nil, "route_replace is not undone"
 end
 
-function undoers.sysctl_set(h, path, value)
-	local old, msg = h:sysctl_get(path)
-	if not old then return nil, msg end
-	return { op = "sysctl_set", args = { path, old } }
+-- sysctl_set returns the old value: its undo is made from the result
+-- (see `after_undoers`), with no read beforehand.
+function undoers.sysctl_set() return nil, "pending" end
+
+-- Undo records made from a call's results, for calls that return what they
+-- replaced.
+local after_undoers = {}
+
+function after_undoers.sysctl_set(result, path)
+	return { op = "sysctl_set", args = { path, result } }
 end
 
 function undoers.link_del(h, l)
@@ -211,6 +217,7 @@ function M.journal(real, log)
 		local undo, why = undoers[op](real, ...)
 		local r = pack(method(real, op)(real, ...))
 		if r[1] == nil then return table.unpack(r, 1, r.n) end
+		if after_undoers[op] then undo, why = after_undoers[op](r[1], ...), nil end
 		if op == "nft" then args = { (...) } end -- the undo script is not part of the call
 		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why }
 		return table.unpack(r, 1, r.n)
