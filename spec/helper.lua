@@ -60,19 +60,37 @@ function H.netns_del(name)
 	H.sh("ip netns del " .. name)
 end
 
---- A snapshot of the current namespace's kernel state, for "nothing changed".
+-- What changes by itself, left out of snapshots: carrier (a bridge loses
+-- it a moment after its last active port), operstate, the qdisc (attached
+-- the first time a link comes up, never detached), address lifetimes and
+-- the flags of duplicate address detection.
+local VOLATILE = { ["NO-CARRIER"] = true, LOWER_UP = true, ["M-DOWN"] = true, DORMANT = true,
+	linkdown = true }
+
+local function steady(list)
+	for _, l in ipairs(list) do
+		l.stats, l.stats64, l.operstate, l.qdisc = nil, nil, nil, nil
+		local flags = {}
+		for _, f in ipairs(type(l.flags) == "table" and l.flags or {}) do
+			if not VOLATILE[f] then flags[#flags + 1] = f end
+		end
+		l.flags = flags
+		for _, a in ipairs(l.addr_info or {}) do
+			a.tentative, a.dadfailed, a.optimistic = nil, nil, nil
+			a.preferred_life_time, a.valid_life_time = nil, nil
+		end
+	end
+	return list
+end
+
+--- A snapshot of a namespace's kernel state (links, addresses, routes of
+--- every table), for "nothing changed" checks.
 function H.snapshot(netns)
 	local pre = netns and ("-n " .. netns .. " ") or ""
-	-- the qdisc is left out: the kernel attaches one the first time a link
-	-- comes up, and taking the link down again does not detach it
-	local links = H.ip(pre .. "link show")
-	for _, l in ipairs(links) do l.stats = nil; l.stats64 = nil; l.qdisc = nil end
-	local addrs = H.ip(pre .. "addr show")
-	for _, l in ipairs(addrs) do l.qdisc = nil end
 	return cjson.encode({
-		links = links,
-		addrs = addrs,
-		routes = H.ip(pre .. "route show table all"),
+		links = steady(H.ip(pre .. "link show")),
+		addrs = steady(H.ip(pre .. "addr show")),
+		routes = steady(H.ip(pre .. "route show table all")),
 	})
 end
 

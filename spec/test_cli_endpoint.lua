@@ -56,41 +56,7 @@ end
 
 -- Every test gets a state dir and, when the kernel families are there,
 -- network n1 on bridge bre1 (10.40.0.0/24).
--- H.snapshot without what changes by itself: carrier (a bridge loses it
--- a moment after its last active port), address lifetimes, the flags of
--- duplicate address detection.
-local VOLATILE = { ["NO-CARRIER"] = true, LOWER_UP = true, ["M-DOWN"] = true, DORMANT = true,
-	linkdown = true }
-local function steady(list)
-	for _, l in ipairs(list) do
-		l.stats, l.stats64, l.operstate = nil, nil, nil
-		local flags = {}
-		for _, f in ipairs(type(l.flags) == "table" and l.flags or {}) do
-			if not VOLATILE[f] then flags[#flags + 1] = f end
-		end
-		l.flags = flags
-		for _, a in ipairs(l.addr_info or {}) do
-			a.tentative, a.dadfailed, a.optimistic = nil, nil, nil
-			a.preferred_life_time, a.valid_life_time = nil, nil
-		end
-	end
-	return list
-end
-
-local function snapshot(netns)
-	local pre = netns and ("-n " .. netns .. " ") or ""
-	return cjson.encode({
-		links = steady(H.ip(pre .. "link show")),
-		addrs = steady(H.ip(pre .. "addr show")),
-		routes = steady(H.ip(pre .. "route show table all")),
-	})
-end
-
--- Links, namespaces and brisk's nftables tables go between tests.
-local function reset()
-	H.reset()
-	H.sh("nft flush ruleset")
-end
+local snapshot, reset = H.snapshot, H.reset
 
 local function fresh(self)
 	reset()
