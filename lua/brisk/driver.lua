@@ -336,6 +336,25 @@ local function find_network(self, key)
 	return nil
 end
 
+-- The parsed subnets of a stored network, kept per document table: the
+-- store hands out the same cached documents for as long as they are valid.
+local parsed = setmetatable({}, { __mode = "k" })
+local function subnets_of(o)
+	local p = parsed[o]
+	if not p then
+		p = { v4 = o.subnet4 and ipnet.parse_cidr(o.subnet4), v6 = o.subnet6 and ipnet.parse_cidr(o.subnet6) }
+		if p.v4 then p.lo, p.hi = M.v4_range(p.v4) end
+		parsed[o] = p
+	end
+	return p
+end
+
+--- An IPv4 prefix as the integers of its first and last address.
+function M.v4_range(pfx)
+	local lo = string.unpack(">I4", ipnet.network(pfx).bytes)
+	return lo, lo + (1 << (32 - pfx.plen)) - 1
+end
+
 -- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
 local function default_pools()
 	local t = {}
@@ -422,11 +441,11 @@ function D:resolve_network(spec)
 		gws[ip.family] = ip
 	end
 
-	local others = self.store:list("network")
+	local others = self.store:list("network", true)
 	if not v4[1] then
 		local taken = {}
 		for _, n in ipairs(others) do
-			if n.subnet4 then taken[#taken + 1] = ipnet.parse_cidr(n.subnet4) end
+			if n.subnet4 then taken[#taken + 1] = subnets_of(n).v4 end
 		end
 		local pick = pick_pool(self, taken)
 		if not pick then
@@ -501,7 +520,9 @@ function D:resolve_network(spec)
 		net.aux_addresses[k] = ipnet.format(ip)
 	end
 
-	-- conflicts with the networks brisk already has
+	-- conflicts with the networks brisk already has (IPv4 ranges compared
+	-- as integers: this loop runs over every stored network)
+	local lo4, hi4 = M.v4_range(s4)
 	for _, o in ipairs(others) do
 		local why
 		if o.name == net.name then
@@ -510,10 +531,10 @@ function D:resolve_network(spec)
 			why = "network " .. net.id .. " exists"
 		elseif o.bridge == net.bridge then
 			why = "networks have same bridge name " .. net.bridge
-		elseif o.subnet4 and ipnet.overlaps(ipnet.parse_cidr(o.subnet4), s4) then
+		elseif o.subnet4 and subnets_of(o).lo <= hi4 and lo4 <= subnets_of(o).hi then
 			why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
 		elseif o.subnet6 and net.subnet6 and
-			ipnet.overlaps(ipnet.parse_cidr(o.subnet6), ipnet.parse_cidr(net.subnet6)) then
+			ipnet.overlaps(subnets_of(o).v6, ipnet.parse_cidr(net.subnet6)) then
 			why = string.format("networks have overlapping IPv6 (%s and %s)", o.subnet6, net.subnet6)
 		end
 		if why then
@@ -631,7 +652,7 @@ function D:apply(plan)
 end
 
 function D:check_conflicts(net)
-	for _, o in ipairs(self.store:list("network")) do
+	for _, o in ipairs(self.store:list("network", true)) do
 		if o.id == net.id or o.name == net.name or o.bridge == net.bridge then
 			return nil, string.format("network %s conflicts with network %s", net.name, o.name), EEXIST
 		end
