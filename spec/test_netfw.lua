@@ -1,0 +1,106 @@
+-- spec/test_netfw.lua: the firewall as the driver programs it: ICC,
+-- isolation between networks, internal networks, masquerade to an outside
+-- namespace, rollback of a failed firewall step. Traffic only between
+-- namespaces the tests make.
+local lu = require "luaunit"
+local H = require "helper"
+local core = require "brisk.core"
+local driver = require "brisk.driver"
+
+local function ping(ns, ip)
+	return H.sh("ip netns exec " .. ns .. " ping -c 1 -W 1 " .. ip) == true
+end
+
+local function bare(cidr) return (cidr:match("^[^/]+")) end
+
+TestNetFirewall = {}
+
+function TestNetFirewall:setUp()
+	H.reset()
+	self.dir = os.tmpname()
+	os.remove(self.dir)
+	self.d = assert(driver.open{ state_dir = self.dir })
+end
+
+function TestNetFirewall:tearDown()
+	self.d:close()
+	H.reset()
+	H.sh("rm -rf " .. self.dir)
+end
+
+function TestNetFirewall:test_icc_on_and_off()
+	assert(self.d:create_network{ name = "on", subnet = "10.61.0.0/24" })
+	assert(self.d:create_network{ name = "off", subnet = "10.62.0.0/24", options = { icc = false } })
+	local a = assert(self.d:create_endpoint("on", { netns = "a1" }))
+	local b = assert(self.d:create_endpoint("on", { netns = "a2" }))
+	local c = assert(self.d:create_endpoint("off", { netns = "c1" }))
+	local e = assert(self.d:create_endpoint("off", { netns = "c2" }))
+	lu.assertTrue(ping("a1", bare(b.ipv4)))
+	lu.assertFalse(ping("c1", bare(e.ipv4)))
+	-- the gateway is still reachable with ICC off
+	lu.assertTrue(ping("c1", c.gateway4))
+	lu.assertNotNil(a)
+end
+
+function TestNetFirewall:test_isolation_between_networks_and_delete_restores()
+	assert(self.d:create_network{ name = "x", subnet = "10.63.0.0/24" })
+	assert(self.d:create_network{ name = "y", subnet = "10.64.0.0/24" })
+	local x = assert(self.d:create_endpoint("x", { netns = "x1" }))
+	local y = assert(self.d:create_endpoint("y", { netns = "y1" }))
+	lu.assertFalse(ping("x1", bare(y.ipv4)))
+	lu.assertFalse(ping("y1", bare(x.ipv4)))
+	-- without brisk's rules the two would reach each other (the routing is there)
+	local rules = H.must("nft list ruleset")
+	H.must("nft flush ruleset")
+	lu.assertTrue(ping("x1", bare(y.ipv4)))
+	-- check sees the missing rules; restore programs them again
+	lu.assertTrue(#self.d:check() > 0)
+	for _, r in ipairs(self.d:restore()) do lu.assertTrue(r.ok, r.msg) end
+	lu.assertEquals(self.d:check(), {})
+	lu.assertEquals(H.must("nft list ruleset"), rules)
+	lu.assertFalse(ping("x1", bare(y.ipv4)))
+	-- deleting one network removes exactly its rules
+	assert(self.d:delete_network("y", { force = true }))
+	lu.assertEquals(self.d:check(), {})
+	lu.assertNotStrContains(H.must("nft list ruleset"), self.d:network("x").bridge:gsub("x", "y"))
+	assert(self.d:delete_network("x", { force = true }))
+	lu.assertEquals(H.must("nft list ruleset"), "")
+end
+
+function TestNetFirewall:test_masquerade_and_internal()
+	-- "out" plays the upstream network: reached through a veth from here
+	H.netns_add("out")
+	H.must("ip link add up0 type veth peer name up1 netns out")
+	H.must("ip addr add 192.0.2.1/24 dev up0 && ip link set up0 up")
+	H.must("ip -n out addr add 192.0.2.2/24 dev up1 && ip -n out link set up1 up")
+	assert(self.d:create_network{ name = "pub", subnet = "10.65.0.0/24" })
+	assert(self.d:create_network{ name = "int", subnet = "10.66.0.0/24", internal = true })
+	assert(self.d:create_endpoint("pub", { netns = "p1" }))
+	assert(self.d:create_endpoint("int", { netns = "i1" }))
+	lu.assertEquals(core.sysctl_get("net/ipv4/ip_forward"), "1")
+	lu.assertTrue(ping("p1", "192.0.2.2"))
+	lu.assertFalse(ping("i1", "192.0.2.2"))
+	-- the outside sees the host's address, not the endpoint's
+	local server = "ip netns exec out /usr/bin/python3 -c \"import socket;s=socket.socket();" ..
+		"s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('192.0.2.2',9000));s.listen(1);" ..
+		"c,a=s.accept();print(a[0])\""
+	local p = io.popen("timeout 5 " .. server)
+	H.sh("sleep 0.3")
+	H.sh("ip netns exec p1 /usr/bin/python3 -c \"import socket;socket.create_connection(('192.0.2.2',9000),2)\"")
+	local seen = p:read("a")
+	p:close()
+	lu.assertEquals(seen:gsub("%s", ""), "192.0.2.1")
+end
+
+function TestNetFirewall:test_failed_firewall_step_rolls_back_rules()
+	assert(self.d:create_network{ name = "keep", subnet = "10.67.0.0/24" })
+	local rules = H.must("nft list ruleset")
+	local snap = H.snapshot()
+	self.d:after("setup_ip_tables", function() return nil, "injected", core.errno.EIO end)
+	local ok, msg = self.d:create_network{ name = "gone", subnet = "10.68.0.0/24" }
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "step setup_ip_tables failed: injected")
+	lu.assertEquals(H.must("nft list ruleset"), rules)
+	lu.assertEquals(H.snapshot(), snap)
+	lu.assertEquals(#self.d:networks(), 1)
+end
