@@ -591,3 +591,116 @@ function TestPretty:test_table_columns()
 	lu.assertErrorMsgContains("bad argument #1", pretty.table, nil, {})
 	lu.assertErrorMsgContains("has no key", pretty.table, {}, { {} })
 end
+
+-- brisk.pretty: network and endpoint records ----------------------------------
+
+local NET = {
+	id = "3f2a9c1b0d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff", name = "web",
+	driver = "bridge", bridge = "br-web", subnet4 = "10.10.0.0/24", gateway4 = "10.10.0.1",
+	enable_ipv6 = false, internal = false, icc = true, masquerade = true, creator = "brisk",
+	journal = { { op = "link_add", args = { { ifname = "br-web" } } } },
+}
+local NET6 = {
+	id = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", name = "db",
+	driver = "bridge", bridge = "br-db", subnet4 = "10.20.0.0/24", gateway4 = "10.20.0.1",
+	subnet6 = "fd00:20::/64", gateway6 = "fd00:20::1", enable_ipv6 = true, internal = true,
+	icc = false, masquerade = true, creator = "user",
+}
+local EP = {
+	id = "e2a2a9d672ddc588099fe1a735869506abf0928de1d36e070394df13092f3315", name = "web1",
+	network = NET.id, network_name = "web", bridge = "br-web", host_ifname = "veth3fd6ba6",
+	netns = "h1", ifname = "eth0", mac = "02:42:0a:0a:00:02", ipv4 = "10.10.0.2/24",
+	ports = { { proto = "tcp", host_port = 8080, container_port = 80, container_ip = "10.10.0.2" },
+		{ proto = "udp", host_ip = "::1", host_port = 5353, container_port = 53 } },
+}
+local EP2 = {
+	id = "0123456789ab0123456789ab0123456789ab0123456789ab0123456789ab0123", name = "loose",
+	network = NET.id, network_name = "web", bridge = "br-web", host_ifname = "veth0000001",
+	mac = "02:42:0a:0a:00:03", ipv4 = "10.10.0.3/24",
+}
+
+TestPrettyRecords = {}
+
+function TestPrettyRecords:test_detects_records()
+	local pretty = require "brisk.pretty"
+	lu.assertTrue(pretty.is_network(NET))
+	lu.assertFalse(pretty.is_endpoint(NET))
+	lu.assertTrue(pretty.is_endpoint(EP))
+	lu.assertFalse(pretty.is_network(EP))      -- it has bridge too, but network makes it an endpoint
+	lu.assertFalse(pretty.is_network({ id = "x", name = "y" }))
+	lu.assertFalse(pretty.is_network(LINK))
+	lu.assertFalse(pretty.is_endpoint({ id = "x", name = "y", network = "z" }))
+	lu.assertFalse(pretty.is_network("web"))
+end
+
+function TestPrettyRecords:test_network_list_as_rows()
+	local pretty = require "brisk.pretty"
+	lu.assertEquals(pretty.format({ NET, NET6 }),
+		"NETWORK ID     NAME   BRIDGE   SUBNET         GATEWAY     IPV6           FLAGS\n" ..
+		"3f2a9c1b0d4e   web    br-web   10.10.0.0/24   10.10.0.1\n" ..
+		"abcdef012345   db     br-db    10.20.0.0/24   10.20.0.1   fd00:20::/64   internal,ipv6,no-icc,adopted")
+	-- columns empty in every row are left out
+	lu.assertEquals(pretty.format({ NET }),
+		"NETWORK ID     NAME   BRIDGE   SUBNET         GATEWAY\n" ..
+		"3f2a9c1b0d4e   web    br-web   10.10.0.0/24   10.10.0.1")
+end
+
+function TestPrettyRecords:test_endpoint_list_as_rows_with_ports()
+	local pretty = require "brisk.pretty"
+	lu.assertEquals(pretty.format({ EP, EP2 }),
+		"ENDPOINT ID    NAME    NETWORK   HOST IFNAME   NETNS   IFNAME   MAC                 IPV4           PORTS\n" ..
+		"e2a2a9d672dd   web1    web       veth3fd6ba6   h1      eth0     02:42:0a:0a:00:02   10.10.0.2/24   8080->80/tcp,[::1]:5353->53/udp\n" ..
+		"0123456789ab   loose   web       veth0000001                    02:42:0a:0a:00:03   10.10.0.3/24")
+	lu.assertEquals(pretty.port_text({ proto = "tcp", host_ip = "127.0.0.1", host_port = 80, host_port_end = 81,
+		container_port = 8080, container_port_end = 8081 }), "127.0.0.1:80-81->8080-8081/tcp")
+	lu.assertEquals(pretty.port_text({ host_port = 1, container_port = 2 }), "1->2/tcp")
+end
+
+function TestPrettyRecords:test_single_record_whole_unless_compact()
+	local pretty = require "brisk.pretty"
+	local whole = pretty.format(NET)
+	lu.assertStrContains(whole, 'bridge = "br-web",')
+	lu.assertStrContains(whole, "journal = {")
+	lu.assertEquals(pretty.format(NET, { compact = true }), pretty.format({ NET }))
+	lu.assertEquals(pretty.format(EP, { compact = true }), pretty.format({ EP }))
+	-- rows = false: every table printed as a table, links and lists too
+	lu.assertStrContains(pretty.format({ NET }, { rows = false }), 'name = "web"')
+	lu.assertStrContains(pretty.format(LINK, { rows = false }), 'ifname = "br0"')
+	-- mixed lists and lists with other keys are tables
+	lu.assertStrContains(pretty.format({ NET, EP }), "{\n")
+	local t = { NET, extra = 1 }
+	lu.assertStrContains(pretty.format(t), "extra = 1")
+	-- links keep their ip -br rows
+	lu.assertEquals(pretty.format(LINK, { compact = true }), "br0  UP  02:42:ac:11:00:02  mtu 1500  master x  bridge")
+end
+
+-- The network row shows what `brisk network ls` shows (the witness), for a
+-- network made in the kernel.
+function TestPrettyRecords:test_row_matches_network_ls()
+	local d = tmpdir()
+	local code, _, err = brisk("--state-dir " .. q(d .. "/st") ..
+		" network create --subnet 10.61.0.0/24 -o com.docker.network.bridge.name=br-pr61 pr61")
+	lu.assertEquals(code, 0, err)
+	local driver = require "brisk.driver"
+	local drv <close> = assert(driver.open { state_dir = d .. "/st" })
+	local pretty = require "brisk.pretty"
+	local mine = pretty.format(assert(drv:networks()))
+	local _, ls = brisk("--state-dir " .. q(d .. "/st") .. " network ls")
+	local function rows(s)
+		local t = {}
+		for l in s:gmatch("[^\n]+") do
+			local w = {}
+			for x in l:gmatch("%S+") do if #w < 5 then w[#w + 1] = x end end
+			t[#t + 1] = table.concat(w, " ")
+		end
+		return t
+	end
+	-- header and row: NETWORK ID, NAME, BRIDGE, SUBNET, GATEWAY
+	lu.assertEquals(rows(mine), rows(ls))
+	lu.assertStrContains(mine, "br-pr61")
+	lu.assertTrue(H.iplink("br-pr61") ~= nil)
+	lu.assertEquals(brisk("--state-dir " .. q(d .. "/st") .. " network rm pr61"), 0)
+	lu.assertNil(H.iplink("br-pr61"))
+	cleanup()
+	H.sh("nft flush ruleset")
+end
