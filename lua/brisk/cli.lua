@@ -845,12 +845,16 @@ M.register {
 	raw = true,
 	summary = "start the interactive Lua REPL (also: brisk with no command)",
 	usage = "",
-	description = "Lua 5.4 with brisk preloaded as `brisk`; :help lists the REPL's commands.\n"
-		.. "History is kept in $BRISK_HISTORY or ~/.brisk_history.",
-	example = "brisk repl",
+	description = "Lua 5.4 with brisk preloaded as `brisk` and the bridge driver over the state\n"
+		.. "directory as `driver` (opened on first use). Expressions print their values;\n"
+		.. "networks, endpoints, links and addresses print as rows. :plan {definition}\n"
+		.. "shows what creating a network would do, :apply does it; :help lists the REPL's\n"
+		.. "commands. Tab completes Lua names and, inside strings, interface, namespace,\n"
+		.. "network and endpoint names. History is kept in $BRISK_HISTORY or ~/.brisk_history.",
+	example = { "brisk repl", "brisk --state-dir /tmp/brisk" },
 	max_args = 0,
-	run = function()
-		return nil, require("brisk.repl").run()
+	run = function(_, _, ctx)
+		return nil, require("brisk.repl").run { state_dir = ctx.state_dir }
 	end,
 }
 
