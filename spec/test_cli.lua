@@ -704,3 +704,145 @@ function TestPrettyRecords:test_row_matches_network_ls()
 	cleanup()
 	H.sh("nft flush ruleset")
 end
+
+-- Help topics and the man page ------------------------------------------------
+
+TestCliTopics = {}
+function TestCliTopics:tearDown() cleanup() end
+
+local TOPICS = { "options", "steps", "hooks", "store", "firewall", "examples" }
+
+function TestCliTopics:test_help_lists_topics()
+	local code, out = brisk("help")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "help topics (brisk help TOPIC):\n")
+	for _, t in ipairs(TOPICS) do lu.assertStrMatches(out, ".*\n  " .. t .. " +%S.*") end
+	lu.assertStrContains(out, "exit status: 0 success, 1 failure, 2 usage error")
+end
+
+function TestCliTopics:test_each_topic_prints()
+	for _, t in ipairs(TOPICS) do
+		local code, out, err = brisk("help " .. t)
+		lu.assertEquals(code, 0, t)
+		lu.assertEquals(err, "")
+		lu.assertStrMatches(out, t .. ": [^\n]+\n\n.+")
+		local code2, out2 = brisk("--json help " .. t)
+		lu.assertEquals(code2, 0)
+		local j = cjson.decode(out2)
+		lu.assertEquals(j.topic, t)
+		lu.assertEquals(out, t .. ": " .. j.summary .. "\n\n" .. j.text .. "\n")
+	end
+	local code, out, err = brisk("help optoins")
+	lu.assertEquals(code, 2)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "no help for 'optoins'; did you mean 'options'?")
+	-- commands keep their help
+	code, out = brisk("help graph")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "usage: brisk graph")
+end
+
+function TestCliTopics:test_options_topic_from_the_schemas()
+	local _, out = brisk("help options")
+	local netopts = require "brisk.netopts"
+	for _, o in ipairs(netopts.network:keys()) do
+		lu.assertStrContains(out, "\n  " .. (o.label and (o.label .. ", ") or "") .. o.key .. "\n")
+		for _, a in ipairs(o.aliases) do lu.assertStrContains(out, a) end
+	end
+	local driver = require "brisk.driver"
+	for _, o in ipairs(driver.endpoint_options:keys()) do lu.assertStrMatches(out, ".*\n  [^\n]*" .. o.key .. ".*") end
+	for _, k in ipairs(netopts.spec_keys) do lu.assertStrMatches(out, ".*\n  " .. k .. " +%S.*") end
+	for l in out:gmatch("[^\n]+") do
+		if not l:match("^Example:") then lu.assertTrue(#l <= 100, l) end
+	end
+end
+
+function TestCliTopics:test_steps_topic_lists_driver_steps_in_order()
+	local _, out = brisk("help steps")
+	lu.assertNotStrContains(out, "(not described)")
+	local driver = require "brisk.driver"
+	local topics = require "brisk.helptopics"
+	for _, which in ipairs({ "network", "endpoint" }) do
+		local list = which == "network" and driver.default_network_steps() or driver.default_endpoint_steps()
+		lu.assertTrue(#list > 0)
+		local pos = out:find("\n" .. which .. " steps", 1, true)
+		lu.assertNotNil(pos, which)
+		for _, s in ipairs(list) do
+			lu.assertNotNil(topics.step_docs[s.name], "no description for step " .. s.name)
+			local at = out:find("\n  " .. s.name .. "\n      ", pos, true)
+			lu.assertNotNil(at, s.name)
+			pos = at           -- in the driver's order
+		end
+	end
+	-- the names come from the driver
+	local names = topics.step_names()
+	lu.assertEquals(names.network[1], "setup_device")
+	lu.assertEquals(names.network[#names.network], "setup_device_up")
+end
+
+function TestCliTopics:test_hooks_example_runs()
+	-- the Lua example of 'help hooks' works as printed
+	local _, out = brisk("help hooks")
+	local lines = {}
+	local on = false
+	for l in (out .. "\n"):gmatch("(.-)\n") do
+		if l:match("^  local brisk") then on = true end
+		if on then lines[#lines + 1] = l:sub(3) end
+	end
+	lu.assertTrue(#lines > 3)
+	local d = tmpdir()
+	spit(d .. "/hook.lua", table.concat(lines, "\n"))
+	local code, _, err = brisk("run hook.lua", { cwd = d, env = "BRISK_STATE_DIR=" .. q(d .. "/st") })
+	lu.assertEquals(code, 0, err)
+	local links = H.ip("-d link show type bridge")
+	lu.assertEquals(#links, 1)
+	local br = links[1].ifname
+	lu.assertEquals(H.must("cat /proc/sys/net/ipv4/conf/" .. br .. "/arp_announce"), "2\n")
+	lu.assertEquals(brisk("--state-dir " .. q(d .. "/st") .. " network rm web"), 0)
+	lu.assertNil(H.iplink(br))
+	H.sh("nft flush ruleset")
+end
+
+local MAN = ROOT .. "/doc/brisk.1"
+
+function TestCliTopics:test_man_page_renders_cleanly()
+	lu.assertTrue(H.sh("test -f " .. q(MAN)), "doc/brisk.1 missing")
+	local has_groff = H.sh("command -v groff")
+	lu.skipIf(not has_groff, "groff is not installed")
+	-- -ww: every warning; -z: no output. Nothing on stderr, exit 0.
+	local d = tmpdir()
+	local ok = os.execute("groff -man -ww -z " .. q(MAN) .. " 2>" .. q(d .. "/w"))
+	lu.assertTrue(ok)
+	lu.assertEquals(slurp(d .. "/w"), "")
+	if H.sh("command -v man") then
+		local _, _, code = os.execute("MANWIDTH=80 man -l " .. q(MAN) .. " >" .. q(d .. "/m") .. " 2>" .. q(d .. "/e"))
+		lu.assertEquals(code, 0)
+		lu.assertEquals(slurp(d .. "/e"), "")
+		lu.assertStrContains(slurp(d .. "/m"), "BRISK(1)")
+	end
+end
+
+function TestCliTopics:test_man_page_covers_commands_and_topics()
+	local text = slurp(MAN):gsub("\\%-", "-"):gsub("\\f[BIRP]", "")
+	local cli = require "brisk.cli"
+	cli.load_all()
+	local n = 0
+	for name in pairs(cli.commands) do
+		if not name:match("^fake") then
+			n = n + 1
+			lu.assertStrContains(text, "brisk " .. name, "man page lacks command " .. name)
+		end
+	end
+	lu.assertTrue(n >= 19)
+	for _, t in ipairs(TOPICS) do lu.assertStrMatches(text, ".*\n%.B " .. t .. "\n.*") end
+	for _, c in ipairs(require("brisk.repl").command_names()) do lu.assertStrContains(text, ":" .. c) end
+	for _, s in ipairs({ ".SH EXIT STATUS", ".SH ENVIRONMENT", "BRISK_STATE_DIR", "BRISK_HISTORY", "BRISK_DEBUG",
+		".SH EXAMPLES", "--state-dir", "--json" }) do
+		lu.assertStrContains(text, s)
+	end
+	-- every step name is in the steps topic paragraph
+	local names = require("brisk.helptopics").step_names()
+	for _, l in pairs(names) do
+		for _, s in ipairs(l) do lu.assertStrContains(text, s) end
+	end
+end

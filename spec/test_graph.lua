@@ -112,7 +112,7 @@ end
 
 function TestGraphDot:test_modules_set_no_globals()
 	local before = H.globals_snapshot()
-	for _, m in ipairs({ "brisk.cli.graph" }) do
+	for _, m in ipairs({ "brisk.cli.graph", "brisk.helptopics" }) do
 		package.loaded[m] = nil
 		require(m)
 	end

@@ -5,8 +5,8 @@
 -- `lua/brisk/cli/*.lua` register the commands of one group and are loaded
 -- lazily by the first word of the command line: `brisk network create ...`
 -- requires "brisk.cli.network" (when it exists) before looking the command
--- up. Built in: `version`, `help [TOPIC]`, `repl` (also: no arguments) and
--- `run SCRIPT [ARGS]`.
+-- up. Built in: `version`, `help [COMMAND|TOPIC]` (topics: brisk.helptopics),
+-- `repl` (also: no arguments) and `run SCRIPT [ARGS]`.
 --
 -- Exit codes: 0 success, 1 failure (an error raised or returned by the
 -- command), 2 usage error (unknown command or flag, missing value, wrong
@@ -491,10 +491,19 @@ function M.help()
 		"commands:",
 	}
 	for _, l in ipairs(command_rows(commands_in(nil))) do out[#out + 1] = l end
+	local okt, topics = pcall(require, "brisk.helptopics")
+	if okt and type(topics) == "table" then
+		out[#out + 1] = ""
+		out[#out + 1] = "help topics (brisk help TOPIC):"
+		local rows = {}
+		for _, t in ipairs(topics.list) do rows[#rows + 1] = { "  " .. t.name, t.summary } end
+		for _, l in ipairs(two_columns(rows)) do out[#out + 1] = l end
+	end
 	out[#out + 1] = ""
 	out[#out + 1] = "global flags:"
 	for _, l in ipairs(two_columns(flag_rows(global_flag_list()))) do out[#out + 1] = l end
 	out[#out + 1] = ""
+	out[#out + 1] = "exit status: 0 success, 1 failure, 2 usage error. Errors go to stderr."
 	out[#out + 1] = "Run 'brisk help COMMAND' or 'brisk COMMAND --help' for a command's flags and an example."
 	out[#out + 1] = "Set BRISK_DEBUG=1 for tracebacks on errors."
 	return table.concat(out, "\n")
@@ -823,19 +832,35 @@ M.register {
 	format = function(r) return "brisk " .. r.version .. " (" .. r.lua .. ")" end,
 }
 
+local function help_topics()
+	local ok, topics = pcall(require, "brisk.helptopics")
+	if ok and type(topics) == "table" then return topics end
+	return nil
+end
+
 M.register {
 	name = "help",
-	summary = "show help for brisk or for a command",
-	usage = "[COMMAND...]",
-	example = { "brisk help", "brisk help network create" },
-	run = function(_, pos)
+	summary = "show help for brisk, a command or a topic",
+	usage = "[COMMAND...|TOPIC]",
+	description = "Topics: options, steps, hooks, store, firewall, examples ('brisk help' lists them).\n"
+		.. "--json gives a topic as { topic =, summary =, text = }.",
+	example = { "brisk help", "brisk help network create", "brisk help options" },
+	run = function(_, pos, ctx)
 		if #pos == 0 then return M.help() end
+		local topics = help_topics()
+		local t = #pos == 1 and topics and topics.get(pos[1])
+		if t and not M.commands[pos[1]] then
+			if ctx.json then return { topic = t.name, summary = t.summary, text = t.text() } end
+			return t.name .. ": " .. t.summary .. "\n\n" .. t.text()
+		end
 		M.load_group(pos[1])
 		local topic = table.concat(pos, " ")
 		if M.commands[topic] then return M.command_help(topic) end
 		if #pos == 1 and is_group(pos[1]) then return M.group_help(pos[1]) end
 		M.load_all()
-		M.usage_error("no help for '" .. topic .. "'" .. did_you_mean(topic, names_sorted()))
+		local words = names_sorted()
+		for _, n in ipairs(topics and topics.names() or {}) do words[#words + 1] = n end
+		M.usage_error("no help for '" .. topic .. "'" .. did_you_mean(topic, words))
 	end,
 	format = function(s) return s end,
 }
