@@ -846,3 +846,102 @@ function TestCliTopics:test_man_page_covers_commands_and_topics()
 		for _, s in ipairs(l) do lu.assertStrContains(text, s) end
 	end
 end
+
+-- Progress ---------------------------------------------------------------------
+
+TestCliProgress = {}
+function TestCliProgress:tearDown() cleanup() end
+
+function TestCliProgress:test_draws_on_a_terminal_only()
+	local cli = require "brisk.cli"
+	local out = {}
+	local p = cli.progress(4, "restore", { tty = true, width = 8, write = function(s) out[#out + 1] = s end })
+	lu.assertTrue(p.active)
+	p:step("web")
+	p:step("database")
+	p:step("x")
+	lu.assertEquals(out, {
+		"\rrestore [##------] 1/4 web",
+		"\rrestore [####----] 2/4 database",
+		"\rrestore [######--] 3/4 x" .. string.rep(" ", 7),   -- over the longer line before
+	})
+	out = {}
+	p:done()
+	lu.assertEquals(out, { "\r" .. string.rep(" ", 24) .. "\r" })   -- the last line drawn
+	p:done()                  -- harmless twice
+	p:step("after")           -- and silent after done
+	lu.assertEquals(#out, 1)
+	lu.assertEquals(p.count, 4)
+	-- no total: a counter
+	out = {}
+	local c = cli.progress(nil, "scale", { tty = true, write = function(s) out[#out + 1] = s end })
+	c:step(); c:step("ep2")
+	lu.assertEquals(out, { "\rscale 1", "\rscale 2 ep2" })
+	-- not a terminal: nothing at all
+	out = {}
+	local q2 = cli.progress(3, "restore", { tty = false, write = function(s) out[#out + 1] = s end })
+	q2:step("a"); q2:done()
+	lu.assertEquals(out, {})
+	lu.assertEquals(q2.count, 1)
+	-- long names are cut to one terminal line; <close> clears the line
+	out = {}
+	do
+		local l <close> = cli.progress(2, "restore", { tty = true, write = function(s) out[#out + 1] = s end })
+		l:step(string.rep("n", 100) .. "\n")
+	end
+	lu.assertEquals(#out[1], 80)
+	lu.assertStrMatches(out[1], "\rrestore %[#+%-+%] 1/2 n+~")
+	lu.assertEquals(out[2], "\r" .. string.rep(" ", 79) .. "\r")
+	lu.assertErrorMsgContains("bad argument #1 to 'progress'", cli.progress, -1)
+	lu.assertErrorMsgContains("bad argument #1 to 'progress'", cli.progress, 1.5)
+end
+
+local PROGRESS_SCRIPT = [[
+local cli = require "brisk.cli"
+local p = cli.progress(3, "restore")
+for _, n in ipairs({ "alpha", "beta", "gamma" }) do
+	p:step(n)
+	os.execute("sleep 0.2")
+end
+os.execute("sleep 0.8")
+p:done()
+print("DONE " .. tostring(p.count))
+]]
+
+function TestCliProgress:test_quiet_when_piped()
+	local d = tmpdir()
+	spit(d .. "/p.lua", PROGRESS_SCRIPT)
+	local code, out, err = brisk("run p.lua", { cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "DONE 3\n")
+	lu.assertEquals(err, "")
+end
+
+function TestCliProgress:test_shows_on_a_terminal()
+	lu.skipIf(not H.sh("command -v tmux"), "tmux is not installed")
+	local d = tmpdir()
+	spit(d .. "/p.lua", PROGRESS_SCRIPT)
+	local pid = assert(io.open("/proc/self/stat")):read("n")
+	local tmux = "tmux -L brisk-progress-" .. pid .. " -f /dev/null"
+	local cmd = string.format("cd %s && %s run p.lua; echo EXIT=$?; sleep 30", q(d), q(BIN))
+	H.must(tmux .. " new-session -d -s p -x 100 -y 10 " .. q(cmd))
+	local socket = H.must(tmux .. " display-message -p '#{socket_path}'"):gsub("%s+$", "")
+	local function wait(text)
+		local screen
+		for _ = 1, 100 do
+			screen = select(2, H.sh(tmux .. " capture-pane -p -t p"))
+			if screen:find(text, 1, true) then return screen end
+			os.execute("sleep 0.03")
+		end
+		H.sh(tmux .. " kill-server")
+		lu.fail("screen never showed " .. text .. ":\n" .. screen)
+	end
+	wait("restore [##########--------------------] 1/3 alpha")
+	wait("restore [##############################] 3/3 gamma")
+	local screen = wait("EXIT=0")
+	H.sh(tmux .. " kill-server")
+	os.remove(socket)
+	-- the line was cleared: only the result is left
+	lu.assertStrContains(screen, "DONE 3\nEXIT=0")
+	lu.assertNotStrContains(screen, "restore [")
+end

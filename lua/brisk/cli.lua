@@ -6,7 +6,8 @@
 -- lazily by the first word of the command line: `brisk network create ...`
 -- requires "brisk.cli.network" (when it exists) before looking the command
 -- up. Built in: `version`, `help [COMMAND|TOPIC]` (topics: brisk.helptopics),
--- `repl` (also: no arguments) and `run SCRIPT [ARGS]`.
+-- `repl` (also: no arguments) and `run SCRIPT [ARGS]`. `cli.progress` shows
+-- the progress of long operations on a terminal.
 --
 -- Exit codes: 0 success, 1 failure (an error raised or returned by the
 -- command), 2 usage error (unknown command or flag, missing value, wrong
@@ -817,6 +818,88 @@ function M.main(argv)
 	if M.is_error(e) then return e.exit end
 	return 1
 end
+
+-- Progress ------------------------------------------------------------------
+
+local Progress = {}
+Progress.__index = Progress
+
+-- Whether stderr is a terminal: through brisk.host in the brisk program,
+-- else by asking the shell (whose stderr is ours).
+local function stderr_tty()
+	local ok, host = pcall(require, "brisk.host")
+	if ok and type(host) == "table" and host.isatty then return host.isatty(2) end
+	local r = os.execute("test -t 2")
+	return r == true
+end
+
+--- A progress display for a long operation (restore, scale): a bar and a
+-- counter redrawn on one line of stderr, only when stderr is a terminal;
+-- silent otherwise (piped, redirected, in scripts). It never writes stdout.
+--
+--     local p <close> = cli.progress(#nets, "restore")
+--     for _, n in ipairs(nets) do ...; p:step(n.name) end
+--     p:done()          -- (or leave it to <close>, also on errors)
+--
+-- @tparam[opt] integer total the number of steps (nil: a plain counter)
+-- @tparam[opt=""] string label what is in progress
+-- @tparam[opt] table opts `tty` (boolean: override the terminal check),
+--   `write` (function taking a string; default stderr), `width` (bar
+--   width, default 30)
+-- @treturn table progress with `step([what])` (one more done; `what` names
+--   it), `done()` (clear the line; harmless twice) and `count`, `active`
+--   (whether it draws)
+function M.progress(total, label, opts)
+	opts = opts or {}
+	if total ~= nil and (math.type(total) ~= "integer" or total < 0) then
+		error("bad argument #1 to 'progress' (non-negative integer or nil expected)", 2)
+	end
+	local active = opts.tty
+	if active == nil then active = stderr_tty() end
+	return setmetatable({
+		total = total, label = label or "", count = 0, active = active and true or false,
+		write = opts.write or function(x) stderr:write(x); stderr:flush() end,
+		width = opts.width or 30, drawn = 0,
+	}, Progress)
+end
+
+function Progress:draw(what)
+	local s
+	if self.total and self.total > 0 then
+		local fill = math.floor(self.width * math.min(self.count, self.total) / self.total)
+		s = string.format("%s [%s%s] %d/%d", self.label, string.rep("#", fill),
+			string.rep("-", self.width - fill), self.count, self.total)
+	else
+		s = string.format("%s %d", self.label, self.count)
+	end
+	if what and what ~= "" then s = s .. " " .. tostring(what) end
+	s = s:gsub("^ ", ""):gsub("%c", " ")
+	-- one terminal line: a wrapped line could not be redrawn
+	if #s > 79 then s = s:sub(1, 78) .. "~" end
+	-- pad over the longer line drawn before, then return to the line's start
+	local pad = self.drawn > #s and string.rep(" ", self.drawn - #s) or ""
+	self.write("\r" .. s .. pad)
+	self.drawn = #s
+end
+
+--- One more step done.
+-- @tparam[opt] string what the step's name, shown after the counter
+function Progress:step(what)
+	self.count = self.count + 1
+	if self.active then self:draw(what) end
+	return self
+end
+
+--- Clear the progress line (the terminal is as before it started).
+function Progress:done()
+	if self.active and self.drawn > 0 then
+		self.write("\r" .. string.rep(" ", self.drawn) .. "\r")
+	end
+	self.drawn = 0
+	self.active = false
+	return self
+end
+Progress.__close = Progress.done
 
 -- Built-in commands ---------------------------------------------------------
 
