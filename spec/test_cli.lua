@@ -945,3 +945,66 @@ function TestCliProgress:test_shows_on_a_terminal()
 	lu.assertStrContains(screen, "DONE 3\nEXIT=0")
 	lu.assertNotStrContains(screen, "restore [")
 end
+
+-- The rockspec -------------------------------------------------------------------
+
+TestCliRockspec = {}
+function TestCliRockspec:tearDown() cleanup() end
+
+local ROCKSPEC = ROOT .. "/brisk-0.1.0-1.rockspec"
+
+local function load_rockspec()
+	local env = {}
+	local chunk = assert(loadfile(ROCKSPEC, "t", env))
+	chunk()
+	return env
+end
+
+function TestCliRockspec:test_fields()
+	local r = load_rockspec()
+	lu.assertEquals(r.package, "brisk")
+	lu.assertEquals(r.version, "0.1.0-1")
+	local cli = require "brisk.cli"
+	lu.assertEquals(r.version:match("^(.-)%-%d+$"), cli.version)
+	lu.assertStrContains(r.build.build_command, "premake4 --file=premake5.lua gmake")
+	lu.assertStrContains(r.build.build_command, "make")
+	lu.assertEquals(r.build.install.lib["brisk.core"], "build/lib/brisk/core.so")
+	lu.assertEquals(r.build.install.bin.brisk, "build/bin/brisk")
+	lu.assertTableContains(r.dependencies, "lua == 5.4")
+	lu.assertNotNil(r.description.summary)
+end
+
+function TestCliRockspec:test_installs_every_lua_module()
+	local r = load_rockspec()
+	local listed = {}
+	for mod, path in pairs(r.build.install.lua) do
+		listed[path] = mod
+		lu.assertTrue(H.sh("test -f " .. q(ROOT .. "/" .. path)), path)
+		local want = path:gsub("^lua/", ""):gsub("/init%.lua$", ""):gsub("%.lua$", ""):gsub("/", ".")
+		lu.assertEquals(mod, want)
+	end
+	local files = H.must("cd " .. q(ROOT) .. " && find lua -name '*.lua' | sort")
+	for f in files:gmatch("[^\n]+") do lu.assertNotNil(listed[f], f .. " is not in the rockspec") end
+end
+
+function TestCliRockspec:test_luarocks_lint_and_make()
+	lu.skipIf(not H.sh("command -v luarocks"), "luarocks is not installed")
+	local ok, out = H.sh("cd " .. q(ROOT) .. " && luarocks --lua-version 5.4 lint brisk-0.1.0-1.rockspec")
+	lu.assertTrue(ok, out)
+	-- a build and an install into a private tree; the installed program finds its
+	-- modules there (deps-mode none: lua-cjson comes from Debian, not a rock)
+	local d = tmpdir()
+	ok, out = H.sh("cd " .. q(ROOT) .. " && luarocks --lua-version 5.4 make --deps-mode none --tree "
+		.. q(d .. "/tree") .. " brisk-0.1.0-1.rockspec")
+	lu.assertTrue(ok, out)
+	local bin = d .. "/tree/bin/brisk"
+	spit(d .. "/w.lua", 'print(package.searchpath("brisk.cli.graph", package.path))\n'
+		.. 'print(package.searchpath("brisk.core", package.cpath))\n')
+	local code, o, err = brisk("run w.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(o, d .. "/tree/share/lua/5.4/brisk/cli/graph.lua\n" .. d .. "/tree/lib/lua/5.4/brisk/core.so\n")
+	code, o = brisk("version", { bin = bin })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(o, "brisk 0.1.0")
+	lu.assertTrue(H.sh("test -f " .. q(d .. "/tree/lib/luarocks/rocks-5.4/brisk/0.1.0-1/doc/brisk.1")))
+end
