@@ -591,3 +591,420 @@ function TestPretty:test_table_columns()
 	lu.assertErrorMsgContains("bad argument #1", pretty.table, nil, {})
 	lu.assertErrorMsgContains("has no key", pretty.table, {}, { {} })
 end
+
+-- brisk.pretty: network and endpoint records ----------------------------------
+
+local NET = {
+	id = "3f2a9c1b0d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff", name = "web",
+	driver = "bridge", bridge = "br-web", subnet4 = "10.10.0.0/24", gateway4 = "10.10.0.1",
+	enable_ipv6 = false, internal = false, icc = true, masquerade = true, creator = "brisk",
+	journal = { { op = "link_add", args = { { ifname = "br-web" } } } },
+}
+local NET6 = {
+	id = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", name = "db",
+	driver = "bridge", bridge = "br-db", subnet4 = "10.20.0.0/24", gateway4 = "10.20.0.1",
+	subnet6 = "fd00:20::/64", gateway6 = "fd00:20::1", enable_ipv6 = true, internal = true,
+	icc = false, masquerade = true, creator = "user",
+}
+local EP = {
+	id = "e2a2a9d672ddc588099fe1a735869506abf0928de1d36e070394df13092f3315", name = "web1",
+	network = NET.id, network_name = "web", bridge = "br-web", host_ifname = "veth3fd6ba6",
+	netns = "h1", ifname = "eth0", mac = "02:42:0a:0a:00:02", ipv4 = "10.10.0.2/24",
+	ports = { { proto = "tcp", host_port = 8080, container_port = 80, container_ip = "10.10.0.2" },
+		{ proto = "udp", host_ip = "::1", host_port = 5353, container_port = 53 } },
+}
+local EP2 = {
+	id = "0123456789ab0123456789ab0123456789ab0123456789ab0123456789ab0123", name = "loose",
+	network = NET.id, network_name = "web", bridge = "br-web", host_ifname = "veth0000001",
+	mac = "02:42:0a:0a:00:03", ipv4 = "10.10.0.3/24",
+}
+
+TestPrettyRecords = {}
+
+function TestPrettyRecords:test_detects_records()
+	local pretty = require "brisk.pretty"
+	lu.assertTrue(pretty.is_network(NET))
+	lu.assertFalse(pretty.is_endpoint(NET))
+	lu.assertTrue(pretty.is_endpoint(EP))
+	lu.assertFalse(pretty.is_network(EP))      -- it has bridge too, but network makes it an endpoint
+	lu.assertFalse(pretty.is_network({ id = "x", name = "y" }))
+	lu.assertFalse(pretty.is_network(LINK))
+	lu.assertFalse(pretty.is_endpoint({ id = "x", name = "y", network = "z" }))
+	lu.assertFalse(pretty.is_network("web"))
+end
+
+function TestPrettyRecords:test_network_list_as_rows()
+	local pretty = require "brisk.pretty"
+	lu.assertEquals(pretty.format({ NET, NET6 }),
+		"NETWORK ID     NAME   BRIDGE   SUBNET         GATEWAY     IPV6           FLAGS\n" ..
+		"3f2a9c1b0d4e   web    br-web   10.10.0.0/24   10.10.0.1\n" ..
+		"abcdef012345   db     br-db    10.20.0.0/24   10.20.0.1   fd00:20::/64   internal,ipv6,no-icc,adopted")
+	-- columns empty in every row are left out
+	lu.assertEquals(pretty.format({ NET }),
+		"NETWORK ID     NAME   BRIDGE   SUBNET         GATEWAY\n" ..
+		"3f2a9c1b0d4e   web    br-web   10.10.0.0/24   10.10.0.1")
+end
+
+function TestPrettyRecords:test_endpoint_list_as_rows_with_ports()
+	local pretty = require "brisk.pretty"
+	lu.assertEquals(pretty.format({ EP, EP2 }),
+		"ENDPOINT ID    NAME    NETWORK   HOST IFNAME   NETNS   IFNAME   MAC                 IPV4           PORTS\n" ..
+		"e2a2a9d672dd   web1    web       veth3fd6ba6   h1      eth0     02:42:0a:0a:00:02   10.10.0.2/24   8080->80/tcp,[::1]:5353->53/udp\n" ..
+		"0123456789ab   loose   web       veth0000001                    02:42:0a:0a:00:03   10.10.0.3/24")
+	lu.assertEquals(pretty.port_text({ proto = "tcp", host_ip = "127.0.0.1", host_port = 80, host_port_end = 81,
+		container_port = 8080, container_port_end = 8081 }), "127.0.0.1:80-81->8080-8081/tcp")
+	lu.assertEquals(pretty.port_text({ host_port = 1, container_port = 2 }), "1->2/tcp")
+end
+
+function TestPrettyRecords:test_single_record_whole_unless_compact()
+	local pretty = require "brisk.pretty"
+	local whole = pretty.format(NET)
+	lu.assertStrContains(whole, 'bridge = "br-web",')
+	lu.assertStrContains(whole, "journal = {")
+	lu.assertEquals(pretty.format(NET, { compact = true }), pretty.format({ NET }))
+	lu.assertEquals(pretty.format(EP, { compact = true }), pretty.format({ EP }))
+	-- rows = false: every table printed as a table, links and lists too
+	lu.assertStrContains(pretty.format({ NET }, { rows = false }), 'name = "web"')
+	lu.assertStrContains(pretty.format(LINK, { rows = false }), 'ifname = "br0"')
+	-- mixed lists and lists with other keys are tables
+	lu.assertStrContains(pretty.format({ NET, EP }), "{\n")
+	local t = { NET, extra = 1 }
+	lu.assertStrContains(pretty.format(t), "extra = 1")
+	-- links keep their ip -br rows
+	lu.assertEquals(pretty.format(LINK, { compact = true }), "br0  UP  02:42:ac:11:00:02  mtu 1500  master x  bridge")
+end
+
+-- The network row shows what `brisk network ls` shows (the witness), for a
+-- network made in the kernel.
+function TestPrettyRecords:test_row_matches_network_ls()
+	local d = tmpdir()
+	local code, _, err = brisk("--state-dir " .. q(d .. "/st") ..
+		" network create --subnet 10.61.0.0/24 -o com.docker.network.bridge.name=br-pr61 pr61")
+	lu.assertEquals(code, 0, err)
+	local driver = require "brisk.driver"
+	local drv <close> = assert(driver.open { state_dir = d .. "/st" })
+	local pretty = require "brisk.pretty"
+	local mine = pretty.format(assert(drv:networks()))
+	local _, ls = brisk("--state-dir " .. q(d .. "/st") .. " network ls")
+	local function rows(s)
+		local t = {}
+		for l in s:gmatch("[^\n]+") do
+			local w = {}
+			for x in l:gmatch("%S+") do if #w < 5 then w[#w + 1] = x end end
+			t[#t + 1] = table.concat(w, " ")
+		end
+		return t
+	end
+	-- header and row: NETWORK ID, NAME, BRIDGE, SUBNET, GATEWAY
+	lu.assertEquals(rows(mine), rows(ls))
+	lu.assertStrContains(mine, "br-pr61")
+	lu.assertTrue(H.iplink("br-pr61") ~= nil)
+	lu.assertEquals(brisk("--state-dir " .. q(d .. "/st") .. " network rm pr61"), 0)
+	lu.assertNil(H.iplink("br-pr61"))
+	cleanup()
+	H.sh("nft flush ruleset")
+end
+
+-- Help topics and the man page ------------------------------------------------
+
+TestCliTopics = {}
+function TestCliTopics:tearDown() cleanup() end
+
+local TOPICS = { "options", "steps", "hooks", "store", "firewall", "examples" }
+
+function TestCliTopics:test_help_lists_topics()
+	local code, out = brisk("help")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "help topics (brisk help TOPIC):\n")
+	for _, t in ipairs(TOPICS) do lu.assertStrMatches(out, ".*\n  " .. t .. " +%S.*") end
+	lu.assertStrContains(out, "exit status: 0 success, 1 failure, 2 usage error")
+end
+
+function TestCliTopics:test_each_topic_prints()
+	for _, t in ipairs(TOPICS) do
+		local code, out, err = brisk("help " .. t)
+		lu.assertEquals(code, 0, t)
+		lu.assertEquals(err, "")
+		lu.assertStrMatches(out, t .. ": [^\n]+\n\n.+")
+		local code2, out2 = brisk("--json help " .. t)
+		lu.assertEquals(code2, 0)
+		local j = cjson.decode(out2)
+		lu.assertEquals(j.topic, t)
+		lu.assertEquals(out, t .. ": " .. j.summary .. "\n\n" .. j.text .. "\n")
+	end
+	local code, out, err = brisk("help optoins")
+	lu.assertEquals(code, 2)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "no help for 'optoins'; did you mean 'options'?")
+	-- commands keep their help
+	code, out = brisk("help graph")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "usage: brisk graph")
+end
+
+function TestCliTopics:test_options_topic_from_the_schemas()
+	local _, out = brisk("help options")
+	local netopts = require "brisk.netopts"
+	for _, o in ipairs(netopts.network:keys()) do
+		lu.assertStrContains(out, "\n  " .. (o.label and (o.label .. ", ") or "") .. o.key .. "\n")
+		for _, a in ipairs(o.aliases) do lu.assertStrContains(out, a) end
+	end
+	local driver = require "brisk.driver"
+	for _, o in ipairs(driver.endpoint_options:keys()) do lu.assertStrMatches(out, ".*\n  [^\n]*" .. o.key .. ".*") end
+	for _, k in ipairs(netopts.spec_keys) do lu.assertStrMatches(out, ".*\n  " .. k .. " +%S.*") end
+	for l in out:gmatch("[^\n]+") do
+		if not l:match("^Example:") then lu.assertTrue(#l <= 100, l) end
+	end
+end
+
+function TestCliTopics:test_steps_topic_lists_driver_steps_in_order()
+	local _, out = brisk("help steps")
+	lu.assertNotStrContains(out, "(not described)")
+	local driver = require "brisk.driver"
+	local topics = require "brisk.helptopics"
+	for _, which in ipairs({ "network", "endpoint" }) do
+		local list = which == "network" and driver.default_network_steps() or driver.default_endpoint_steps()
+		lu.assertTrue(#list > 0)
+		local pos = out:find("\n" .. which .. " steps", 1, true)
+		lu.assertNotNil(pos, which)
+		for _, s in ipairs(list) do
+			lu.assertNotNil(topics.step_docs[s.name], "no description for step " .. s.name)
+			local at = out:find("\n  " .. s.name .. "\n      ", pos, true)
+			lu.assertNotNil(at, s.name)
+			pos = at           -- in the driver's order
+		end
+	end
+	-- the names come from the driver
+	local names = topics.step_names()
+	lu.assertEquals(names.network[1], "setup_device")
+	lu.assertEquals(names.network[#names.network], "setup_device_up")
+end
+
+function TestCliTopics:test_hooks_example_runs()
+	-- the Lua example of 'help hooks' works as printed
+	local _, out = brisk("help hooks")
+	local lines = {}
+	local on = false
+	for l in (out .. "\n"):gmatch("(.-)\n") do
+		if l:match("^  local brisk") then on = true end
+		if on then lines[#lines + 1] = l:sub(3) end
+	end
+	lu.assertTrue(#lines > 3)
+	local d = tmpdir()
+	spit(d .. "/hook.lua", table.concat(lines, "\n"))
+	local code, _, err = brisk("run hook.lua", { cwd = d, env = "BRISK_STATE_DIR=" .. q(d .. "/st") })
+	lu.assertEquals(code, 0, err)
+	local links = H.ip("-d link show type bridge")
+	lu.assertEquals(#links, 1)
+	local br = links[1].ifname
+	lu.assertEquals(H.must("cat /proc/sys/net/ipv4/conf/" .. br .. "/arp_announce"), "2\n")
+	lu.assertEquals(brisk("--state-dir " .. q(d .. "/st") .. " network rm web"), 0)
+	lu.assertNil(H.iplink(br))
+	H.sh("nft flush ruleset")
+end
+
+local MAN = ROOT .. "/doc/brisk.1"
+
+function TestCliTopics:test_man_page_renders_cleanly()
+	lu.assertTrue(H.sh("test -f " .. q(MAN)), "doc/brisk.1 missing")
+	local has_groff = H.sh("command -v groff")
+	lu.skipIf(not has_groff, "groff is not installed")
+	-- -ww: every warning; -z: no output. Nothing on stderr, exit 0.
+	local d = tmpdir()
+	local ok = os.execute("groff -man -ww -z " .. q(MAN) .. " 2>" .. q(d .. "/w"))
+	lu.assertTrue(ok)
+	lu.assertEquals(slurp(d .. "/w"), "")
+	if H.sh("command -v man") then
+		local _, _, code = os.execute("MANWIDTH=80 man -l " .. q(MAN) .. " >" .. q(d .. "/m") .. " 2>" .. q(d .. "/e"))
+		lu.assertEquals(code, 0)
+		lu.assertEquals(slurp(d .. "/e"), "")
+		lu.assertStrContains(slurp(d .. "/m"), "BRISK(1)")
+	end
+end
+
+function TestCliTopics:test_man_page_covers_commands_and_topics()
+	local text = slurp(MAN):gsub("\\%-", "-"):gsub("\\f[BIRP]", "")
+	local cli = require "brisk.cli"
+	cli.load_all()
+	local n = 0
+	for name in pairs(cli.commands) do
+		if not name:match("^fake") then
+			n = n + 1
+			lu.assertStrContains(text, "brisk " .. name, "man page lacks command " .. name)
+		end
+	end
+	lu.assertTrue(n >= 19)
+	for _, t in ipairs(TOPICS) do lu.assertStrMatches(text, ".*\n%.B " .. t .. "\n.*") end
+	for _, c in ipairs(require("brisk.repl").command_names()) do lu.assertStrContains(text, ":" .. c) end
+	for _, s in ipairs({ ".SH EXIT STATUS", ".SH ENVIRONMENT", "BRISK_STATE_DIR", "BRISK_HISTORY", "BRISK_DEBUG",
+		".SH EXAMPLES", "--state-dir", "--json" }) do
+		lu.assertStrContains(text, s)
+	end
+	-- every step name is in the steps topic paragraph
+	local names = require("brisk.helptopics").step_names()
+	for _, l in pairs(names) do
+		for _, s in ipairs(l) do lu.assertStrContains(text, s) end
+	end
+end
+
+-- Progress ---------------------------------------------------------------------
+
+TestCliProgress = {}
+function TestCliProgress:tearDown() cleanup() end
+
+function TestCliProgress:test_draws_on_a_terminal_only()
+	local cli = require "brisk.cli"
+	local out = {}
+	local p = cli.progress(4, "restore", { tty = true, width = 8, write = function(s) out[#out + 1] = s end })
+	lu.assertTrue(p.active)
+	p:step("web")
+	p:step("database")
+	p:step("x")
+	lu.assertEquals(out, {
+		"\rrestore [##------] 1/4 web",
+		"\rrestore [####----] 2/4 database",
+		"\rrestore [######--] 3/4 x" .. string.rep(" ", 7),   -- over the longer line before
+	})
+	out = {}
+	p:done()
+	lu.assertEquals(out, { "\r" .. string.rep(" ", 24) .. "\r" })   -- the last line drawn
+	p:done()                  -- harmless twice
+	p:step("after")           -- and silent after done
+	lu.assertEquals(#out, 1)
+	lu.assertEquals(p.count, 4)
+	-- no total: a counter
+	out = {}
+	local c = cli.progress(nil, "scale", { tty = true, write = function(s) out[#out + 1] = s end })
+	c:step(); c:step("ep2")
+	lu.assertEquals(out, { "\rscale 1", "\rscale 2 ep2" })
+	-- not a terminal: nothing at all
+	out = {}
+	local q2 = cli.progress(3, "restore", { tty = false, write = function(s) out[#out + 1] = s end })
+	q2:step("a"); q2:done()
+	lu.assertEquals(out, {})
+	lu.assertEquals(q2.count, 1)
+	-- long names are cut to one terminal line; <close> clears the line
+	out = {}
+	do
+		local l <close> = cli.progress(2, "restore", { tty = true, write = function(s) out[#out + 1] = s end })
+		l:step(string.rep("n", 100) .. "\n")
+	end
+	lu.assertEquals(#out[1], 80)
+	lu.assertStrMatches(out[1], "\rrestore %[#+%-+%] 1/2 n+~")
+	lu.assertEquals(out[2], "\r" .. string.rep(" ", 79) .. "\r")
+	lu.assertErrorMsgContains("bad argument #1 to 'progress'", cli.progress, -1)
+	lu.assertErrorMsgContains("bad argument #1 to 'progress'", cli.progress, 1.5)
+end
+
+local PROGRESS_SCRIPT = [[
+local cli = require "brisk.cli"
+local p = cli.progress(3, "restore")
+for _, n in ipairs({ "alpha", "beta", "gamma" }) do
+	p:step(n)
+	os.execute("sleep 0.2")
+end
+os.execute("sleep 0.8")
+p:done()
+print("DONE " .. tostring(p.count))
+]]
+
+function TestCliProgress:test_quiet_when_piped()
+	local d = tmpdir()
+	spit(d .. "/p.lua", PROGRESS_SCRIPT)
+	local code, out, err = brisk("run p.lua", { cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "DONE 3\n")
+	lu.assertEquals(err, "")
+end
+
+function TestCliProgress:test_shows_on_a_terminal()
+	lu.skipIf(not H.sh("command -v tmux"), "tmux is not installed")
+	local d = tmpdir()
+	spit(d .. "/p.lua", PROGRESS_SCRIPT)
+	local pid = assert(io.open("/proc/self/stat")):read("n")
+	local tmux = "tmux -L brisk-progress-" .. pid .. " -f /dev/null"
+	local cmd = string.format("cd %s && %s run p.lua; echo EXIT=$?; sleep 30", q(d), q(BIN))
+	H.must(tmux .. " new-session -d -s p -x 100 -y 10 " .. q(cmd))
+	local socket = H.must(tmux .. " display-message -p '#{socket_path}'"):gsub("%s+$", "")
+	local function wait(text)
+		local screen
+		for _ = 1, 100 do
+			screen = select(2, H.sh(tmux .. " capture-pane -p -t p"))
+			if screen:find(text, 1, true) then return screen end
+			os.execute("sleep 0.03")
+		end
+		H.sh(tmux .. " kill-server")
+		lu.fail("screen never showed " .. text .. ":\n" .. screen)
+	end
+	wait("restore [##########--------------------] 1/3 alpha")
+	wait("restore [##############################] 3/3 gamma")
+	local screen = wait("EXIT=0")
+	H.sh(tmux .. " kill-server")
+	os.remove(socket)
+	-- the line was cleared: only the result is left
+	lu.assertStrContains(screen, "DONE 3\nEXIT=0")
+	lu.assertNotStrContains(screen, "restore [")
+end
+
+-- The rockspec -------------------------------------------------------------------
+
+TestCliRockspec = {}
+function TestCliRockspec:tearDown() cleanup() end
+
+local ROCKSPEC = ROOT .. "/brisk-0.1.0-1.rockspec"
+
+local function load_rockspec()
+	local env = {}
+	local chunk = assert(loadfile(ROCKSPEC, "t", env))
+	chunk()
+	return env
+end
+
+function TestCliRockspec:test_fields()
+	local r = load_rockspec()
+	lu.assertEquals(r.package, "brisk")
+	lu.assertEquals(r.version, "0.1.0-1")
+	local cli = require "brisk.cli"
+	lu.assertEquals(r.version:match("^(.-)%-%d+$"), cli.version)
+	lu.assertStrContains(r.build.build_command, "premake4 --file=premake5.lua gmake")
+	lu.assertStrContains(r.build.build_command, "make")
+	lu.assertEquals(r.build.install.lib["brisk.core"], "build/lib/brisk/core.so")
+	lu.assertEquals(r.build.install.bin.brisk, "build/bin/brisk")
+	lu.assertTableContains(r.dependencies, "lua == 5.4")
+	lu.assertNotNil(r.description.summary)
+end
+
+function TestCliRockspec:test_installs_every_lua_module()
+	local r = load_rockspec()
+	local listed = {}
+	for mod, path in pairs(r.build.install.lua) do
+		listed[path] = mod
+		lu.assertTrue(H.sh("test -f " .. q(ROOT .. "/" .. path)), path)
+		local want = path:gsub("^lua/", ""):gsub("/init%.lua$", ""):gsub("%.lua$", ""):gsub("/", ".")
+		lu.assertEquals(mod, want)
+	end
+	local files = H.must("cd " .. q(ROOT) .. " && find lua -name '*.lua' | sort")
+	for f in files:gmatch("[^\n]+") do lu.assertNotNil(listed[f], f .. " is not in the rockspec") end
+end
+
+function TestCliRockspec:test_luarocks_lint_and_make()
+	lu.skipIf(not H.sh("command -v luarocks"), "luarocks is not installed")
+	local ok, out = H.sh("cd " .. q(ROOT) .. " && luarocks --lua-version 5.4 lint brisk-0.1.0-1.rockspec")
+	lu.assertTrue(ok, out)
+	-- a build and an install into a private tree; the installed program finds its
+	-- modules there (deps-mode none: lua-cjson comes from Debian, not a rock)
+	local d = tmpdir()
+	ok, out = H.sh("cd " .. q(ROOT) .. " && luarocks --lua-version 5.4 make --deps-mode none --tree "
+		.. q(d .. "/tree") .. " brisk-0.1.0-1.rockspec")
+	lu.assertTrue(ok, out)
+	local bin = d .. "/tree/bin/brisk"
+	spit(d .. "/w.lua", 'print(package.searchpath("brisk.cli.graph", package.path))\n'
+		.. 'print(package.searchpath("brisk.core", package.cpath))\n')
+	local code, o, err = brisk("run w.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(o, d .. "/tree/share/lua/5.4/brisk/cli/graph.lua\n" .. d .. "/tree/lib/lua/5.4/brisk/core.so\n")
+	code, o = brisk("version", { bin = bin })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(o, "brisk 0.1.0")
+	lu.assertTrue(H.sh("test -f " .. q(d .. "/tree/lib/luarocks/rocks-5.4/brisk/0.1.0-1/doc/brisk.1")))
+end

@@ -155,7 +155,11 @@ end
 function TestReplSession:test_brisk_preloaded_when_present()
 	local repl = require "brisk.repl"
 	local env = repl.new_env()
-	lu.assertIs(getmetatable(env).__index, _G)
+	-- globals fall through to _G without being copied
+	lu.assertIs(env.print, print)
+	lu.assertNil(rawget(env, "print"))
+	lu.assertNil(rawget(env, "driver"))
+	lu.assertNil(env.driver)              -- no driver asked for
 	if package.searchpath("brisk", package.path) then
 		lu.assertIs(rawget(env, "brisk"), require "brisk")
 	else
@@ -210,6 +214,229 @@ function TestReplComplete:test_completer_hook()
 	-- the env preloads `brisk`, so it completes too
 	lu.assertEquals(got, { "br0", "br1", "break", "brisk" })
 	lu.assertEquals(seen, "brisk.link_get(br")
+end
+
+function TestReplComplete:test_names_inside_strings()
+	H.reset()
+	local repl = require "brisk.repl"
+	local dir = H.must("mktemp -d /tmp/brisk-replc-XXXXXX"):gsub("%s+$", "")
+	H.must("ip link add rcbr0 type bridge")
+	H.netns_add("rcns0")
+	local driver = require "brisk.driver"
+	local d = assert(driver.open { state_dir = dir })
+	assert(d:create_network { name = "rcnet", subnet = "10.75.0.0/24", options = { bridge = "br-rcnet" } })
+	assert(d:create_endpoint("rcnet", { name = "rcep" }))
+	local names = repl.names(dir)
+	for _, n in ipairs({ "lo", "rcbr0", "br-rcnet", "rcns0", "rcnet", "rcep" }) do lu.assertTableContains(names, n) end
+	-- the witness: every link ip reports is offered
+	for _, l in ipairs(H.ip("link show")) do lu.assertTableContains(names, l.ifname) end
+	local c = repl.name_completer(dir)
+	lu.assertEquals(c("rc", 'h:link_get("rc'), { "rcbr0", "rcep", "rcnet", "rcns0" })
+	lu.assertEquals(c("rcn", "driver:network('rcn"), { "rcnet", "rcns0" })
+	lu.assertEquals(c("rc", "rc"), {})                          -- not inside a string
+	lu.assertEquals(c("rcbr", 'f("rcbr", 1)'), { "rcbr0" })     -- cursor before the end
+	-- through repl.complete, as Tab does
+	table.insert(repl.completers, c)
+	local env = repl.new_env()
+	local got = repl.complete(env, "rcb", 'brisk.open():link_get("rcb')
+	table.remove(repl.completers)
+	lu.assertEquals(got, { "rcbr0" })
+	assert(d:delete_network("rcnet", { force = true }))
+	d:close()
+	os.execute("rm -rf " .. q(dir))
+	H.reset()
+end
+
+function TestReplComplete:test_lazy_driver_completes()
+	local repl = require "brisk.repl"
+	local dir = H.must("mktemp -d /tmp/brisk-replc-XXXXXX"):gsub("%s+$", "")
+	local s = repl.session { state_dir = dir .. "/st", write = function() end, ewrite = function() end }
+	lu.assertTableContains(repl.complete(s.env, "dri"), "driver")
+	lu.assertEquals(repl.complete(s.env, "driver:create_n"), { "driver:create_network" })
+	lu.assertTableContains(repl.complete(s.env, "driver:plan_"), "driver:plan_network")
+	s:close()
+	-- a driver that cannot be opened completes nothing, quietly
+	local bad = repl.session { state_dir = "/proc/brisk-none/st", write = function() end, ewrite = function() end }
+	lu.assertEquals(repl.complete(bad.env, "driver:cr"), {})
+	lu.assertEquals(bad.errors, 0)
+	os.execute("rm -rf " .. q(dir))
+end
+
+-- The driver, :plan and :apply, in-process, over a private state directory.
+local function collecting(opts)
+	local repl = require "brisk.repl"
+	local out, err = {}, {}
+	opts.write = function(x) out[#out + 1] = x end
+	opts.ewrite = function(x) err[#err + 1] = x end
+	local s = repl.session(opts)
+	return s, function()
+		local o, e = table.concat(out), table.concat(err)
+		out, err = {}, {}
+		return o, e
+	end
+end
+
+TestReplDriver = {}
+
+function TestReplDriver:setUp()
+	H.reset()
+	self.dir = H.must("mktemp -d /tmp/brisk-repld-XXXXXX"):gsub("%s+$", "")
+	self.state = self.dir .. "/st"
+	self.s, self.take = collecting { state_dir = self.state }
+end
+
+function TestReplDriver:tearDown()
+	if self.s then
+		pcall(function()
+			local d = self.s:driver()
+			for _, n in ipairs(d:networks()) do d:delete_network(n.id, { force = true }) end
+		end)
+		self.s:close()
+		self.s:close()             -- harmless twice
+	end
+	if self.dir then os.execute("rm -rf " .. q(self.dir)) end
+	H.reset()
+end
+
+function TestReplDriver:test_driver_opened_on_first_use()
+	local s, take = self.s, self.take
+	lu.assertFalse(H.sh("test -e " .. q(self.state)) and true or false)      -- nothing made yet
+	lu.assertEquals(s:feed("getmetatable(driver) ~= nil and type(driver.create_network)"), "ok")
+	lu.assertEquals(take(), "function\n")
+	lu.assertTrue(H.sh("test -d " .. q(self.state .. "/network")))
+	lu.assertIs(rawget(s.env, "driver"), s:driver())
+	lu.assertEquals(s:feed("#driver:networks()"), "ok")
+	lu.assertEquals(take(), "0\n")
+	-- :help names the state directory
+	s:feed(":help")
+	lu.assertStrContains(take(), "`driver` is the bridge driver over " .. self.state)
+end
+
+function TestReplDriver:test_driver_open_failure_is_a_message()
+	local s, take = collecting { state_dir = "/proc/brisk-none/st" }
+	lu.assertEquals(s:feed("driver"), "error")
+	local o, e = take()
+	lu.assertEquals(o, "")
+	lu.assertStrMatches(e, "driver: [^\n]*/proc/brisk%-none[^\n]*\n")
+	lu.assertNotStrContains(e, "traceback")
+	lu.assertEquals(s:feed(':plan { name = "x" }'), "error")
+	_, e = take()
+	lu.assertStrContains(e, "driver: ")
+	s:close()
+end
+
+function TestReplDriver:test_plan_then_apply()
+	local s, take = self.s, self.take
+	local before = H.snapshot()
+	lu.assertEquals(s:feed(':plan { name = "rp1", subnet = "10.77.0.0/24", options = { bridge = "br-rp1" } }'), "ok")
+	local o, e = take()
+	lu.assertEquals(e, "")
+	lu.assertStrMatches(o, "network rp1: bridge br%-rp1, subnet 10%.77%.0%.0/24 gateway 10%.77%.0%.1\n"
+		.. "  setup_device\n      link_add ifname=br%-rp1 kind=bridge address=02:42:.*")
+	lu.assertStrContains(o, "\n  setup_bridge_ipv4\n      addr_add dev=br-rp1 address=10.77.0.1/24")
+	lu.assertStrContains(o, "nothing was changed (:apply applies it)\n")
+	-- nothing changed: the kernel and the store
+	lu.assertEquals(H.snapshot(), before)
+	lu.assertNil(H.iplink("br-rp1"))
+	lu.assertEquals(#s:driver():networks(), 0)
+	lu.assertEquals(s.pending.network.name, "rp1")
+	-- :plan alone shows the pending plan again
+	lu.assertEquals(s:feed(":plan"), "ok")
+	lu.assertEquals(take(), o)
+	lu.assertEquals(s:feed(":apply"), "ok")
+	o, e = take()
+	lu.assertEquals(e, "")
+	lu.assertStrMatches(o, "network rp1 created: %d+ kernel operations\n"
+		.. "NETWORK ID +NAME +BRIDGE +SUBNET +GATEWAY\n%x+ +rp1 +br%-rp1 +10%.77%.0%.0/24 +10%.77%.0%.1\n")
+	lu.assertNil(s.pending)
+	-- the kernel has what the plan said: the bridge with its MAC and address, up
+	local l = H.iplink("br-rp1")
+	lu.assertNotNil(l)
+	lu.assertEquals(l.address, s:driver():network("rp1").mac)
+	lu.assertTableContains(l.flags, "UP")
+	local addrs = H.ip("addr show dev br-rp1")[1].addr_info
+	lu.assertEquals(addrs[1]["local"], "10.77.0.1")
+	lu.assertEquals(math.tointeger(addrs[1].prefixlen), 24)
+	-- applied once only
+	lu.assertEquals(s:feed(":apply"), "error")
+	_, e = take()
+	lu.assertStrContains(e, ":apply: no pending plan")
+	lu.assertEquals(s:feed(":ap"), "error")     -- a prefix runs it too
+end
+
+function TestReplDriver:test_plan_errors_change_nothing()
+	local s, take = self.s, self.take
+	local before = H.snapshot()
+	local cases = {
+		{ ":plan 42", ":plan: a network definition table expected, got number" },
+		{ ':plan { name = "x", bogus = 1 }', ":plan: unknown network field 'bogus'" },
+		{ ":plan {", ":plan: :plan:1: unexpected symbol near <eof>" },
+		{ ":plan nosuch.field", "attempt to index a nil value" },
+		{ ':plan { name = "x", subnet = "10.0.0.0/33" }', ":plan: " },
+		{ ":apply now", ":apply: takes no arguments" },
+		{ ":apply", ":apply: no pending plan" },
+	}
+	for _, c in ipairs(cases) do
+		lu.assertEquals(s:feed(c[1]), "error", c[1])
+		local o, e = take()
+		lu.assertEquals(o, "", c[1])
+		lu.assertStrContains(e, c[2])
+	end
+	lu.assertEquals(s.errors, #cases)
+	lu.assertNil(s.pending)
+	lu.assertEquals(H.snapshot(), before)
+	lu.assertEquals(#s:driver():networks(), 0)
+end
+
+function TestReplDriver:test_apply_failure_keeps_the_plan()
+	local s, take = self.s, self.take
+	lu.assertEquals(s:feed(':plan { name = "rp2", subnet = "10.78.0.0/24", options = { bridge = "br-rp2" } }'), "ok")
+	take()
+	-- meanwhile a network of that name is made
+	lu.assertEquals(s:feed('assert(driver:create_network{ name = "rp2", subnet = "10.79.0.0/24", '
+		.. 'options = { bridge = "br-rp2b" } }) and nil'), "ok")
+	take()
+	local before = H.snapshot()
+	lu.assertEquals(s:feed(":apply"), "error")
+	local _, e = take()
+	lu.assertStrContains(e, ":apply: network rp2 conflicts with network rp2")
+	lu.assertNotNil(s.pending)
+	lu.assertEquals(H.snapshot(), before)
+	lu.assertNil(H.iplink("br-rp2"))
+	lu.assertNotNil(H.iplink("br-rp2b"))
+end
+
+function TestReplDriver:test_records_print_as_rows()
+	local s, take = self.s, self.take
+	lu.assertEquals(s:feed('net = assert(driver:create_network{ name = "rp3", subnet = "10.76.0.0/24", '
+		.. 'options = { bridge = "br-rp3" } })'), "ok")
+	lu.assertEquals(s:feed('ep = assert(driver:create_endpoint("rp3", { name = "rp3e", netns = "rh3" }))'), "ok")
+	lu.assertEquals(take(), "")
+	s:feed("driver:networks()")
+	lu.assertStrMatches(take(), "NETWORK ID +NAME +BRIDGE +SUBNET +GATEWAY\n%x%x%x%x%x%x%x%x%x%x%x%x +rp3 +br%-rp3 +"
+		.. "10%.76%.0%.0/24 +10%.76%.0%.1\n")
+	s:feed("driver:endpoints()")
+	local o = take()
+	lu.assertStrMatches(o, "ENDPOINT ID +NAME +NETWORK +HOST IFNAME +NETNS +IFNAME +MAC +IPV4\n"
+		.. "%x+ +rp3e +rp3 +veth%x+ +rh3 +eth0 +02:42:0a:4c:00:02 +10%.76%.0%.2/24\n")
+	-- the witness: the namespace has that interface, address and MAC
+	local l = H.iplink("eth0", "rh3")
+	lu.assertEquals(l.address, "02:42:0a:4c:00:02")
+	local host = o:match("\n%x+ +rp3e +rp3 +(veth%x+)")
+	lu.assertEquals(H.iplink(host).master, "br-rp3")
+	-- one record: its row; :raw shows it whole
+	s:feed('driver:network("rp3")')
+	lu.assertStrMatches(take(), "NETWORK ID[^\n]+\n%x+ +rp3 +br%-rp3 [^\n]+\n")
+	s:feed('net, ep')
+	lu.assertStrContains(take(), "NETWORK ID")
+	s:feed(':raw driver:network("rp3")')
+	o = take()
+	lu.assertStrContains(o, 'bridge = "br-rp3",')
+	lu.assertStrContains(o, "journal = {")
+	lu.assertEquals(s:feed(":raw"), "error")
+	lu.assertEquals(s:feed('assert(driver:delete_network("rp3", { force = true }))'), "ok")
+	take()
+	lu.assertNil(H.iplink("br-rp3"))
 end
 
 -- Through a pipe: no prompts, exit 1 when a chunk failed.
@@ -270,10 +497,10 @@ function TestReplTty:tearDown()
 	if self.dir then os.execute("rm -rf " .. q(self.dir)) end
 end
 
-function TestReplTty:start(name)
+function TestReplTty:start(name, args)
 	self.target = name or "repl"
-	local cmd = string.format("env BRISK_HISTORY=%s HOME=%s %s; echo EXIT=$?; sleep 30",
-		q(self.hist), q(self.dir), q(BIN))
+	local cmd = string.format("env BRISK_HISTORY=%s HOME=%s %s %s; echo EXIT=$?; sleep 30",
+		q(self.hist), q(self.dir), q(BIN), args or "")
 	H.must(self.tmux .. " new-session -d -s " .. self.target .. " -x 120 -y 40 " .. q(cmd))
 	if not self.socket then
 		self.socket = H.must(self.tmux .. " display-message -p '#{socket_path}'"):gsub("%s+$", "")
@@ -374,4 +601,62 @@ function TestReplTty:test_tty_tab_completion()
 	self:type("string.", "Tab", "Tab")
 	local screen = self:wait("string.upper")
 	lu.assertStrContains(screen, "string.gsub")
+end
+
+function TestReplTty:test_tty_completes_names()
+	H.reset()
+	local state = self.dir .. "/st"
+	H.must("ip link add ttybr0 type bridge")
+	H.netns_add("ttyns0")
+	H.must(string.format("%s --state-dir %s network create --subnet 10.86.0.0/24 "
+		.. "-o com.docker.network.bridge.name=br-webtty webtty", q(BIN), q(state)))
+	self:start("repl", "--state-dir " .. q(state))
+	-- an interface of the current namespace
+	self:type('brisk.open():link_get("ttyb', "Tab")
+	self:wait('> brisk.open():link_get("ttybr0')
+	self:type('").ifname', "Enter")
+	self:wait("\nttybr0\n> ")
+	-- a namespace
+	self:type('brisk.netns_exists("ttyn', "Tab")
+	self:wait('> brisk.netns_exists("ttyns0')
+	self:type('")', "Enter")
+	self:wait("\ntrue\n> ")
+	-- a network of --state-dir, and the lazily opened driver's methods
+	self:type("driver:netw", "Tab")
+	self:wait("> driver:network")
+	self:type('("webt', "Tab")
+	self:wait('> driver:network("webtty')
+	self:type('").bridge', "Enter")
+	self:wait("\nbr-webtty\n> ")
+	self:type("", "C-d")
+	self:wait("EXIT=0")
+	H.must(string.format("%s --state-dir %s network rm webtty", q(BIN), q(state)))
+	H.reset()
+end
+
+function TestReplTty:test_tty_plan_and_apply()
+	H.reset()
+	local state = self.dir .. "/st"
+	self:start("repl", "--state-dir " .. q(state))
+	self:type(':plan { name = "ttyp", subnet = "10.87.0.0/24", options = { bridge = "br-ttyp" } }', "Enter")
+	local screen = self:wait("(:apply applies it)")
+	lu.assertStrContains(screen, "network ttyp: bridge br-ttyp, subnet 10.87.0.0/24 gateway 10.87.0.1")
+	lu.assertStrContains(screen, "link_add ifname=br-ttyp kind=bridge")
+	lu.assertNil(H.iplink("br-ttyp"))
+	self:type(":apply", "Enter")
+	self:wait("network ttyp created: ")
+	screen = self:wait("> ")
+	lu.assertNotNil(H.iplink("br-ttyp"))
+	self:type("", "C-d")
+	self:wait("EXIT=0")
+	-- the CLI over the same state directory sees it
+	local out = H.must(string.format("%s --state-dir %s --json network ls", q(BIN), q(state)))
+	local cjson = require "cjson"
+	local nets = cjson.decode(out)
+	lu.assertEquals(#nets, 1)
+	lu.assertEquals(nets[1].name, "ttyp")
+	lu.assertEquals(nets[1].bridge, "br-ttyp")
+	H.must(string.format("%s --state-dir %s network rm ttyp", q(BIN), q(state)))
+	lu.assertNil(H.iplink("br-ttyp"))
+	H.reset()
 end

@@ -5,8 +5,9 @@
 -- `lua/brisk/cli/*.lua` register the commands of one group and are loaded
 -- lazily by the first word of the command line: `brisk network create ...`
 -- requires "brisk.cli.network" (when it exists) before looking the command
--- up. Built in: `version`, `help [TOPIC]`, `repl` (also: no arguments) and
--- `run SCRIPT [ARGS]`.
+-- up. Built in: `version`, `help [COMMAND|TOPIC]` (topics: brisk.helptopics),
+-- `repl` (also: no arguments) and `run SCRIPT [ARGS]`. `cli.progress` shows
+-- the progress of long operations on a terminal.
 --
 -- Exit codes: 0 success, 1 failure (an error raised or returned by the
 -- command), 2 usage error (unknown command or flag, missing value, wrong
@@ -491,10 +492,19 @@ function M.help()
 		"commands:",
 	}
 	for _, l in ipairs(command_rows(commands_in(nil))) do out[#out + 1] = l end
+	local okt, topics = pcall(require, "brisk.helptopics")
+	if okt and type(topics) == "table" then
+		out[#out + 1] = ""
+		out[#out + 1] = "help topics (brisk help TOPIC):"
+		local rows = {}
+		for _, t in ipairs(topics.list) do rows[#rows + 1] = { "  " .. t.name, t.summary } end
+		for _, l in ipairs(two_columns(rows)) do out[#out + 1] = l end
+	end
 	out[#out + 1] = ""
 	out[#out + 1] = "global flags:"
 	for _, l in ipairs(two_columns(flag_rows(global_flag_list()))) do out[#out + 1] = l end
 	out[#out + 1] = ""
+	out[#out + 1] = "exit status: 0 success, 1 failure, 2 usage error. Errors go to stderr."
 	out[#out + 1] = "Run 'brisk help COMMAND' or 'brisk COMMAND --help' for a command's flags and an example."
 	out[#out + 1] = "Set BRISK_DEBUG=1 for tracebacks on errors."
 	return table.concat(out, "\n")
@@ -809,6 +819,88 @@ function M.main(argv)
 	return 1
 end
 
+-- Progress ------------------------------------------------------------------
+
+local Progress = {}
+Progress.__index = Progress
+
+-- Whether stderr is a terminal: through brisk.host in the brisk program,
+-- else by asking the shell (whose stderr is ours).
+local function stderr_tty()
+	local ok, host = pcall(require, "brisk.host")
+	if ok and type(host) == "table" and host.isatty then return host.isatty(2) end
+	local r = os.execute("test -t 2")
+	return r == true
+end
+
+--- A progress display for a long operation (restore, scale): a bar and a
+-- counter redrawn on one line of stderr, only when stderr is a terminal;
+-- silent otherwise (piped, redirected, in scripts). It never writes stdout.
+--
+--     local p <close> = cli.progress(#nets, "restore")
+--     for _, n in ipairs(nets) do ...; p:step(n.name) end
+--     p:done()          -- (or leave it to <close>, also on errors)
+--
+-- @tparam[opt] integer total the number of steps (nil: a plain counter)
+-- @tparam[opt=""] string label what is in progress
+-- @tparam[opt] table opts `tty` (boolean: override the terminal check),
+--   `write` (function taking a string; default stderr), `width` (bar
+--   width, default 30)
+-- @treturn table progress with `step([what])` (one more done; `what` names
+--   it), `done()` (clear the line; harmless twice) and `count`, `active`
+--   (whether it draws)
+function M.progress(total, label, opts)
+	opts = opts or {}
+	if total ~= nil and (math.type(total) ~= "integer" or total < 0) then
+		error("bad argument #1 to 'progress' (non-negative integer or nil expected)", 2)
+	end
+	local active = opts.tty
+	if active == nil then active = stderr_tty() end
+	return setmetatable({
+		total = total, label = label or "", count = 0, active = active and true or false,
+		write = opts.write or function(x) stderr:write(x); stderr:flush() end,
+		width = opts.width or 30, drawn = 0,
+	}, Progress)
+end
+
+function Progress:draw(what)
+	local s
+	if self.total and self.total > 0 then
+		local fill = math.floor(self.width * math.min(self.count, self.total) / self.total)
+		s = string.format("%s [%s%s] %d/%d", self.label, string.rep("#", fill),
+			string.rep("-", self.width - fill), self.count, self.total)
+	else
+		s = string.format("%s %d", self.label, self.count)
+	end
+	if what and what ~= "" then s = s .. " " .. tostring(what) end
+	s = s:gsub("^ ", ""):gsub("%c", " ")
+	-- one terminal line: a wrapped line could not be redrawn
+	if #s > 79 then s = s:sub(1, 78) .. "~" end
+	-- pad over the longer line drawn before, then return to the line's start
+	local pad = self.drawn > #s and string.rep(" ", self.drawn - #s) or ""
+	self.write("\r" .. s .. pad)
+	self.drawn = #s
+end
+
+--- One more step done.
+-- @tparam[opt] string what the step's name, shown after the counter
+function Progress:step(what)
+	self.count = self.count + 1
+	if self.active then self:draw(what) end
+	return self
+end
+
+--- Clear the progress line (the terminal is as before it started).
+function Progress:done()
+	if self.active and self.drawn > 0 then
+		self.write("\r" .. string.rep(" ", self.drawn) .. "\r")
+	end
+	self.drawn = 0
+	self.active = false
+	return self
+end
+Progress.__close = Progress.done
+
 -- Built-in commands ---------------------------------------------------------
 
 M.register {
@@ -823,19 +915,35 @@ M.register {
 	format = function(r) return "brisk " .. r.version .. " (" .. r.lua .. ")" end,
 }
 
+local function help_topics()
+	local ok, topics = pcall(require, "brisk.helptopics")
+	if ok and type(topics) == "table" then return topics end
+	return nil
+end
+
 M.register {
 	name = "help",
-	summary = "show help for brisk or for a command",
-	usage = "[COMMAND...]",
-	example = { "brisk help", "brisk help network create" },
-	run = function(_, pos)
+	summary = "show help for brisk, a command or a topic",
+	usage = "[COMMAND...|TOPIC]",
+	description = "Topics: options, steps, hooks, store, firewall, examples ('brisk help' lists them).\n"
+		.. "--json gives a topic as { topic =, summary =, text = }.",
+	example = { "brisk help", "brisk help network create", "brisk help options" },
+	run = function(_, pos, ctx)
 		if #pos == 0 then return M.help() end
+		local topics = help_topics()
+		local t = #pos == 1 and topics and topics.get(pos[1])
+		if t and not M.commands[pos[1]] then
+			if ctx.json then return { topic = t.name, summary = t.summary, text = t.text() } end
+			return t.name .. ": " .. t.summary .. "\n\n" .. t.text()
+		end
 		M.load_group(pos[1])
 		local topic = table.concat(pos, " ")
 		if M.commands[topic] then return M.command_help(topic) end
 		if #pos == 1 and is_group(pos[1]) then return M.group_help(pos[1]) end
 		M.load_all()
-		M.usage_error("no help for '" .. topic .. "'" .. did_you_mean(topic, names_sorted()))
+		local words = names_sorted()
+		for _, n in ipairs(topics and topics.names() or {}) do words[#words + 1] = n end
+		M.usage_error("no help for '" .. topic .. "'" .. did_you_mean(topic, words))
 	end,
 	format = function(s) return s end,
 }
@@ -845,12 +953,16 @@ M.register {
 	raw = true,
 	summary = "start the interactive Lua REPL (also: brisk with no command)",
 	usage = "",
-	description = "Lua 5.4 with brisk preloaded as `brisk`; :help lists the REPL's commands.\n"
-		.. "History is kept in $BRISK_HISTORY or ~/.brisk_history.",
-	example = "brisk repl",
+	description = "Lua 5.4 with brisk preloaded as `brisk` and the bridge driver over the state\n"
+		.. "directory as `driver` (opened on first use). Expressions print their values;\n"
+		.. "networks, endpoints, links and addresses print as rows. :plan {definition}\n"
+		.. "shows what creating a network would do, :apply does it; :help lists the REPL's\n"
+		.. "commands. Tab completes Lua names and, inside strings, interface, namespace,\n"
+		.. "network and endpoint names. History is kept in $BRISK_HISTORY or ~/.brisk_history.",
+	example = { "brisk repl", "brisk --state-dir /tmp/brisk" },
 	max_args = 0,
-	run = function()
-		return nil, require("brisk.repl").run()
+	run = function(_, _, ctx)
+		return nil, require("brisk.repl").run { state_dir = ctx.state_dir }
 	end,
 }
 

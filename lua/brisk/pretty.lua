@@ -3,8 +3,12 @@
 -- `pretty.format(v)` turns any value into text: links (tables with `ifindex`
 -- and `ifname`, as `ip -j link` gives them) as one compact row like
 -- `ip -br link`, addresses (tables with `local` and `prefixlen`) like
--- `ip -br addr`, arrays of those as aligned rows, and any other table
--- readably (sorted keys, nested indentation, cycles marked).
+-- `ip -br addr`, arrays of those as aligned rows; arrays of brisk's network
+-- and endpoint records (what `driver:networks()` and `driver:endpoints()`
+-- return) as rows under a header, as `docker network ls` prints them; and
+-- any other table readably (sorted keys, nested indentation, cycles marked).
+-- A single network or endpoint record prints whole (as `inspect` shows it)
+-- unless `{ compact = true }` asks for its row, as the REPL does.
 -- `pretty.table(rows, columns)` lays rows out as a column-aligned text table
 -- with a header, as `ls` commands print them.
 local M = {}
@@ -138,6 +142,94 @@ local function align(rows, sep)
 	return table.concat(out, "\n")
 end
 
+--- Whether `t` looks like a brisk network record: string `id`, `name` and
+-- `bridge`, and an IPv4 subnet or the bridge driver (and no `network`: that
+-- is an endpoint's).
+function M.is_network(t)
+	return type(t) == "table" and type(rawget(t, "id")) == "string"
+		and type(rawget(t, "name")) == "string" and type(rawget(t, "bridge")) == "string"
+		and rawget(t, "network") == nil
+		and (rawget(t, "subnet4") ~= nil or rawget(t, "driver") == "bridge")
+end
+
+--- Whether `t` looks like a brisk endpoint record: string `id`, `name` and
+-- `network`, and a host-side interface or an IPv4 address.
+function M.is_endpoint(t)
+	return type(t) == "table" and type(rawget(t, "id")) == "string"
+		and type(rawget(t, "name")) == "string" and type(rawget(t, "network")) == "string"
+		and (rawget(t, "host_ifname") ~= nil or rawget(t, "ipv4") ~= nil)
+end
+
+local function short_id(v) return type(v) == "string" and v:sub(1, 12) or "" end
+
+local function flags_text(_, n)
+	local f = {}
+	if n.internal then f[#f + 1] = "internal" end
+	if n.enable_ipv6 then f[#f + 1] = "ipv6" end
+	if n.icc == false then f[#f + 1] = "no-icc" end
+	if n.masquerade == false then f[#f + 1] = "no-masquerade" end
+	if n.creator == "user" then f[#f + 1] = "adopted" end
+	return table.concat(f, ",")
+end
+
+--- A published port as `docker ps` shows it: `0.0.0.0:8080->80/tcp`.
+-- @tparam table p a binding `{proto=, host_ip=, host_port=, container_port=}`
+-- @treturn string
+function M.port_text(p)
+	local hip = p.host_ip
+	if hip == nil then hip = "" elseif tostring(hip):find(":", 1, true) then hip = "[" .. hip .. "]:"
+	else hip = tostring(hip) .. ":" end
+	local hp = num(p.host_port)
+	if p.host_port_end then hp = hp .. "-" .. num(p.host_port_end) end
+	local cp = num(p.container_port)
+	if p.container_port_end then cp = cp .. "-" .. num(p.container_port_end) end
+	return hip .. hp .. "->" .. cp .. "/" .. tostring(p.proto or "tcp")
+end
+
+local function ports_text(ports)
+	if type(ports) ~= "table" then return "" end
+	local t = {}
+	for _, p in ipairs(ports) do
+		if type(p) == "table" then t[#t + 1] = M.port_text(p) end
+	end
+	return table.concat(t, ",")
+end
+
+--- Columns of network rows (as `brisk network ls`, without the endpoint
+-- count) and endpoint rows (as `brisk endpoint ls`, with the ports).
+M.network_columns = {
+	{ "id", title = "NETWORK ID", format = short_id },
+	"name", "bridge",
+	{ "subnet4", title = "SUBNET" },
+	{ "gateway4", title = "GATEWAY" },
+	{ "subnet6", title = "IPV6" },
+	{ "flags", title = "FLAGS", format = flags_text },
+}
+
+M.endpoint_columns = {
+	{ "id", title = "ENDPOINT ID", format = short_id },
+	"name",
+	{ "network_name", title = "NETWORK" },
+	{ "host_ifname", title = "HOST IFNAME" },
+	"netns", "ifname", "mac", "ipv4", "ipv6",
+	{ "ports", title = "PORTS", format = ports_text },
+}
+
+local function record_rows(list, columns)
+	-- columns that are empty in every row are left out
+	local keep = {}
+	for _, c in ipairs(columns) do
+		local key = type(c) == "string" and c or c.key or c[1]
+		local format = type(c) == "table" and c.format or nil
+		for _, r in ipairs(list) do
+			local v = r[key]
+			local text = format and format(v, r) or (v ~= nil and tostring(v) or "")
+			if text ~= "" then keep[#keep + 1] = c; break end
+		end
+	end
+	return M.table(list, keep)
+end
+
 local function row_cells(v)
 	if M.is_link(v) then return link_cells(v) end
 	if M.is_addr(v) then return addr_cells(v) end
@@ -187,20 +279,41 @@ local function fmt(v, indent, stack, depth)
 		.. ",\n" .. indent .. "}"
 end
 
+-- Whether every element of the pure array `v` satisfies `pred`.
+local function all(v, pred)
+	for i = 1, #v do
+		if not pred(v[i]) then return false end
+	end
+	return true
+end
+
 --- Format any value as text.
 -- A string at the top level is returned as it is; nested strings are quoted.
+-- Links and addresses print as `ip -br` rows; arrays of network or of
+-- endpoint records as rows under a header (columns empty in every row
+-- left out).
 -- @param v any value
+-- @tparam[opt] table opts `compact = true`: a single network or endpoint
+--   record prints as its row (under the header) instead of whole;
+--   `rows = false`: no rows at all, every table printed as a table
 -- @treturn string (never nil; no trailing newline)
-function M.format(v)
+function M.format(v, opts)
 	if type(v) == "string" then return v end
 	if type(v) ~= "table" or has_tostring(v) then return tostring(v) end
+	if opts and opts.rows == false then return fmt(v, "", {}, 1) end
 	local cells = row_cells(v)
 	if cells then return align({ cells }, "  ") end
+	if opts and opts.compact then
+		if M.is_network(v) then return record_rows({ v }, M.network_columns) end
+		if M.is_endpoint(v) then return record_rows({ v }, M.endpoint_columns) end
+	end
 	if #v > 0 then
-		-- only a pure array (no other keys) of links/addresses prints as rows
+		-- only a pure array (no other keys) of links/addresses/records prints as rows
 		local count = 0
 		for _ in pairs(v) do count = count + 1 end
 		if count == #v then
+			if all(v, M.is_network) then return record_rows(v, M.network_columns) end
+			if all(v, M.is_endpoint) then return record_rows(v, M.endpoint_columns) end
 			local rows = {}
 			for i = 1, #v do
 				rows[i] = row_cells(v[i])
