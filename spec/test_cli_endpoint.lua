@@ -20,18 +20,6 @@ local function slurp(path)
 	return s
 end
 
-local function kernel_ready()
-	local ok, core = pcall(require, "brisk.core")
-	if not ok then return false end
-	local h = core.open()
-	if not h then return false end
-	local ready = type(h.link_get) == "function" and type(h.addr_add) == "function"
-		and type(h.route_list) == "function" and type(core.netns_add) == "function"
-		and type(h.sysctl_get) == "function"
-	h:close()
-	return ready
-end
-local READY = kernel_ready()
 
 local function brisk(self, args)
 	local out, err = self.dir .. "/.out", self.dir .. "/.err"
@@ -61,9 +49,7 @@ local snapshot, reset = H.snapshot, H.reset
 local function fresh(self)
 	reset()
 	self.dir = H.must("mktemp -d /tmp/brisk-cliep-XXXXXX"):gsub("%s+$", "")
-	if READY then
-		ok_run(self, "network create --subnet 10.40.0.0/24 -o com.docker.network.bridge.name=bre1 n1")
-	end
+	ok_run(self, "network create --subnet 10.40.0.0/24 -o com.docker.network.bridge.name=bre1 n1")
 end
 
 local function cleanup(self)
@@ -71,9 +57,6 @@ local function cleanup(self)
 	if self.dir then os.execute("rm -rf " .. q(self.dir)) end
 end
 
-local function need_kernel()
-	lu.skipIf(not READY, "brisk.core lacks the link/addr/route/netns/sysctl families (not merged yet)")
-end
 
 local function netns_list()
 	local _, out = H.sh("ip netns list")
@@ -128,7 +111,6 @@ end
 TestCliEndpointCreate = { setUp = fresh, tearDown = cleanup }
 
 function TestCliEndpointCreate:test_create_with_netns_joins_it()
-	need_kernel()
 	local out = ok_run(self, "endpoint create --name e1 --netns h1 n1")
 	local id = out:match("^(%x+)\n$")
 	lu.assertNotNil(id, out)
@@ -174,7 +156,6 @@ function TestCliEndpointCreate:test_create_with_netns_joins_it()
 end
 
 function TestCliEndpointCreate:test_create_with_ip_mac_ifname_json()
-	need_kernel()
 	local ep = json_run(self, "endpoint create --json --name e2 --ip 10.40.0.9 --mac 02:42:aa:bb:cc:dd "
 		.. "--ifname eth5 --netns h2 n1")
 	lu.assertEquals(ep.name, "e2")
@@ -188,7 +169,6 @@ function TestCliEndpointCreate:test_create_with_ip_mac_ifname_json()
 end
 
 function TestCliEndpointCreate:test_two_endpoints_ping_each_other()
-	need_kernel()
 	local a = json_run(self, "endpoint create --json --name pa --netns h1 n1")
 	local b = json_run(self, "endpoint create --json --name pb --netns h2 n1")
 	lu.assertEquals(a.ipv4, "10.40.0.2/24")
@@ -204,7 +184,6 @@ function TestCliEndpointCreate:test_two_endpoints_ping_each_other()
 end
 
 function TestCliEndpointCreate:test_rm_twice_second_not_found()
-	need_kernel()
 	local ep = json_run(self, "endpoint create --json --name e3 --netns h3 n1")
 	lu.assertEquals(ok_run(self, "endpoint rm e3"), "e3\n")
 	lu.assertNil(H.iplink(ep.host_ifname))
@@ -221,7 +200,6 @@ function TestCliEndpointCreate:test_rm_twice_second_not_found()
 end
 
 function TestCliEndpointCreate:test_existing_netns_is_kept()
-	need_kernel()
 	H.netns_add("hx")
 	ok_run(self, "endpoint create --name ex --netns hx n1")
 	lu.assertEquals(ns_addrs("hx", "eth0"), { "10.40.0.2/24" })
@@ -231,7 +209,6 @@ function TestCliEndpointCreate:test_existing_netns_is_kept()
 end
 
 function TestCliEndpointCreate:test_network_rm_refuses_with_endpoints_force_deletes()
-	need_kernel()
 	local a = json_run(self, "endpoint create --json --name fa --netns h1 n1")
 	local b = json_run(self, "endpoint create --json --name fb n1")
 	fails(self, "network rm n1", 1, "brisk: network n1 has 2 active endpoints")
@@ -246,7 +223,6 @@ function TestCliEndpointCreate:test_network_rm_refuses_with_endpoints_force_dele
 end
 
 function TestCliEndpointCreate:test_join_and_leave()
-	need_kernel()
 	local ep = json_run(self, "endpoint create --json --name ej n1")
 	lu.assertNil(ep.netns)
 	-- both ends are here, the host side on the bridge
@@ -273,18 +249,7 @@ function TestCliEndpointCreate:test_join_and_leave()
 	lu.assertFalse(has(netns_list(), "h6"))
 end
 
--- endpoint.lua's publish_ports step calls a function brisk.firewall lacks.
-local function publish_bug()
-	local ok, fw = pcall(require, "brisk.firewall")
-	local src = slurp(ROOT .. "/lua/brisk/endpoint.lua") or ""
-	return src:find("firewall.publish_ports", 1, true) ~= nil and not (ok and fw.publish_ports)
-end
-
 function TestCliEndpointCreate:test_publish_programs_the_firewall()
-	need_kernel()
-	lu.skipIf(publish_bug(), "driver bug: lua/brisk/endpoint.lua step publish_ports calls "
-		.. "ctx.firewall.publish_ports, which lua/brisk/firewall.lua does not define (it has "
-		.. "port_add(run, net, ep, mapping) with mapping.container_ip required)")
 	local ep = json_run(self, "endpoint create --json --name pub -p 8080:80 "
 		.. "-p 127.0.0.1:8443:443/tcp --netns h1 n1")
 	lu.assertEquals(#ep.ports, 2)
@@ -306,7 +271,6 @@ end
 TestCliEndpointErrors = { setUp = fresh, tearDown = cleanup }
 
 function TestCliEndpointErrors:test_operation_failures_exit_1_change_nothing()
-	need_kernel()
 	fails(self, "endpoint create nosuch", 1, "brisk: network nosuch not found")
 	fails(self, "endpoint create --ip 10.41.0.5 --netns h1 n1", 1, "is outside the subnet 10.40.0.0/24")
 	fails(self, "endpoint create --ip 10.40.0.1 n1", 1, "already in use")
@@ -368,7 +332,6 @@ end
 TestCliEndpointPlan = { setUp = fresh, tearDown = cleanup }
 
 function TestCliEndpointPlan:test_plan_resolves_and_changes_nothing()
-	need_kernel()
 	ok_run(self, "endpoint create --name taken n1")
 	local before = state(self)
 	local out = ok_run(self, "endpoint plan --name pe --netns h9 n1")

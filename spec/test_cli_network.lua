@@ -19,22 +19,6 @@ local function slurp(path)
 	return s
 end
 
--- The kernel families the driver needs; without them nothing can be created.
-local function kernel_ready()
-	local ok, core = pcall(require, "brisk.core")
-	if not ok then return false end
-	local h = core.open()
-	if not h then return false end
-	local ready = type(h.link_get) == "function" and type(h.addr_add) == "function"
-		and type(h.route_list) == "function" and type(core.netns_add) == "function"
-		and type(h.sysctl_get) == "function"
-	h:close()
-	return ready
-end
-local READY = kernel_ready()
-local function need_kernel()
-	lu.skipIf(not READY, "brisk.core lacks the link/addr/route/netns/sysctl families (not merged yet)")
-end
 
 local snapshot, reset = H.snapshot, H.reset
 
@@ -94,7 +78,6 @@ end
 TestCliNetworkCreate = { setUp = fresh, tearDown = cleanup }
 
 function TestCliNetworkCreate:test_create_with_flags_then_inspect_and_ls()
-	need_kernel()
 	local out = ok_run(self, "network create --subnet 10.31.0.0/24 --gateway 10.31.0.254 "
 		.. "--ip-range 10.31.0.128/25 --aux-address router=10.31.0.5 "
 		.. "-o com.docker.network.bridge.name=brt1 -o mtu=1400 n1")
@@ -145,7 +128,6 @@ function TestCliNetworkCreate:test_create_with_flags_then_inspect_and_ls()
 end
 
 function TestCliNetworkCreate:test_create_json_ipv6_internal()
-	need_kernel()
 	local net = json_run(self, "network create --json --ipv6 --internal --subnet 10.32.0.0/24 "
 		.. "--subnet fd00:32::/64 -o com.docker.network.bridge.name=brt2 n2")
 	lu.assertEquals(net.name, "n2")
@@ -162,7 +144,6 @@ function TestCliNetworkCreate:test_create_json_ipv6_internal()
 end
 
 function TestCliNetworkCreate:test_default_pool_and_bridge_name()
-	need_kernel()
 	local net = json_run(self, "network create --json n3")
 	lu.assertEquals(net.subnet4, "172.17.0.0/16")
 	lu.assertEquals(net.bridge, "br-" .. net.id:sub(1, 12))
@@ -175,7 +156,6 @@ function TestCliNetworkCreate:test_default_pool_and_bridge_name()
 end
 
 function TestCliNetworkCreate:test_duplicate_name_fails_and_changes_nothing()
-	need_kernel()
 	ok_run(self, "network create --subnet 10.35.0.0/24 n5")
 	local before, files = snapshot(), stored(self)
 	local code, out, err = brisk(self, "network create --subnet 10.36.0.0/24 n5")
@@ -283,7 +263,6 @@ end
 TestCliNetworkPlan = { setUp = fresh, tearDown = cleanup }
 
 function TestCliNetworkPlan:test_plan_prints_steps_and_changes_nothing()
-	need_kernel()
 	local before = snapshot()
 	local out = ok_run(self, "network plan --subnet 10.33.0.0/24 -o com.docker.network.bridge.name=brp n7")
 	lu.assertEquals(snapshot(), before)
@@ -301,7 +280,6 @@ function TestCliNetworkPlan:test_plan_prints_steps_and_changes_nothing()
 end
 
 function TestCliNetworkPlan:test_plan_json()
-	need_kernel()
 	local before = snapshot()
 	local plan = json_run(self, "network plan --json --subnet 10.33.0.0/24 -o com.docker.network.bridge.name=brp n7")
 	lu.assertEquals(snapshot(), before)
@@ -321,7 +299,6 @@ function TestCliNetworkPlan:test_plan_json()
 end
 
 function TestCliNetworkPlan:test_plan_over_existing_bridge_already_matches()
-	need_kernel()
 	H.must("ip link add brq type bridge")
 	H.must("ip addr add 10.34.0.1/24 dev brq")
 	H.must("ip link set brq up")
@@ -338,7 +315,6 @@ end
 TestCliNetworkRm = { setUp = fresh, tearDown = cleanup }
 
 function TestCliNetworkRm:test_rm_removes_the_bridge()
-	need_kernel()
 	local net = json_run(self, "network create --json --subnet 10.39.0.0/24 n9")
 	lu.assertNotNil(H.iplink(net.bridge))
 	lu.assertEquals(ok_run(self, "network rm n9"), "n9\n")
@@ -352,7 +328,6 @@ function TestCliNetworkRm:test_rm_removes_the_bridge()
 end
 
 function TestCliNetworkRm:test_rm_several_by_id_prefix_reports_failures()
-	need_kernel()
 	local a = json_run(self, "network create --json --subnet 10.39.1.0/24 na")
 	local b = json_run(self, "network create --json --subnet 10.39.2.0/24 nb")
 	local code, out, err = brisk(self, "network rm " .. a.id:sub(1, 12) .. " nosuch nb")
@@ -367,7 +342,6 @@ function TestCliNetworkRm:test_rm_several_by_id_prefix_reports_failures()
 end
 
 function TestCliNetworkRm:test_rm_keeps_a_user_bridge()
-	need_kernel()
 	H.must("ip link add bru type bridge")
 	ok_run(self, "network create --subnet 10.39.4.0/24 -o com.docker.network.bridge.name=bru nu")
 	lu.assertEquals(addrs("bru"), { "10.39.4.1/24" })
@@ -380,7 +354,6 @@ end
 TestCliNetworkCheck = { setUp = fresh, tearDown = cleanup }
 
 function TestCliNetworkCheck:test_check_drift_and_restore()
-	need_kernel()
 	local net = json_run(self, "network create --json --subnet 10.41.0.0/24 nd")
 	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
 	-- the bridge vanishes behind brisk's back
@@ -442,7 +415,6 @@ function TestCliNetworkModule:test_op_text()
 end
 
 function TestCliNetworkModule:test_repl_completer_offers_stored_names_in_strings()
-	need_kernel()
 	local dir = H.must("mktemp -d /tmp/brisk-clinet-XXXXXX"):gsub("%s+$", "")
 	local self = { dir = dir }
 	ok_run(self, "network create --subnet 10.42.0.0/24 webnet")

@@ -748,8 +748,10 @@ end
 
 --- Re-run create for every stored network (after a reboot or a namespace
 -- rebuild), adopting a bridge that exists and matches.
+-- @tparam[opt] table o {on_network=function(result)} called after each network
 -- @return array of {name=, ok=bool, msg=}
-function D:restore()
+function D:restore(o)
+	o = o or {}
 	local out = {}
 	self.store:transaction(function()
 		for _, net in ipairs(self.store:list("network")) do
@@ -769,6 +771,7 @@ function D:restore()
 			else
 				out[#out + 1] = { name = net.name, ok = false, msg = msg }
 			end
+			if o.on_network then o.on_network(out[#out]) end
 			if self.restore_endpoints then self:restore_endpoints(net, out) end
 		end
 	end)

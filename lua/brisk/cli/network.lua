@@ -409,7 +409,9 @@ cli.register {
 	list = true,
 	run = function(_, _, ctx)
 		local d <close> = M.open_driver(ctx)
-		local res = d:restore() or {}
+		local p <close> = cli.progress(#d:networks(), "restore")
+		local res = d:restore{ on_network = function(r) p:step(r.name) end } or {}
+		p:done()
 		local code = 0
 		for _, r in ipairs(res) do if not r.ok then code = 1 end end
 		return setmetatable(res, cli.array_mt), code
