@@ -89,3 +89,28 @@ function TestNl:test_errno_and_kernel_version()
 	lu.assertIsNumber(min)
 	lu.assertStrContains(rel, tostring(maj))
 end
+
+function TestNl:test_now_is_monotonic()
+	local core = require "brisk.core"
+	local a = core.now()
+	H.sh("sleep 0.05")
+	local b = core.now()
+	lu.assertTrue(b - a >= 0.04 and b - a < 5, tostring(b - a))
+end
+
+function TestNl:test_strerror_and_bad_arguments()
+	local core = require "brisk.core"
+	lu.assertEquals(core.strerror(core.errno.EEXIST), "File exists")
+	lu.assertErrorMsgContains("bad argument #1", core.strerror, "x")
+	lu.assertErrorMsgContains("bad argument #1", core.syncfs, {})
+	lu.assertErrorMsgContains("empty path", core.syncfs, "")
+end
+
+function TestNl:test_syncfs()
+	local core = require "brisk.core"
+	lu.assertTrue(core.syncfs("/tmp"))
+	local ok, msg, err = core.syncfs("/nonexistent/brisk")
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "syncfs /nonexistent/brisk")
+	lu.assertEquals(err, core.errno.ENOENT)
+end
