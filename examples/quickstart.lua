@@ -4,28 +4,30 @@
 --   scripts/isolate.sh build/bin/brisk run examples/quickstart.lua
 --
 -- Run it only inside a network namespace of its own (scripts/isolate.sh
--- makes one): it creates a bridge, two namespaces and a veth pair for each.
-local brisk = require "brisk"
+-- makes one): it creates a bridge, two namespaces and a veth pair for each,
+-- and removes them all again when `t` goes out of scope (an error included).
+local topo = require "brisk.topo"
 
-local state = os.getenv("BRISK_STATE_DIR") or os.tmpname() .. ".d"
-local d <close> = assert(brisk.driver{ state_dir = state })
+-- brisk keeps its state here; a scratch directory unless told otherwise
+local state = os.getenv("BRISK_STATE_DIR")
+local scratch = state == nil
+if scratch then state = os.tmpname(); os.remove(state) end
 
-local net = assert(d:create_network{ name = "demo", subnet = "10.88.0.0/24" })
-local h1 = assert(d:create_endpoint("demo", { name = "h1", netns = "h1" }))
-local h2 = assert(d:create_endpoint("demo", { name = "h2", netns = "h2" }))
+local ok
+do
+	local t <close> = topo.new{ name = "quickstart", state_dir = state }
+	t:network{ name = "demo", subnet = "10.88.0.0/24" }
+	t:host "h1"
+	t:host "h2"
+	t:connect("h1", "demo")
+	t:connect("h2", "demo")
+	t:up()
 
-print(string.format("network %s: bridge %s, subnet %s, gateway %s",
-	net.name, net.bridge, net.subnet4, net.gateway4))
-for _, ep in ipairs{ h1, h2 } do
-	print(string.format("endpoint %s: netns %s, %s %s, mac %s, host side %s",
-		ep.name, ep.netns, ep.ifname, ep.ipv4, ep.mac, ep.host_ifname))
-end
+	print()
+	ok = t:ping("h1", "h2", { count = 3 })
+	print()
+end   -- t is closed here: the topology is torn down
 
-local peer = h2.ipv4:match("^[^/]+")
-print("\n$ ip netns exec h1 ping -c 3 " .. peer)
-local ok = os.execute("ip netns exec h1 ping -c 3 -i 0.2 -W 1 " .. peer)
-
-assert(d:delete_network("demo", { force = true }))
-os.execute("rm -rf " .. state)
+if scratch then os.execute("rm -rf " .. state) end
 if not ok then error("h1 could not reach h2") end
-print("\nok: h1 reached h2 across " .. net.bridge .. "; everything was removed again")
+print("\nok: h1 reached h2 across the demo bridge; everything was removed again")

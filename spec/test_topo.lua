@@ -1,0 +1,820 @@
+-- spec/test_topo.lua: topologies (lua/brisk/topo.lua) and `brisk down`
+-- (lua/brisk/cli/down.lua). In process through the Lua API, and as scripts
+-- run by build/bin/brisk and by plain lua5.4. Everything happens inside the
+-- private namespace spec/run.lua made: hosts are namespaces under its
+-- private /run/netns.
+local lu = require "luaunit"
+local H = require "helper"
+local cjson = require "cjson"
+local core = require "brisk.core"
+
+local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
+ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
+local BIN = ROOT .. "/build/bin/brisk"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function tmpdir()
+	return (H.must("mktemp -d /tmp/brisk-topo-XXXXXX"):gsub("%s+$", ""))
+end
+
+local function spit(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+
+local function slurp(path)
+	local f = io.open(path, "rb")
+	if not f then return nil end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function has(list, x)
+	for _, v in ipairs(list or {}) do if v == x then return true end end
+	return false
+end
+
+-- ip -j's view of a namespace, one object a line, with what the kernel
+-- changes on its own (operstate, IPv6 link-local addresses appearing as
+-- DAD finishes, counters) left out.
+local function snapshot(ns)
+	local s = cjson.decode(H.snapshot(ns))
+	local out = {}
+	for _, k in ipairs{ "links", "addrs", "routes" } do
+		for _, o in ipairs(s[k]) do
+			o.operstate = nil
+			local kept = {}
+			for _, a in ipairs(o.addr_info or {}) do
+				a.tentative = nil
+				if not tostring(a["local"]):match("^fe80:") then kept[#kept + 1] = a end
+			end
+			if o.addr_info then o.addr_info = kept end
+			if not tostring(o.dst):match("^fe80:") then out[#out + 1] = k .. " " .. cjson.encode(o) end
+		end
+	end
+	return table.concat(out, "\n")
+end
+
+-- The store: every file under the state directory with its contents.
+-- `loose`: less the version counter of topology records (a rolled back run
+-- leaves the same record, written again).
+local function store_text(dir, loose)
+	local out = {}
+	local _, files = H.sh("cd " .. q(dir) .. " && find . -name '*.json' | sort")
+	for f in files:gmatch("[^\n]+") do
+		local text = slurp(dir .. "/" .. f)
+		if loose and f:match("^%./topology/") then text = text:gsub('\n\t"dbIndex": %d+,', "") end
+		out[#out + 1] = f .. "\n" .. text
+	end
+	return table.concat(out, "\n")
+end
+
+-- Everything a topology could leave behind: the machine's links,
+-- addresses and routes, the namespaces (less the ids the kernel gives them
+-- when a veth links two), the ruleset, the store.
+local function world(dir)
+	return table.concat({ snapshot(), (H.must("ip netns list"):gsub(" %(id: %d+%)", "")),
+		H.must("nft list ruleset"), store_text(dir, true) }, "\n")
+end
+
+-- world() plus the inside of every namespace.
+local function deep_world(dir)
+	local parts = { world(dir) }
+	local _, out = H.sh("ip netns list")
+	for name in out:gmatch("(%S+)[^\n]*\n?") do
+		parts[#parts + 1] = "netns " .. name .. ":\n" .. snapshot(name) .. "\nip_forward " ..
+			H.must("ip netns exec " .. name .. " sysctl -n net.ipv4.ip_forward")
+	end
+	return table.concat(parts, "\n")
+end
+
+-- Two world texts are the same; else fail naming the first line that differs.
+local function same(actual, expected, what)
+	if actual == expected then return end
+	local al, el = {}, {}
+	for l in (actual .. "\n"):gmatch("(.-)\n") do al[#al + 1] = l end
+	for l in (expected .. "\n"):gmatch("(.-)\n") do el[#el + 1] = l end
+	for i = 1, math.max(#al, #el) do
+		if al[i] ~= el[i] then
+			lu.fail(string.format("%s: line %d differs\n  now:    %s\n  before: %s", what or "state", i,
+				tostring(al[i]), tostring(el[i])))
+		end
+	end
+end
+
+local function ns_addrs(ns, dev)
+	local t = {}
+	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
+		for _, a in ipairs(l.addr_info or {}) do
+			if a.scope == "global" then t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
+		end
+	end
+	table.sort(t)
+	return t
+end
+
+local function ping(ns, ip)
+	return (H.sh("ip netns exec " .. ns .. " ping -c 1 -W 2 " .. ip))
+end
+
+local function netns_list()
+	local t = {}
+	for _, n in ipairs(H.ip("netns list")) do t[#t + 1] = n.name end
+	table.sort(t)
+	return t
+end
+
+local topo = require "brisk.topo"
+
+local function setup(self)
+	H.reset()
+	self.dir = tmpdir()
+	self.lines = {}
+	self.open = {}
+end
+
+local function teardown(self)
+	for _, t in ipairs(self.open) do
+		if not t.closed then t.keep = false; t:close() end
+	end
+	H.reset()
+	H.sh("rm -rf " .. q(self.dir))
+end
+
+-- A topology over the test's state directory, its output in self.lines.
+local function new(self, o)
+	o = o or {}
+	o.name = o.name or "lab"
+	o.state_dir = self.dir
+	if o.log == nil then o.log = function(l) self.lines[#self.lines + 1] = l end end
+	local t = topo.new(o)
+	self.open[#self.open + 1] = t
+	return t
+end
+
+-- The usual small lab: network web, hosts h1 and h2 on it.
+local function lab(self, o)
+	local t = new(self, o)
+	t:network{ name = "web", subnet = "10.50.0.0/24" }
+	t:host "h1"
+	t:host "h2"
+	t:connect("h1", "web")
+	t:connect("h2", "web")
+	return t
+end
+
+local function last_line(self)
+	return self.lines[#self.lines]
+end
+
+---------------------------------------------------------------------------
+TestTopoDeclare = { setUp = setup, tearDown = teardown }
+
+function TestTopoDeclare:test_module_sets_no_globals()
+	local before = H.globals_snapshot()
+	package.loaded["brisk.topo"] = nil
+	local m = require "brisk.topo"
+	package.loaded["brisk.cli.down"] = nil
+	require "brisk.cli.down"
+	lu.assertEquals(H.new_globals(before), {})
+	lu.assertEquals(type(m.new), "function")
+	topo = m
+end
+
+function TestTopoDeclare:test_misuse_raises_at_the_callers_line()
+	local t = new(self)
+	t:network{ name = "web", subnet = "10.50.0.0/24" }
+	t:host "h1"
+	local before = world(self.dir)
+	local cases = {
+		{ function() t:network{ name = "x", subnett = "10.0.0.0/24" } end,
+		  "network x: unknown field 'subnett' (did you mean 'subnet'?)" },
+		{ function() t:network{ name = "web" } end, "network web is declared twice (first at " },
+		{ function() t:network{ name = "bad name" } end, "network: invalid name 'bad name'" },
+		{ function() t:network{ name = "y", subnet = "10.0.0/24" } end, "network y: subnet:" },
+		{ function() t:network{ name = "z", options = { mtux = 1 } } end, "network z:" },
+		{ function() t:host "h1" end, "host h1 is declared twice" },
+		{ function() t:host{ "h9", adopt = "yes" } end, "host h9: adopt must be a boolean" },
+		{ function() t:host{ "h9", netns = "h1" } end, "namespace h1 belongs to host h1 already" },
+		{ function() t:host{ "h9", sysctl = { ["../x"] = 1 } } end, "invalid sysctl path" },
+		{ function() t:connect("h2", "web") end, "unknown host 'h2' (did you mean 'h1'?)" },
+		{ function() t:connect("h1", "wbe") end, "unknown network 'wbe' (did you mean 'web'?)" },
+		{ function() t:connect("h1", "web", { ipp = "1.2.3.4" }) end, "unknown field 'ipp' (did you mean 'ip'?)" },
+		{ function() t:connect("h1", "web", { publish = { "8080:http" } }) end, "publish: publish 1: invalid containerPort: http" },
+		{ function() t:router{ "r", nets = { "web" } } end, "nets must list two networks or more" },
+		{ function() t:route("h1", { dst = "10.9.0.0/24" }) end, "via or dev expected" },
+		{ function() t:route("h1", { dst = "10.9.0.0/33", via = "10.50.0.9" }) end, "route in h1: dst:" },
+		{ function() t:route("h1", { dst = "10.9.0.0/24", via = "fd00::1" }) end, "of another family" },
+		{ function() t:uplink("h1", { ip = "192.0.2.2/24", gateway = "198.51.100.1" }) end,
+		  "gateway must be an address inside 192.0.2.2/24" },
+		{ function() t:uplink("h1", { ip = "192.0.2.2/24", gateway = "192.0.2.1", ifname = "a-very-long-ifname" }) end,
+		  "invalid interface name" },
+		{ function() t:ip("h1", "web") end, "ip: topology lab is not up (call t:up() first)" },
+		{ function() t:ping("h1", "h1") end, "ping: topology lab is not up" },
+		{ function() topo.new{ name = "x", stat_dir = "/tmp" } end, "topo.new: unknown field 'stat_dir' (did you mean 'state_dir'?)" },
+		{ function() topo.new{ name = "x/y" } end, "topo.new: invalid name 'x/y'" },
+	}
+	for i, c in ipairs(cases) do
+		local line = debug.getinfo(c[1], "S").linedefined
+		local ok, err = pcall(c[1])
+		lu.assertFalse(ok, "case " .. i)
+		lu.assertStrContains(err, c[2], false, "case " .. i)
+		-- the message starts with this file and the line of the call
+		lu.assertEquals(err:match("test_topo%.lua:(%d+): "), tostring(line), "case " .. i .. ": " .. err)
+	end
+	same(world(self.dir), before)
+	lu.assertEquals(self.lines, {})
+end
+
+function TestTopoDeclare:test_error_names_the_script_line_through_wrappers()
+	-- a user's helper function: the line blamed is the helper's, the first
+	-- frame outside brisk
+	local t = new(self)
+	local function add(name) t:host(name) end
+	add("h1")
+	local ok, err = pcall(add, "h1"); local here = debug.getinfo(1, "l").currentline
+	lu.assertFalse(ok)
+	lu.assertStrMatches(err, ".*test_topo%.lua:" .. (here - 2) .. ": host h1 is declared twice.*")
+end
+
+---------------------------------------------------------------------------
+TestTopoUp = { setUp = setup, tearDown = teardown }
+
+function TestTopoUp:test_up_builds_kernel_state_and_down_removes_it()
+	local before = world(self.dir)
+	local t = lab(self)
+	local sum = t:up()
+	lu.assertEquals({ sum.created, sum.changed, sum.unchanged }, { 5, 0, 0 })
+	lu.assertStrContains(last_line(self), "topology lab: up: 5 created")
+	-- brisk's view
+	local net = t:net("web")
+	lu.assertEquals(net.subnet4, "10.50.0.0/24")
+	lu.assertEquals(t:ip("h1"), "10.50.0.2")
+	lu.assertEquals(t:ip("h2", "web"), "10.50.0.3")
+	local ep = t:endpoint("h1", "web")
+	-- iproute2's view: namespaces, the veths on the bridge, the addresses
+	lu.assertEquals(netns_list(), { "h1", "h2" })
+	lu.assertEquals(H.iplink(ep.host_ifname).master, net.bridge)
+	lu.assertEquals(ns_addrs("h1", "eth0"), { "10.50.0.2/24" })
+	lu.assertEquals(ns_addrs("h2", "eth0"), { "10.50.0.3/24" })
+	lu.assertTrue(has(H.iplink("lo", "h1").flags, "UP"))
+	lu.assertTrue(ping("h1", "10.50.0.3"))
+	lu.assertTrue(t:ping("h2", "h1", { count = 1, quiet = true }))
+	-- the record names what the topology made
+	local rec = cjson.decode(slurp(self.dir .. "/topology/lab.json"))
+	lu.assertNotNil(rec.networks.web)
+	lu.assertEquals(rec.hosts.h1.netns, "h1")
+	lu.assertEquals(rec.endpoints["h1/web"].name, "lab.h1.web")
+	local res = t:down()
+	lu.assertEquals(res.removed, 5)
+	lu.assertEquals(res.errors, {})
+	lu.assertStrContains(last_line(self), "topology lab: down: 5 objects removed")
+	same(world(self.dir), before)
+	lu.assertNil(slurp(self.dir .. "/topology/lab.json"))
+	-- a second down has nothing to do, and says so
+	res = t:down()
+	lu.assertEquals(res.removed, 0)
+	lu.assertEquals(last_line(self), "topology lab: nothing to remove")
+end
+
+function TestTopoUp:test_second_run_changes_nothing_and_says_so()
+	local t = lab(self, { keep = true })
+	t:up()
+	t:close()
+	local after_first, store_first = deep_world(self.dir), store_text(self.dir)
+	-- the script again: another process would build the same object
+	self.lines = {}
+	local t2 = lab(self, { keep = true })
+	local sum = t2:up()
+	lu.assertEquals({ sum.created, sum.changed, sum.unchanged }, { 0, 0, 5 })
+	lu.assertEquals(#self.lines, 1)
+	lu.assertStrMatches(self.lines[1], "topology lab: nothing to do %(5 objects up to date, .*%)")
+	same(deep_world(self.dir), after_first)
+	lu.assertEquals(store_text(self.dir), store_first)
+	-- and the queries work on what was found
+	lu.assertEquals(t2:ip("h2"), "10.50.0.3")
+	t2:close()
+	same(deep_world(self.dir), after_first)
+end
+
+function TestTopoUp:test_up_twice_in_one_script()
+	local t = lab(self)
+	t:up()
+	local mid = deep_world(self.dir)
+	lu.assertEquals(t:up().created, 0)
+	same(deep_world(self.dir), mid)
+	-- a declaration after up: the next up adds just that
+	t:host "h3"
+	t:connect("h3", "web")
+	local sum = t:up()
+	lu.assertEquals({ sum.created, sum.unchanged }, { 2, 5 })
+	lu.assertTrue(ping("h3", "10.50.0.2"))
+end
+
+function TestTopoUp:test_what_went_missing_is_made_again()
+	local t = lab(self, { keep = true })
+	t:up()
+	t:close()
+	local ip2 = "10.50.0.3/24"
+	H.must("ip netns del h2")
+	self.lines = {}
+	local t2 = lab(self, { keep = true })
+	local sum = t2:up()
+	lu.assertEquals({ sum.created, sum.changed, sum.unchanged }, { 0, 2, 3 })
+	lu.assertStrContains(table.concat(self.lines, "\n"), "~ host h2: netns h2 (its namespace was missing)")
+	lu.assertStrContains(table.concat(self.lines, "\n"), "~ h2 on web: eth0 10.50.0.3/24")
+	-- the same address as before, reachable again
+	lu.assertEquals(ns_addrs("h2", "eth0"), { ip2 })
+	lu.assertTrue(ping("h1", "10.50.0.3"))
+	-- one endpoint per host in the store, no leftover veth on the bridge
+	lu.assertEquals(#t2.driver:endpoints(), 2)
+	local ports = 0
+	for _, l in ipairs(H.ip("-d link show")) do
+		if l.master == t2:net("web").bridge then ports = ports + 1 end
+	end
+	lu.assertEquals(ports, 2)
+end
+
+function TestTopoUp:test_missing_bridge_is_made_again()
+	local t = lab(self, { keep = true })
+	t:up()
+	local bridge = t:net("web").bridge
+	t:close()
+	H.must("ip link del " .. bridge)
+	local t2 = lab(self, { keep = true })
+	local sum = t2:up()
+	-- the network and both endpoints (their ports were on the old bridge)
+	lu.assertEquals({ sum.created, sum.changed, sum.unchanged }, { 0, 3, 2 })
+	lu.assertStrContains(table.concat(self.lines, "\n"), "(its bridge was missing)")
+	local br = t2:net("web").bridge
+	lu.assertNotNil(H.iplink(br))
+	lu.assertEquals(H.iplink(t2:endpoint("h1").host_ifname).master, br)
+	lu.assertEquals(#t2.driver:networks(), 1)
+	lu.assertEquals(#t2.driver:endpoints(), 2)
+	lu.assertTrue(ping("h1", t2:ip("h2")))
+end
+
+function TestTopoUp:test_failing_step_hook_names_the_network_line()
+	local before = world(self.dir)
+	local t = new(self)
+	t.driver:after("setup_device", function() error("no such luck") end)
+	t:network{ name = "web", subnet = "10.50.0.0/24" }; local line = debug.getinfo(1, "l").currentline
+	t:host "h1"
+	local ok, err = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "test_topo.lua:" .. line .. ": create network web: step setup_device failed: ")
+	lu.assertStrContains(err, "no such luck")
+	same(world(self.dir), before)
+end
+
+function TestTopoUp:test_quiet_and_silent()
+	local t = lab(self, { quiet = true })
+	t:up()
+	lu.assertEquals(#self.lines, 1)
+	lu.assertStrContains(self.lines[1], "topology lab: up: 5 created")
+	t:down()
+	lu.assertEquals(#self.lines, 2)
+	local t2 = lab(self, { name = "silent", log = false })
+	t2:up()
+	t2:down()
+	lu.assertEquals(#self.lines, 2)
+end
+
+function TestTopoUp:test_changed_endpoint_is_replaced()
+	local t = lab(self, { keep = true })
+	t:up()
+	t:close()
+	local t2 = new(self, { keep = true })
+	t2:network{ name = "web", subnet = "10.50.0.0/24" }
+	t2:host "h1"
+	t2:host "h2"
+	t2:connect("h1", "web")
+	t2:connect("h2", "web", { ip = "10.50.0.77" })
+	local sum = t2:up()
+	lu.assertEquals({ sum.created, sum.changed, sum.unchanged }, { 0, 1, 4 })
+	lu.assertEquals(ns_addrs("h2", "eth0"), { "10.50.0.77/24" })
+	lu.assertEquals(#t2.driver:endpoints(), 2)
+	lu.assertTrue(ping("h1", "10.50.0.77"))
+end
+
+function TestTopoUp:test_changed_network_definition_is_refused()
+	local t = lab(self, { keep = true })
+	t:up()
+	t:close()
+	local before = deep_world(self.dir)
+	local t2 = new(self, { keep = true })
+	t2:network{ name = "web", subnet = "10.51.0.0/24" }; local line = debug.getinfo(1, "l").currentline
+	t2:host "h1"
+	local ok, err = pcall(t2.up, t2)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "test_topo.lua:" .. line .. ": network web: topology lab made it from another definition")
+	same(deep_world(self.dir), before)
+end
+
+function TestTopoUp:test_failed_up_removes_what_it_made_and_names_the_line()
+	local before = world(self.dir)
+	local t = new(self)
+	t:network{ name = "web", subnet = "10.50.0.0/24" }
+	t:host "h1"
+	t:host "h2"
+	t:connect("h1", "web")
+	t:connect("h2", "web", { ip = "10.60.0.9" }); local line = debug.getinfo(1, "l").currentline
+	local ok, err = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "test_topo.lua:" .. line .. ": ")
+	lu.assertStrContains(err, "outside the subnet 10.50.0.0/24")
+	lu.assertStrContains(table.concat(self.lines, "\n"), "rolled back 4 objects")
+	same(world(self.dir), before)
+	-- fixed, it works
+	local t2 = lab(self)
+	lu.assertEquals(t2:up().created, 5)
+end
+
+function TestTopoUp:test_failed_up_keeps_what_earlier_runs_made()
+	local t = lab(self, { keep = true })
+	t:up()
+	t:close()
+	local before = deep_world(self.dir)
+	local t2 = lab(self, { keep = true })
+	t2:host "h3"
+	t2:connect("h3", "web", { ip = "10.50.0.3" }) -- h2's address
+	local ok, err = pcall(t2.up, t2)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "already in use")
+	same(deep_world(self.dir), before)
+	t2:close("the error")
+	same(deep_world(self.dir), before)
+end
+
+---------------------------------------------------------------------------
+TestTopoOwnership = { setUp = setup, tearDown = teardown }
+
+function TestTopoOwnership:test_hand_made_objects_survive_teardown()
+	H.netns_add("mine")
+	H.must("ip link add keep0 type veth peer name keep1")
+	H.must("ip link add br-hand type bridge")
+	local t = lab(self)
+	t:up()
+	t:down()
+	lu.assertEquals(netns_list(), { "mine" })
+	lu.assertNotNil(H.iplink("keep0"))
+	lu.assertNotNil(H.iplink("br-hand"))
+end
+
+function TestTopoOwnership:test_existing_namespace_is_refused_unless_adopted()
+	H.netns_add("h1")
+	H.must("ip -n h1 link add own0 type veth peer name own1")
+	local before = world(self.dir)
+	local t = lab(self)
+	local ok, err = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "host h1: namespace h1 exists and is not part of topology lab")
+	lu.assertStrContains(err, "adopt = true")
+	same(world(self.dir), before)
+	-- adopted: used, and left in place with what was in it
+	local t2 = new(self)
+	t2:network{ name = "web", subnet = "10.50.0.0/24" }
+	t2:host{ "h1", adopt = true, sysctl = { ["net/ipv4/ip_forward"] = 1 } }
+	t2:host "h2"
+	t2:connect("h1", "web")
+	t2:connect("h2", "web")
+	t2:route("h1", { dst = "10.99.0.0/24", via = "10.50.0.3" })
+	t2:up()
+	lu.assertTrue(ping("h1", "10.50.0.3"))
+	lu.assertEquals(H.must("ip netns exec h1 sysctl -n net.ipv4.ip_forward"), "1\n")
+	lu.assertEquals(H.ip("-n h1 route show 10.99.0.0/24")[1].gateway, "10.50.0.3")
+	t2:down()
+	lu.assertEquals(netns_list(), { "h1" })
+	lu.assertNotNil(H.iplink("own0", "h1"))
+	lu.assertNil(H.iplink("eth0", "h1"))
+	lu.assertEquals(H.ip("-n h1 route show 10.99.0.0/24"), {})
+	lu.assertEquals(H.must("ip netns exec h1 sysctl -n net.ipv4.ip_forward"), "0\n")
+	same(world(self.dir), before)
+end
+
+function TestTopoOwnership:test_network_or_link_of_someone_else_is_refused()
+	local d = assert(require("brisk.driver").open{ state_dir = self.dir })
+	assert(d:create_network{ name = "web", subnet = "10.50.0.0/24" })
+	d:close()
+	H.must("ip link add up-h1 type veth peer name x1")
+	local before = world(self.dir)
+	local t = lab(self)
+	local ok, err = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "network web exists and is not part of topology lab")
+	same(world(self.dir), before)
+	local t2 = new(self, { name = "other" })
+	t2:host "h1"
+	t2:uplink("h1", { ip = "192.0.2.2/24", gateway = "192.0.2.1" })
+	ok, err = pcall(t2.up, t2)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "uplink h1: link up-h1 exists and is not part of topology other")
+	same(world(self.dir), before)
+end
+
+function TestTopoOwnership:test_two_topologies_remove_only_their_own()
+	local a = lab(self, { name = "a" })
+	a:up()
+	local b = new(self, { name = "b" })
+	b:network{ name = "db", subnet = "10.52.0.0/24" }
+	b:host "d1"
+	b:connect("d1", "db")
+	b:up()
+	a:down()
+	lu.assertEquals(netns_list(), { "d1" })
+	lu.assertEquals(#b.driver:networks(), 1)
+	lu.assertTrue(ping("d1", "10.52.0.1"))
+end
+
+---------------------------------------------------------------------------
+TestTopoClose = { setUp = setup, tearDown = teardown }
+
+function TestTopoClose:test_close_scope_tears_down()
+	local before = world(self.dir)
+	do
+		local t <close> = lab(self)
+		t:up()
+		lu.assertEquals(netns_list(), { "h1", "h2" })
+	end
+	same(world(self.dir), before)
+end
+
+function TestTopoClose:test_close_scope_on_error_tears_down()
+	local before = world(self.dir)
+	local ok, err = pcall(function()
+		local t <close> = lab(self)
+		t:up()
+		error("boom")
+	end)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "boom")
+	same(world(self.dir), before)
+end
+
+function TestTopoClose:test_keep_stays_up_but_an_error_removes_this_runs_work()
+	local before = world(self.dir)
+	do
+		local t <close> = lab(self, { keep = true })
+		t:up()
+	end
+	local kept = deep_world(self.dir)
+	lu.assertNotEquals(kept, before)
+	lu.assertEquals(netns_list(), { "h1", "h2" })
+	-- another run adds h3, then fails: h3 goes, the rest stays
+	local ok = pcall(function()
+		local t <close> = lab(self, { keep = true })
+		t:host "h3"
+		t:connect("h3", "web")
+		t:up()
+		lu.assertEquals(netns_list(), { "h1", "h2", "h3" })
+		error("boom")
+	end)
+	lu.assertFalse(ok)
+	lu.assertStrContains(last_line(self), "topology lab: rolled back after an error: 2 objects removed")
+	same(deep_world(self.dir), kept)
+	-- by name, without the script
+	self.lines = {}
+	local res = topo.down("lab", { state_dir = self.dir, log = function(l) self.lines[#self.lines + 1] = l end })
+	lu.assertEquals(res.removed, 5)
+	same(world(self.dir), before)
+end
+
+function TestTopoClose:test_closed_topology_refuses_use()
+	local t = lab(self)
+	t:close()
+	t:close()
+	local ok, err = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "up: topology lab is closed")
+end
+
+---------------------------------------------------------------------------
+TestTopoPieces = { setUp = setup, tearDown = teardown }
+
+function TestTopoPieces:test_router_forwards_and_hosts_route_through_it()
+	local before = world(self.dir)
+	local t = new(self)
+	t:network{ name = "left", subnet = "10.1.0.0/24" }
+	t:network{ name = "right", subnet = "10.2.0.0/24" }
+	t:host "a"
+	t:host "b"
+	t:connect("a", "left")
+	t:connect("b", "right")
+	t:router{ "r1", nets = { "left", "right" }, ips = { left = "10.1.0.254", right = "10.2.0.254" } }
+	t:up()
+	lu.assertEquals(H.must("ip netns exec r1 sysctl -n net.ipv4.ip_forward"), "1\n")
+	lu.assertEquals(ns_addrs("r1", "eth0"), { "10.1.0.254/24" })
+	lu.assertEquals(ns_addrs("r1", "eth1"), { "10.2.0.254/24" })
+	lu.assertEquals(H.ip("-n a route show 10.2.0.0/24")[1].gateway, "10.1.0.254")
+	lu.assertEquals(H.ip("-n b route show 10.1.0.0/24")[1].gateway, "10.2.0.254")
+	-- one hop through the router (ttl 63)
+	local ok, out = H.sh("ip netns exec a ping -c 1 -W 2 " .. t:ip("b"))
+	lu.assertTrue(ok)
+	lu.assertStrContains(out, "ttl=63")
+	t:down()
+	same(world(self.dir), before)
+end
+
+function TestTopoPieces:test_route_declared_and_updated()
+	local t = new(self, { keep = true })
+	t:network{ name = "web", subnet = "10.50.0.0/24" }
+	t:host "h1"
+	t:connect("h1", "web")
+	t:route("h1", { dst = "10.70.0.0/16", via = "10.50.0.1" })
+	t:route("h1", { dst = "192.0.2.7", dev = "eth0" })
+	t:up()
+	lu.assertEquals(H.ip("-n h1 route show 10.70.0.0/16")[1].gateway, "10.50.0.1")
+	lu.assertEquals(H.ip("-n h1 route show 192.0.2.7")[1].dev, "eth0")
+	t:close()
+	-- the gateway changes: the route is replaced, not added twice
+	local t2 = new(self, { keep = true })
+	t2:network{ name = "web", subnet = "10.50.0.0/24" }
+	t2:host "h1"
+	t2:connect("h1", "web")
+	t2:route("h1", { dst = "10.70.0.0/16", via = "10.50.0.9" })
+	t2:route("h1", { dst = "192.0.2.7", dev = "eth0" })
+	local sum = t2:up()
+	lu.assertEquals({ sum.created, sum.changed }, { 0, 1 })
+	local routes = H.ip("-n h1 route show 10.70.0.0/16")
+	lu.assertEquals(#routes, 1)
+	lu.assertEquals(routes[1].gateway, "10.50.0.9")
+end
+
+function TestTopoPieces:test_uplink_wires_a_host_to_the_machine()
+	local before = world(self.dir)
+	local t = new(self)
+	t:host "out"
+	t:uplink("out", { ip = "192.0.2.2/24", gateway = "192.0.2.1" })
+	t:up()
+	local l = H.iplink("up-out")
+	lu.assertEquals(l.linkinfo.info_kind, "veth")
+	lu.assertEquals(H.ip("addr show dev up-out")[1].addr_info[1]["local"], "192.0.2.1")
+	lu.assertEquals(ns_addrs("out", "up0"), { "192.0.2.2/24" })
+	lu.assertEquals(H.ip("-n out route show default")[1].gateway, "192.0.2.1")
+	lu.assertTrue(ping("out", "192.0.2.1"))
+	t:down()
+	same(world(self.dir), before)
+end
+
+function TestTopoPieces:test_run_spawn_and_kill_at_teardown()
+	local t = lab(self)
+	t:up()
+	local ok, out = t:run("h1", { "ip", "-o", "-4", "addr", "show", "dev", "eth0" })
+	lu.assertTrue(ok)
+	lu.assertStrContains(out, "10.50.0.2/24")
+	ok = t:run("h1", "exit 3")
+	lu.assertFalse(ok)
+	local p = t:spawn("h2", "echo started; exec sleep 30")
+	lu.assertEquals(p:read("l"), "started")
+	lu.assertTrue(os.execute("kill -0 " .. p.pid))
+	-- it runs inside h2
+	lu.assertEquals(H.must("ip netns identify " .. p.pid), "h2\n")
+	t:down()
+	lu.assertNil((os.execute("kill -0 " .. p.pid .. " 2>/dev/null")))
+end
+
+function TestTopoPieces:test_ipv6_network()
+	local t = new(self)
+	t:network{ name = "v6", subnet = { "10.53.0.0/24", "fd00:53::/64" }, ipv6 = true }
+	t:host "h1"
+	t:host "h2"
+	t:connect("h1", "v6")
+	t:connect("h2", "v6", { ip6 = "fd00:53::22" })
+	t:up()
+	lu.assertEquals(t:ip("h2", "v6", 6), "fd00:53::22")
+	lu.assertEquals(ns_addrs("h2", "eth0"), { "10.53.0.3/24", "fd00:53::22/64" })
+	lu.assertTrue(t:ping("h1", "h2", { family = 6, count = 1, quiet = true }))
+end
+
+---------------------------------------------------------------------------
+-- scripts: brisk run, brisk down, plain lua5.4
+---------------------------------------------------------------------------
+
+local SCRIPT = [[
+local topo = require "brisk.topo"
+local t <close> = topo.new{ name = "cli", keep = os.getenv("KEEP") == "1" }
+t:network{ name = "cnet", subnet = "10.55.0.0/24" }
+t:host "c1"
+t:host "c2"
+t:connect("c1", "cnet")
+t:connect("c2", "cnet", { ip = os.getenv("IP") })
+t:up()
+if os.getenv("MARK") then io.open(os.getenv("MARK"), "w"):close() end
+if os.getenv("FAIL") then error("boom after up") end
+assert(t:ping("c1", "c2", { count = 1 }))
+]]
+local CONNECT_LINE, ERROR_LINE = 7, 10
+
+-- Run `cmd` (a shell string) with env; returns code, stdout, stderr.
+local function run(self, cmd, env)
+	local out, err = self.dir .. "/.out", self.dir .. "/.err"
+	local pre = "env BRISK_STATE_DIR=" .. q(self.dir)
+	for k, v in pairs(env or {}) do pre = pre .. " " .. k .. "=" .. q(v) end
+	local _, _, code = os.execute(string.format("cd %s && %s %s >%s 2>%s </dev/null", q(self.dir), pre, cmd, out, err))
+	local o, e = slurp(out), slurp(err)
+	os.remove(out)
+	os.remove(err)
+	return code, o, e
+end
+
+TestTopoScripts = {}
+
+function TestTopoScripts:setUp()
+	setup(self)
+	self.script = self.dir .. "/lab.lua"
+	spit(self.script, SCRIPT)
+end
+
+TestTopoScripts.tearDown = teardown
+
+function TestTopoScripts:test_run_twice_then_down()
+	local before = world(self.dir)
+	local code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: up: 5 created")
+	lu.assertStrContains(out, "1 received")
+	local first, first_store = deep_world(self.dir), store_text(self.dir)
+	code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	lu.assertStrMatches(out, "topology cli: nothing to do %(5 objects up to date, [%d.]+ s%)\n.*")
+	same(deep_world(self.dir), first)
+	lu.assertEquals(store_text(self.dir), first_store)
+	-- down runs the script until topo.new, which removes the topology and stops it
+	local mark = self.dir .. "/mark"
+	code, out, err = run(self, q(BIN) .. " down lab.lua", { KEEP = "1", MARK = mark })
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: down: 5 objects removed")
+	lu.assertEquals(err, "")
+	lu.assertNil(slurp(mark))
+	same(world(self.dir), before)
+	code, out = run(self, q(BIN) .. " down lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "topology cli: nothing to remove\n")
+end
+
+function TestTopoScripts:test_down_by_name_and_down_errors()
+	local before = world(self.dir)
+	local code, _, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	local out
+	code, out, err = run(self, q(BIN) .. " down cli")
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: down: 5 objects removed")
+	same(world(self.dir), before)
+	spit(self.dir .. "/plain.lua", "print('no topology here')\n")
+	code, out, err = run(self, q(BIN) .. " down plain.lua")
+	lu.assertEquals(code, 1)
+	lu.assertEquals(err, "brisk: plain.lua made no topology (it never called topo.new): nothing to remove\n")
+	code, out, err = run(self, q(BIN) .. " down missing.lua")
+	lu.assertEquals(code, 1)
+	lu.assertEquals(err, "brisk: cannot open missing.lua\n")
+	code, out, err = run(self, q(BIN) .. " down")
+	lu.assertEquals(code, 2)
+	lu.assertStrContains(err, "'down' needs at least 1 argument")
+	code, out = run(self, q(BIN) .. " help down")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "usage: brisk down SCRIPT|NAME [ARGS...]")
+	same(world(self.dir), before)
+end
+
+function TestTopoScripts:test_failure_in_up_names_the_script_line()
+	local before = world(self.dir)
+	local code, out, err = run(self, q(BIN) .. " run lab.lua", { IP = "10.66.0.9" })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(err, "brisk: lab.lua:" .. CONNECT_LINE ..
+		": connect c2 to cnet: address 10.66.0.9 is outside the subnet 10.55.0.0/24 of network cnet\n")
+	lu.assertNotStrContains(err, "topo.lua")
+	lu.assertStrContains(out, "rolled back 4 objects")
+	same(world(self.dir), before)
+end
+
+function TestTopoScripts:test_error_after_up_tears_down()
+	for _, keep in ipairs{ "0", "1" } do
+		local before = world(self.dir)
+		local code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = keep, FAIL = "1" })
+		lu.assertEquals(code, 1)
+		lu.assertEquals(err, "brisk: lab.lua:" .. ERROR_LINE .. ": boom after up\n")
+		lu.assertStrContains(out, "5 objects removed")
+		same(world(self.dir), before)
+	end
+end
+
+function TestTopoScripts:test_plain_lua_script()
+	local before = world(self.dir)
+	local env = { LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;", LUA_CPATH = ROOT .. "/build/lib/?.so;;" }
+	local code, out, err = run(self, "lua5.4 lab.lua", env)
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: up: 5 created")
+	lu.assertStrContains(out, "1 received")
+	lu.assertStrContains(out, "topology cli: down: 5 objects removed")
+	same(world(self.dir), before)
+	env.IP = "10.66.0.9"
+	code, out, err = run(self, "lua5.4 lab.lua", env)
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "lua5.4: lab.lua:" .. CONNECT_LINE ..
+		": connect c2 to cnet: address 10.66.0.9 is outside the subnet 10.55.0.0/24 of network cnet\n")
+	same(world(self.dir), before)
+end
