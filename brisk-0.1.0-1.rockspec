@@ -55,6 +55,7 @@ build = {
       lua = {
          ["brisk"] = "lua/brisk/init.lua",
          ["brisk.cli"] = "lua/brisk/cli.lua",
+         ["brisk.cli.down"] = "lua/brisk/cli/down.lua",
          ["brisk.cli.endpoint"] = "lua/brisk/cli/endpoint.lua",
          ["brisk.cli.graph"] = "lua/brisk/cli/graph.lua",
          ["brisk.cli.network"] = "lua/brisk/cli/network.lua",
@@ -70,6 +71,7 @@ build = {
          ["brisk.repl"] = "lua/brisk/repl.lua",
          ["brisk.schema"] = "lua/brisk/schema.lua",
          ["brisk.store"] = "lua/brisk/store.lua",
+         ["brisk.topo"] = "lua/brisk/topo.lua",
       },
       lib = {
          ["brisk.core"] = "build/lib/brisk/core.so",

@@ -199,29 +199,9 @@ end
 -- Time
 ---------------------------------------------------------------------------
 
---- Seconds on a monotonic clock, for timings. It reads the kernel's
--- monotonic time in nanoseconds from /proc/timer_list (root only), else
--- /proc/uptime (10 ms steps).
+--- Seconds on a monotonic clock, for timings (brisk.core's clock_gettime).
 -- @treturn number
-function M.clock()
-	local f = io.open("/proc/timer_list", "r")
-	if f then
-		local ns
-		for _ = 1, 4 do
-			local l = f:read("l")
-			if not l then break end
-			ns = l:match("^now at (%d+) nsecs")
-			if ns then break end
-		end
-		f:close()
-		if ns then return tonumber(ns) / 1e9 end
-	end
-	f = io.open("/proc/uptime", "r")
-	if not f then return os.time() + 0.0 end
-	local s = f:read("n")
-	f:close()
-	return s
-end
+M.clock = core.now
 
 ---------------------------------------------------------------------------
 -- Opening a topology
