@@ -333,7 +333,14 @@ function TestEndpointFaults:test_every_step_position_leaves_nothing()
 	-- address the kernel adds then: that is the network's state, not the
 	-- endpoint's, so it is settled before the comparisons start
 	assert(d0:create_endpoint("f", { name = "keep", netns = "nk" }))
-	H.sh("sleep 0.3")
+	-- wait out duplicate address detection on it (its local route comes after)
+	local br = d0:network("f").bridge
+	for _ = 1, 50 do
+		H.sh("sleep 0.1")
+		local ll = H.must("ip -6 addr show dev " .. br .. " scope link")
+		if ll:find("fe80::") and not ll:find("tentative") then break end
+	end
+	H.sh("sleep 0.1")
 	local names = d0:step_names("endpoint")
 	d0:close()
 	lu.assertTrue(#names >= 8)
