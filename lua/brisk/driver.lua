@@ -163,7 +163,9 @@ function M.open(o)
 			error(string.format("open: option '%s' must be a %s", k, t), 2)
 		end
 	end
-	local st, msg, err = storemod.open(o.state_dir)
+	-- endpoints are kernel state that does not outlive a reboot: their
+	-- documents are written atomically but not fsync'd
+	local st, msg, err = storemod.open(o.state_dir, { volatile = { "endpoint" } })
 	if not st then return nil, msg, M.store_errno(err) end
 	local h, hmsg, herr = core.open(o.netns)
 	if not h then return nil, hmsg, herr end

@@ -210,9 +210,12 @@ end
 -- (not even after a crash left the file empty).
 local function bump_gen(self)
 	local n = (tonumber(tostring(self._c.gen):match("^%d+")) or 0) + 1
-	local gen = sfmt("%d:%s", n, (core.random_bytes(6):gsub(".", function(c)
+	-- fixed width, written in place: truncating the file first would make
+	-- ext4 flush it (auto_da_alloc) on every write
+	local gen = sfmt("%020d:%s", n, (core.random_bytes(6):gsub(".", function(c)
 		return sfmt("%02x", c:byte()) end)))
-	local f, msg = io.open(self.dir .. "/.gen", "wb")
+	local f, msg = io.open(self.dir .. "/.gen", "r+b")
+	if not f then f, msg = io.open(self.dir .. "/.gen", "wb") end
 	if not f then return nil, msg end
 	local ok, wmsg = f:write(gen)
 	f:close()
@@ -259,9 +262,12 @@ end
 --- Open (creating when needed) a store directory.
 -- @tparam[opt] string dir default $BRISK_STATE_DIR, else /var/lib/brisk;
 --   created 0700 with network/ and endpoint/
+-- @tparam[opt] table o {volatile={KIND,...}}: kinds whose documents are
+--   written atomically but not fsync'd (they describe kernel state that does
+--   not survive a reboot either, so durability buys nothing)
 -- @return store
 -- @return[2] nil, "mkdir <dir>: <strerror>", "io"
-function M.open(dir)
+function M.open(dir, o)
 	if dir == nil then dir = os.getenv("BRISK_STATE_DIR") or "/var/lib/brisk" end
 	if type(dir) ~= "string" or dir == "" then
 		error("bad argument #1 to 'open' (directory name expected, got " .. type(dir) .. ")", 2)
@@ -272,7 +278,9 @@ function M.open(dir)
 		if not ok then return nil, msg, "io" end
 	end
 	caches[dir] = caches[dir] or {}
-	return setmetatable({ dir = dir, _c = caches[dir] }, Store)
+	local volatile = {}
+	for _, k in ipairs(o and o.volatile or {}) do volatile[k] = true end
+	return setmetatable({ dir = dir, _c = caches[dir], _volatile = volatile }, Store)
 end
 
 function Store:_path(kind, id)
@@ -374,7 +382,8 @@ function Store:put(kind, doc)
 		end
 		local wrote, werr = bump_gen(self)
 		if wrote then wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448) end
-		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384, not self._c.batch) end  -- 0600
+		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384,
+			not (self._c.batch or self._volatile[kind])) end  -- 0600
 		if wrote and self._c.batch then self._c.batch_dirty = true end
 		if not wrote then
 			doc.dbIndex = given
