@@ -20,6 +20,91 @@ function H.must(cmd)
 	return out
 end
 
+--- A string quoted for the shell.
+function H.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- The checkout's root (absolute) and the built program in it.
+H.ROOT = H.must("realpath " .. H.q(debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."))
+	:gsub("%s+$", "")
+H.BIN = H.ROOT .. "/build/bin/brisk"
+
+--- A file's contents; nil, message when it cannot be opened.
+function H.slurp(path)
+	local f, err = io.open(path, "rb")
+	if not f then return nil, err end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+--- Write `s` to a file (raises when it cannot be opened).
+function H.spit(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+
+--- A fresh path under /tmp (/tmp/lua_XXXXXX) that does not exist yet.
+function H.tmppath()
+	local p = os.tmpname()
+	os.remove(p)
+	return p
+end
+
+--- A fresh empty directory (mode 0700) under /tmp; remove it with H.rmtree.
+function H.tmpdir()
+	local p = H.tmppath()
+	H.must("mkdir -m 700 " .. H.q(p))
+	return p
+end
+
+--- Remove a tree made by H.tmpdir/H.tmppath (refuses any other path).
+function H.rmtree(p)
+	assert(p:match("^/tmp/lua_"), "refusing to remove " .. p)
+	os.execute("rm -rf " .. H.q(p))
+end
+
+--- The permission bits of a path in octal, as `stat -c %a` gives them.
+function H.mode_of(p)
+	return (H.must("stat -c %a " .. H.q(p)):gsub("%s+$", ""))
+end
+
+--- The shell command running Lua `code` in a new lua5.4 with our module paths.
+function H.lua_cmd(code)
+	local pre = ("package.path = %q; package.cpath = %q; "):format(package.path, package.cpath)
+	return "lua5.4 -e " .. H.q(pre .. code)
+end
+
+--- Run the built program with state dir `dir` and `args` (a shell-quoted
+--- string), stdin from /dev/null; returns exit code, stdout, stderr.
+function H.brisk_in(dir, args)
+	local out, err = dir .. "/.out", dir .. "/.err"
+	local _, _, code = os.execute(string.format("%s --state-dir %s %s </dev/null >%s 2>%s",
+		H.q(H.BIN), H.q(dir), args, H.q(out), H.q(err)))
+	local o, e = H.slurp(out), H.slurp(err)
+	os.remove(out)
+	os.remove(err)
+	return code, o, e
+end
+
+--- H.brisk_in that must exit 0 (a test failure otherwise); returns stdout, stderr.
+function H.brisk_ok(dir, args)
+	local code, out, err = H.brisk_in(dir, args)
+	require("luaunit").assertEquals(code, 0, "brisk " .. args .. ": " .. tostring(err))
+	return out, err
+end
+
+--- H.brisk_ok with stdout decoded as JSON.
+function H.brisk_json(dir, args)
+	return cjson.decode((H.brisk_ok(dir, args)))
+end
+
+--- Whether list `list` (nil counts as empty) holds `x`.
+function H.has(list, x)
+	for _, v in ipairs(list or {}) do if v == x then return true end end
+	return false
+end
+
 --- `ip -j ARGS` decoded (an empty output gives {}).
 function H.ip(args)
 	local out = H.must("ip -j " .. args)

@@ -4,43 +4,13 @@
 -- back with `ip -j`.
 local lu = require "luaunit"
 local H = require "helper"
-local cjson = require "cjson"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
+local q = H.q
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function brisk(self, args) return H.brisk_in(self.dir, args) end
 
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-
-local function brisk(self, args)
-	local out, err = self.dir .. "/.out", self.dir .. "/.err"
-	local _, _, code = os.execute(string.format("%s --state-dir %s %s </dev/null >%s 2>%s",
-		q(BIN), q(self.dir), args, q(out), q(err)))
-	local o, e = slurp(out), slurp(err)
-	os.remove(out)
-	os.remove(err)
-	return code, o, e
-end
-
-local function ok_run(self, args)
-	local code, out, err = brisk(self, args)
-	lu.assertEquals(code, 0, "brisk " .. args .. ": " .. tostring(err))
-	return out, err
-end
-
-local function json_run(self, args)
-	local out = ok_run(self, args)
-	return cjson.decode(out)
-end
+local function ok_run(self, args) return H.brisk_ok(self.dir, args) end
+local function json_run(self, args) return H.brisk_json(self.dir, args) end
 
 -- Every test gets a state dir and, when the kernel families are there,
 -- network n1 on bridge bre1 (10.40.0.0/24).
@@ -102,10 +72,7 @@ local function default_via(ns)
 	end
 end
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
 ---------------------------------------------------------------------------
 TestCliEndpointCreate = { setUp = fresh, tearDown = cleanup }

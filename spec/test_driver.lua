@@ -8,17 +8,9 @@ local driver = require "brisk.driver"
 
 local E = core.errno
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	H.must("mkdir -p " .. p)
-	return p
-end
+local tmpdir = H.tmpdir
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
 local function addrs(dev, fam)
 	local t = {}

@@ -10,16 +10,9 @@ local cjson = require "cjson"
 
 local E = core.errno
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	return p
-end
+local tmpdir = H.tmppath
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
 local function ns_addrs(ns, dev)
 	local t = {}

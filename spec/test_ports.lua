@@ -438,12 +438,7 @@ else:                                 # send PROTO HOST PORT MSG
 	f:close()
 end
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	H.must("mkdir -p " .. p)
-	return p
-end
+local tmpdir = H.tmpdir
 
 -- Start the echo server in `ns` on `port`; returns {pid=, p=}.
 local function serve(ns, port)
