@@ -190,6 +190,99 @@ function H.reset()
 	for name in out:gmatch("(%S+)[^\n]*\n?") do H.netns_del(name) end
 end
 
+-- The echo probe for traffic tests (there is no nc or ping here): a
+-- python3 program written to a temporary file on first use.
+local PY = "/usr/bin/python3"
+local PROBE_SRC = [[
+import select, socket, sys
+if sys.argv[1] == 'serve':           # serve PORT: tcp+udp echo, v4 and v6
+    port, socks = int(sys.argv[2]), []
+    for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET6, typ)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('::', port))
+        if typ == socket.SOCK_STREAM:
+            s.listen(16)
+        socks.append(s)
+    print('ready', flush=True)
+    while True:
+        for s in select.select(socks, [], [])[0]:
+            if s.type == socket.SOCK_STREAM:
+                c, a = s.accept()
+                c.settimeout(2)
+                try:
+                    d = c.recv(256)
+                    c.sendall(b'echo:' + d)
+                except OSError:
+                    d = b''
+                c.close()
+            else:
+                d, a = s.recvfrom(256)
+                try:
+                    s.sendto(b'echo:' + d, a)
+                except OSError:
+                    pass
+            peer = a[0][7:] if a[0].startswith('::ffff:') else a[0]
+            print('tcp' if s.type == socket.SOCK_STREAM else 'udp', peer, d.decode(), flush=True)
+else:                                 # send PROTO HOST PORT TIMEOUT MSG
+    proto, host, port, tmo, msg = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
+    s.settimeout(tmo)
+    try:
+        if proto == 'tcp':
+            s.connect((host, port))
+            s.sendall(msg.encode())
+            print(s.recv(256).decode())
+        else:
+            s.sendto(msg.encode(), (host, port))
+            print(s.recvfrom(256)[0].decode())
+    except OSError as e:
+        print('error', e)
+        sys.exit(1)
+]]
+local probe_path
+
+local function probe()
+	if not probe_path then
+		probe_path = os.tmpname() .. ".py"
+		H.spit(probe_path, PROBE_SRC)
+	end
+	return probe_path
+end
+
+--- Start the TCP+UDP echo server in namespace `ns` on `port` (v4 and v6);
+--- returns a handle for H.stop once it is listening.
+function H.serve(ns, port)
+	local p = io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec timeout 30 " ..
+		PY .. " " .. probe() .. " serve " .. port .. "'")
+	local s = { pid = tonumber(p:read("l")), p = p }
+	require("luaunit").assertEquals(p:read("l"), "ready")
+	return s
+end
+
+--- Stop a server; returns the lines it printed ({proto, peer, msg} each).
+function H.stop(s)
+	if s.done then return s.lines end
+	os.execute("kill " .. s.pid .. " 2>/dev/null")
+	local lines = {}
+	for line in s.p:lines() do
+		local proto, peer, msg = line:match("^(%S+) (%S+) ?(.*)$")
+		lines[#lines + 1] = { proto, peer, msg }
+	end
+	s.p:close()
+	s.done, s.lines = true, lines
+	return lines
+end
+
+--- Send `msg` (default "hi") from namespace `ns` to host:port over `proto`,
+--- waiting `timeout` seconds (default 1); returns ok, the probe's output.
+function H.send(ns, proto, host, port, msg, timeout)
+	return H.sh(string.format("ip netns exec %s %s %s send %s %s %d %s %s",
+		ns, PY, probe(), proto, host, port, timeout or 1, msg or "hi"))
+end
+
 --- Names of the globals defined since `before` (a copy of _G's keys).
 function H.globals_snapshot()
 	local t = {}
