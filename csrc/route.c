@@ -186,14 +186,6 @@ static int route_attr_cb(const struct nlattr *attr, void *data)
 	return MNL_CB_OK;
 }
 
-static bool attr_addr(const struct nlattr *attr, size_t alen, unsigned char *out)
-{
-	if (!attr || mnl_attr_get_payload_len(attr) != alen)
-		return false;
-	memcpy(out, mnl_attr_get_payload(attr), alen);
-	return true;
-}
-
 struct route_dump {
 	int family, oif;
 	uint32_t table;
@@ -232,10 +224,10 @@ static int route_msg_cb(const struct nlmsghdr *nlh, void *data)
 	/* The kernel filters already (strict check); old kernels do not. */
 	if (d->table && r.table != d->table)
 		return MNL_CB_OK;
-	r.has_dst = attr_addr(tb[RTA_DST], alen, r.dst);
-	r.has_src = attr_addr(tb[RTA_SRC], alen, r.src);
-	r.has_gateway = attr_addr(tb[RTA_GATEWAY], alen, r.gateway);
-	r.has_prefsrc = attr_addr(tb[RTA_PREFSRC], alen, r.prefsrc);
+	r.has_dst = brisk_attr_addr(tb[RTA_DST], alen, r.dst);
+	r.has_src = brisk_attr_addr(tb[RTA_SRC], alen, r.src);
+	r.has_gateway = brisk_attr_addr(tb[RTA_GATEWAY], alen, r.gateway);
+	r.has_prefsrc = brisk_attr_addr(tb[RTA_PREFSRC], alen, r.prefsrc);
 	if (tb[RTA_OIF])
 		r.oif = (int)mnl_attr_get_u32(tb[RTA_OIF]);
 	if (d->oif && r.oif != d->oif)
