@@ -392,15 +392,9 @@ void brisk_addr_push(lua_State *L, const struct brisk_addr *a)
 	brisk_setint(L, "ifindex", a->ifindex);
 }
 
-struct addr_push {
-	lua_State *L;
-	int list;
-	lua_Integer n;
-};
-
 static void addr_push_cb(const struct brisk_addr *a, void *ud)
 {
-	struct addr_push *p = ud;
+	struct brisk_list_push *p = ud;
 
 	brisk_addr_push(p->L, a);
 	lua_rawseti(p->L, p->list, ++p->n);
@@ -408,7 +402,7 @@ static void addr_push_cb(const struct brisk_addr *a, void *ud)
 
 int brisk_addr_push_list(lua_State *L, struct brisk_nl *h, int family, int ifindex)
 {
-	struct addr_push p = { L, 0, 0 };
+	struct brisk_list_push p = { L, 0, 0 };
 	int tries;
 
 	for (tries = 1;; tries++) {

@@ -352,15 +352,9 @@ void brisk_route_push(lua_State *L, const struct brisk_route *r)
 	}
 }
 
-struct route_push {
-	lua_State *L;
-	int list;
-	lua_Integer n;
-};
-
 static void route_push_cb(const struct brisk_route *r, void *ud)
 {
-	struct route_push *p = ud;
+	struct brisk_list_push *p = ud;
 
 	brisk_route_push(p->L, r);
 	lua_rawseti(p->L, p->list, ++p->n);
@@ -425,7 +419,7 @@ static int l_route_list(lua_State *L)
 	static const char *const keys[] = { "family", "table", "dev", NULL };
 	static const int families[] = { AF_INET, AF_INET6 };
 	struct brisk_nl *h = brisk_checknl(L, 1);
-	struct route_push p = { L, 0, 0 };
+	struct brisk_list_push p = { L, 0, 0 };
 	char label[64] = "";
 	int family = 0, oif = 0, dev, tries, i;
 	uint32_t table = RT_TABLE_MAIN;
