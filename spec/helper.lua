@@ -299,4 +299,15 @@ function H.new_globals(before)
 	return new
 end
 
+--- Load each module in `mods` afresh (dropping it from package.loaded
+--- first) and assert that no global was defined meanwhile.
+function H.assert_no_globals(mods)
+	local before = H.globals_snapshot()
+	for _, m in ipairs(mods) do
+		package.loaded[m] = nil
+		require(m)
+	end
+	require("luaunit").assertEquals(H.new_globals(before), {})
+end
+
 return H

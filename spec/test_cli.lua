@@ -407,12 +407,7 @@ end
 TestCliApi = {}
 
 function TestCliApi:test_modules_set_no_globals()
-	local before = H.globals_snapshot()
-	for _, m in ipairs({ "brisk.cli", "brisk.pretty", "brisk.repl" }) do
-		package.loaded[m] = nil
-		require(m)
-	end
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli", "brisk.pretty", "brisk.repl" })
 end
 
 function TestCliApi:test_suggest()

@@ -338,10 +338,7 @@ end
 TestCliEndpointModule = {}
 
 function TestCliEndpointModule:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.cli.endpoint"] = nil
-	require "brisk.cli.endpoint"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli.endpoint" })
 end
 
 function TestCliEndpointModule:test_parse_publish()

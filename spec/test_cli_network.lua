@@ -361,10 +361,7 @@ end
 TestCliNetworkModule = {}
 
 function TestCliNetworkModule:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.cli.network"] = nil
-	require "brisk.cli.network"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli.network" })
 end
 
 function TestCliNetworkModule:test_op_text()

@@ -585,12 +585,7 @@ end
 TestDriverModule = {}
 
 function TestDriverModule:test_no_globals()
-	local before = H.globals_snapshot()
-	for _, m in ipairs{ "brisk.driver", "brisk.handle", "brisk.netopts", "brisk.endpoint", "brisk" } do
-		package.loaded[m] = nil
-		require(m)
-	end
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.driver", "brisk.handle", "brisk.netopts", "brisk.endpoint", "brisk" })
 end
 
 function TestDriverModule:test_open_bad_options()

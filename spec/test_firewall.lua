@@ -114,10 +114,7 @@ function TestFirewall:tearDown()
 end
 
 function TestFirewall:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.firewall"] = nil
-	require "brisk.firewall"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.firewall" })
 end
 
 function TestFirewall:test_bad_arguments()

@@ -93,12 +93,7 @@ function TestGraphDot:test_dot_accepts_it()
 end
 
 function TestGraphDot:test_modules_set_no_globals()
-	local before = H.globals_snapshot()
-	for _, m in ipairs({ "brisk.cli.graph", "brisk.helptopics" }) do
-		package.loaded[m] = nil
-		require(m)
-	end
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli.graph", "brisk.helptopics" })
 end
 
 -- The command, over a real topology ------------------------------------------------

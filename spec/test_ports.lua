@@ -14,10 +14,7 @@ local EINVAL, EADDRINUSE, EEXIST = core.errno.EINVAL, core.errno.EADDRINUSE, cor
 TestPortsParse = {}
 
 function TestPortsParse:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.ports"] = nil
-	require "brisk.ports"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.ports" })
 end
 
 function TestPortsParse:test_valid_specs()
