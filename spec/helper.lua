@@ -127,6 +127,24 @@ function H.iplink(name, netns)
 	return cjson.decode(out)[1]
 end
 
+--- The addresses on `dev` as `ip -j addr` reports them, as sorted
+--- "local/prefixlen" strings. Options: `netns` (a named namespace), `family`
+--- ("4" or "6"), `global` (leave out link-scope addresses).
+function H.addrs(dev, o)
+	o = o or {}
+	local pre = (o.netns and ("-n " .. o.netns .. " ") or "") .. (o.family and ("-" .. o.family .. " ") or "")
+	local t = {}
+	for _, l in ipairs(H.ip(pre .. "addr show dev " .. dev)) do
+		for _, a in ipairs(l.addr_info or {}) do
+			if not (o.global and a.scope == "link") then
+				t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen)
+			end
+		end
+	end
+	table.sort(t)
+	return t
+end
+
 local counter = 0
 --- A fresh name with a prefix, short enough for an interface (<= 15 bytes).
 function H.name(prefix)

@@ -55,16 +55,7 @@ local function fails(self, args, code, msg)
 	return err
 end
 
-local function ns_addrs(ns, dev)
-	local t = {}
-	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do
-			if a.scope ~= "link" then t[#t + 1] = a["local"] .. "/" .. math.tointeger(a.prefixlen) end
-		end
-	end
-	table.sort(t)
-	return t
-end
+local function ns_addrs(ns, dev) return H.addrs(dev, { netns = ns, global = true }) end
 
 local function default_via(ns)
 	for _, r in ipairs(H.ip("-n " .. ns .. " -4 route show")) do

@@ -27,16 +27,7 @@ local function json_run(self, args) return H.brisk_json(self.dir, args) end
 
 local has = H.has
 
-local function addrs(dev)
-	local t = {}
-	for _, l in ipairs(H.ip("addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do
-			if a.scope ~= "link" then t[#t + 1] = a["local"] .. "/" .. math.tointeger(a.prefixlen) end
-		end
-	end
-	table.sort(t)
-	return t
-end
+local function addrs(dev) return H.addrs(dev, { global = true }) end
 
 local function stored(self)
 	return (H.must("ls -1 " .. q(self.dir .. "/network") .. " 2>/dev/null || true"):gsub("%s+$", ""))

@@ -12,14 +12,7 @@ local tmpdir = H.tmpdir
 
 local has = H.has
 
-local function addrs(dev, fam)
-	local t = {}
-	for _, l in ipairs(H.ip((fam and ("-" .. fam .. " ") or "") .. "addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
-	end
-	table.sort(t)
-	return t
-end
+local function addrs(dev, fam) return H.addrs(dev, { family = fam }) end
 
 local function sysctl(path)
 	local f = io.open("/proc/sys/" .. path)

@@ -14,14 +14,7 @@ local tmpdir = H.tmppath
 
 local has = H.has
 
-local function ns_addrs(ns, dev)
-	local t = {}
-	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
-	end
-	table.sort(t)
-	return t
-end
+local function ns_addrs(ns, dev) return H.addrs(dev, { netns = ns }) end
 
 local function ping(ns, ip)
 	return (H.sh("ip netns exec " .. ns .. " ping -c 1 -W 2 " .. ip))
