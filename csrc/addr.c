@@ -255,7 +255,9 @@ static int addr_attr_cb(const struct nlattr *attr, void *data)
 	return MNL_CB_OK;
 }
 
-static bool attr_addr(const struct nlattr *attr, size_t alen, unsigned char *out)
+/* Copy the payload of `attr` (which may be NULL) into `out` when it is
+ * exactly `alen` bytes long; returns whether it did. */
+bool brisk_attr_addr(const struct nlattr *attr, size_t alen, unsigned char *out)
 {
 	if (!attr || mnl_attr_get_payload_len(attr) != alen)
 		return false;
@@ -300,15 +302,15 @@ static int addr_msg_cb(const struct nlmsghdr *nlh, void *data)
 	a.prefixlen = ifa->ifa_prefixlen;
 	a.scope = ifa->ifa_scope;
 	a.flags = tb[IFA_FLAGS] ? mnl_attr_get_u32(tb[IFA_FLAGS]) : ifa->ifa_flags;
-	if (attr_addr(tb[IFA_LOCAL], alen, a.local)) {
-		if (attr_addr(tb[IFA_ADDRESS], alen, other) && memcmp(other, a.local, alen)) {
+	if (brisk_attr_addr(tb[IFA_LOCAL], alen, a.local)) {
+		if (brisk_attr_addr(tb[IFA_ADDRESS], alen, other) && memcmp(other, a.local, alen)) {
 			memcpy(a.peer, other, alen);
 			a.has_peer = true;
 		}
-	} else if (!attr_addr(tb[IFA_ADDRESS], alen, a.local)) {
+	} else if (!brisk_attr_addr(tb[IFA_ADDRESS], alen, a.local)) {
 		return MNL_CB_OK;               /* no address at all */
 	}
-	if (a.family == AF_INET && attr_addr(tb[IFA_BROADCAST], 4, a.broadcast))
+	if (a.family == AF_INET && brisk_attr_addr(tb[IFA_BROADCAST], 4, a.broadcast))
 		a.has_broadcast = true;
 	if (tb[IFA_LABEL])
 		snprintf(a.label, sizeof(a.label), "%s", mnl_attr_get_str(tb[IFA_LABEL]));
@@ -390,15 +392,9 @@ void brisk_addr_push(lua_State *L, const struct brisk_addr *a)
 	brisk_setint(L, "ifindex", a->ifindex);
 }
 
-struct addr_push {
-	lua_State *L;
-	int list;
-	lua_Integer n;
-};
-
 static void addr_push_cb(const struct brisk_addr *a, void *ud)
 {
-	struct addr_push *p = ud;
+	struct brisk_list_push *p = ud;
 
 	brisk_addr_push(p->L, a);
 	lua_rawseti(p->L, p->list, ++p->n);
@@ -406,7 +402,7 @@ static void addr_push_cb(const struct brisk_addr *a, void *ud)
 
 int brisk_addr_push_list(lua_State *L, struct brisk_nl *h, int family, int ifindex)
 {
-	struct addr_push p = { L, 0, 0 };
+	struct brisk_list_push p = { L, 0, 0 };
 	int tries;
 
 	for (tries = 1;; tries++) {

@@ -191,6 +191,16 @@ int brisk_optfamily(lua_State *L, int t, const char *k);
 /* Give up on a dump interrupted BRISK_DUMP_TRIES times: h->err = EAGAIN,
  * h->ext says why; returns -1. */
 int brisk_dump_gave_up(struct brisk_nl *h);
+/* Copy the payload of `attr` (may be NULL) into `out` when it is exactly
+ * `alen` bytes (an address of the family's length); returns whether it did. */
+bool brisk_attr_addr(const struct nlattr *attr, size_t alen, unsigned char *out);
+/* What a dump callback appends to: the array at stack index `list` of `L`,
+ * holding `n` entries so far. */
+struct brisk_list_push {
+	lua_State *L;
+	int list;
+	lua_Integer n;
+};
 
 /* One interface address (addr.c). As read from RTM_NEWADDR, and as the
  * request for brisk_addr_modify. */

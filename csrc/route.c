@@ -186,14 +186,6 @@ static int route_attr_cb(const struct nlattr *attr, void *data)
 	return MNL_CB_OK;
 }
 
-static bool attr_addr(const struct nlattr *attr, size_t alen, unsigned char *out)
-{
-	if (!attr || mnl_attr_get_payload_len(attr) != alen)
-		return false;
-	memcpy(out, mnl_attr_get_payload(attr), alen);
-	return true;
-}
-
 struct route_dump {
 	int family, oif;
 	uint32_t table;
@@ -232,10 +224,10 @@ static int route_msg_cb(const struct nlmsghdr *nlh, void *data)
 	/* The kernel filters already (strict check); old kernels do not. */
 	if (d->table && r.table != d->table)
 		return MNL_CB_OK;
-	r.has_dst = attr_addr(tb[RTA_DST], alen, r.dst);
-	r.has_src = attr_addr(tb[RTA_SRC], alen, r.src);
-	r.has_gateway = attr_addr(tb[RTA_GATEWAY], alen, r.gateway);
-	r.has_prefsrc = attr_addr(tb[RTA_PREFSRC], alen, r.prefsrc);
+	r.has_dst = brisk_attr_addr(tb[RTA_DST], alen, r.dst);
+	r.has_src = brisk_attr_addr(tb[RTA_SRC], alen, r.src);
+	r.has_gateway = brisk_attr_addr(tb[RTA_GATEWAY], alen, r.gateway);
+	r.has_prefsrc = brisk_attr_addr(tb[RTA_PREFSRC], alen, r.prefsrc);
 	if (tb[RTA_OIF])
 		r.oif = (int)mnl_attr_get_u32(tb[RTA_OIF]);
 	if (d->oif && r.oif != d->oif)
@@ -360,15 +352,9 @@ void brisk_route_push(lua_State *L, const struct brisk_route *r)
 	}
 }
 
-struct route_push {
-	lua_State *L;
-	int list;
-	lua_Integer n;
-};
-
 static void route_push_cb(const struct brisk_route *r, void *ud)
 {
-	struct route_push *p = ud;
+	struct brisk_list_push *p = ud;
 
 	brisk_route_push(p->L, r);
 	lua_rawseti(p->L, p->list, ++p->n);
@@ -433,7 +419,7 @@ static int l_route_list(lua_State *L)
 	static const char *const keys[] = { "family", "table", "dev", NULL };
 	static const int families[] = { AF_INET, AF_INET6 };
 	struct brisk_nl *h = brisk_checknl(L, 1);
-	struct route_push p = { L, 0, 0 };
+	struct brisk_list_push p = { L, 0, 0 };
 	char label[64] = "";
 	int family = 0, oif = 0, dev, tries, i;
 	uint32_t table = RT_TABLE_MAIN;

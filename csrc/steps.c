@@ -163,30 +163,45 @@ static void bridge_addrs(lua_State *L, const char *bridge, const char *fam)
 	lua_pop(L, 2);
 }
 
+/* h:addr_add{dev=, address=, <flag>=true} ("broadcast" or "nodad"); the
+ * results stay on the stack, as hcall leaves them. */
+static int addr_add_flag(lua_State *L, const char *dev, const char *cidr, const char *flag)
+{
+	lua_createtable(L, 0, 3);
+	brisk_setstr(L, "dev", dev);
+	brisk_setstr(L, "address", cidr);
+	brisk_setbool(L, flag, 1);
+	return hcall(L, "addr_add");
+}
+
+/* h:addr_del{dev=, address=}; the same. */
+static int addr_del(lua_State *L, const char *dev, const char *cidr)
+{
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", dev);
+	brisk_setstr(L, "address", cidr);
+	return hcall(L, "addr_del");
+}
+
+/* Set sysctl `path` to `want` unless it already has that value. A failure
+ * to read or write it returns -1 with the failure triple on the stack when
+ * `must`, and is ignored otherwise. */
 static int sysctl_ensure(lua_State *L, const char *path, const char *want, int must)
 {
 	const char *cur;
+	int ok = hcall_s(L, "sysctl_get", path);
 
-	if (!hcall_s(L, "sysctl_get", path)) {
-		if (!must) {
+	if (ok) {
+		cur = lua_tostring(L, -3);
+		if (cur && !strcmp(cur, want)) {
 			lua_pop(L, 3);
 			return 0;
 		}
-		return -1;
-	}
-	cur = lua_tostring(L, -3);
-	if (cur && !strcmp(cur, want)) {
 		lua_pop(L, 3);
-		return 0;
+		ok = hcall_ss(L, "sysctl_set", path, want);
 	}
-	lua_pop(L, 3);
-	if (!hcall_ss(L, "sysctl_set", path, want)) {
-		if (!must) {
-			lua_pop(L, 3);
-			return 0;
-		}
+	if (!ok && must)
 		return -1;
-	}
 	lua_pop(L, 3);
 	return 0;
 }
@@ -309,18 +324,11 @@ static int setup_bridge_ipv4(lua_State *L)
 			lua_pushboolean(L, 1);
 			return 1;
 		}
-		lua_createtable(L, 0, 2);
-		brisk_setstr(L, "dev", br);
-		brisk_setstr(L, "address", cidr);
-		if (!hcall(L, "addr_del"))
+		if (!addr_del(L, br, cidr))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
-	lua_createtable(L, 0, 3);
-	brisk_setstr(L, "dev", br);
-	brisk_setstr(L, "address", want);
-	brisk_setbool(L, "broadcast", 1);
-	if (!hcall(L, "addr_add"))
+	if (!addr_add_flag(L, br, want, "broadcast"))
 		return pass_fail(L);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -344,23 +352,13 @@ static int has_addr(lua_State *L, const char *want)
 	return found;
 }
 
-/* The bridge's IPv6 addresses go on with nodad: IPAM already guarantees
- * they are unique, and duplicate address detection would leave the gateway
- * unreachable for the first seconds after the bridge comes up (libnetwork
- * waits out DAD). */
-static int addr_add_nodad(lua_State *L, const char *br, const char *cidr)
-{
-	lua_createtable(L, 0, 3);
-	brisk_setstr(L, "dev", br);
-	brisk_setstr(L, "address", cidr);
-	brisk_setbool(L, "nodad", 1);
-	return hcall(L, "addr_add");
-}
 
 /***
  * setupBridgeIPv6: disable_ipv6=0 on the bridge, fe80::1/64, and, when set,
  * address_ipv6 with a route to its subnet through the bridge. Both
- * addresses are added with nodad (see addr_add_nodad).
+ * addresses are added with nodad: IPAM already guarantees they are unique,
+ * and duplicate address detection would leave the gateway unreachable for
+ * the first seconds after the bridge comes up (libnetwork waits out DAD).
  * @function steps.setup_bridge_ipv6
  * @param net {bridge=, address_ipv6=CIDR|nil}
  * @return true, or nil, msg, errno
@@ -380,7 +378,7 @@ static int setup_bridge_ipv6(lua_State *L)
 		return pass_fail(L);
 	bridge_addrs(L, br, "inet6");
 	if (!has_addr(L, "fe80::1/64")) {
-		if (!addr_add_nodad(L, br, "fe80::1/64"))
+		if (!addr_add_flag(L, br, "fe80::1/64", "nodad"))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
@@ -389,7 +387,7 @@ static int setup_bridge_ipv6(lua_State *L)
 		return 1;
 	}
 	if (!has_addr(L, v6)) {
-		if (!addr_add_nodad(L, br, v6))
+		if (!addr_add_flag(L, br, v6, "nodad"))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
@@ -494,10 +492,7 @@ static int setup_verify_and_reconcile(lua_State *L)
 		lua_pop(L, 1);
 		if (pfx_parse(cidr, &a) < 0 || !is_global_unicast6(&a) || pfx_same_ip(&a, &keep))
 			continue;
-		lua_createtable(L, 0, 2);
-		brisk_setstr(L, "dev", br);
-		brisk_setstr(L, "address", cidr);
-		if (!hcall(L, "addr_del"))
+		if (!addr_del(L, br, cidr))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
@@ -617,6 +612,35 @@ static int link_field(lua_State *L, const char *br, const char *field)
 	return 1;
 }
 
+/* Bring `dev` up unless its flags say UP; with `readback`, read the link
+ * again after setting it. Returns -1 with the failure triple on the stack
+ * when a call fails. */
+static int ensure_up(lua_State *L, const char *dev, int readback)
+{
+	int i, n, up = 0;
+
+	if (!link_field(L, dev, "flags"))
+		return -1;
+	n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		up |= lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "UP");
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	if (up)
+		return 0;
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", dev);
+	brisk_setbool(L, "up", 1);
+	if (!hcall(L, "link_set"))
+		return -1;
+	lua_pop(L, 3);
+	if (readback && !link_field(L, dev, "flags"))
+		return -1;
+	return 0;
+}
+
 /***
  * setupMTU: give the bridge the network's MTU (libnetwork leaves it at
  * 1500, moby#37937).
@@ -657,28 +681,8 @@ static int setup_mtu(lua_State *L)
 static int setup_device_up(lua_State *L)
 {
 	check_args(L);
-	const char *br = net_string(L, "bridge", 1);
-	int i, n, up = 0;
-
-	if (!link_field(L, br, "flags"))
+	if (ensure_up(L, net_string(L, "bridge", 1), 1) < 0)
 		return pass_fail(L);
-	n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
-	for (i = 1; i <= n; i++) {
-		lua_rawgeti(L, -1, i);
-		up |= lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "UP");
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
-	if (!up) {
-		lua_createtable(L, 0, 2);
-		brisk_setstr(L, "dev", br);
-		brisk_setbool(L, "up", 1);
-		if (!hcall(L, "link_set"))
-			return pass_fail(L);
-		lua_pop(L, 3);
-		if (!link_field(L, br, "flags"))
-			return pass_fail(L);
-	}
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -836,29 +840,6 @@ static int set_hairpin(lua_State *L)
 	return 1;
 }
 
-static int ensure_up(lua_State *L, const char *dev)
-{
-	int i, n, up = 0;
-
-	if (!link_field(L, dev, "flags"))
-		return -1;
-	n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
-	for (i = 1; i <= n; i++) {
-		lua_rawgeti(L, -1, i);
-		up |= lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "UP");
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
-	if (up)
-		return 0;
-	lua_createtable(L, 0, 2);
-	brisk_setstr(L, "dev", dev);
-	brisk_setbool(L, "up", 1);
-	if (!hcall(L, "link_set"))
-		return -1;
-	lua_pop(L, 3);
-	return 0;
-}
 
 /***
  * Bring the host side up.
@@ -869,7 +850,7 @@ static int ensure_up(lua_State *L, const char *dev)
 static int host_up(lua_State *L)
 {
 	check_args(L);
-	if (ensure_up(L, net_string(L, "host_ifname", 1)) < 0)
+	if (ensure_up(L, net_string(L, "host_ifname", 1), 0) < 0)
 		return pass_fail(L);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -934,20 +915,12 @@ static int sandbox_addresses(lua_State *L)
 		lua_pop(L, 3);
 	}
 	if (v4) {
-		lua_createtable(L, 0, 3);
-		brisk_setstr(L, "dev", ifname);
-		brisk_setstr(L, "address", v4);
-		brisk_setbool(L, "broadcast", 1);
-		if (!hcall(L, "addr_add"))
+		if (!addr_add_flag(L, ifname, v4, "broadcast"))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
 	if (v6) {
-		lua_createtable(L, 0, 3);
-		brisk_setstr(L, "dev", ifname);
-		brisk_setstr(L, "address", v6);
-		brisk_setbool(L, "nodad", 1);
-		if (!hcall(L, "addr_add"))
+		if (!addr_add_flag(L, ifname, v6, "nodad"))
 			return pass_fail(L);
 		lua_pop(L, 3);
 	}
@@ -964,7 +937,7 @@ static int sandbox_addresses(lua_State *L)
 static int sandbox_up(lua_State *L)
 {
 	check_args(L);
-	if (ensure_up(L, "lo") < 0 || ensure_up(L, net_string(L, "ifname", 1)) < 0)
+	if (ensure_up(L, "lo", 0) < 0 || ensure_up(L, net_string(L, "ifname", 1), 0) < 0)
 		return pass_fail(L);
 	lua_pushboolean(L, 1);
 	return 1;

@@ -20,6 +20,91 @@ function H.must(cmd)
 	return out
 end
 
+--- A string quoted for the shell.
+function H.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- The checkout's root (absolute) and the built program in it.
+H.ROOT = H.must("realpath " .. H.q(debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."))
+	:gsub("%s+$", "")
+H.BIN = H.ROOT .. "/build/bin/brisk"
+
+--- A file's contents; nil, message when it cannot be opened.
+function H.slurp(path)
+	local f, err = io.open(path, "rb")
+	if not f then return nil, err end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+--- Write `s` to a file (raises when it cannot be opened).
+function H.spit(path, s)
+	local f = assert(io.open(path, "wb"))
+	f:write(s)
+	f:close()
+end
+
+--- A fresh path under /tmp (/tmp/lua_XXXXXX) that does not exist yet.
+function H.tmppath()
+	local p = os.tmpname()
+	os.remove(p)
+	return p
+end
+
+--- A fresh empty directory (mode 0700) under /tmp; remove it with H.rmtree.
+function H.tmpdir()
+	local p = H.tmppath()
+	H.must("mkdir -m 700 " .. H.q(p))
+	return p
+end
+
+--- Remove a tree made by H.tmpdir/H.tmppath (refuses any other path).
+function H.rmtree(p)
+	assert(p:match("^/tmp/lua_"), "refusing to remove " .. p)
+	os.execute("rm -rf " .. H.q(p))
+end
+
+--- The permission bits of a path in octal, as `stat -c %a` gives them.
+function H.mode_of(p)
+	return (H.must("stat -c %a " .. H.q(p)):gsub("%s+$", ""))
+end
+
+--- The shell command running Lua `code` in a new lua5.4 with our module paths.
+function H.lua_cmd(code)
+	local pre = ("package.path = %q; package.cpath = %q; "):format(package.path, package.cpath)
+	return "lua5.4 -e " .. H.q(pre .. code)
+end
+
+--- Run the built program with state dir `dir` and `args` (a shell-quoted
+--- string), stdin from /dev/null; returns exit code, stdout, stderr.
+function H.brisk_in(dir, args)
+	local out, err = dir .. "/.out", dir .. "/.err"
+	local _, _, code = os.execute(string.format("%s --state-dir %s %s </dev/null >%s 2>%s",
+		H.q(H.BIN), H.q(dir), args, H.q(out), H.q(err)))
+	local o, e = H.slurp(out), H.slurp(err)
+	os.remove(out)
+	os.remove(err)
+	return code, o, e
+end
+
+--- H.brisk_in that must exit 0 (a test failure otherwise); returns stdout, stderr.
+function H.brisk_ok(dir, args)
+	local code, out, err = H.brisk_in(dir, args)
+	require("luaunit").assertEquals(code, 0, "brisk " .. args .. ": " .. tostring(err))
+	return out, err
+end
+
+--- H.brisk_ok with stdout decoded as JSON.
+function H.brisk_json(dir, args)
+	return cjson.decode((H.brisk_ok(dir, args)))
+end
+
+--- Whether list `list` (nil counts as empty) holds `x`.
+function H.has(list, x)
+	for _, v in ipairs(list or {}) do if v == x then return true end end
+	return false
+end
+
 --- `ip -j ARGS` decoded (an empty output gives {}).
 function H.ip(args)
 	local out = H.must("ip -j " .. args)
@@ -40,6 +125,24 @@ function H.iplink(name, netns)
 	local ok, out = H.sh("ip -j -d " .. pre .. "link show dev " .. name)
 	if not ok then return nil end
 	return cjson.decode(out)[1]
+end
+
+--- The addresses on `dev` as `ip -j addr` reports them, as sorted
+--- "local/prefixlen" strings. Options: `netns` (a named namespace), `family`
+--- ("4" or "6"), `global` (leave out link-scope addresses).
+function H.addrs(dev, o)
+	o = o or {}
+	local pre = (o.netns and ("-n " .. o.netns .. " ") or "") .. (o.family and ("-" .. o.family .. " ") or "")
+	local t = {}
+	for _, l in ipairs(H.ip(pre .. "addr show dev " .. dev)) do
+		for _, a in ipairs(l.addr_info or {}) do
+			if not (o.global and a.scope == "link") then
+				t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen)
+			end
+		end
+	end
+	table.sort(t)
+	return t
 end
 
 local counter = 0
@@ -105,6 +208,99 @@ function H.reset()
 	for name in out:gmatch("(%S+)[^\n]*\n?") do H.netns_del(name) end
 end
 
+-- The echo probe for traffic tests (there is no nc or ping here): a
+-- python3 program written to a temporary file on first use.
+local PY = "/usr/bin/python3"
+local PROBE_SRC = [[
+import select, socket, sys
+if sys.argv[1] == 'serve':           # serve PORT: tcp+udp echo, v4 and v6
+    port, socks = int(sys.argv[2]), []
+    for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET6, typ)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('::', port))
+        if typ == socket.SOCK_STREAM:
+            s.listen(16)
+        socks.append(s)
+    print('ready', flush=True)
+    while True:
+        for s in select.select(socks, [], [])[0]:
+            if s.type == socket.SOCK_STREAM:
+                c, a = s.accept()
+                c.settimeout(2)
+                try:
+                    d = c.recv(256)
+                    c.sendall(b'echo:' + d)
+                except OSError:
+                    d = b''
+                c.close()
+            else:
+                d, a = s.recvfrom(256)
+                try:
+                    s.sendto(b'echo:' + d, a)
+                except OSError:
+                    pass
+            peer = a[0][7:] if a[0].startswith('::ffff:') else a[0]
+            print('tcp' if s.type == socket.SOCK_STREAM else 'udp', peer, d.decode(), flush=True)
+else:                                 # send PROTO HOST PORT TIMEOUT MSG
+    proto, host, port, tmo, msg = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
+    s.settimeout(tmo)
+    try:
+        if proto == 'tcp':
+            s.connect((host, port))
+            s.sendall(msg.encode())
+            print(s.recv(256).decode())
+        else:
+            s.sendto(msg.encode(), (host, port))
+            print(s.recvfrom(256)[0].decode())
+    except OSError as e:
+        print('error', e)
+        sys.exit(1)
+]]
+local probe_path
+
+local function probe()
+	if not probe_path then
+		probe_path = os.tmpname() .. ".py"
+		H.spit(probe_path, PROBE_SRC)
+	end
+	return probe_path
+end
+
+--- Start the TCP+UDP echo server in namespace `ns` on `port` (v4 and v6);
+--- returns a handle for H.stop once it is listening.
+function H.serve(ns, port)
+	local p = io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec timeout 30 " ..
+		PY .. " " .. probe() .. " serve " .. port .. "'")
+	local s = { pid = tonumber(p:read("l")), p = p }
+	require("luaunit").assertEquals(p:read("l"), "ready")
+	return s
+end
+
+--- Stop a server; returns the lines it printed ({proto, peer, msg} each).
+function H.stop(s)
+	if s.done then return s.lines end
+	os.execute("kill " .. s.pid .. " 2>/dev/null")
+	local lines = {}
+	for line in s.p:lines() do
+		local proto, peer, msg = line:match("^(%S+) (%S+) ?(.*)$")
+		lines[#lines + 1] = { proto, peer, msg }
+	end
+	s.p:close()
+	s.done, s.lines = true, lines
+	return lines
+end
+
+--- Send `msg` (default "hi") from namespace `ns` to host:port over `proto`,
+--- waiting `timeout` seconds (default 1); returns ok, the probe's output.
+function H.send(ns, proto, host, port, msg, timeout)
+	return H.sh(string.format("ip netns exec %s %s %s send %s %s %d %s %s",
+		ns, PY, probe(), proto, host, port, timeout or 1, msg or "hi"))
+end
+
 --- Names of the globals defined since `before` (a copy of _G's keys).
 function H.globals_snapshot()
 	local t = {}
@@ -119,6 +315,17 @@ function H.new_globals(before)
 	end
 	table.sort(new)
 	return new
+end
+
+--- Load each module in `mods` afresh (dropping it from package.loaded
+--- first) and assert that no global was defined meanwhile.
+function H.assert_no_globals(mods)
+	local before = H.globals_snapshot()
+	for _, m in ipairs(mods) do
+		package.loaded[m] = nil
+		require(m)
+	end
+	require("luaunit").assertEquals(H.new_globals(before), {})
 end
 
 return H

@@ -4,25 +4,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local cjson = require "cjson"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function spit(path, s)
-	local f = assert(io.open(path, "wb"))
-	f:write(s)
-	f:close()
-end
+local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
 local tmpdirs = {}
 local function tmpdir()
@@ -425,12 +407,7 @@ end
 TestCliApi = {}
 
 function TestCliApi:test_modules_set_no_globals()
-	local before = H.globals_snapshot()
-	for _, m in ipairs({ "brisk.cli", "brisk.pretty", "brisk.repl" }) do
-		package.loaded[m] = nil
-		require(m)
-	end
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli", "brisk.pretty", "brisk.repl" })
 end
 
 function TestCliApi:test_suggest()

@@ -4,43 +4,13 @@
 -- back with `ip -j`.
 local lu = require "luaunit"
 local H = require "helper"
-local cjson = require "cjson"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
+local q = H.q
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function brisk(self, args) return H.brisk_in(self.dir, args) end
 
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-
-local function brisk(self, args)
-	local out, err = self.dir .. "/.out", self.dir .. "/.err"
-	local _, _, code = os.execute(string.format("%s --state-dir %s %s </dev/null >%s 2>%s",
-		q(BIN), q(self.dir), args, q(out), q(err)))
-	local o, e = slurp(out), slurp(err)
-	os.remove(out)
-	os.remove(err)
-	return code, o, e
-end
-
-local function ok_run(self, args)
-	local code, out, err = brisk(self, args)
-	lu.assertEquals(code, 0, "brisk " .. args .. ": " .. tostring(err))
-	return out, err
-end
-
-local function json_run(self, args)
-	local out = ok_run(self, args)
-	return cjson.decode(out)
-end
+local function ok_run(self, args) return H.brisk_ok(self.dir, args) end
+local function json_run(self, args) return H.brisk_json(self.dir, args) end
 
 -- Every test gets a state dir and, when the kernel families are there,
 -- network n1 on bridge bre1 (10.40.0.0/24).
@@ -85,16 +55,7 @@ local function fails(self, args, code, msg)
 	return err
 end
 
-local function ns_addrs(ns, dev)
-	local t = {}
-	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do
-			if a.scope ~= "link" then t[#t + 1] = a["local"] .. "/" .. math.tointeger(a.prefixlen) end
-		end
-	end
-	table.sort(t)
-	return t
-end
+local function ns_addrs(ns, dev) return H.addrs(dev, { netns = ns, global = true }) end
 
 local function default_via(ns)
 	for _, r in ipairs(H.ip("-n " .. ns .. " -4 route show")) do
@@ -102,10 +63,7 @@ local function default_via(ns)
 	end
 end
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
 ---------------------------------------------------------------------------
 TestCliEndpointCreate = { setUp = fresh, tearDown = cleanup }
@@ -371,10 +329,7 @@ end
 TestCliEndpointModule = {}
 
 function TestCliEndpointModule:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.cli.endpoint"] = nil
-	require "brisk.cli.endpoint"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli.endpoint" })
 end
 
 function TestCliEndpointModule:test_parse_publish()

@@ -5,20 +5,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local cjson = require "cjson"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
+local q = H.q
 
 local snapshot, reset = H.snapshot, H.reset
 
@@ -33,42 +20,14 @@ local function cleanup(self)
 end
 
 --- Run brisk with the test's state dir; returns exit code, stdout, stderr.
-local function brisk(self, args)
-	local out, err = self.dir .. "/.out", self.dir .. "/.err"
-	local _, _, code = os.execute(string.format("%s --state-dir %s %s </dev/null >%s 2>%s",
-		q(BIN), q(self.dir), args, q(out), q(err)))
-	local o, e = slurp(out), slurp(err)
-	os.remove(out)
-	os.remove(err)
-	return code, o, e
-end
+local function brisk(self, args) return H.brisk_in(self.dir, args) end
 
-local function ok_run(self, args)
-	local code, out, err = brisk(self, args)
-	lu.assertEquals(code, 0, "brisk " .. args .. ": " .. tostring(err))
-	return out, err
-end
+local function ok_run(self, args) return H.brisk_ok(self.dir, args) end
+local function json_run(self, args) return H.brisk_json(self.dir, args) end
 
-local function json_run(self, args)
-	local out = ok_run(self, args)
-	return cjson.decode(out)
-end
+local has = H.has
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
-
-local function addrs(dev)
-	local t = {}
-	for _, l in ipairs(H.ip("addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do
-			if a.scope ~= "link" then t[#t + 1] = a["local"] .. "/" .. math.tointeger(a.prefixlen) end
-		end
-	end
-	table.sort(t)
-	return t
-end
+local function addrs(dev) return H.addrs(dev, { global = true }) end
 
 local function stored(self)
 	return (H.must("ls -1 " .. q(self.dir .. "/network") .. " 2>/dev/null || true"):gsub("%s+$", ""))
@@ -393,10 +352,7 @@ end
 TestCliNetworkModule = {}
 
 function TestCliNetworkModule:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.cli.network"] = nil
-	require "brisk.cli.network"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli.network" })
 end
 
 function TestCliNetworkModule:test_op_text()

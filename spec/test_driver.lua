@@ -8,26 +8,11 @@ local driver = require "brisk.driver"
 
 local E = core.errno
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	H.must("mkdir -p " .. p)
-	return p
-end
+local tmpdir = H.tmpdir
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
-local function addrs(dev, fam)
-	local t = {}
-	for _, l in ipairs(H.ip((fam and ("-" .. fam .. " ") or "") .. "addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
-	end
-	table.sort(t)
-	return t
-end
+local function addrs(dev, fam) return H.addrs(dev, { family = fam }) end
 
 local function sysctl(path)
 	local f = io.open("/proc/sys/" .. path)
@@ -593,12 +578,7 @@ end
 TestDriverModule = {}
 
 function TestDriverModule:test_no_globals()
-	local before = H.globals_snapshot()
-	for _, m in ipairs{ "brisk.driver", "brisk.handle", "brisk.netopts", "brisk.endpoint", "brisk" } do
-		package.loaded[m] = nil
-		require(m)
-	end
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.driver", "brisk.handle", "brisk.netopts", "brisk.endpoint", "brisk" })
 end
 
 function TestDriverModule:test_open_bad_options()

@@ -10,25 +10,11 @@ local cjson = require "cjson"
 
 local E = core.errno
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	return p
-end
+local tmpdir = H.tmppath
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
-local function ns_addrs(ns, dev)
-	local t = {}
-	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
-	end
-	table.sort(t)
-	return t
-end
+local function ns_addrs(ns, dev) return H.addrs(dev, { netns = ns }) end
 
 local function ping(ns, ip)
 	return (H.sh("ip netns exec " .. ns .. " ping -c 1 -W 2 " .. ip))

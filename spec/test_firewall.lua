@@ -15,62 +15,6 @@ local H = require "helper"
 local core = require "brisk.core"
 local fw = require "brisk.firewall"
 
-local PY = "/usr/bin/python3"
-local PROBE = os.tmpname() .. ".py"
-do
-	local f = assert(io.open(PROBE, "w"))
-	f:write([[
-import select, socket, sys
-if sys.argv[1] == 'serve':           # serve PORT: tcp+udp echo, v4 and v6
-    port, socks = int(sys.argv[2]), []
-    for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET6, typ)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(('::', port))
-        if typ == socket.SOCK_STREAM:
-            s.listen(16)
-        socks.append(s)
-    print('ready', flush=True)
-    while True:
-        for s in select.select(socks, [], [])[0]:
-            if s.type == socket.SOCK_STREAM:
-                c, a = s.accept()
-                c.settimeout(2)
-                try:
-                    d = c.recv(256)
-                    c.sendall(b'echo:' + d)
-                except OSError:
-                    d = b''
-                c.close()
-            else:
-                d, a = s.recvfrom(256)
-                try:
-                    s.sendto(b'echo:' + d, a)
-                except OSError:
-                    pass
-            peer = a[0][7:] if a[0].startswith('::ffff:') else a[0]
-            print('tcp' if s.type == socket.SOCK_STREAM else 'udp', peer, d.decode(), flush=True)
-else:                                 # send PROTO HOST PORT TIMEOUT MSG
-    proto, host, port, tmo, msg = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
-    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
-    s.settimeout(tmo)
-    try:
-        if proto == 'tcp':
-            s.connect((host, port))
-            s.sendall(msg.encode())
-            print(s.recv(256).decode())
-        else:
-            s.sendto(msg.encode(), (host, port))
-            print(s.recvfrom(256)[0].decode())
-    except OSError as e:
-        print('error', e)
-        sys.exit(1)
-]])
-	f:close()
-end
-
 local made = {}      -- namespaces made by the current test
 local servers = {}   -- servers started by the current test
 
@@ -132,32 +76,16 @@ end
 
 -- Start the echo server in `ns` on `port`; returns a handle for `stop`.
 local function serve(ns, port)
-	local p = io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec timeout 30 " ..
-		PY .. " " .. PROBE .. " serve " .. port .. "'")
-	local s = { pid = tonumber(p:read("l")), p = p }
-	lu.assertEquals(p:read("l"), "ready")
+	local s = H.serve(ns, port)
 	servers[#servers + 1] = s
 	return s
 end
 
--- Stop a server; returns the lines it printed ({proto, peer, msg} each).
-local function stop(s)
-	if s.done then return s.lines end
-	os.execute("kill " .. s.pid .. " 2>/dev/null")
-	local lines = {}
-	for line in s.p:lines() do
-		local proto, peer, msg = line:match("^(%S+) (%S+) ?(.*)$")
-		lines[#lines + 1] = { proto, peer, msg }
-	end
-	s.p:close()
-	s.done, s.lines = true, lines
-	return lines
-end
+local stop = H.stop
 
--- Send `msg` from `ns` to host:port; true when the echo came back.
+-- Send `msg` from `ns` to host:port; true when an echo came back.
 local function send(ns, proto, host, port, msg, timeout)
-	local ok, out = H.sh(string.format("ip netns exec %s %s %s send %s %s %d %s %s",
-		ns, PY, PROBE, proto, host, port, timeout or 1, msg or "hi"))
+	local ok, out = H.send(ns, proto, host, port, msg, timeout)
 	return ok == true and out:match("^echo:") ~= nil, out
 end
 
@@ -186,10 +114,7 @@ function TestFirewall:tearDown()
 end
 
 function TestFirewall:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.firewall"] = nil
-	require "brisk.firewall"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.firewall" })
 end
 
 function TestFirewall:test_bad_arguments()

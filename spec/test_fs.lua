@@ -4,39 +4,13 @@ local H = require "helper"
 
 local core = require "brisk.core"
 
--- A fresh empty directory under /tmp; removed by rmtree.
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	assert(core.mkdir_p(p, 448))
-	return p
-end
-
-local function rmtree(p)
-	assert(p:match("^/tmp/lua_"), "refusing to remove " .. p)
-	os.execute("rm -rf '" .. p .. "'")
-end
-
-local function mode_of(p)
-	return (H.must("stat -c %a '" .. p .. "'"):gsub("%s+$", ""))
-end
-
-local function readfile(p)
-	local f = assert(io.open(p, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function shq(s)
-	return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local tmpdir, rmtree, mode_of = H.tmpdir, H.rmtree, H.mode_of
+local function readfile(p) return assert(H.slurp(p)) end
 
 -- Run Lua code in a separate lua5.4 process with our module paths;
 -- returns its stdout.
 local function child(code)
-	local pre = ("package.path = %q; package.cpath = %q; "):format(package.path, package.cpath)
-	local ok, out = H.sh("lua5.4 -e " .. shq(pre .. code))
+	local ok, out = H.sh(H.lua_cmd(code))
 	assert(ok, out)
 	return out
 end
@@ -52,10 +26,8 @@ function TestFs:tearDown()
 end
 
 function TestFs:test_module_loads_without_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.core"] = nil
+	H.assert_no_globals({ "brisk.core" })
 	local c = require "brisk.core"
-	lu.assertEquals(H.new_globals(before), {})
 	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes" } do
 		lu.assertIsFunction(c[f], f)
 	end

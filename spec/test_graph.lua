@@ -6,25 +6,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local cjson = require "cjson"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function spit(path, s)
-	local f = assert(io.open(path, "wb"))
-	f:write(s)
-	f:close()
-end
+local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
 local HAS_DOT = H.sh("command -v dot")
 
@@ -111,12 +93,7 @@ function TestGraphDot:test_dot_accepts_it()
 end
 
 function TestGraphDot:test_modules_set_no_globals()
-	local before = H.globals_snapshot()
-	for _, m in ipairs({ "brisk.cli.graph", "brisk.helptopics" }) do
-		package.loaded[m] = nil
-		require(m)
-	end
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.cli.graph", "brisk.helptopics" })
 end
 
 -- The command, over a real topology ------------------------------------------------

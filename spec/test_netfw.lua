@@ -17,8 +17,7 @@ TestNetFirewall = {}
 
 function TestNetFirewall:setUp()
 	H.reset()
-	self.dir = os.tmpname()
-	os.remove(self.dir)
+	self.dir = H.tmppath()
 	self.d = assert(driver.open{ state_dir = self.dir })
 end
 

@@ -14,10 +14,7 @@ local EINVAL, EADDRINUSE, EEXIST = core.errno.EINVAL, core.errno.EADDRINUSE, cor
 TestPortsParse = {}
 
 function TestPortsParse:test_no_globals()
-	local before = H.globals_snapshot()
-	package.loaded["brisk.ports"] = nil
-	require "brisk.ports"
-	lu.assertEquals(H.new_globals(before), {})
+	H.assert_no_globals({ "brisk.ports" })
 end
 
 function TestPortsParse:test_valid_specs()
@@ -390,79 +387,13 @@ end
 -- up0 192.0.2.1/24 here, eth0 192.0.2.2/24 there)
 ---------------------------------------------------------------------------
 
-local PY = "/usr/bin/python3"
-local PROBE = os.tmpname() .. ".py"
-do
-	local f = assert(io.open(PROBE, "w"))
-	f:write([[
-import select, socket, sys
-if sys.argv[1] == 'serve':           # serve PORT: tcp+udp echo on IPv4
-    port, socks = int(sys.argv[2]), []
-    for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET, typ)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(('0.0.0.0', port))
-        if typ == socket.SOCK_STREAM:
-            s.listen(16)
-        socks.append(s)
-    print('ready', flush=True)
-    while True:
-        for s in select.select(socks, [], [])[0]:
-            if s.type == socket.SOCK_STREAM:
-                c, a = s.accept()
-                c.settimeout(2)
-                try:
-                    c.sendall(b'echo:' + c.recv(256))
-                except OSError:
-                    pass
-                c.close()
-            else:
-                d, a = s.recvfrom(256)
-                s.sendto(b'echo:' + d, a)
-else:                                 # send PROTO HOST PORT MSG
-    proto, host, port, msg = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
-    s.settimeout(1)
-    try:
-        if proto == 'tcp':
-            s.connect((host, port))
-            s.sendall(msg.encode())
-            print(s.recv(256).decode())
-        else:
-            s.sendto(msg.encode(), (host, port))
-            print(s.recvfrom(256)[0].decode())
-    except OSError as e:
-        print('error', e)
-        sys.exit(1)
-]])
-	f:close()
-end
+local tmpdir = H.tmpdir
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	H.must("mkdir -p " .. p)
-	return p
-end
-
--- Start the echo server in `ns` on `port`; returns {pid=, p=}.
-local function serve(ns, port)
-	local p = io.popen("exec ip netns exec " .. ns .. " sh -c 'echo $$; exec timeout 30 " ..
-		PY .. " " .. PROBE .. " serve " .. port .. "'")
-	local s = { pid = tonumber(p:read("l")), p = p }
-	lu.assertEquals(p:read("l"), "ready")
-	return s
-end
-
-local function stop(s)
-	os.execute("kill " .. s.pid .. " 2>/dev/null")
-	s.p:close()
-end
+local serve, stop = H.serve, H.stop
 
 -- Send `msg` from `ns` to host:port; true when the echo came back.
 local function send(ns, proto, host, port, msg)
-	local ok, out = H.sh(string.format("ip netns exec %s %s %s send %s %s %d %s", ns, PY, PROBE, proto, host,
-		port, msg))
+	local ok, out = H.send(ns, proto, host, port, msg)
 	return ok == true and out == "echo:" .. msg .. "\n", out
 end
 

@@ -4,25 +4,7 @@
 local lu = require "luaunit"
 local H = require "helper"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function spit(path, s)
-	local f = assert(io.open(path, "wb"))
-	f:write(s)
-	f:close()
-end
+local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
 -- A session whose output is collected.
 local function session(env)

@@ -5,44 +5,8 @@ local H = require "helper"
 local core = require "brisk.core"
 local store = require "brisk.store"
 
-local function tmpdir()
-	local p = os.tmpname()
-	os.remove(p)
-	assert(core.mkdir_p(p, 448))
-	return p
-end
-
-local function rmtree(p)
-	assert(p:match("^/tmp/lua_"), "refusing to remove " .. p)
-	os.execute("rm -rf '" .. p .. "'")
-end
-
-local function mode_of(p)
-	return (H.must("stat -c %a '" .. p .. "'"):gsub("%s+$", ""))
-end
-
-local function readfile(p)
-	local f = assert(io.open(p, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function writefile(p, s)
-	local f = assert(io.open(p, "wb"))
-	f:write(s)
-	f:close()
-end
-
-local function shq(s)
-	return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- The shell command running Lua `code` in a new lua5.4 with our paths.
-local function lua_cmd(code)
-	local pre = ("package.path = %q; package.cpath = %q; "):format(package.path, package.cpath)
-	return "lua5.4 -e " .. shq(pre .. code)
-end
+local tmpdir, rmtree, mode_of, writefile, lua_cmd = H.tmpdir, H.rmtree, H.mode_of, H.spit, H.lua_cmd
+local function readfile(p) return assert(H.slurp(p)) end
 
 TestStore = {}
 
@@ -82,7 +46,7 @@ end
 
 function TestStore:test_open_default_dir_from_env()
 	local d = self.tmp .. "/envstate"
-	local out = H.must("BRISK_STATE_DIR=" .. shq(d) .. " " ..
+	local out = H.must("BRISK_STATE_DIR=" .. H.q(d) .. " " ..
 		lua_cmd("io.write(assert(require('brisk.store').open()).dir)"))
 	lu.assertEquals(out, d)
 	lu.assertEquals(core.listdir(d), { "endpoint", "network" })

@@ -61,13 +61,17 @@ function M.is_error(e)
 	return getmetatable(e) == Error
 end
 
-local function debug_on()
+--- Whether $BRISK_DEBUG asks for tracebacks (set, not empty, not "0").
+-- Shared with brisk.repl.
+function M.debug_on()
 	local d = os.getenv("BRISK_DEBUG")
 	return d ~= nil and d ~= "" and d ~= "0"
 end
 
--- The text of anything raised: error objects give their message.
-local function error_text(e)
+--- The text of anything raised: error objects (tables with a string
+-- `message`, or a `__tostring`) give their message, strings and numbers
+-- themselves, anything else says what type it is. Shared with brisk.repl.
+function M.error_text(e)
 	if type(e) == "table" then
 		if type(rawget(e, "message")) == "string" then return e.message end
 		local mt = getmetatable(e)
@@ -76,6 +80,8 @@ local function error_text(e)
 	if type(e) == "string" or type(e) == "number" then return tostring(e) end
 	return "(error object is a " .. type(e) .. " value)"
 end
+
+local debug_on, error_text = M.debug_on, M.error_text
 
 -- Did you mean ----------------------------------------------------------
 

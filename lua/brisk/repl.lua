@@ -25,6 +25,7 @@
 local M = {}
 
 local pretty = require "brisk.pretty"
+local cli = require "brisk.cli"
 
 local stdout, stderr = io.stdout, io.stderr
 
@@ -58,20 +59,7 @@ function M.command_names()
 	return t
 end
 
-local function debug_on()
-	local d = os.getenv("BRISK_DEBUG")
-	return d ~= nil and d ~= "" and d ~= "0"
-end
-
-local function error_text(e)
-	if type(e) == "table" then
-		if type(rawget(e, "message")) == "string" then return e.message end
-		local mt = getmetatable(e)
-		if type(mt) == "table" and mt.__tostring then return tostring(e) end
-	end
-	if type(e) == "string" or type(e) == "number" then return tostring(e) end
-	return "(error object is a " .. type(e) .. " value)"
-end
+local debug_on, error_text = cli.debug_on, cli.error_text
 
 -- Message handler: error objects (tables with a message) print as their
 -- message; anything else gets a traceback cut at the REPL's own frames.
@@ -390,8 +378,7 @@ function Session:command(line)
 			if #matches > 1 then
 				hint = "; one of :" .. table.concat(matches, ", :")
 			else
-				local ok, cli = pcall(require, "brisk.cli")
-				local s = ok and cli.suggest(name, M.command_names())
+				local s = cli.suggest(name, M.command_names())
 				if s then hint = "; did you mean :" .. s .. "?" end
 			end
 			return self:fail(":" .. name .. ": unknown command" .. hint .. " (:help lists them)")
@@ -553,9 +540,8 @@ function M.run(opts)
 	end
 	M.completers[#M.completers + 1] = M.name_completer(opts.state_dir)
 
-	local ok, cli = pcall(require, "brisk.cli")
 	s.write(string.format("brisk %s (%s)  :help for help, Ctrl-D to quit\n",
-		ok and cli.version or "?", _VERSION))
+		cli.version or "?", _VERSION))
 	local hist = history_path()
 	if hist then host.read_history(hist) end
 	host.set_completer(function(text, line) return M.complete(s.env, text, line) end)
