@@ -948,7 +948,13 @@ function T:_apply(st)
 	end
 	if dirty then self:_save() end
 
+	-- progress on a terminal (a bar on stderr), nothing when piped
+	local todo = 0
+	for _, a in ipairs(plan) do if a.action ~= "ok" then todo = todo + 1 end end
+	local progress <close> = require("brisk.cli").progress(todo > 20 and todo or 0, "up " .. self.name,
+		{ tty = todo > 20 and nil or false })
 	for _, a in ipairs(plan) do
+		if a.action ~= "ok" then progress:step(a.key) end
 		if a.action == "ok" then
 			st.unchanged = st.unchanged + 1
 			if a.bucket == "networks" then self.netrecs[a.key] = a.net end
