@@ -21,9 +21,11 @@
 # such file fails the run.
 #
 # valgrind: `valgrind -q --error-exitcode=99 lua5.4 spec/run.lua` inside the
-# namespace; it checks the lua5.4 process that runs the specs (brisk.core
-# and all Lua API tests), not the child processes it spawns (ip, nft and the
-# brisk program).
+# namespace (with suppressions for libnftables' own uninitialised padding);
+# it checks the lua5.4 process that runs the specs (brisk.core and all Lua
+# API tests), not the child processes it spawns (ip, nft and the brisk
+# program). About 13 minutes on 2 cores, against about 4 for asan: CI
+# (scripts/test.sh) runs asan.
 #
 # Exit status: 0 clean, 1 a test failed or a sanitizer reported, 99 valgrind
 # found an error. Set SANITIZE_KEEP=1 to keep the scratch directory.
@@ -78,8 +80,26 @@ if [ "$mode" = asan ]; then
 else
 	command -v valgrind >/dev/null || { echo "sanitize.sh: valgrind not installed" >&2; exit 1; }
 	make -C "$SCRATCH" config=debug >/dev/null
+	# libnftables 1.0.6 sends batches and queries with uninitialised
+	# padding bytes (its own buffers, not brisk's): suppressed by frame.
+	cat >"$SCRATCH/valgrind.supp" <<-'EOF'
+		{
+		   libnftables-sendmsg-padding
+		   Memcheck:Param
+		   sendmsg(msg.msg_iov[0])
+		   fun:sendmsg
+		   obj:*/libnftables.so.*
+		}
+		{
+		   libnftables-sendto-padding
+		   Memcheck:Param
+		   socketcall.sendto(msg)
+		   fun:sendto
+		   obj:*/libnftables.so.*
+		}
+	EOF
 	bash "$SCRATCH/scripts/isolate.sh" valgrind -q --error-exitcode=99 --track-origins=yes \
-		lua5.4 "$SCRATCH/spec/run.lua" "${specs[@]}" || rc=$?
+		--suppressions="$SCRATCH/valgrind.supp" lua5.4 "$SCRATCH/spec/run.lua" "${specs[@]}" || rc=$?
 fi
 echo "sanitize.sh: $mode run took $(($(date +%s) - start)) s, exit $rc" >&2
 exit "$rc"
