@@ -17,6 +17,8 @@ end
 
 local cflags = split(pkg("--cflags lua5.4 libmnl libnftables libedit"))
 local warn = { "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11" }
+local sanitize = { "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+	"-fno-omit-frame-pointer" }
 
 local function debug_symbols()
 	if filter then filter "configurations:Debug" else configuration "Debug" end
@@ -25,12 +27,19 @@ local function debug_symbols()
 	if filter then filter "configurations:Release" else configuration "Release" end
 	if optimize then optimize "On" else flags { "OptimizeSpeed" } end
 	defines { "NDEBUG" }
+	-- ASan+UBSan (scripts/sanitize.sh): core.so is loaded by an
+	-- uninstrumented lua5.4, so the ASan runtime must be LD_PRELOADed
+	if filter then filter "configurations:ASan" else configuration "ASan" end
+	if symbols then symbols "On" else flags { "Symbols" } end
+	buildoptions(sanitize)
+	linkoptions(sanitize)
+	defines { "DEBUG" }
 	if filter then filter {} else configuration {} end
 end
 
 local ws = workspace or solution
 ws "brisk"
-	configurations { "Release", "Debug" }
+	configurations { "Release", "Debug", "ASan" }
 	location "build"
 
 project "core"

@@ -700,6 +700,10 @@ static int get_idx(struct brisk_nl *h, int ifindex, const char *name, struct idx
 	c->ifindex = 0;
 	c->flags = 0;
 	c->name[0] = '\0';
+	if (ifindex <= 0 && !name) {    /* a reply's bad master/link index */
+		h->err = ENODEV;
+		return -1;
+	}
 	if (ifindex <= 0 && !mnl_attr_put_strz_check(nlh, BRISK_BUFSZ, IFLA_IFNAME, name)) {
 		h->err = EMSGSIZE;
 		return -1;

@@ -192,7 +192,7 @@ local function sandbox_ref(ns)
 		return ns
 	end
 	if type(ns) ~= "string" or ns == "" then return nil, "invalid netns " .. tostring(ns) end
-	if ns:match("^%d+$") then return tonumber(ns) end
+	if ns:match("^%d+$") then return sandbox_ref(tonumber(ns)) end
 	return ns
 end
 
