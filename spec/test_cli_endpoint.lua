@@ -254,9 +254,6 @@ function TestCliEndpointErrors:test_usage_errors_exit_2()
 	fails(self, "endpoint create --nets h1 n1", 2, "did you mean '--netns'?")
 	fails(self, "endpoint create --ifname eth3 n1", 2, "--ifname needs --netns")
 	fails(self, "endpoint create -o hairpin n1", 2, "flag --opt: 'hairpin' is not KEY=VALUE")
-	fails(self, "endpoint create -p 80:80/icmp n1", 2, "invalid proto: icmp")
-	fails(self, "endpoint create -p 1:2:3:4 n1", 2, "invalid port specification '1:2:3:4'")
-	fails(self, "endpoint create -p 8080:70000 n1", 2, "invalid containerPort: 70000")
 	fails(self, "endpoint join e1", 2, "needs 2 arguments")
 	fails(self, "endpoint leave", 2, "needs 1 argument")
 	fails(self, "endpoint rm", 2, "needs at least 1 argument")
@@ -344,4 +341,11 @@ function TestCliEndpointModule:test_parse_publish()
 		lu.assertNil(p, bad)
 		lu.assertStrContains(msg, "invalid port specification '" .. bad .. "'")
 	end
+end
+
+function TestCliEndpointErrors:test_bad_publish_values_exit_1()
+	-- a flag value that is rejected is an operation failure (1), like --subnet
+	fails(self, "endpoint create -p 80:80/icmp n1", 1, "invalid proto: icmp")
+	fails(self, "endpoint create -p 1:2:3:4 n1", 1, "invalid port specification '1:2:3:4'")
+	fails(self, "endpoint create -p 8080:70000 n1", 1, "invalid containerPort: 70000")
 end

@@ -41,7 +41,7 @@ function TestStore:test_open_creates_dirs_0700()
 	local st, msg, code = store.open(self.tmp .. "/file")
 	lu.assertNil(st)
 	lu.assertStrContains(msg, "mkdir " .. self.tmp .. "/file")
-	lu.assertEquals(code, "io")
+	lu.assertEquals(code, require("brisk.core").errno.ENOTDIR)   -- the errno, as every failure
 end
 
 function TestStore:test_open_default_dir_from_env()

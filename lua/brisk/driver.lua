@@ -398,6 +398,24 @@ function D:resolve_network(spec)
 				schema.suggest(tostring(k), allowed)))
 		end
 	end
+	-- misuse (a wrong Lua type) raises, naming the field
+	local function strings(k)
+		local v = spec[k]
+		if v == nil or type(v) == "string" then return end
+		local ok = type(v) == "table"
+		if ok then for i, x in pairs(v) do ok = ok and math.type(i) == "integer" and type(x) == "string" end end
+		if not ok then error(string.format("field '%s' must be a string or an array of strings", k), 4) end
+	end
+	strings("subnet")
+	strings("gateway")
+	if spec.ip_range ~= nil and type(spec.ip_range) ~= "string" then
+		error("field 'ip_range' must be a string", 3)
+	end
+	for _, k in ipairs{ "options", "aux_addresses" } do
+		if spec[k] ~= nil and type(spec[k]) ~= "table" then
+			error(string.format("field '%s' must be a table", k), 3)
+		end
+	end
 	local name = spec.name
 	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
 		return fail(string.format("invalid network name '%s' (letters, digits, '_', '.', '-'; 1..64)",
@@ -473,6 +491,10 @@ function D:resolve_network(spec)
 	-- processIPAM: the bridge address is the gateway with the pool mask
 	local s4 = ipnet.network(v4[1])
 	net.subnet4 = ipnet.format(s4)
+	if s4.plen > 30 then
+		return fail(string.format("subnet %s has no room for a gateway and endpoints (at most /30)",
+			ipnet.format(s4)))
+	end
 	local gw4 = gws[4] or ipnet.host(s4, 1)
 	if not ipnet.contains(s4, gw4) then
 		return fail(string.format("gateway %s is not inside subnet %s", ipnet.format(gw4), net.subnet4))
@@ -495,6 +517,10 @@ function D:resolve_network(spec)
 	if v6[1] then
 		local s6 = ipnet.network(v6[1])
 		net.subnet6 = ipnet.format(s6)
+		if s6.plen > 126 then
+			return fail(string.format("subnet %s has no room for a gateway and endpoints (at most /126)",
+				net.subnet6))
+		end
 		local gw6 = gws[6] or ipnet.host(s6, 1)
 		if not ipnet.contains(s6, gw6) then
 			return fail(string.format("gateway %s is not inside subnet %s", ipnet.format(gw6), net.subnet6))
@@ -506,6 +532,9 @@ function D:resolve_network(spec)
 	end
 	net.aux_addresses = {}
 	for k, v in pairs(spec.aux_addresses or {}) do
+		if type(k) ~= "string" or type(v) ~= "string" then
+			return fail("aux_addresses must map NAME = IP (strings), e.g. { host = \"10.1.0.5\" }")
+		end
 		local ip, err = ipnet.parse_ip(v)
 		if not ip then return fail(err) end
 		local inside = (ip.family == 4 and ipnet.contains(s4, ip)) or
@@ -707,6 +736,9 @@ end
 -- @tparam[opt] table o {force=bool}
 -- @return true, or nil, msg, errno
 function D:delete_network(key, o)
+	if o ~= nil and type(o) ~= "table" then
+		error("bad argument #2 to 'delete_network' (table expected, got " .. type(o) .. ")", 2)
+	end
 	o = o or {}
 	return self.store:transaction(function()
 		local net, msg, err = self:network(key)

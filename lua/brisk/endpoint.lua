@@ -219,6 +219,14 @@ end
 
 -- Build the endpoint record (touches nothing but the in-memory IPAM book).
 local function resolve_endpoint(self, net, spec)
+	for _, k in ipairs{ "ip", "ip6", "mac", "name", "id" } do
+		if spec[k] ~= nil and type(spec[k]) ~= "string" then
+			error(string.format("field '%s' must be a string (got %s)", k, type(spec[k])), 0)
+		end
+	end
+	if spec.options ~= nil and type(spec.options) ~= "table" then
+		error("field 'options' must be a table", 0)
+	end
 	for k in pairs(spec) do
 		if not spec_keys[k] then
 			return fail(string.format("unknown endpoint field '%s'%s", tostring(k), schema.suggest(tostring(k), spec_keys)))

@@ -266,7 +266,7 @@ end
 --   written atomically but not fsync'd (they describe kernel state that does
 --   not survive a reboot either, so durability buys nothing)
 -- @return store
--- @return[2] nil, "mkdir <dir>: <strerror>", "io"
+-- @return[2] nil, "mkdir <dir>: <strerror>", errno
 function M.open(dir, o)
 	if dir == nil then dir = os.getenv("BRISK_STATE_DIR") or "/var/lib/brisk" end
 	if type(dir) ~= "string" or dir == "" then
@@ -274,8 +274,8 @@ function M.open(dir, o)
 	end
 	dir = normalize(dir)
 	for _, d in ipairs({ dir, dir .. "/network", dir .. "/endpoint" }) do
-		local ok, msg = core.mkdir_p(d, 448)     -- 0700
-		if not ok then return nil, msg, "io" end
+		local ok, msg, err = core.mkdir_p(d, 448)     -- 0700
+		if not ok then return nil, msg, err or "io" end
 	end
 	caches[dir] = caches[dir] or {}
 	local volatile = {}

@@ -60,7 +60,7 @@ local function definition(o, cmd)
 		spec.publish = cli.array()
 		for _, s in ipairs(o.publish) do
 			local list, msg = parse_publish(s)
-			if not list then cli.usage_error("flag --publish: " .. msg, cmd) end
+			if not list then cli.error("flag --publish: " .. msg) end
 			for _, m in ipairs(list) do spec.publish[#spec.publish + 1] = m end
 		end
 	end
