@@ -177,7 +177,10 @@ static void push_flags(lua_State *L, unsigned int flags)
 		}
 	}
 	if (flags) {
-		lua_pushfstring(L, "%x", flags);  /* what ip prints for the rest */
+		/* what ip prints for the rest (lua_pushfstring has no %x) */
+		char hex[16];
+		snprintf(hex, sizeof(hex), "%x", flags);
+		lua_pushstring(L, hex);
 		lua_rawseti(L, -2, ++n);
 	}
 }

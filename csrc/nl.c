@@ -261,7 +261,8 @@ static int cb_error(const struct nlmsghdr *nlh, void *data)
 	}
 	if (e->error == 0)
 		return MNL_CB_STOP;
-	h->err = -e->error;
+	/* a code outside -4095..-1 is no errno (and -INT_MIN overflows) */
+	h->err = e->error < 0 && e->error >= -4095 ? -e->error : EPROTO;
 	if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
 		off = sizeof(*e);
 		if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
@@ -319,8 +320,8 @@ static int cb_done(const struct nlmsghdr *nlh, void *data)
 	if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(int)) {
 		int e = *(int *)mnl_nlmsg_get_payload(nlh);
 		if (e < 0) {
-			t->h->err = -e;
-			errno = -e;
+			t->h->err = e >= -4095 ? -e : EPROTO;
+			errno = t->h->err;
 			return MNL_CB_ERROR;
 		}
 	}
@@ -536,10 +537,10 @@ int brisk_parse_prefix(const char *s, void *addr, int *plen)
 	int af;
 	size_t n = strlen(s);
 
+	*plen = -1;
 	if (n == 0 || n >= sizeof(tmp))
 		return 0;
 	memcpy(tmp, s, n + 1);
-	*plen = -1;
 	slash = strchr(tmp, '/');
 	if (slash) {
 		*slash++ = '\0';

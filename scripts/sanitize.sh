@@ -45,7 +45,9 @@ SCRATCH=$(mktemp -d "/tmp/brisk-$mode.XXXXXX")
 cleanup() { if [ "${SANITIZE_KEEP:-}" != 1 ]; then rm -rf "$SCRATCH"; fi; }
 trap cleanup EXIT
 cp -a Makefile premake5.lua csrc lua spec scripts "$SCRATCH"/
-for extra in examples fuzz; do [ -d "$extra" ] && cp -a "$extra" "$SCRATCH"/; done
+for extra in examples fuzz doc bench brisk-*.rockspec README.md LICENSE; do
+	[ -e "$extra" ] && cp -a "$extra" "$SCRATCH"/
+done
 specs=()
 for f in "$@"; do specs+=("$SCRATCH/${f#./}"); done
 
