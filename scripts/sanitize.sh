@@ -70,7 +70,7 @@ if [ "$mode" = asan ]; then
 		LD_PRELOAD="$runtime $SCRATCH/asan-bin/unpreload.so" exec $(command -v lua5.4) "\$@"
 	EOF
 	chmod +x "$SCRATCH/asan-bin/lua5.4"
-	PATH="$SCRATCH/asan-bin:$PATH" \
+	PATH="$SCRATCH/asan-bin:$PATH" BRISK_SANITIZER=asan \
 	ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$SCRATCH/sanitizer.asan" \
 	UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$SCRATCH/sanitizer.ubsan" \
 		lua5.4 "$SCRATCH/spec/run.lua" "${specs[@]}" || rc=1
