@@ -165,8 +165,12 @@ end
 
 -- What changes by itself, left out of snapshots: carrier (a bridge loses
 -- it a moment after its last active port), operstate, the qdisc (attached
--- the first time a link comes up, never detached), address lifetimes and
--- the flags of duplicate address detection.
+-- the first time a link comes up, never detached), address lifetimes, the
+-- flags of duplicate address detection, and the IPv6 local and anycast
+-- routes of the local table: the kernel adds those when an address's DAD
+-- ends, at a moment of its choosing (a link-local address appears at once,
+-- its fe80::/anycast routes up to a second later). The addresses they come
+-- from are compared.
 local VOLATILE = { ["NO-CARRIER"] = true, LOWER_UP = true, ["M-DOWN"] = true, DORMANT = true,
 	linkdown = true }
 
@@ -186,14 +190,27 @@ local function steady(list)
 	return list
 end
 
+local function follows_dad(r)
+	return r.table == "local" and (r.type == "local" or r.type == "anycast")
+		and tostring(r.dst):find(":", 1, true) ~= nil
+end
+
+local function steady_routes(list)
+	local out = {}
+	for _, r in ipairs(steady(list)) do
+		if not follows_dad(r) then out[#out + 1] = r end
+	end
+	return out
+end
+
 --- A snapshot of a namespace's kernel state (links, addresses, routes of
 --- every table), for "nothing changed" checks.
 function H.snapshot(netns)
-	local pre = netns and ("-n " .. netns .. " ") or ""
+	local pre = netns and ("-n " .. H.q(netns) .. " ") or ""
 	return cjson.encode({
 		links = steady(H.ip(pre .. "link show")),
 		addrs = steady(H.ip(pre .. "addr show")),
-		routes = steady(H.ip(pre .. "route show table all")),
+		routes = steady_routes(H.ip(pre .. "route show table all")),
 	})
 end
 

@@ -13,55 +13,18 @@ local lu = require "luaunit"
 local H = require "helper"
 local core = require "brisk.core"
 local driver = require "brisk.driver"
-local cjson = require "cjson"
 
 local E = core.errno
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local ROOT, BIN, q, slurp = H.ROOT, H.BIN, H.q, H.slurp
 
 ---------------------------------------------------------------------------
 -- The world: kernel and store
 ---------------------------------------------------------------------------
 
--- What changes by itself (carrier, DAD, lifetimes, counters) is left out.
-local VOLATILE = { ["NO-CARRIER"] = true, LOWER_UP = true, ["M-DOWN"] = true, DORMANT = true,
-	linkdown = true }
-local function steady(list)
-	for _, l in ipairs(list) do
-		l.stats, l.stats64, l.operstate, l.qdisc = nil, nil, nil, nil
-		local flags = {}
-		for _, f in ipairs(type(l.flags) == "table" and l.flags or {}) do
-			if not VOLATILE[f] then flags[#flags + 1] = f end
-		end
-		l.flags = flags
-		for _, a in ipairs(l.addr_info or {}) do
-			a.tentative, a.dadfailed, a.optimistic = nil, nil, nil
-			a.preferred_life_time, a.valid_life_time = nil, nil
-		end
-	end
-	return list
-end
-
-local function kernel(netns)
-	local pre = netns and ("-n " .. q(netns) .. " ") or ""
-	return cjson.encode({
-		links = steady(H.ip(pre .. "link show")),
-		addrs = steady(H.ip(pre .. "addr show")),
-		routes = steady(H.ip(pre .. "route show table all")),
-	})
-end
+-- The kernel of one namespace, as iproute2 shows it, without what changes
+-- by itself (carrier, DAD, lifetimes, counters).
+local kernel = H.snapshot
 
 local function sysctl(path)
 	return (slurp("/proc/sys/" .. path) or ""):gsub("%s+$", "")

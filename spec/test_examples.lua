@@ -14,19 +14,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local cjson = require "cjson"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
 local WITNESS = [[
 -- witness.lua EXAMPLE [ARGS]: run EXAMPLE; after each t:up(), append the
@@ -176,10 +164,7 @@ local function run_example(self, name, o)
 	return code, slurp(out .. "/out"), slurp(out .. "/err"), text and cjson.decode(text) or {}
 end
 
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
 local function link(links, name)
 	for _, l in ipairs(links) do if l.ifname == name then return l end end

@@ -8,34 +8,13 @@ local H = require "helper"
 local cjson = require "cjson"
 local core = require "brisk.core"
 
-local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or ".")
-ROOT = H.must("realpath " .. ROOT):gsub("%s+$", "")
-local BIN = ROOT .. "/build/bin/brisk"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
 local function tmpdir()
 	return (H.must("mktemp -d /tmp/brisk-topo-XXXXXX"):gsub("%s+$", ""))
 end
 
-local function spit(path, s)
-	local f = assert(io.open(path, "wb"))
-	f:write(s)
-	f:close()
-end
-
-local function slurp(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function has(list, x)
-	for _, v in ipairs(list or {}) do if v == x then return true end end
-	return false
-end
+local has = H.has
 
 -- ip -j's view of a namespace, one object a line, with what the kernel
 -- changes on its own (operstate, IPv6 link-local addresses appearing as
