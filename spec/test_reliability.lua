@@ -137,7 +137,10 @@ local function compare(dir)
 	for _, n in pairs(nets) do
 		bridges[n.bridge] = n
 		local l = k.links[n.bridge]
-		if not l then
+		if n.state == "creating" then
+			-- an interrupted create: one drift, whatever it made so far
+			drift[#drift + 1] = { what = "network " .. n.name .. ":", net = n, why = "create interrupted" }
+		elseif not l then
 			drift[#drift + 1] = { what = "network " .. n.name .. ":", net = n, why = "bridge missing" }
 		else
 			if kind_of(l) ~= "bridge" then
@@ -150,7 +153,7 @@ local function compare(dir)
 				drift[#drift + 1] = { what = "network " .. n.name .. ":", net = n, why = "no address" }
 			end
 		end
-		if not k.tagged[n.bridge] then
+		if not k.tagged[n.bridge] and n.state ~= "creating" then
 			drift[#drift + 1] = { what = "firewall:", net = n, why = "no rules" }
 		end
 	end
@@ -160,7 +163,9 @@ local function compare(dir)
 		if e.netns then spaces[tostring(e.netns)] = e end
 		local l = k.links[e.host_ifname]
 		local n = nets[e.network]
-		if not l then
+		if e.state == "creating" then
+			drift[#drift + 1] = { what = "endpoint " .. e.name .. ":", ep = e, why = "create interrupted" }
+		elseif not l then
 			drift[#drift + 1] = { what = "endpoint " .. e.name .. ":", ep = e, why = "host link missing" }
 		elseif n and l.master ~= n.bridge then
 			drift[#drift + 1] = { what = "endpoint " .. e.name .. ":", ep = e, why = "not on the bridge" }
@@ -443,36 +448,11 @@ local function run_time(dir, args)
 	return us / 1000
 end
 
--- Remove kernel objects the store does not know (what a kill between the
--- kernel steps and the store write leaves: BUG-ORPHANS), by hand.
-local function remove_orphans(orphans, subnets)
-	local h <close> = assert(core.open())
-	local fw = require "brisk.firewall"
-	local run = function(s, o) return h:nft(s, o) end
-	for _, o in ipairs(orphans) do
-		if o.nft then
-			fw.network_del(run, { bridge = o.nft, subnet4 = subnets[o.nft] or "10.255.255.0/24" })
-		end
-	end
-	for _, o in ipairs(orphans) do
-		if o.link then H.sh("ip link del dev " .. q(o.link)) end
-		if o.netns then H.sh("ip netns del " .. q(o.netns)) end
-	end
-end
-
-local CHECK_BUG = "BUG-ORPHANS: lua/brisk/driver.lua create_network/create_endpoint change the kernel "
-	.. "first and write the store last, with no record of the attempt: a kill in between leaves a "
-	.. "bridge, veth, namespace or nftables rules that no store entry names; D:check() only walks "
-	.. "stored networks, so `brisk network check` says \"no drift\", and neither restore nor rm can "
-	.. "remove them"
-
 function TestCrash:test_kill_create_and_delete_100_times()
 	local seed = tonumber(os.getenv("BRISK_SEED") or "") or os.time()
 	math.randomseed(seed)
 	local function say(fmt, ...) return string.format("[seed %d] " .. fmt, seed, ...) end
-	local kills, orphaned, repaired = 0, 0, 0
-	local strict = os.getenv("BRISK_KNOWN_BUGS") == "1"
-	local subnets = {}          -- bridge -> subnet, to clean orphan rules
+	local kills, interrupted, repaired = 0, 0, 0
 	-- how long the program takes to start and do nothing
 	local start = math.huge
 	for _ = 1, 3 do start = math.min(start, run_time(self.dir, { "network", "ls" })) end
@@ -535,13 +515,6 @@ function TestCrash:test_kill_create_and_delete_100_times()
 			-- the store parses (read_store raises otherwise), the lock is free
 			local ok, err = pcall(read_store, self.dir)
 			lu.assertTrue(ok, what .. ": " .. tostring(err))
-			local kv = kernel_view()
-			for name, l in pairs(kv.links) do
-				for a in pairs(kind_of(l) == "bridge" and kv.addrs[name] or {}) do
-					local pre, plen = a:match("^(%d+%.%d+%.%d+)%.%d+/(%d+)$")
-					if pre then subnets[name] = pre .. ".0/" .. plen end
-				end
-			end
 
 			-- every drift of a stored object is reported by check
 			local drift, orphans = compare(self.dir)
@@ -560,20 +533,16 @@ function TestCrash:test_kill_create_and_delete_100_times()
 				lu.assertEquals(code, 0, what .. ": check reports drift that ip and nft do not show:\n" .. out)
 			end
 
-			-- orphans: reported only once BUG-ORPHANS is fixed
-			if #orphans > 0 then
-				orphaned = orphaned + 1
-				if strict then
-					lu.assertEquals(code, 1, what .. ": check misses " .. cjson.encode(orphans))
-				end
-				remove_orphans(orphans, subnets)
-			end
+			-- nothing in the kernel that no store record names: a create
+			-- stores its intent before its first kernel change
+			lu.assertEquals(orphans, {}, what .. ": kernel objects no store record names")
 
 			-- restore or rm repairs the drift
 			if #drift > 0 then
 				repaired = repaired + 1
 				local bad_nets, bad_eps = {}, {}
 				for _, dr in ipairs(drift) do
+					if dr.why == "create interrupted" then interrupted = interrupted + 1 end
 					if dr.net then bad_nets[dr.net.name] = true else bad_eps[dr.ep.name] = dr.ep end
 				end
 				for name in pairs(bad_eps) do
@@ -593,7 +562,7 @@ function TestCrash:test_kill_create_and_delete_100_times()
 				end
 				local d2, o2 = compare(self.dir)
 				lu.assertEquals(d2, {}, what .. ": still drifting after the repair")
-				if #o2 > 0 then remove_orphans(o2, subnets) end
+				lu.assertEquals(o2, {}, what .. ": the repair left kernel objects no store record names")
 				local c, o = cli(self.dir, { "network", "check" })
 				lu.assertEquals(c, 0, what .. ": check after the repair: " .. o)
 			end
@@ -615,11 +584,8 @@ function TestCrash:test_kill_create_and_delete_100_times()
 	local d2, o2 = compare(self.dir)
 	lu.assertEquals(d2, {})
 	lu.assertEquals(o2, {})
-	if orphaned > 0 and not strict then
-		io.stderr:write(string.format("\n  [kill loop: %d kills in %d runs, %d left drift that was reported "
-			.. "and repaired, %d left kernel objects no store entry names (BUG-ORPHANS), removed by hand]\n",
-			kills, iter, repaired, orphaned))
-	end
+	io.stderr:write(string.format("\n  [kill loop: %d kills in %d runs, %d left drift that check reported "
+		.. "and restore/rm repaired, %d of them interrupted creates]\n", kills, iter, repaired, interrupted))
 end
 
 -- A crash between the kernel steps and the store write, made exactly: the
@@ -634,16 +600,21 @@ if WHAT == "network" then
 	d:create_network{ name = "torn", subnet = "10.61.0.0/24" }
 else
 	d:after("create_veth", function() os.exit(9) end)
-	d:create_endpoint("base", { name = "torn", netns = "tornns" })
+	d:create_endpoint("base", { name = "torn", netns = "tornns", publish = { "8080:80" } })
 end
 os.exit(0)
 ]==]
 
-function TestCrash:test_check_reports_what_a_torn_create_left()
-	if os.getenv("BRISK_KNOWN_BUGS") ~= "1" then lu.skip(CHECK_BUG) end
+local function net_id12(nets, name)
+	for _, n in pairs(nets) do if n.name == name then return n.id:sub(1, 12) end end
+end
+
+-- Run the creates that exit right after their first kernel step; returns
+-- the driver, and what the kernel shows of them.
+local function torn_creates(self)
 	local script = self.dir .. "/crash.lua"
 	spit(script, CRASH_AFTER)
-	local d <close> = assert(driver.open{ state_dir = self.dir })
+	local d = assert(driver.open{ state_dir = self.dir })
 	assert(d:create_network{ name = "base", subnet = "10.62.0.0/24" })
 	for _, what in ipairs{ "network", "endpoint" } do
 		local code = select(3, os.execute(string.format("lua5.4 %s %s %s %s", q(script), q(ROOT),
@@ -651,16 +622,83 @@ function TestCrash:test_check_reports_what_a_torn_create_left()
 		lu.assertEquals(code, 9, what)
 	end
 	local nets, eps = read_store(self.dir)
-	lu.assertEquals(count(nets), 1)
-	lu.assertEquals(eps, {})
-	local _, orphans = compare(self.dir)
-	lu.assertTrue(#orphans >= 3, "the torn creates left too little: the test proves nothing: "
-		.. cjson.encode(orphans))
+	local torn_net, torn_ep
+	for _, n in pairs(nets) do if n.name == "torn" then torn_net = n end end
+	for _, e in pairs(eps) do if e.name == "torn" then torn_ep = e end end
+	lu.assertEquals(count(nets), 2)
+	lu.assertEquals(count(eps), 1)
+	lu.assertEquals(torn_net.state, "creating")
+	lu.assertEquals(torn_ep.state, "creating")
+	-- the first kernel steps did run: the bridge, the veth pair and the
+	-- namespace exist, each named by a record
+	local k = kernel_view()
+	lu.assertNotNil(k.links[torn_net.bridge], "the torn network's bridge")
+	lu.assertNotNil(k.links[torn_ep.host_ifname], "the torn endpoint's veth")
+	lu.assertTrue(k.netns.tornns ~= nil, "the torn endpoint's namespace")
+	lu.assertStrContains(H.must("nft list ruleset"), "brisk port br-" .. net_id12(nets, "base") .. " "
+		.. torn_ep.id:sub(1, 12) .. " tcp *:8080")
+	local drift, orphans = compare(self.dir)
+	lu.assertEquals(orphans, {})
+	lu.assertEquals(#drift, 2)
+	-- check reports both, naming what they left
 	local c, out = cli(self.dir, { "network", "check" })
 	lu.assertEquals(c, 1, "check: " .. out)
-	for _, o in ipairs(orphans) do
-		lu.assertStrContains(out, o.link or o.netns or o.nft)
-	end
+	lu.assertStrContains(out, "network torn: its create was interrupted (bridge " .. torn_net.bridge .. " exists)")
+	lu.assertStrContains(out, "endpoint torn: its create was interrupted (host link " .. torn_ep.host_ifname
+		.. " exists)")
+	-- an endpoint cannot be added to the torn network
+	local ok, msg, err = d:create_endpoint("torn", { name = "x" })
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "network torn: its create was interrupted")
+	lu.assertEquals(err, E.EBUSY)
+	return d, torn_net, torn_ep
+end
+
+function TestCrash:test_restore_finishes_a_torn_network_and_undoes_a_torn_endpoint()
+	local d <close>, net, ep = torn_creates(self)
+	local c, out = cli(self.dir, { "network", "restore" })
+	lu.assertEquals(c, 0, out)
+	lu.assertStrContains(out, "torn: ok (interrupted create finished)")
+	lu.assertStrContains(out, "endpoint torn: ok (interrupted create undone)")
+	local drift, orphans, nets, eps = compare(self.dir)
+	lu.assertEquals(drift, {})
+	lu.assertEquals(orphans, {})
+	lu.assertEquals(count(eps), 0)
+	lu.assertNil(nets[net.id].state)
+	lu.assertNotNil(nets[net.id].journal)
+	-- the bridge is up with its address, the endpoint's pair and namespace are gone
+	local l = H.iplink(net.bridge)
+	lu.assertTrue(H.has(l.flags, "UP"))
+	lu.assertEquals(H.addrs(net.bridge, { family = "4" }), { "10.61.0.1/24" })
+	lu.assertNil(H.iplink(ep.host_ifname))
+	lu.assertFalse(H.must("ip netns list"):find("tornns", 1, true) ~= nil)
+	lu.assertNotStrContains(H.must("nft list ruleset"), ep.id:sub(1, 12))
+	c, out = cli(self.dir, { "network", "check" })
+	lu.assertEquals(c, 0, out)
+	-- and the finished network deletes cleanly, bridge and rules
+	c, out = cli(self.dir, { "network", "rm", "torn" })
+	lu.assertEquals(c, 0, out)
+	lu.assertNil(H.iplink(net.bridge))
+	lu.assertEquals(select(2, compare(self.dir)), {})
+end
+
+function TestCrash:test_rm_undoes_torn_creates()
+	local d <close>, net, ep = torn_creates(self)
+	local c, out = cli(self.dir, { "endpoint", "rm", "torn" })
+	lu.assertEquals(c, 0, out)
+	lu.assertNotStrContains(H.must("nft list ruleset"), ep.id:sub(1, 12))
+	c, out = cli(self.dir, { "network", "rm", "torn" })
+	lu.assertEquals(c, 0, out)
+	lu.assertNil(H.iplink(net.bridge))
+	lu.assertNil(H.iplink(ep.host_ifname))
+	lu.assertFalse(H.must("ip netns list"):find("tornns", 1, true) ~= nil)
+	local drift, orphans, nets, eps = compare(self.dir)
+	lu.assertEquals(drift, {})
+	lu.assertEquals(orphans, {})
+	lu.assertEquals(count(nets), 1)
+	lu.assertEquals(count(eps), 0)
+	c, out = cli(self.dir, { "network", "check" })
+	lu.assertEquals(c, 0, out)
 end
 
 function TestCrash:test_store_and_lock_survive_a_kill_inside_a_transaction()

@@ -658,18 +658,52 @@ function D:create_network(spec)
 end
 
 -- Apply an already-resolved network record (the one a plan carries).
+--
+-- The record is stored first, in the state "creating" (the intent), and
+-- only then do the steps touch the kernel; the final record replaces it.
+-- A process killed in between leaves the intent: `check` reports it, and
+-- `restore` finishes the create or `delete_network` undoes it. A failed
+-- step rolls back and removes the intent.
 function D:apply_resolved(net)
+	net.state, net.dbIndex = "creating", nil
+	local ok, smsg, serr = self.store:put("network", net, { volatile = true })
+	if not ok then
+		net.state = nil
+		return nil, "create network " .. net.name .. ": store: " .. tostring(smsg), M.store_errno(serr)
+	end
 	local log, msg, err, extra = apply_network(self, net)
-	if not log then return nil, msg, err, extra end
+	if not log then
+		local dok, dmsg = self.store:delete("network", net.id)
+		if not dok then msg = msg .. "; removing its record failed: " .. tostring(dmsg) end
+		net.state, net.dbIndex = nil, nil
+		return nil, msg, err, extra
+	end
+	net.state = nil
 	net.journal = log
 	net.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
-	local ok, smsg, serr = self.store:put("network", net)
+	ok, smsg, serr = self.store:put("network", net)
 	if not ok then
 		local uok, uerrs = handle.undo(self.h, log)
+		if uok then self.store:delete("network", net.id) end
 		return nil, "create network " .. net.name .. ": store: " .. tostring(smsg) ..
 			(uok and "" or ("; rollback failed: " .. table.concat(uerrs, "; "))), M.store_errno(serr)
 	end
 	return net
+end
+
+-- Undo what an interrupted create (a record still "creating") may have
+-- left: its firewall rules, and the bridge when brisk was making it. The
+-- journal died with the process, so this goes by the record's names.
+local function undo_interrupted(self, net)
+	if self.fw then
+		local ok, msg, err = self.fw.network_del(function(s, o) return self.h:nft(s, o) end, M.fw_net(net))
+		if not ok then return nil, msg, err end
+	end
+	if net.creator == "brisk" then
+		local ok, msg, err = self.h:link_del(net.bridge)
+		if not ok and err ~= core.errno.ENODEV then return nil, msg, err end
+	end
+	return true
 end
 
 --- Apply a plan made by plan_network (the same operations, if the state
@@ -743,6 +777,13 @@ function D:delete_network(key, o)
 	return self.store:transaction(function()
 		local net, msg, err = self:network(key)
 		if not net then return nil, msg, err end
+		if net.state == "creating" then
+			local ok, umsg, uerr = undo_interrupted(self, net)
+			if not ok then return nil, "delete network " .. net.name .. ": " .. tostring(umsg), uerr end
+			local dok, dmsg, derr = self.store:delete("network", net.id)
+			if not dok then return nil, dmsg, M.store_errno(derr) end
+			return true
+		end
 		local eps = self.endpoints and self:endpoints(net.id) or {}
 		if #eps > 0 then
 			if not o.force then
@@ -793,15 +834,27 @@ function D:restore(o)
 			if self.fw then
 				self.fw.network_del(function(s, o) return self.h:nft(s, o) end, M.fw_net(net))
 			end
-			local log, msg = apply_network(self, net)
+			local log, msg
+			local interrupted = net.state == "creating"
+			if interrupted then
+				-- an interrupted create: undone, then run again from the start
+				log, msg = undo_interrupted(self, net)
+				if log then log, msg = apply_network(self, net) end
+				if log then
+					net.state, net.journal = nil, nil
+					net.created_at = net.created_at or os.date("!%Y-%m-%dT%H:%M:%SZ")
+				end
+			else
+				log, msg = apply_network(self, net)
+			end
 			if log then
 				-- keep the original journal: it says what brisk created
-				if #log > 0 then
+				if #log > 0 or interrupted then
 					net.journal = net.journal or {}
 					for _, e in ipairs(log) do net.journal[#net.journal + 1] = e end
 					self.store:put("network", net)
 				end
-				out[#out + 1] = { name = net.name, ok = true, changes = #log }
+				out[#out + 1] = { name = net.name, ok = true, changes = #log, finished = interrupted or nil }
 			else
 				out[#out + 1] = { name = net.name, ok = false, msg = msg }
 			end
@@ -812,14 +865,28 @@ function D:restore(o)
 	return out
 end
 
---- Report drift between the store and the kernel.
+--- Report drift between the store and the kernel, including creates that
+-- were interrupted (a record still "creating": the process died between
+-- its first kernel change and its final store write). Runs under the store
+-- lock, so a create in progress elsewhere is waited for, not reported.
 -- @return array of messages (empty when all agrees)
+-- @return[2] nil, msg, errno when the store cannot be locked or read
 function D:check()
+	local drift, msg, err = self.store:transaction(function() return self:_check() end)
+	if drift == nil then return nil, msg, M.store_errno(err) end
+	return drift
+end
+
+function D:_check()
 	local drift = {}
 	local function add(fmt, ...) drift[#drift + 1] = string.format(fmt, ...) end
 	for _, net in ipairs(self.store:list("network")) do
 		local l = self.h:link_get(net.bridge)
-		if not l then
+		if net.state == "creating" then
+			add("network %s: its create was interrupted (bridge %s %s); 'brisk network restore' "
+				.. "finishes it, 'brisk network rm %s' undoes it", net.name, net.bridge,
+				l and "exists" or "not created", net.name)
+		elseif not l then
 			add("network %s: bridge %s is missing", net.name, net.bridge)
 		else
 			if not (l.linkinfo and l.linkinfo.info_kind == "bridge") then
@@ -852,9 +919,10 @@ function D:check()
 	if self.fw then
 		local nets, ports = {}, {}
 		for _, net in ipairs(self.store:list("network")) do
-			nets[#nets + 1] = M.fw_net(net)
+			-- what an interrupted create programmed is not expected: it shows as extra
+			if net.state ~= "creating" then nets[#nets + 1] = M.fw_net(net) end
 			for _, ep in ipairs(self.endpoints and self:endpoints(net.id) or {}) do
-				for _, p in ipairs(ep.ports or {}) do
+				for _, p in ipairs(ep.state ~= "creating" and ep.ports or {}) do
 					ports[#ports + 1] = { net = M.fw_net(net), ep = { id = ep.id }, mapping = p }
 				end
 			end

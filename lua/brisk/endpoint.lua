@@ -362,6 +362,41 @@ local function close_sandbox(ctx)
 	if ctx.sandbox then ctx.sandbox.real:close() end
 end
 
+local function interrupted_network(net)
+	return fail(string.format("network %s: its create was interrupted: 'brisk network restore' "
+		.. "finishes it, 'brisk network rm %s' undoes it", net.name, net.name), errno.EBUSY)
+end
+
+-- The record of an endpoint create in progress (state "creating"): what
+-- the flow is about to make, stored before it makes any of it, so that a
+-- process killed half way leaves something `check` reports and
+-- `delete_endpoint` / `restore` undo: the host veth (the pair goes with
+-- it), the namespace when the flow creates it, the published ports.
+local function write_intent(self, ep, ref)
+	local intent = {}
+	for k, v in pairs(ep) do intent[k] = v end
+	intent.generated_names, intent.prefix, intent.sandbox = nil, nil, nil
+	intent.state = "creating"
+	if ref ~= nil then
+		intent.netns = ref
+		if type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref) then
+			intent.created_netns = ref
+		end
+	end
+	local ok, msg, err = self.store:put("endpoint", intent)
+	if not ok then
+		return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(msg), M.store_errno(err)
+	end
+	return intent
+end
+
+-- A create that failed cleanly (rolled back): its intent goes too.
+local function drop_intent(self, intent, msg, err)
+	local ok, dmsg = self.store:delete("endpoint", intent.id)
+	if not ok then msg = tostring(msg) .. "; removing its record failed: " .. tostring(dmsg) end
+	return nil, msg, err
+end
+
 --- Create an endpoint on a network, and join it to a namespace when
 -- `netns` is given (the container side is then created in place).
 -- @param netkey network name, id or id prefix
@@ -374,6 +409,7 @@ function D:create_endpoint(netkey, spec)
 	return self.store:transaction(function()
 		local net, msg, err = self:network(netkey)
 		if not net then return nil, msg, err end
+		if net.state == "creating" then return interrupted_network(net) end
 		-- a copy of the book: a failed create must not leave its addresses in it
 		local book = ipam.book(self, net)
 		net.ipam = { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
@@ -383,11 +419,31 @@ function D:create_endpoint(netkey, spec)
 		if not ep then return nil, msg, err end
 		local ctx = { driver = self, firewall = self.fw, network = net }
 		ctx.journal = handle.journal(self.h)
+		local ref, rmsg, hs
 		if spec.netns ~= nil then
-			local ref, rmsg = sandbox_ref(spec.netns)
+			ref, rmsg = sandbox_ref(spec.netns)
 			if not ref then return fail(rmsg) end
-			local hs, smsg, serr = open_sandbox(self, ref, ctx)
-			if not hs then return nil, smsg, serr end
+			-- a namespace that exists is opened now: a bad one fails having written nothing
+			if not (type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref)) then
+				local smsg, serr
+				hs, smsg, serr = core.open(ref)
+				if not hs then return nil, smsg, serr end
+			end
+		else
+			ep.peer_ifname = veth_name()
+		end
+		-- the intent, stored before the first kernel change (see apply_resolved)
+		local intent, imsg, ierr = write_intent(self, ep, ref)
+		if not intent then
+			if hs then hs:close() end
+			return nil, imsg, ierr
+		end
+		if spec.netns ~= nil then
+			if not hs then
+				local smsg, serr
+				hs, smsg, serr = open_sandbox(self, ref, ctx)
+				if not hs then return drop_intent(self, intent, smsg, serr) end
+			end
 			ctx.sandbox = handle.journal(hs)
 			ep.netns = ref
 			ep.sandbox = type(ref) == "string" and ref:find("/") == nil and ref or
@@ -395,20 +451,20 @@ function D:create_endpoint(netkey, spec)
 			-- a namespace this flow just made has no interfaces yet
 			ep.ifname = ep.ifname or (ctx.created_netns and ep.prefix .. "0") or free_ifname(hs, ep.prefix)
 			ep.peer_ifname = ep.ifname
-		else
-			ep.peer_ifname = veth_name()
 		end
 		local ok
 		ok, msg, err = run_endpoint_steps(self, ep, ctx, "create")
 		close_sandbox(ctx)
-		if not ok then return nil, msg, err end
+		if not ok then return drop_intent(self, intent, msg, err) end
 		ep.sandbox, ep.generated_names, ep.prefix = nil, nil, nil
 		ep.created_netns = ctx.created_netns
 		ep.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+		ep.dbIndex = intent.dbIndex
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
 		if not pok then
 			rollback(self, ctx)
-			return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg), M.store_errno(perr)
+			return drop_intent(self, intent, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg),
+				M.store_errno(perr))
 		end
 		for _, fam in ipairs{ "v4", "v6" } do
 			for ip, owner in pairs(net.ipam[fam]) do book[fam][ip] = owner end
@@ -577,7 +633,12 @@ function D:delete_endpoint(epkey)
 		local ep = find_endpoint(self, epkey)
 		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
 		local net = self:network(ep.network)
-		if self.fw and ep.ports and #ep.ports > 0 and self.fw.unpublish_ports then
+		if ep.state == "creating" and self.fw and ep.ports then
+			-- an interrupted create: its bindings were never stored, its rules go by their tag
+			local ok, msg, err = self.fw.ports_purge(function(s, o) return self.h:nft(s, o) end,
+				ep.bridge, ep.id)
+			if not ok then return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err end
+		elseif self.fw and ep.ports and #ep.ports > 0 and self.fw.unpublish_ports then
 			local ok, msg, err = self.fw.unpublish_ports(self.h, ep, { driver = self, network = net })
 			if not ok then return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err end
 		end
@@ -616,11 +677,26 @@ function D:endpoint(key)
 	return e
 end
 
+--- Undo the interrupted creates of a network's endpoints (used by restore):
+-- each adds {name = "endpoint NAME", ok =, undone = true, msg =} to `out`.
+function D:restore_endpoints(net, out)
+	for _, ep in ipairs(self:endpoints(net.id)) do
+		if ep.state == "creating" then
+			local ok, msg = self:delete_endpoint(ep.id)
+			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok == true, undone = true, msg = msg }
+		end
+	end
+end
+
 --- Drift of the endpoints of a network (used by check).
 function D:check_endpoints(net, add)
 	for _, ep in ipairs(self:endpoints(net.id)) do
 		local l = self.h:link_get(ep.host_ifname)
-		if not l then
+		if ep.state == "creating" then
+			add("endpoint %s: its create was interrupted (host link %s %s); 'brisk endpoint rm %s' "
+				.. "or 'brisk network restore' undoes it", ep.name, ep.host_ifname,
+				l and "exists" or "not created", ep.name)
+		elseif not l then
 			add("endpoint %s: host link %s is missing", ep.name, ep.host_ifname)
 		elseif l.master ~= net.bridge then
 			add("endpoint %s: %s is not attached to %s", ep.name, ep.host_ifname, net.bridge)

@@ -577,6 +577,39 @@ function M.port_del(run, net, ep, mapping)
 	return transact(run, s, "port_del", what)
 end
 
+--- Remove every published port of one endpoint, found by the tag of its
+-- rules and host port elements rather than by its bindings: for an
+-- endpoint whose create was interrupted, whose bindings were never stored.
+-- One transaction; idempotent.
+-- @param run as for network_add
+-- @tparam string bridge the endpoint's bridge
+-- @tparam string epid the endpoint id
+-- @return true
+-- @return[2] nil, "firewall ports_purge ...: <error>", errno
+function M.ports_purge(run, bridge, epid)
+	if type(bridge) ~= "string" or bridge == "" then error("bad argument #2 to 'ports_purge' (bridge name expected)", 2) end
+	if type(epid) ~= "string" or #epid < 12 then error("bad argument #3 to 'ports_purge' (endpoint id expected)", 2) end
+	local what = bridge .. " " .. epid:sub(1, 12)
+	local objs, msg, err = list_json(run, T)
+	if objs == nil then return fail("ports_purge", what, msg, err) end
+	if objs == false then return true end
+	local tag = "brisk port " .. bridge .. " " .. epid:sub(1, 12) .. " "
+	local s = {}
+	delete_tagged_rules(s, objs, { tag })
+	for _, o in ipairs(objs) do
+		local set = o.set
+		if set and set.name:match("^host_ports") and type(set.elem) == "table" then
+			for _, e in ipairs(set.elem) do
+				if tagged(elem_comment(e), { tag }) then
+					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, elem_key(e))
+				end
+			end
+		end
+	end
+	if #s == 0 then return true end
+	return transact(run, s, "ports_purge", what)
+end
+
 --- Make brisk's tables, sets and chains, and rewrite the constant rules
 -- (repairs what `check` reports in them); per-network rules and elements
 -- are left alone. Idempotent. network_add calls it when needed.

@@ -348,12 +348,19 @@ end
 -- updated in place.
 -- @tparam string kind
 -- @tparam table doc with a string `id`
+-- @tparam[opt] table o {volatile=true}: written atomically but not fsync'd,
+--   whatever the kind (a record that only has to survive the process, such
+--   as the intent a create writes before it changes the kernel)
 -- @return doc
 -- @return[2] nil, "network abc exists", "exists"
 -- @return[3] nil, "network abc modified (stored dbIndex 3, given 2)", "modified"
 -- @return[4] nil, msg, "notfound" | "corrupt" | "invalid" (not encodable) | "io"
-function Store:put(kind, doc)
+function Store:put(kind, doc, o)
 	check_kind(kind, 1, "put")
+	if o ~= nil and type(o) ~= "table" then
+		error("bad argument #3 to 'put' (table expected, got " .. type(o) .. ")", 2)
+	end
+	local volatile = self._volatile[kind] or (o ~= nil and o.volatile == true)
 	if type(doc) ~= "table" then
 		error("bad argument #2 to 'put' (table expected, got " .. type(doc) .. ")", 2)
 	end
@@ -383,7 +390,7 @@ function Store:put(kind, doc)
 		local wrote, werr = bump_gen(self)
 		if wrote then wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448) end
 		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384,
-			not (self._c.batch or self._volatile[kind])) end  -- 0600
+			not (self._c.batch or volatile)) end  -- 0600
 		if wrote and self._c.batch then self._c.batch_dirty = true end
 		if not wrote then
 			doc.dbIndex = given

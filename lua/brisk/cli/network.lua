@@ -403,6 +403,8 @@ cli.register {
 	summary = "re-create the stored networks in the kernel (after a reboot)",
 	usage = "",
 	description = "Re-runs create for every stored network, adopting what already matches.\n"
+		.. "A network whose create was interrupted (the process was killed) is undone and\n"
+		.. "created again; an endpoint whose create was interrupted is removed.\n"
 		.. "Exit 1 when any network could not be restored.",
 	example = "brisk network restore",
 	max_args = 0,
@@ -420,7 +422,11 @@ cli.register {
 		if #res == 0 then return "no networks" end
 		local out = {}
 		for _, r in ipairs(res) do
-			if r.ok then
+			if r.ok and r.undone then
+				out[#out + 1] = string.format("%s: ok (interrupted create undone)", r.name)
+			elseif r.ok and r.finished then
+				out[#out + 1] = string.format("%s: ok (interrupted create finished)", r.name)
+			elseif r.ok then
 				local n = r.changes or 0
 				out[#out + 1] = string.format("%s: ok (%s)", r.name,
 					n == 0 and "already matches" or (n .. " change" .. (n == 1 and "" or "s")))
