@@ -77,8 +77,11 @@ local function kernel_view()
 		for _, a in ipairs(l.addr_info or {}) do t[string.format("%s/%d", a["local"], a.prefixlen)] = true end
 		addrs[l.ifname] = t
 	end
+	-- the files under /run/netns (`ip netns list` prints an error line for
+	-- one a kill left half made: the file without its bind mount)
 	local netns = {}
-	for name in H.must("ip netns list"):gmatch("(%S+)[^\n]*\n?") do netns[name] = true end
+	local lok, lout = H.sh("ls -A /run/netns")
+	for name in (lok and lout or ""):gmatch("[^\n]+") do netns[name] = true end
 	-- brisk tags each network's rules with "brisk net <bridge> "
 	local tagged = {}
 	for br in H.must("nft list ruleset"):gmatch("brisk net ([%w_.-]+) ") do tagged[br] = true end
