@@ -9,11 +9,21 @@
  *
  * Layout it looks for, from /proc/self/exe:
  *   <root>/build/bin/brisk  ->  <root>/lua/?.lua, <root>/lua/?/init.lua,
- *                               <root>/build/lib/?.so
+ *                               <root>/build/lib/?.so,
+ *                               chunks <root>/build/lua/?.luac
  *   <prefix>/bin/brisk      ->  <prefix>/share/lua/5.4/?.lua (and ?/init.lua),
- *                               <prefix>/lib/lua/5.4/?.so
+ *                               <prefix>/lib/lua/5.4/?.so,
+ *                               chunks <prefix>/lib/lua/5.4/?.luac
  * Lua's default paths (LUA_PATH_5_4, LUA_CPATH_5_4 or the built-in ones)
  * stay after these.
+ *
+ * Chunks are the Lua sources precompiled by the build (scripts/luac.lua): a
+ * searcher put before Lua's own file searcher loads module X from
+ * <chunks>/X.luac (or X/init.luac) unless the source the file searcher
+ * would find at the same place (<lua dir>/X.lua) is newer, so an edited
+ * source is used until `make` compiles it again. A chunk that is missing or
+ * does not load leaves the module to the other searchers. package.path is
+ * unchanged: package.searchpath and scripts see the sources.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -290,12 +301,80 @@ static void prepend(lua_State *L, const char *field, const char *front)
 	lua_pop(L, 2);
 }
 
-/* Set package.path/cpath from where the executable is, and push the
- * executable's path and the root it found (or nil twice). */
+/* --- precompiled chunks --- */
+
+/* Whether file a was modified after file b. */
+static int newer(const struct stat *a, const struct stat *b)
+{
+	if (a->st_mtim.tv_sec != b->st_mtim.tv_sec)
+		return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
+	return a->st_mtim.tv_nsec > b->st_mtim.tv_nsec;
+}
+
+/*
+ * package.searchers entry (upvalues: the chunk directory, the source
+ * directory): finds module `name` as a precompiled chunk. Returns the
+ * loader and the chunk's path, or a string saying what it tried.
+ */
+static int search_chunk(lua_State *L)
+{
+	static const char *const forms[] = { "%s/%s.lua%s", "%s/%s/init.lua%s" };
+	const char *name = luaL_checkstring(L, 1);
+	const char *cdir = lua_tostring(L, lua_upvalueindex(1));
+	const char *sdir = lua_tostring(L, lua_upvalueindex(2));
+	const char *rel = luaL_gsub(L, name, ".", "/");
+	int top = lua_gettop(L);
+	size_t i;
+
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		struct stat cst, sst;
+		const char *chunk = lua_pushfstring(L, forms[i], cdir, rel, "c");
+		int at = lua_gettop(L);
+
+		if (stat(chunk, &cst) != 0) {
+			lua_pushfstring(L, "no file '%s'", chunk);
+		} else if (stat(lua_pushfstring(L, forms[i], sdir, rel, ""), &sst) == 0 &&
+			   newer(&sst, &cst)) {
+			lua_pushfstring(L, "chunk '%s' is older than its source", chunk);
+		} else if (luaL_loadfilex(L, chunk, "b") == LUA_OK) {
+			lua_pushvalue(L, at);
+			return 2;                /* loader, chunk path */
+		}
+		/* what was tried: the message on top takes the chunk's slot */
+		lua_replace(L, at);
+		lua_settop(L, at);
+	}
+	lua_pushfstring(L, "%s\n\t%s", lua_tostring(L, top + 1), lua_tostring(L, top + 2));
+	return 1;
+}
+
+/* Put the chunk searcher (over chunk directory `cdir`, sources in `sdir`)
+ * second in package.searchers: after preload, before the file searchers. */
+static void add_chunk_searcher(lua_State *L, const char *cdir, const char *sdir)
+{
+	lua_Integer i;
+
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "searchers");
+	for (i = (lua_Integer)lua_rawlen(L, -1); i >= 2; i--) {
+		lua_rawgeti(L, -1, i);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_pushstring(L, cdir);
+	lua_pushstring(L, sdir);
+	lua_pushcclosure(L, search_chunk, 2);
+	lua_rawseti(L, -2, 2);
+	lua_pop(L, 2);
+}
+
+/* Set package.path/cpath and the chunk searcher from where the executable
+ * is, and push the executable's path and the root it found (or nil twice). */
 static void set_paths(lua_State *L)
 {
 	char exe[PATH_MAX], root[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	int top = lua_gettop(L);
+	const char *luadir, *sodir, *cdir;
 
 	if (n <= 0) {
 		lua_pushnil(L);
@@ -309,13 +388,13 @@ static void set_paths(lua_State *L)
 		lua_pushnil(L);
 		return;
 	}
+	/* the source tree: its lua/, or only its chunks when lua/ is gone */
 	if (has_suffix(root, "/build/bin") && strip_last(root) && strip_last(root) &&
-	    exists(L, root, "/lua/brisk/cli.lua")) {
-		lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", root, root);
-		prepend(L, "path", lua_tostring(L, -1));
-		lua_pushfstring(L, "%s/build/lib/?.so", root);
-		prepend(L, "cpath", lua_tostring(L, -1));
-		lua_pop(L, 2);
+	    (exists(L, root, "/lua/brisk/cli.lua") ||
+	     exists(L, root, "/build/lua/brisk/cli.luac"))) {
+		luadir = lua_pushfstring(L, "%s/lua", root);
+		sodir = lua_pushfstring(L, "%s/build/lib", root);
+		cdir = lua_pushfstring(L, "%s/build/lua", root);
 	} else {
 		memcpy(root, exe, (size_t)n + 1);
 		if (!(strip_last(root) && has_suffix(root, "/bin") && strip_last(root))) {
@@ -323,13 +402,13 @@ static void set_paths(lua_State *L)
 			lua_pushnil(L);
 			return;
 		}
-		lua_pushfstring(L, "%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua",
-				root, root);
-		prepend(L, "path", lua_tostring(L, -1));
-		lua_pushfstring(L, "%s/lib/lua/5.4/?.so", root);
-		prepend(L, "cpath", lua_tostring(L, -1));
-		lua_pop(L, 2);
+		luadir = lua_pushfstring(L, "%s/share/lua/5.4", root);
+		sodir = cdir = lua_pushfstring(L, "%s/lib/lua/5.4", root);
 	}
+	prepend(L, "path", lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", luadir, luadir));
+	prepend(L, "cpath", lua_pushfstring(L, "%s/?.so", sodir));
+	add_chunk_searcher(L, cdir, luadir);
+	lua_settop(L, top);
 	lua_pushstring(L, exe);
 	lua_pushstring(L, root);
 }
