@@ -7,7 +7,9 @@
 -- The module also returns the helpers brisk.cli.endpoint shares with it
 -- (opening the driver, KEY=VALUE lists, kernel operations as text).
 local cli = require "brisk.cli"
-local pretty = require "brisk.pretty"
+-- brisk.pretty is loaded by op_text (plans), brisk.driver by open_driver:
+-- the commands that need them
+local pretty
 
 local M = {}
 
@@ -56,6 +58,7 @@ end
 local FIRST = { ifname = 1, dev = 2, kind = 3, master = 4 }
 
 local function word(v)
+	pretty = pretty or require "brisk.pretty"
 	if type(v) == "string" then
 		if v == "" or v:find("[%s\"'=]") then return pretty.quote(v) end
 		return v
@@ -489,9 +492,12 @@ function M.complete(text, line)
 	return M.stored_names()
 end
 
+-- Registered with a REPL that is already loaded; this module does not load
+-- it (the network commands do not need it, and `brisk repl` sets up its own
+-- name completer over its state directory).
 do
-	local ok, repl = pcall(require, "brisk.repl")
-	if ok and type(repl) == "table" and type(repl.completers) == "table" then
+	local repl = package.loaded["brisk.repl"]
+	if type(repl) == "table" and type(repl.completers) == "table" then
 		local present = false
 		for _, f in ipairs(repl.completers) do present = present or f == M.complete end
 		if not present then table.insert(repl.completers, M.complete) end
