@@ -243,7 +243,9 @@ end
 --   `name` (string, words separated by one space: "network create"),
 --   `run` (function(opts, positional, ctx) -> value to print, or raises),
 --   `summary` (one line for listings), `usage` (string or array of strings:
---   "[FLAGS] NAME" or a full "brisk ..." line), `description` (paragraph),
+--   "[FLAGS] NAME" or a full "brisk ..." line), `description` (paragraph:
+--   a string, an array of lines, or a function returning either, called
+--   when the help is shown),
 --   `example` (string or array of strings),
 --   `flags` (array of `{ "--name", "-n", arg = "META", multi = bool,
 --   doc = "...", default = v, choices = {...}, key = "opts_key" }`: the
@@ -454,8 +456,10 @@ function M.command_help(name)
 	end
 	out[#out + 1] = ""
 	if spec.summary then out[#out + 1] = spec.summary end
-	for _, l in ipairs(as_lines(spec.description)) do out[#out + 1] = l end
-	if spec.summary or spec.description then out[#out + 1] = "" end
+	local description = spec.description
+	if type(description) == "function" then description = description() end
+	for _, l in ipairs(as_lines(description)) do out[#out + 1] = l end
+	if spec.summary or description then out[#out + 1] = "" end
 	local flags = {}
 	for _, f in ipairs(spec.flag_list) do flags[#flags + 1] = f end
 	if not spec.flag_index["-h"] and not spec.flag_index["--help"] then

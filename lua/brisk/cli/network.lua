@@ -206,9 +206,12 @@ cli.register {
 	name = "network create",
 	summary = "create a bridge network",
 	usage = "[FLAGS] NAME",
-	description = description_with_options(
-		"Creates the bridge, its addresses and sysctls as Docker's bridge driver does, and\n"
-		.. "records the network in the state directory. Prints the network's id."),
+	-- a function: the option list is built for the help only
+	description = function()
+		return description_with_options(
+			"Creates the bridge, its addresses and sysctls as Docker's bridge driver does, and\n"
+			.. "records the network in the state directory. Prints the network's id.")
+	end,
 	example = {
 		"brisk network create --subnet 10.10.0.0/24 --gateway 10.10.0.1 -o com.docker.network.bridge.name=br-web web",
 		"brisk network create --ipv6 --subnet 10.20.0.0/24 --subnet fd00:20::/64 dual",
