@@ -3,7 +3,8 @@
  *
  * It finds brisk's Lua code next to the executable (from the source tree or
  * from an installed prefix), preloads `brisk.host` (line editing through
- * libedit, history, completion, isatty), then runs
+ * libedit, opened on first use, history, completion, isatty; `exe`, `root`
+ * and `chunks`, the directories it found), then runs
  * `require("brisk.cli").main(args)` under a message handler and exits with
  * the code it returns (0 ok, 1 failure, 2 usage).
  *
