@@ -16,6 +16,16 @@ local function split(s)
 end
 
 local cflags = split(pkg("--cflags lua5.4 libmnl libnftables libedit"))
+
+-- libedit's soname: the brisk program opens it with dlopen when the REPL
+-- first edits a line instead of linking it (csrc/cli/main.c)
+local function libedit_soname()
+	local dir = pkg("--variable=libdir libedit")
+	local p = io.popen("objdump -p '" .. (dir ~= "" and dir or "/usr/lib") .. "/libedit.so' 2>/dev/null")
+	local out = p:read("*a") or ""
+	p:close()
+	return out:match("SONAME%s+(%S+)") or "libedit.so.2"
+end
 local warn = { "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11" }
 local sanitize = { "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
 	"-fno-omit-frame-pointer" }
@@ -62,7 +72,8 @@ project "brisk"
 	files { "csrc/cli/*.c" }
 	buildoptions(warn)
 	buildoptions(cflags)
-	links { "lua5.4", "edit", "m", "dl" }
+	links { "lua5.4", "m", "dl" }
+	defines { 'BRISK_LIBEDIT=\\"' .. libedit_soname() .. '\\"' }
 	linkoptions { "-Wl,-E" }
 	targetdir "build/bin"
 	objdir "build/obj/brisk"

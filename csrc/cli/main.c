@@ -3,33 +3,66 @@
  *
  * It finds brisk's Lua code next to the executable (from the source tree or
  * from an installed prefix), preloads `brisk.host` (line editing through
- * libedit, history, completion, isatty), then runs
+ * libedit, opened on first use, history, completion, isatty; `exe`, `root`
+ * and `chunks`, the directories it found), then runs
  * `require("brisk.cli").main(args)` under a message handler and exits with
  * the code it returns (0 ok, 1 failure, 2 usage).
  *
  * Layout it looks for, from /proc/self/exe:
  *   <root>/build/bin/brisk  ->  <root>/lua/?.lua, <root>/lua/?/init.lua,
- *                               <root>/build/lib/?.so
+ *                               <root>/build/lib/?.so,
+ *                               chunks <root>/build/lua/?.luac
  *   <prefix>/bin/brisk      ->  <prefix>/share/lua/5.4/?.lua (and ?/init.lua),
- *                               <prefix>/lib/lua/5.4/?.so
+ *                               <prefix>/lib/lua/5.4/?.so,
+ *                               chunks <prefix>/lib/lua/5.4/?.luac
  * Lua's default paths (LUA_PATH_5_4, LUA_CPATH_5_4 or the built-in ones)
  * stay after these.
+ *
+ * Chunks are the Lua sources precompiled by the build (scripts/luac.lua): a
+ * searcher put before Lua's own file searcher loads module X from
+ * <chunks>/X.luac (or X/init.luac) unless the source the file searcher
+ * would find at the same place (<lua dir>/X.lua) is newer, so an edited
+ * source is used until `make` compiles it again. A chunk that is missing or
+ * does not load leaves the module to the other searchers. package.path is
+ * unchanged: package.searchpath and scripts see the sources.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
 
+/* For libedit's types only: the program does not link libedit (its load,
+ * with libtinfo and libbsd, costs a few tenths of a millisecond per run);
+ * it is opened with dlopen when the REPL first edits a line. */
 #include <editline/readline.h>
 
 #define HISTORY_MAX 1000
+
+#ifndef BRISK_LIBEDIT
+#define BRISK_LIBEDIT "libedit.so.2"   /* the build passes libedit's soname */
+#endif
+
+/* libedit's functions and variables, once edit_open() found them. */
+static struct {
+	int tried, ok;
+	char *(*readline)(const char *);
+	int (*add_history)(const char *);
+	void (*stifle_history)(int);
+	int (*read_history)(const char *);
+	int (*write_history)(const char *);
+	char **(*completion_matches)(const char *, rl_compentry_func_t *);
+	char **line_buffer;
+	int *attempted_completion_over;
+} ed;
 
 /*
  * readline's completion hooks carry no user data, so the state they need
@@ -48,22 +81,92 @@ static struct {
  * whole. */
 static char word_breaks[] = " \t\n\"'`@$><=;|&{}()[],+-*/%^~#";
 
+/* --- libedit, opened on first use --- */
+
+static char **complete(const char *text, int start, int end);
+
+/*
+ * Open libedit and set it up (program name, word breaks, completion), once;
+ * the history limit is set then too, so that a run that never edits a line
+ * never touches the terminal. Returns false, having said why on stderr,
+ * when it is not there: the host then reads plain lines without history.
+ */
+static int edit_open(void)
+{
+	const char **name = NULL, **basic = NULL;
+	char **breaks = NULL;
+	int *append = NULL;
+	rl_completion_func_t **attempted = NULL;
+	/* each symbol and where its address goes (POSIX's idiom for
+	 * function pointers: the void * is copied into the pointer) */
+	const struct { const char *name; void *to; } syms[] = {
+		{ "readline", &ed.readline },
+		{ "add_history", &ed.add_history },
+		{ "stifle_history", &ed.stifle_history },
+		{ "read_history", &ed.read_history },
+		{ "write_history", &ed.write_history },
+		{ "rl_completion_matches", &ed.completion_matches },
+		{ "rl_line_buffer", &ed.line_buffer },
+		{ "rl_attempted_completion_over", &ed.attempted_completion_over },
+		{ "rl_readline_name", &name },
+		{ "rl_basic_word_break_characters", &basic },
+		{ "rl_completer_word_break_characters", &breaks },
+		{ "rl_completion_append_character", &append },
+		{ "rl_attempted_completion_function", &attempted },
+	};
+	void *lib;
+	size_t i;
+
+	if (ed.tried)
+		return ed.ok;
+	ed.tried = 1;
+	lib = dlopen(BRISK_LIBEDIT, RTLD_NOW | RTLD_LOCAL);
+	if (lib == NULL) {
+		fprintf(stderr, "brisk: no line editing: %s\n", dlerror());
+		return 0;
+	}
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		void *p = dlsym(lib, syms[i].name);
+
+		if (p == NULL) {
+			fprintf(stderr, "brisk: no line editing: %s has no %s\n",
+				BRISK_LIBEDIT, syms[i].name);
+			dlclose(lib);
+			return 0;
+		}
+		memcpy(syms[i].to, &p, sizeof(p));
+	}
+	*name = "brisk";
+	*basic = word_breaks;
+	*breaks = word_breaks;
+	*append = '\0';
+	*attempted = complete;
+	ed.stifle_history(HISTORY_MAX);
+	ed.ok = 1;
+	return 1;
+}
+
 /* --- brisk.host --- */
 
-/* libedit sets itself up on first use; the history limit is set then too,
- * so that a run that never edits a line never touches the terminal. */
-static void history_init(void)
+/* A line from stdin without editing (libedit is missing). */
+static int plain_readline(lua_State *L, const char *prompt)
 {
-	static int done;
+	luaL_Buffer b;
+	int c = EOF;
 
-	if (!done) {
-		stifle_history(HISTORY_MAX);
-		done = 1;
-	}
+	fputs(prompt, stdout);
+	fflush(stdout);
+	luaL_buffinit(L, &b);
+	while ((c = getchar()) != EOF && c != '\n')
+		luaL_addchar(&b, (char)c);
+	luaL_pushresult(&b);
+	if (c == EOF && lua_rawlen(L, -1) == 0)
+		lua_pushnil(L);
+	return 1;
 }
 
 /***
- * Read one line with line editing.
+ * Read one line with line editing (without, when libedit is missing).
  * @tparam[opt=""] string prompt
  * @treturn string|nil the line without its newline; nil at end of input
  */
@@ -73,8 +176,9 @@ static int host_readline(lua_State *L)
 	char *line;
 
 	lua_settop(L, 1);
-	history_init();
-	line = readline(prompt);
+	if (!edit_open())
+		return plain_readline(L, prompt);
+	line = ed.readline(prompt);
 	if (line == NULL) {
 		lua_pushnil(L);
 		return 1;
@@ -93,9 +197,8 @@ static int host_add_history(lua_State *L)
 {
 	const char *line = luaL_checkstring(L, 1);
 
-	history_init();
-	if (*line != '\0')
-		add_history(line);
+	if (*line != '\0' && edit_open())
+		ed.add_history(line);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -123,8 +226,9 @@ static int host_read_history(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 
-	history_init();
-	return history_result(L, read_history(path), "read history", path);
+	if (!edit_open())
+		return history_result(L, 0, "read history", path);
+	return history_result(L, ed.read_history(path), "read history", path);
 }
 
 /***
@@ -137,8 +241,9 @@ static int host_write_history(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 
-	history_init();
-	return history_result(L, write_history(path), "write history", path);
+	if (!edit_open())
+		return history_result(L, 0, "write history", path);
+	return history_result(L, ed.write_history(path), "write history", path);
 }
 
 static char *complete_next(const char *text, int state)
@@ -173,7 +278,7 @@ static char **complete(const char *text, int start, int end)
 
 	(void)start;
 	(void)end;
-	rl_attempted_completion_over = 1;    /* never fall back to file names */
+	*ed.attempted_completion_over = 1;   /* never fall back to file names */
 	if (L == NULL || comp.fn == LUA_NOREF)
 		return NULL;
 	top = lua_gettop(L);
@@ -181,11 +286,11 @@ static char **complete(const char *text, int start, int end)
 		return NULL;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, comp.fn);
 	lua_pushstring(L, text);
-	lua_pushstring(L, rl_line_buffer ? rl_line_buffer : "");
+	lua_pushstring(L, *ed.line_buffer ? *ed.line_buffer : "");
 	/* A Lua error must not unwind through libedit: protected call only. */
 	if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
 		comp.cands = luaL_ref(L, LUA_REGISTRYINDEX);
-		matches = rl_completion_matches(text, complete_next);
+		matches = ed.completion_matches(text, complete_next);
 		luaL_unref(L, LUA_REGISTRYINDEX, comp.cands);
 		comp.cands = LUA_NOREF;
 	}
@@ -242,11 +347,14 @@ static const luaL_Reg host_funcs[] = {
 static int luaopen_brisk_host(lua_State *L)
 {
 	luaL_newlib(L, host_funcs);
-	/* upvalue 1 of this opener: the executable's path, or nil */
+	/* upvalues of this opener: the executable's path, the root and the
+	 * chunk directory it found (each may be nil) */
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_setfield(L, -2, "exe");
 	lua_pushvalue(L, lua_upvalueindex(2));
 	lua_setfield(L, -2, "root");
+	lua_pushvalue(L, lua_upvalueindex(3));
+	lua_setfield(L, -2, "chunks");
 	return 1;
 }
 
@@ -290,48 +398,123 @@ static void prepend(lua_State *L, const char *field, const char *front)
 	lua_pop(L, 2);
 }
 
-/* Set package.path/cpath from where the executable is, and push the
- * executable's path and the root it found (or nil twice). */
+/* --- precompiled chunks --- */
+
+/* Whether file a was modified after file b. */
+static int newer(const struct stat *a, const struct stat *b)
+{
+	if (a->st_mtim.tv_sec != b->st_mtim.tv_sec)
+		return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
+	return a->st_mtim.tv_nsec > b->st_mtim.tv_nsec;
+}
+
+/*
+ * package.searchers entry (upvalues: the chunk directory, the source
+ * directory): finds module `name` as a precompiled chunk. Returns the
+ * loader and the chunk's path, or a string saying what it tried.
+ */
+static int search_chunk(lua_State *L)
+{
+	static const char *const forms[] = { "%s/%s.lua%s", "%s/%s/init.lua%s" };
+	const char *name = luaL_checkstring(L, 1);
+	const char *cdir = lua_tostring(L, lua_upvalueindex(1));
+	const char *sdir = lua_tostring(L, lua_upvalueindex(2));
+	const char *rel = luaL_gsub(L, name, ".", "/");
+	int top = lua_gettop(L);
+	size_t i;
+
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		struct stat cst, sst;
+		const char *chunk = lua_pushfstring(L, forms[i], cdir, rel, "c");
+		int at = lua_gettop(L);
+
+		if (stat(chunk, &cst) != 0) {
+			lua_pushfstring(L, "no file '%s'", chunk);
+		} else if (stat(lua_pushfstring(L, forms[i], sdir, rel, ""), &sst) == 0 &&
+			   newer(&sst, &cst)) {
+			lua_pushfstring(L, "chunk '%s' is older than its source", chunk);
+		} else if (luaL_loadfilex(L, chunk, "b") == LUA_OK) {
+			lua_pushvalue(L, at);
+			return 2;                /* loader, chunk path */
+		}
+		/* what was tried: the message on top takes the chunk's slot */
+		lua_replace(L, at);
+		lua_settop(L, at);
+	}
+	lua_pushfstring(L, "%s\n\t%s", lua_tostring(L, top + 1), lua_tostring(L, top + 2));
+	return 1;
+}
+
+/* Put the chunk searcher (over chunk directory `cdir`, sources in `sdir`)
+ * second in package.searchers: after preload, before the file searchers. */
+static void add_chunk_searcher(lua_State *L, const char *cdir, const char *sdir)
+{
+	lua_Integer i;
+
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "searchers");
+	for (i = (lua_Integer)lua_rawlen(L, -1); i >= 2; i--) {
+		lua_rawgeti(L, -1, i);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_pushstring(L, cdir);
+	lua_pushstring(L, sdir);
+	lua_pushcclosure(L, search_chunk, 2);
+	lua_rawseti(L, -2, 2);
+	lua_pop(L, 2);
+}
+
+/* Push the executable's path, the root and the chunk directory (any of
+ * them may be NULL: nil). */
+static void push_found(lua_State *L, const char *exe, const char *root, const char *cdir)
+{
+	lua_pushstring(L, exe);
+	lua_pushstring(L, root);
+	lua_pushstring(L, cdir);
+}
+
+/* Set package.path/cpath and the chunk searcher from where the executable
+ * is, and push the executable's path, the root and the chunk directory it
+ * found (each, or nil). */
 static void set_paths(lua_State *L)
 {
 	char exe[PATH_MAX], root[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	int top = lua_gettop(L);
+	const char *luadir, *sodir, *cdir;
 
 	if (n <= 0) {
-		lua_pushnil(L);
-		lua_pushnil(L);
+		push_found(L, NULL, NULL, NULL);
 		return;
 	}
 	exe[n] = '\0';
 	memcpy(root, exe, (size_t)n + 1);
 	if (!strip_last(root)) {            /* root = the bin directory */
-		lua_pushstring(L, exe);
-		lua_pushnil(L);
+		push_found(L, exe, NULL, NULL);
 		return;
 	}
+	/* the source tree: its lua/, or only its chunks when lua/ is gone */
 	if (has_suffix(root, "/build/bin") && strip_last(root) && strip_last(root) &&
-	    exists(L, root, "/lua/brisk/cli.lua")) {
-		lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", root, root);
-		prepend(L, "path", lua_tostring(L, -1));
-		lua_pushfstring(L, "%s/build/lib/?.so", root);
-		prepend(L, "cpath", lua_tostring(L, -1));
-		lua_pop(L, 2);
+	    (exists(L, root, "/lua/brisk/cli.lua") ||
+	     exists(L, root, "/build/lua/brisk/cli.luac"))) {
+		luadir = lua_pushfstring(L, "%s/lua", root);
+		sodir = lua_pushfstring(L, "%s/build/lib", root);
+		cdir = lua_pushfstring(L, "%s/build/lua", root);
 	} else {
 		memcpy(root, exe, (size_t)n + 1);
 		if (!(strip_last(root) && has_suffix(root, "/bin") && strip_last(root))) {
-			lua_pushstring(L, exe);
-			lua_pushnil(L);
+			push_found(L, exe, NULL, NULL);
 			return;
 		}
-		lua_pushfstring(L, "%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua",
-				root, root);
-		prepend(L, "path", lua_tostring(L, -1));
-		lua_pushfstring(L, "%s/lib/lua/5.4/?.so", root);
-		prepend(L, "cpath", lua_tostring(L, -1));
-		lua_pop(L, 2);
+		luadir = lua_pushfstring(L, "%s/share/lua/5.4", root);
+		sodir = cdir = lua_pushfstring(L, "%s/lib/lua/5.4", root);
 	}
-	lua_pushstring(L, exe);
-	lua_pushstring(L, root);
+	prepend(L, "path", lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", luadir, luadir));
+	prepend(L, "cpath", lua_pushfstring(L, "%s/?.so", sodir));
+	add_chunk_searcher(L, cdir, luadir);
+	push_found(L, exe, root, cdir);     /* cdir is still on the stack */
+	lua_rotate(L, top + 1, 3);          /* the three results first */
+	lua_settop(L, top + 3);
 }
 
 /* --- running --- */
@@ -380,14 +563,15 @@ static int pmain(lua_State *L)
 	luaL_openlibs(L);
 	lua_gc(L, LUA_GCGEN, 0, 0);
 
-	set_paths(L);                        /* pushes exe, root */
+	set_paths(L);                        /* pushes exe, root, chunks */
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "preload");
-	lua_pushvalue(L, -4);
-	lua_pushvalue(L, -4);
-	lua_pushcclosure(L, luaopen_brisk_host, 2);
+	lua_pushvalue(L, -5);
+	lua_pushvalue(L, -5);
+	lua_pushvalue(L, -5);
+	lua_pushcclosure(L, luaopen_brisk_host, 3);
 	lua_setfield(L, -2, "brisk.host");
-	lua_pop(L, 4);
+	lua_pop(L, 5);
 
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "brisk.cli");
@@ -415,11 +599,6 @@ int main(int argc, char **argv)
 		fputs("brisk: cannot create Lua state: not enough memory\n", stderr);
 		return 1;
 	}
-	rl_readline_name = "brisk";
-	rl_basic_word_break_characters = word_breaks;
-	rl_completer_word_break_characters = word_breaks;
-	rl_completion_append_character = '\0';
-	rl_attempted_completion_function = complete;
 	lua_pushcfunction(L, msghandler);
 	lua_pushcfunction(L, pmain);
 	lua_pushinteger(L, argc);

@@ -14,7 +14,9 @@
 -- number of arguments).
 local M = {}
 
-local pretty = require "brisk.pretty"
+-- brisk.pretty is loaded when a result is printed through it (a command
+-- with its own `format` never needs it)
+local pretty
 
 local stdout, stderr = io.stdout, io.stderr
 
@@ -241,7 +243,9 @@ end
 --   `name` (string, words separated by one space: "network create"),
 --   `run` (function(opts, positional, ctx) -> value to print, or raises),
 --   `summary` (one line for listings), `usage` (string or array of strings:
---   "[FLAGS] NAME" or a full "brisk ..." line), `description` (paragraph),
+--   "[FLAGS] NAME" or a full "brisk ..." line), `description` (paragraph:
+--   a string, an array of lines, or a function returning either, called
+--   when the help is shown),
 --   `example` (string or array of strings),
 --   `flags` (array of `{ "--name", "-n", arg = "META", multi = bool,
 --   doc = "...", default = v, choices = {...}, key = "opts_key" }`: the
@@ -346,25 +350,40 @@ local function shell_quote(s)
 	return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
---- Load every command module found under brisk/cli/ on package.path.
--- Modules that fail to load are reported on stderr and skipped.
-function M.load_all()
-	local seen = {}
+-- Directories that may hold command modules: the directories of
+-- package.path (sources, "*.lua") and the brisk program's precompiled chunks
+-- (brisk.host.chunks, "*.luac"), which it loads even without the sources.
+local function command_dirs()
+	local dirs, seen = {}, {}
 	for template in package.path:gmatch("[^;]+") do
 		local dir = template:match("^(.*)%?%.lua$")
 		if dir and dir ~= "" and not seen[dir] then
 			seen[dir] = true
-			local p = io.popen("ls -1 -- " .. shell_quote(dir .. "brisk/cli") .. " 2>/dev/null")
-			if p then
-				for f in p:lines() do
-					local word = f:match("^([%a_][%w_]*)%.lua$")
-					if word then
-						local ok, err = pcall(M.load_group, word)
-						if not ok then stderr:write("brisk: ", error_text(err), "\n") end
-					end
+			dirs[#dirs + 1] = { dir .. "brisk/cli", "lua" }
+		end
+	end
+	local ok, host = pcall(require, "brisk.host")
+	if ok and type(host) == "table" and type(host.chunks) == "string" then
+		dirs[#dirs + 1] = { host.chunks .. "/brisk/cli", "luac" }
+	end
+	return dirs
+end
+
+--- Load every command module found under brisk/cli/ on package.path (and
+-- among the brisk program's precompiled chunks).
+-- Modules that fail to load are reported on stderr and skipped.
+function M.load_all()
+	for _, d in ipairs(command_dirs()) do
+		local p = io.popen("ls -1 -- " .. shell_quote(d[1]) .. " 2>/dev/null")
+		if p then
+			for f in p:lines() do
+				local word = f:match("^([%a_][%w_]*)%." .. d[2] .. "$")
+				if word then
+					local ok, err = pcall(M.load_group, word)
+					if not ok then stderr:write("brisk: ", error_text(err), "\n") end
 				end
-				p:close()
 			end
+			p:close()
 		end
 	end
 end
@@ -437,8 +456,10 @@ function M.command_help(name)
 	end
 	out[#out + 1] = ""
 	if spec.summary then out[#out + 1] = spec.summary end
-	for _, l in ipairs(as_lines(spec.description)) do out[#out + 1] = l end
-	if spec.summary or spec.description then out[#out + 1] = "" end
+	local description = spec.description
+	if type(description) == "function" then description = description() end
+	for _, l in ipairs(as_lines(description)) do out[#out + 1] = l end
+	if spec.summary or description then out[#out + 1] = "" end
 	local flags = {}
 	for _, f in ipairs(spec.flag_list) do flags[#flags + 1] = f end
 	if not spec.flag_index["-h"] and not spec.flag_index["--help"] then
@@ -713,8 +734,10 @@ local function emit(spec, result, ctx)
 	if spec and spec.format then
 		s = spec.format(result, ctx)
 	elseif type(result) == "table" and spec and spec.columns and (#result > 0 or next(result) == nil) then
+		pretty = pretty or require "brisk.pretty"
 		s = pretty.table(result, spec.columns)
 	else
+		pretty = pretty or require "brisk.pretty"
 		s = pretty.format(result)
 	end
 	if s and s ~= "" then
@@ -771,7 +794,9 @@ local function dispatch(argv, ctx)
 		end
 		rest = { "repl" }
 	end
-	M.load_group(rest[1])
+	-- a word that is a command itself (version, help, repl, run) names no
+	-- group: no module search for it
+	if not M.commands[rest[1]] then M.load_group(rest[1]) end
 	local spec, used = resolve(rest)
 	if not spec then
 		if (help or rest[2] == "-h" or rest[2] == "--help") and is_group(rest[1]) then

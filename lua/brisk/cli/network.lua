@@ -7,7 +7,9 @@
 -- The module also returns the helpers brisk.cli.endpoint shares with it
 -- (opening the driver, KEY=VALUE lists, kernel operations as text).
 local cli = require "brisk.cli"
-local pretty = require "brisk.pretty"
+-- brisk.pretty is loaded by op_text (plans), brisk.driver by open_driver:
+-- the commands that need them
+local pretty
 
 local M = {}
 
@@ -56,6 +58,7 @@ end
 local FIRST = { ifname = 1, dev = 2, kind = 3, master = 4 }
 
 local function word(v)
+	pretty = pretty or require "brisk.pretty"
 	if type(v) == "string" then
 		if v == "" or v:find("[%s\"'=]") then return pretty.quote(v) end
 		return v
@@ -203,9 +206,12 @@ cli.register {
 	name = "network create",
 	summary = "create a bridge network",
 	usage = "[FLAGS] NAME",
-	description = description_with_options(
-		"Creates the bridge, its addresses and sysctls as Docker's bridge driver does, and\n"
-		.. "records the network in the state directory. Prints the network's id."),
+	-- a function: the option list is built for the help only
+	description = function()
+		return description_with_options(
+			"Creates the bridge, its addresses and sysctls as Docker's bridge driver does, and\n"
+			.. "records the network in the state directory. Prints the network's id.")
+	end,
 	example = {
 		"brisk network create --subnet 10.10.0.0/24 --gateway 10.10.0.1 -o com.docker.network.bridge.name=br-web web",
 		"brisk network create --ipv6 --subnet 10.20.0.0/24 --subnet fd00:20::/64 dual",
@@ -495,9 +501,12 @@ function M.complete(text, line)
 	return M.stored_names()
 end
 
+-- Registered with a REPL that is already loaded; this module does not load
+-- it (the network commands do not need it, and `brisk repl` sets up its own
+-- name completer over its state directory).
 do
-	local ok, repl = pcall(require, "brisk.repl")
-	if ok and type(repl) == "table" and type(repl.completers) == "table" then
+	local repl = package.loaded["brisk.repl"]
+	if type(repl) == "table" and type(repl.completers) == "table" then
 		local present = false
 		for _, f in ipairs(repl.completers) do present = present or f == M.complete end
 		if not present then table.insert(repl.completers, M.complete) end

@@ -1,0 +1,324 @@
+-- spec/test_cli_start.lua: what the brisk program's start-up rests on: the
+-- precompiled chunks (scripts/luac.lua, `make`, `make install`, the chunk
+-- searcher in csrc/cli/main.c) and the CLI's lazy loading of modules.
+local lu = require "luaunit"
+local H = require "helper"
+
+local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
+
+local tmpdirs = {}
+local function tmpdir()
+	local d = H.must("mktemp -d /tmp/brisk-start-XXXXXX"):gsub("%s+$", "")
+	tmpdirs[#tmpdirs + 1] = d
+	return d
+end
+
+local function cleanup()
+	for _, d in ipairs(tmpdirs) do os.execute("rm -rf " .. q(d)) end
+	tmpdirs = {}
+end
+
+--- Run `bin` (default BIN) with `args` in `cwd`; returns code, stdout, stderr.
+local function run(args, opts)
+	opts = opts or {}
+	local d = tmpdir()
+	local cmd = string.format("cd %s && env %s %s %s </dev/null >%s/out 2>%s/err",
+		q(opts.cwd or d), opts.env or "", q(opts.bin or BIN), args, d, d)
+	local _, _, code = os.execute(cmd)
+	return code, slurp(d .. "/out"), slurp(d .. "/err")
+end
+
+-- The line of `file` (under ROOT) where `text` first occurs.
+local function line_of(file, text)
+	local n = 0
+	for l in io.lines(ROOT .. "/" .. file) do
+		n = n + 1
+		if l:find(text, 1, true) then return n end
+	end
+	error(text .. " not in " .. file)
+end
+
+-- A copy of the source-tree layout in a new directory: build/bin/brisk,
+-- build/lib/brisk/core.so and build/lua (the chunks, mtimes kept), and lua/
+-- when `with_sources`.
+local function tree_copy(with_sources)
+	local t = tmpdir()
+	H.must(table.concat({
+		"mkdir -p " .. q(t .. "/build/bin") .. " " .. q(t .. "/build/lib/brisk"),
+		"cp " .. q(BIN) .. " " .. q(t .. "/build/bin/brisk"),
+		"cp " .. q(ROOT .. "/build/lib/brisk/core.so") .. " " .. q(t .. "/build/lib/brisk/"),
+		"cp -a " .. q(ROOT .. "/build/lua") .. " " .. q(t .. "/build/lua"),
+	}, " && "))
+	if with_sources then H.must("cp -a " .. q(ROOT .. "/lua") .. " " .. q(t .. "/lua")) end
+	return t
+end
+
+-- A script printing where brisk.pretty came from and whether it is edited.
+local WHERE = 'local p, from = require "brisk.pretty"\nprint(from, p.edited)\n'
+
+---------------------------------------------------------------------------
+TestCliChunks = {}
+function TestCliChunks:tearDown() cleanup() end
+
+function TestCliChunks:test_every_source_has_a_chunk()
+	lu.assertTrue(H.sh("test -x " .. q(BIN)), BIN .. " missing: run make")
+	local files = H.must("cd " .. q(ROOT) .. " && find lua -name '*.lua' | sort")
+	local n = 0
+	for f in files:gmatch("[^\n]+") do
+		local chunk = ROOT .. "/build/" .. f:gsub("%.lua$", ".luac")
+		lu.assertEquals((slurp(chunk) or ""):sub(1, 4), "\27Lua", chunk .. " (run make)")
+		n = n + 1
+	end
+	lu.assertTrue(n > 10)
+end
+
+function TestCliChunks:test_program_loads_chunks_named_after_sources()
+	local d = tmpdir()
+	spit(d .. "/s.lua", 'local ipnet, from = require "brisk.ipnet"\nprint(from)\n'
+		.. 'local info = debug.getinfo(ipnet.parse_cidr, "S")\nprint(info.source, info.linedefined)\n')
+	local code, out, err = run("run s.lua", { cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	-- from the chunk, with the source's name and lines (debug info kept)
+	lu.assertEquals(out, ROOT .. "/build/lua/brisk/ipnet.luac\n@" .. ROOT .. "/lua/brisk/ipnet.lua\t"
+		.. line_of("lua/brisk/ipnet.lua", "function M.parse_cidr(") .. "\n")
+	-- package.path still names the sources, for scripts
+	spit(d .. "/p.lua", 'print(package.searchpath("brisk.ipnet", package.path))\n'
+		.. 'print(require("brisk.host").chunks)\n')
+	code, out = run("run p.lua", { cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, ROOT .. "/lua/brisk/ipnet.lua\n" .. ROOT .. "/build/lua\n")
+end
+
+function TestCliChunks:test_errors_name_file_and_line()
+	local d = tmpdir()
+	-- raised in brisk's own (precompiled) code: its source file and line
+	spit(d .. "/a.lua", 'local pretty = require "brisk.pretty"\nprint(pcall(pretty.table, 5, {}))\n')
+	local code, out = run("run a.lua", { cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "false\t" .. ROOT .. "/lua/brisk/pretty.lua:"
+		.. line_of("lua/brisk/pretty.lua", "bad argument #1 to 'table'")
+		.. ": bad argument #1 to 'table' (table expected)\n")
+	-- raised in the user's script called back from brisk: the script's line;
+	-- the traceback names brisk's frames with their lines
+	spit(d .. "/cb.lua", 'local cli = require "brisk.cli"\n'
+		.. 'local p = cli.progress(2, "x", { tty = true, write = function() error("in callback") end })\n'
+		.. 'p:step("a")\n')
+	local err
+	code, _, err = run("run cb.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(err, "brisk: cb.lua:2: in callback\n")
+	code, _, err = run("run cb.lua", { cwd = d, env = "BRISK_DEBUG=1" })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "cb.lua:3: in main chunk")
+	lu.assertStrMatches(err, ".*\n\t" .. ROOT:gsub("%p", "%%%0") .. "/lua/brisk/cli%.lua:%d+: in method 'step'\n.*")
+	-- a syntax error in the user's script
+	spit(d .. "/x.lua", 'print("ok")\nx = = 1\n')
+	code, out, err = run("run x.lua", { cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "brisk: x.lua:2: unexpected symbol near '='")
+end
+
+function TestCliChunks:test_runs_without_the_sources()
+	local t = tree_copy(false)
+	local bin = t .. "/build/bin/brisk"
+	local code, out, err = run("--version", { bin = bin })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "brisk 0.1.0")
+	-- the command modules are found among the chunks
+	code, out = run("--help", { bin = bin })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "network create")
+	lu.assertStrContains(out, "endpoint create")
+	local state = tmpdir()
+	code, out, err = run("--state-dir " .. q(state) .. " network ls", { bin = bin })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "NETWORK ID")
+	local d = tmpdir()
+	spit(d .. "/s.lua", WHERE)
+	code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, t .. "/build/lua/brisk/pretty.luac\tnil\n")
+end
+
+function TestCliChunks:test_newer_source_is_used_until_compiled()
+	local t = tree_copy(true)
+	local bin = t .. "/build/bin/brisk"
+	local d = tmpdir()
+	spit(d .. "/s.lua", WHERE)
+	local code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, t .. "/build/lua/brisk/pretty.luac\tnil\n")
+	-- an edit (the source is now newer than its chunk) is used as it is
+	local src = t .. "/lua/brisk/pretty.lua"
+	spit(src, (slurp(src):gsub("\nreturn M%s*$", "\nM.edited = true\nreturn M\n")))
+	code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, src .. "\ttrue\n")
+	-- compiled again, the chunk is used
+	H.must("lua5.4 " .. q(ROOT .. "/scripts/luac.lua") .. " " .. q(t .. "/lua") .. " "
+		.. q(t .. "/build/lua") .. " " .. q(t .. "/lua") .. " brisk/pretty.lua")
+	code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, t .. "/build/lua/brisk/pretty.luac\ttrue\n")
+end
+
+function TestCliChunks:test_broken_chunk_leaves_the_module_to_its_source()
+	local t = tree_copy(true)
+	local bin = t .. "/build/bin/brisk"
+	local d = tmpdir()
+	spit(d .. "/s.lua", WHERE)
+	spit(t .. "/build/lua/brisk/pretty.luac", "\27Lua not really a chunk")
+	local code, out, err = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, t .. "/lua/brisk/pretty.lua\tnil\n")
+	-- without the source either: not found, saying what was wrong with the chunk
+	H.must("rm " .. q(t .. "/lua/brisk/pretty.lua"))
+	code, out, err = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "module 'brisk.pretty' not found")
+	lu.assertStrContains(err, t .. "/build/lua/brisk/pretty.luac")
+	lu.assertStrContains(err, "bad binary format")
+end
+
+---------------------------------------------------------------------------
+-- The build: make compiles, recompiles what changed, prunes, installs.
+TestCliBuild = {}
+function TestCliBuild:tearDown() cleanup() end
+
+function TestCliBuild:test_make_chunks_rebuilds_edited_sources_and_prunes()
+	local t = tmpdir()
+	H.must("mkdir -p " .. q(t .. "/scripts") .. " && cp -a " .. q(ROOT .. "/Makefile") .. " "
+		.. q(ROOT .. "/lua") .. " " .. q(t) .. " && cp -a " .. q(ROOT .. "/scripts/luac.lua") .. " "
+		.. q(t .. "/scripts/"))
+	local out = H.must("make -C " .. q(t) .. " chunks")
+	lu.assertStrContains(out, "brisk/cli.lua")
+	local chunk = t .. "/build/lua/brisk/pretty.luac"
+	lu.assertEquals(slurp(chunk):sub(1, 4), "\27Lua")
+	lu.assertStrContains(slurp(chunk), "@" .. t .. "/lua/brisk/pretty.lua")
+	lu.assertStrContains(H.must("make -C " .. q(t) .. " chunks"), "Nothing to be done")
+	-- an edited source: only its chunk is compiled again
+	local before = slurp(chunk)
+	local src = t .. "/lua/brisk/pretty.lua"
+	H.must("sleep 0.01")
+	spit(src, (slurp(src):gsub("\nreturn M%s*$", "\nM.edited = true\nreturn M\n")))
+	out = H.must("make -C " .. q(t) .. " chunks")
+	lu.assertStrContains(out, "brisk/pretty.lua")
+	lu.assertNotStrContains(out, "brisk/cli.lua")
+	lu.assertNotEquals(slurp(chunk), before)
+	lu.assertStrContains(slurp(chunk), "edited")
+	-- a removed source: its chunk goes too
+	H.must("rm " .. q(t .. "/lua/brisk/helptopics.lua"))
+	H.must("make -C " .. q(t) .. " chunks")
+	lu.assertTrue(not H.sh("test -e " .. q(t .. "/build/lua/brisk/helptopics.luac")))
+	lu.assertTrue(H.sh("test -e " .. q(t .. "/build/lua/brisk/cli.luac")))
+	-- a syntax error fails the build, naming file and line
+	spit(t .. "/lua/brisk/bad.lua", "local x = 1\nx = = 2\n")
+	local ok
+	ok, out = H.sh("make -C " .. q(t) .. " chunks")
+	lu.assertTrue(not ok)
+	lu.assertStrContains(out, "bad.lua:2:")
+	lu.assertTrue(not H.sh("test -e " .. q(t .. "/build/lua/brisk/bad.luac")))
+end
+
+function TestCliBuild:test_make_install_installs_chunks()
+	local p = tmpdir()
+	-- `-o all`: install what is built (a sanitizer build stays as it is)
+	H.must("make -C " .. q(ROOT) .. " -o all install PREFIX=" .. q(p))
+	local files = H.must("cd " .. q(ROOT) .. "/lua && find . -name '*.lua' | sort")
+	for f in files:gmatch("[^\n]+") do
+		f = f:gsub("^%./", "")
+		local chunk = slurp(p .. "/lib/lua/5.4/" .. f:gsub("%.lua$", ".luac"))
+		lu.assertNotNil(chunk, f)
+		-- named after the installed source
+		lu.assertStrContains(chunk, "@" .. p .. "/share/lua/5.4/" .. f)
+		lu.assertNotNil(slurp(p .. "/share/lua/5.4/" .. f), f)
+	end
+	local bin = p .. "/bin/brisk"
+	local d = tmpdir()
+	spit(d .. "/s.lua", WHERE)
+	local code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, p .. "/lib/lua/5.4/brisk/pretty.luac\tnil\n")
+	-- without the installed sources it still runs
+	H.must("mv " .. q(p .. "/share") .. " " .. q(p .. "/share.gone"))
+	local err
+	code, out, err = run("--version", { bin = bin })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "brisk 0.1.0")
+	code, out = run("--state-dir " .. q(d .. "/state") .. " network ls", { bin = bin })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "NETWORK ID")
+end
+
+---------------------------------------------------------------------------
+-- Lazy loading: a command loads the modules it needs, no more. The CLI runs
+-- under lua5.4 from the sources with a searcher that records every module
+-- asked for.
+TestCliLazy = {}
+function TestCliLazy:tearDown() cleanup() end
+
+local HARNESS = [[
+local root, record = arg[1], arg[2]
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/lib/?.so;" .. package.cpath
+local asked = {}
+table.insert(package.searchers, 1, function(name) asked[#asked + 1] = name; return nil end)
+local code = require("brisk.cli").main(table.move(arg, 3, #arg, 1, {}))
+local f = assert(io.open(record, "w"))
+f:write(table.concat(asked, " "))
+f:close()
+os.exit(code)
+]]
+
+-- The modules `brisk ARGS...` asks for (a set), and its stdout.
+local function modules_for(...)
+	local d = tmpdir()
+	spit(d .. "/h.lua", HARNESS)
+	local args = { ... }
+	for i, a in ipairs(args) do args[i] = q(a) end
+	local ok, out = H.sh("cd " .. q(d) .. " && lua5.4 h.lua " .. q(ROOT) .. " " .. q(d .. "/rec") .. " "
+		.. table.concat(args, " "))
+	lu.assertTrue(ok, out)
+	local set = {}
+	for m in (slurp(d .. "/rec") or ""):gmatch("%S+") do set[m] = true end
+	return set, out
+end
+
+function TestCliLazy:test_version_loads_the_framework_only()
+	local set, out = modules_for("--version")
+	lu.assertEquals(out, "brisk 0.1.0 (Lua 5.4)\n")
+	-- no pretty printer, no search for a `brisk.cli.version` group
+	lu.assertEquals(set, { ["brisk.cli"] = true })
+	set = modules_for("run", "/dev/null")
+	lu.assertEquals(set, { ["brisk.cli"] = true })
+end
+
+function TestCliLazy:test_network_and_endpoint_commands_leave_repl_help_and_topo()
+	local state = tmpdir()
+	for _, cmd in ipairs{ { "network", "ls" }, { "endpoint", "ls" }, { "--json", "network", "ls" } } do
+		local set = modules_for("--state-dir", state, table.unpack(cmd))
+		local what = table.concat(cmd, " ")
+		lu.assertTrue(set["brisk.driver"], what)
+		for _, m in ipairs{ "brisk.repl", "brisk.helptopics", "brisk.topo", "brisk.cli.graph",
+			"brisk.cli.down", "brisk.ports" } do
+			lu.assertNil(set[m], what .. " loads " .. m)
+		end
+	end
+	-- JSON output needs no pretty printer
+	lu.assertNil(modules_for("--state-dir", state, "--json", "network", "ls")["brisk.pretty"])
+end
+
+function TestCliLazy:test_modules_load_no_repl()
+	local d = tmpdir()
+	spit(d .. "/m.lua", 'package.path = arg[1] .. "/lua/?.lua;" .. package.path\n'
+		.. 'require "brisk.cli.network"\nrequire "brisk.cli.endpoint"\n'
+		.. 'print(package.loaded["brisk.repl"], package.loaded["brisk.pretty"], package.loaded["brisk.driver"])\n')
+	lu.assertEquals(H.must("lua5.4 " .. q(d .. "/m.lua") .. " " .. q(ROOT)), "nil\tnil\tnil\n")
+end
