@@ -59,10 +59,15 @@ end
 
 local steps = core.steps
 
+-- The firewall module, loaded when a flow first uses it (a command that
+-- only reads the store, or an endpoint without published ports, never
+-- pays for it).
 local function firewall()
-	local ok, fw = pcall(require, "brisk.firewall")
-	if ok then return fw end
-	return nil
+	return package.loaded["brisk.firewall"] or setmetatable({}, { __index = function(t, k)
+		local fw = require "brisk.firewall"
+		setmetatable(t, { __index = fw })
+		return fw[k]
+	end })
 end
 
 -- The firewall's view of a network.
