@@ -335,6 +335,7 @@ end
 -- sets[1] holds one element per network of the group.
 local function group(name)
 	local kind, family, plen = name:match("^(%l+)([46])_(%w+)$")
+	if not kind then return nil end
 	family = tonumber(family)
 	if plen == "none" then
 		if kind ~= "int" then return nil end
