@@ -1248,6 +1248,18 @@ static void noextra(lua_State *L, int last)
 		luaL_argerror(L, last + 1, "no more arguments expected");
 }
 
+/* The spec table of a setter, {dev=LINK, ...} at index 2 and the last
+ * argument: raises naming `what` when it is not a table, has a key not in
+ * `keys` or has no dev. Leaves the table's dev on the stack. */
+static void setter_spec(lua_State *L, const char *what, const char *const keys[])
+{
+	luaL_checktype(L, 2, LUA_TTABLE);
+	noextra(L, 2);
+	brisk_checkkeys(L, 2, what, keys);
+	if (lua_getfield(L, 2, "dev") == LUA_TNIL)
+		luaL_error(L, "%s: field 'dev' is required", what);
+}
+
 /* A link argument at idx: a name, an ifindex or a link table. Sets
  * *ifindex (>0) or *name, and label. Raises on misuse; returns 0, or an
  * errno (EINVAL / ENAMETOOLONG, reason in *why) for an invalid name. */
@@ -1722,12 +1734,8 @@ static int l_link_set(lua_State *L)
 	const char *name, *why = NULL, *nwhy = NULL;
 	int ifindex, err, nerr = 0, pushed, ret, netns;
 
-	luaL_checktype(L, 2, LUA_TTABLE);
-	noextra(L, 2);
-	brisk_checkkeys(L, 2, "link_set", keys);
+	setter_spec(L, "link_set", keys);
 	brisk_link_attrs_init(&a);
-	if (lua_getfield(L, 2, "dev") == LUA_TNIL)
-		return luaL_error(L, "link_set: field 'dev' is required");
 	err = link_arg(L, -1, "link_set: field 'dev'", &ifindex, &name, label, sizeof(label), &why);
 	lua_pop(L, 1);
 	check_ifname(L, 2, "link_set", &a.ifname, &nerr, &nwhy);
@@ -1784,11 +1792,7 @@ static int l_bridge_set(lua_State *L)
 	const char *name, *why;
 	int ifindex, err;
 
-	luaL_checktype(L, 2, LUA_TTABLE);
-	noextra(L, 2);
-	brisk_checkkeys(L, 2, "bridge_set", keys);
-	if (lua_getfield(L, 2, "dev") == LUA_TNIL)
-		return luaL_error(L, "bridge_set: field 'dev' is required");
+	setter_spec(L, "bridge_set", keys);
 	err = link_arg(L, -1, "bridge_set: field 'dev'", &ifindex, &name, label, sizeof(label), &why);
 	lua_pop(L, 1);
 	brisk_bridge_attrs_init(&b);
@@ -1879,18 +1883,12 @@ static int l_brport_set(lua_State *L)
 	char label[64];
 	int ifindex, pushed;
 
-	luaL_checktype(L, 2, LUA_TTABLE);
-	noextra(L, 2);
-	brisk_checkkeys(L, 2, "brport_set", keys);
-	if (lua_getfield(L, 2, "dev") == LUA_TNIL)
-		return luaL_error(L, "brport_set: field 'dev' is required");
-	lua_pop(L, 1);
+	setter_spec(L, "brport_set", keys);
 	p.hairpin = opt_flag(L, 2, "brport_set", "hairpin");
 	p.learning = opt_flag(L, 2, "brport_set", "learning");
 	p.flood = opt_flag(L, 2, "brport_set", "flood");
 	p.isolated = opt_flag(L, 2, "brport_set", "isolated");
-	lua_getfield(L, 2, "dev");
-	ifindex = link_arg_index(L, h, -1, "brport_set", "brport_set: field 'dev'", label,
+	ifindex = link_arg_index(L, h, 3, "brport_set", "brport_set: field 'dev'", label,
 				 sizeof(label), &pushed);
 	if (!ifindex)
 		return pushed;

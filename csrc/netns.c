@@ -29,19 +29,25 @@
 
 /* --- arguments --- */
 
-/* NULL when `name` can name a file directly under /run/netns. */
-static const char *netns_name_invalid(const char *name)
+/* NULL when the `len` bytes of `name` can name a file directly under
+ * /run/netns: iproute2's rules (not empty, no '/', not . or ..; brisk's
+ * limit is 64 bytes rather than NAME_MAX), and no leading '-', which
+ * command lines (brisk's --netns, ip's arguments) read as an option or a
+ * negative number. */
+static const char *netns_name_invalid(const char *name, size_t len)
 {
-	size_t n = strlen(name);
-
-	if (n == 0)
+	if (len == 0)
 		return "empty namespace name";
-	if (n > NETNS_NAME_MAX)
+	if (strlen(name) != len)
+		return "namespace name contains a NUL byte";
+	if (len > NETNS_NAME_MAX)
 		return "namespace name longer than 64 bytes";
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return "namespace name cannot be . or ..";
 	if (strchr(name, '/'))
 		return "namespace name contains '/'";
+	if (name[0] == '-')
+		return "namespace name cannot start with '-'";
 	return NULL;
 }
 
@@ -51,10 +57,11 @@ static const char *netns_checkname(lua_State *L, int idx, const char **name,
 				   char *path, size_t pathlen)
 {
 	const char *why;
+	size_t len;
 
 	luaL_checktype(L, idx, LUA_TSTRING);
-	*name = lua_tostring(L, idx);
-	if ((why = netns_name_invalid(*name)))
+	*name = lua_tolstring(L, idx, &len);
+	if ((why = netns_name_invalid(*name, len)))
 		return why;
 	snprintf(path, pathlen, "%s/%s", NETNS_RUN_DIR, *name);
 	return NULL;
@@ -161,10 +168,12 @@ static int add_cb(void *ud)
  * The new namespace is bound on /run/netns/NAME; the calling thread stays
  * in its own namespace. Its loopback is down, as with iproute2.
  * @function netns_add
- * @tparam string name 1..64 bytes, no '/', not . or ..
+ * @tparam string name 1..64 bytes, no '/' or NUL, not . or .., not
+ *   starting with '-'
  * @return true
  * @return[2] nil, "add netns NAME: <strerror>", errno (EEXIST when the file
- *   exists, EINVAL for a bad name)
+ *   exists; EINVAL for a bad name, "add netns NAME: <reason>", before
+ *   anything is made)
  */
 static int l_netns_add(lua_State *L)
 {
@@ -204,7 +213,7 @@ static int l_netns_add(lua_State *L)
  * bind mount and remove the file. The namespace itself lives on while a
  * process or handle still uses it.
  * @function netns_del
- * @tparam string name
+ * @tparam string name (as for netns_add)
  * @return true
  * @return[2] nil, "del netns NAME: <strerror>", errno (ENOENT when absent,
  *   EINVAL for a bad name)
@@ -266,7 +275,7 @@ static int l_netns_list(lua_State *L)
  * Whether a named namespace exists: /run/netns/NAME has a network
  * namespace bound on it (a stale file left without a mount does not count).
  * @function netns_exists
- * @tparam string name
+ * @tparam string name (as for netns_add)
  * @return boolean
  * @return[2] nil, "netns_exists NAME: <reason>", EINVAL for a bad name
  */

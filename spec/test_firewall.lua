@@ -177,36 +177,78 @@ function TestFirewall:test_prefixes_as_nft_prints_them()
 	lu.assertErrorMsgContains("invalid IPv6 prefix", function() f("10.0.0.0/8", 6) end)
 end
 
--- What network_add sends: one script, the setup only when brisk's objects
--- are missing (the first network), never a chain definition otherwise.
+-- What network_add sends: one script of set elements; the setup only when
+-- brisk's tables are missing (the first network), a group's sets and rules
+-- only when the group is missing (the first network of a family and prefix
+-- length), never a chain definition otherwise. A fake nft knows which sets
+-- exist and lists them as `nft -j` does.
 function TestFirewall:test_scripts_sent()
-	local sent, missing = {}, true
-	local function rec(script)
+	local sent, sets = {}, nil
+	local function rec(script, opts)
 		sent[#sent + 1] = script
-		if missing and not script:find("add table", 1, true) then
-			return nil, "nft: No such file or directory", core.errno.ENOENT
+		if opts and opts.json then
+			if not sets then return nil, "nft: No such file or directory", core.errno.ENOENT end
+			local objs = { { metainfo = {} } }
+			for name in pairs(sets) do objs[#objs + 1] = { set = { name = name, family = "inet", table = "brisk" } } end
+			return cjson.encode({ nftables = objs })
 		end
-		missing = false
+		local made = sets or {}
+		if script:find("add table", 1, true) then
+			for name in fw.setup_script():gmatch("add set inet brisk (%S+)") do made[name] = true end
+		end
+		for kind, name in script:gmatch("add (%l+) inet brisk (%S+) {") do
+			if kind == "set" or kind == "map" then made[name] = true end
+		end
+		for name in script:gmatch("element inet brisk (%S+) {") do
+			if not made[name] then return nil, "nft: No such file or directory", core.errno.ENOENT end
+		end
+		sets = made
 		return ""
 	end
 	local net = { bridge = "br-x", subnet4 = "172.18.0.5/16", subnet6 = "fd00:1::/64", icc = false, id = "n1" }
 	assert(fw.network_add(rec, net))
-	lu.assertEquals(#sent, 2)
-	lu.assertStrContains(sent[2], fw.setup_script())
-	lu.assertStrContains(sent[2], sent[1])
+	lu.assertEquals(#sent, 3)                                       -- elements, listing, all
+	lu.assertEquals(sent[2], "list table inet brisk")
+	lu.assertStrContains(sent[3], fw.setup_script())
+	lu.assertStrContains(sent[3], sent[1])
 	lu.assertStrContains(sent[1], 'create element inet brisk brisk_bridges { "br-x" comment "n1" }')
 	lu.assertStrContains(sent[1], 'add element inet brisk icc_drop { "br-x" . "br-x" }')
 	lu.assertStrContains(sent[1], "add element bridge brisk icc_off4 { 172.18.0.0/16 . 172.18.0.0/16 }")
 	lu.assertStrContains(sent[1], "add element bridge brisk icc_off6 { fd00:1::/64 . fd00:1::/64 }")
-	lu.assertStrContains(sent[1], 'ip saddr 172.18.0.0/16 oifname != "br-x" masquerade')
-	lu.assertStrContains(sent[1], 'ip6 saddr fd00:1::/64 oifname != "br-x" masquerade')
+	lu.assertStrContains(sent[1], 'add element inet brisk nat4_16 { 172.18.0.0 . "br-x" comment "brisk net br-x nat4" }')
+	lu.assertStrContains(sent[1], 'add element inet brisk masq4_16 { 172.18.0.0 comment "brisk net br-x masq4" }')
+	lu.assertStrContains(sent[1], 'add element inet brisk nat6_64 { fd00:1:: . "br-x" comment "brisk net br-x nat6" }')
+	lu.assertNotStrContains(sent[1], "add rule")
+	lu.assertStrContains(sent[3], "add set inet brisk nat4_16 { type ipv4_addr . ifname; }")
+	lu.assertStrContains(sent[3], "add map inet brisk snat4_16 { type ipv4_addr : ipv4_addr; }")
+	lu.assertStrContains(sent[3], "add rule inet brisk postrouting ip saddr & 255.255.0.0 . oifname != @nat4_16 "
+		.. 'ip saddr & 255.255.0.0 == @masq4_16 masquerade comment "brisk group nat4_16 masq"')
+	lu.assertStrContains(sent[3], "add rule inet brisk postrouting ip6 saddr & ffff:ffff:ffff:ffff:: . oifname "
+		.. '!= @nat6_64 ip6 saddr & ffff:ffff:ffff:ffff:: == @masq6_64 masquerade comment "brisk group nat6_64 masq"')
+	-- the 2nd network of a prefix length: elements only
 	sent = {}
-	assert(fw.network_add(rec, { bridge = "br-y", subnet4 = "172.19.0.0/16" }))
+	assert(fw.network_add(rec, { bridge = "br-y", subnet4 = "172.19.0.0/16", host_ipv4 = "192.0.2.10" }))
 	lu.assertEquals(#sent, 1)
 	lu.assertNotStrContains(sent[1], "add chain")
+	lu.assertNotStrContains(sent[1], "add set")
+	lu.assertNotStrContains(sent[1], "add rule")
 	lu.assertStrContains(sent[1], 'create element inet brisk brisk_bridges { "br-y" }')
-	lu.assertStrContains(sent[1], 'ip saddr 172.19.0.0/16 oifname != "br-y" masquerade')
+	lu.assertStrContains(sent[1], 'add element inet brisk snat4_16 { 172.19.0.0 comment "brisk net br-y snat4" : 192.0.2.10 }')
 	lu.assertNotStrContains(sent[1], "bridge brisk")                -- ICC on
+	-- the first /24 and the first internal network: their groups, no setup
+	for _, n in ipairs({ { bridge = "br-w", subnet4 = "172.21.0.0/24" },
+		{ bridge = "br-i", subnet4 = "172.22.0.0/24", internal = true } }) do
+		sent = {}
+		assert(fw.network_add(rec, n))
+		lu.assertEquals(#sent, 3)
+		lu.assertNotStrContains(sent[3], "add chain")
+		lu.assertNotStrContains(sent[3], "nat4_16 {")
+		lu.assertStrContains(sent[3], sent[1])
+	end
+	lu.assertStrContains(sent[1], 'add element inet brisk int4_24 { "br-i" . 172.22.0.0 comment "brisk net br-i internal4" }')
+	lu.assertStrContains(sent[1], 'add element inet brisk int6_none { "br-i" comment "brisk net br-i internal6" }')
+	lu.assertStrContains(sent[3], 'add rule inet brisk internal iifname @intbr4_24 iifname . ip daddr & 255.255.255.0 '
+		.. '!= @int4_24 drop comment "brisk group int4_24 out"')
 	-- an error other than ENOENT is returned as is, without the setup
 	sent = {}
 	local ok, msg, err = fw.network_add(function(s)
@@ -461,7 +503,7 @@ function TestFirewall:test_ipv6_masquerade_and_port()
 	lu.assertEquals(stop(se), { { "tcp", "2001:db8::2", "p6" } })
 end
 
--- Rules per network stay constant: the 100th network adds what the 2nd did.
+-- Rules stay constant: the 100th network adds the elements the 2nd did.
 function TestFirewall:test_rule_count_flat()
 	local host = ns_add("fwh")
 	local run = runner(host)
@@ -477,18 +519,19 @@ function TestFirewall:test_rule_count_flat()
 		local r1, e1 = count(host)
 		if i == 1 or i == 98 or i == 99 then deltas[#deltas + 1] = { r1 - r0, e1 - e0, net(i).icc } end
 	end
-	-- the 2nd and the 100th (both ICC on) add the same: one nat rule and two
-	-- elements; the 99th (ICC off) one element more (its bridge-table pair)
+	-- the 2nd and the 100th (both ICC on) add the same: four elements (bridge,
+	-- ICC pair, nat pair, masquerade) and no rule; the 99th (ICC off) one
+	-- element more (its bridge-table pair)
 	lu.assertEquals(deltas[1], deltas[3])
-	lu.assertEquals(deltas[1], { 1, 2, true })
-	lu.assertEquals(deltas[2], { 1, 3, false })
+	lu.assertEquals(deltas[1], { 0, 4, true })
+	lu.assertEquals(deltas[2], { 0, 5, false })
 	local rules = count(host)
 	-- the forward chain (the per-packet path) holds the same 8 rules for 100 networks
 	local fwd = H.must("ip netns exec " .. host .. " nft list chain inet brisk forward")
 	local n = 0
 	for _ in fwd:gmatch("comment") do n = n + 1 end
 	lu.assertEquals(n, 8)
-	lu.assertEquals(rules, 13 + 100)
+	lu.assertEquals(rules, 13 + 2)                                  -- and group nat4_24's two
 	local nets = {}
 	for i = 0, 99 do nets[#nets + 1] = net(i) end
 	lu.assertEquals(fw.check(run, nets), {})
@@ -498,6 +541,48 @@ function TestFirewall:test_rule_count_flat()
 	lu.assertEquals(fw.check(run, { net(0) }), { "missing table bridge brisk", "missing table inet brisk" })
 	lu.assertEquals(fw.check(run, {}), {})
 	assert(fw.remove(run))                                          -- idempotent
+end
+
+-- A group (sets and rules per family and prefix length) comes with its
+-- first network and goes with its last; deleting and adding a network (what
+-- restore does) puts back what is missing of the groups that stay.
+function TestFirewall:test_groups_come_and_go()
+	local host = ns_add("fwh")
+	local run = runner(host)
+	local A = { bridge = "br-a", subnet4 = "172.18.1.0/24" }
+	local B = { bridge = "br-b", subnet4 = "172.18.2.0/24", host_ipv4 = "192.0.2.10" }
+	local C = { bridge = "br-c", subnet4 = "172.19.0.0/16", internal = true }
+	local D = { bridge = "br-d", subnet4 = "172.20.0.0/16", subnet6 = "fd00:20::/64", internal = true }
+	for _, n in ipairs({ A, B, C, D }) do assert(fw.network_add(run, n)) end
+	lu.assertEquals(fw.check(run, { A, B, C, D }), {})
+	lu.assertStrContains(ruleset(host), "172.18.2.0 comment \"brisk net br-b snat4\" : 192.0.2.10")
+	assert(fw.network_del(run, B))
+	lu.assertNotStrContains(ruleset(host), "br-b")
+	lu.assertStrContains(ruleset(host), "map snat4_24")             -- A still needs the group
+	assert(fw.network_del(run, A))
+	lu.assertNotStrContains(ruleset(host), "4_24")                  -- its sets and rules are gone
+	lu.assertNotStrContains(ruleset(host), "masquerade")
+	lu.assertEquals(fw.check(run, { C, D }), {})
+	-- C has no IPv6 subnet: group int6_none drops its IPv6; D's int6_64 group
+	lu.assertStrContains(ruleset(host), 'iifname @int6_none meta nfproto ipv6 drop comment "brisk group int6_none out"')
+	lu.assertStrContains(ruleset(host), "int6_64")
+	-- a group rule deleted by hand: check reports it, delete + add repairs it
+	local chain = H.must("ip netns exec " .. host .. " nft -a list chain inet brisk internal")
+	local handle = chain:match('brisk group int4_16 out" # handle (%d+)')
+	assert(run("delete rule inet brisk internal handle " .. handle .. "\n"))
+	local drift = fw.check(run, { C, D })
+	lu.assertEquals(#drift, 1)
+	lu.assertStrContains(drift[1], "missing rule inet brisk internal: iifname @intbr4_16 iifname . ip daddr & 255.255.0.0 != @int4_16 drop")
+	assert(fw.network_del(run, C))
+	lu.assertEquals(fw.check(run, { D }), {})
+	assert(fw.network_add(run, C))
+	lu.assertEquals(fw.check(run, { C, D }), {})
+	-- the element of a network given with a wrong subnet still goes (by its comment)
+	assert(fw.network_del(run, { bridge = "br-c", subnet4 = "10.255.255.0/24" }))
+	lu.assertNotStrContains(ruleset(host), "br-c")
+	lu.assertEquals(fw.check(run, { D }), {})
+	assert(fw.network_del(run, D))
+	lu.assertEquals(ruleset(host), "")
 end
 
 -- A failing script leaves the ruleset as it was, first network or not.
@@ -522,7 +607,14 @@ function TestFirewall:test_failure_changes_nothing()
 	lu.assertEquals(ruleset(host), "")
 	assert(fw.network_add(real, A))
 	local before = ruleset(host)
-	lu.assertNil(fw.network_add(breaker("add rule"), B))            -- an existing table
+	lu.assertNil(fw.network_add(breaker("create element"), B))      -- an existing table
+	lu.assertEquals(ruleset(host), before)
+	-- the first network of a prefix length: its group's sets and rules too
+	local C = { bridge = "br-c", subnet4 = "172.20.0.0/24" }
+	ok, msg, err = fw.network_add(breaker("add set"), C)
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "firewall network_add br-c: nft: line ")
+	lu.assertEquals(err, core.errno.EINVAL)
 	lu.assertEquals(ruleset(host), before)
 	-- a network added twice: EEXIST, nothing duplicated
 	ok, msg, err = fw.network_add(real, A)

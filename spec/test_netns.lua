@@ -119,15 +119,28 @@ end
 
 function TestNetns:test_bad_names_einval()
 	local before = state()
-	for _, name in ipairs { "", "a/b", ".", "..", "/x", string.rep("n", 65) } do
+	local why = {
+		[""] = "empty", ["a/b"] = "'/'", ["."] = ". or ..", [".."] = ". or ..", ["/x"] = "'/'",
+		[string.rep("n", 65)] = "longer than 64", ["-3"] = "start with '-'", ["-"] = "start with '-'",
+		["--netns"] = "start with '-'", ["-x/y"] = "'/'", ["ns\0x"] = "NUL byte",
+	}
+	for name, reason in pairs(why) do
 		for _, f in ipairs { "netns_add", "netns_del", "netns_exists" } do
 			local ok, msg, err = core[f](name)
 			lu.assertNil(ok, f .. " " .. name)
-			lu.assertIsString(msg)
+			lu.assertStrContains(msg, reason)
 			lu.assertEquals(err, E.EINVAL, f .. " " .. name)
 		end
 	end
 	lu.assertEquals(state(), before)
+	lu.assertFalse(contains(ip_netns_names(), "ns"))                -- not cut at the NUL
+	-- '-' inside a name is fine, and so is a name that is a number
+	for _, name in ipairs { "ns-3", "3" } do
+		lu.assertTrue(core.netns_add(name))
+		lu.assertTrue(core.netns_exists(name))
+		lu.assertTrue(contains(ip_netns_names(), name))
+		lu.assertTrue(core.netns_del(name))
+	end
 	-- 64 bytes is the limit, and it is fine
 	local long = string.rep("n", 64)
 	lu.assertTrue(core.netns_add(long))

@@ -29,24 +29,46 @@
 --       iifname @brisk_bridges accept           outbound
 --       oifname @brisk_bridges drop             nothing else reaches a bridge
 --                                               (Docker: FORWARD policy DROP)
---   chain internal     per internal network: drops leaving the subnet
+--   chain internal     internal networks: drops leaving the subnet (groups)
 --   chain port_accept  per published port: accept towards the container
---   chain postrouting  (nat) per network: masquerade/snat; per port: hairpin
+--   chain postrouting  (nat) masquerade/snat (groups); per port: hairpin
 --   chain prerouting   (nat) fib daddr type local jump port_dnat
 --   chain output       (nat) the same for locally originated, not loopback
 --   chain port_dnat    per published port: dnat
 --
 -- Every packet crosses the forward chain, so it holds a constant number of
 -- rules and looks networks up in hashed sets: the 500th network adds set
--- elements there, never a rule, let alone a rule per network pair. Rules
--- that need per-network data (a subnet, an address) live in the nat chains,
--- which conntrack consults only for the first packet of a connection, and
--- in `internal`/`port_accept`, which only see packets not yet decided.
+-- elements there, never a rule, let alone a rule per network pair.
+--
+-- Rules that need a network's subnet (masquerade, SNAT, internal) do not
+-- name it either: they look the masked address up in hashed sets, one
+-- group of sets and rules per family and prefix length in use. Group
+-- `nat4_24` serves every masquerading /24 network with
+--
+--   set nat4_24    ipv4_addr . ifname      "10.1.0.0 . br-x": subnet, bridge
+--   set masq4_24   ipv4_addr               "10.1.0.0": masquerading subnets
+--   map snat4_24   ipv4_addr : ipv4_addr   "10.2.0.0 : 192.0.2.10" (host_ipv4)
+--   ip saddr & 255.255.255.0 . oifname != @nat4_24 ip saddr & 255.255.255.0 == @masq4_24 masquerade
+--   ip saddr & 255.255.255.0 . oifname != @nat4_24 snat ip to ip saddr & 255.255.255.0 map @snat4_24
+--
+-- (Docker's `-s S ! -o X -j MASQUERADE`: brisk subnets do not overlap, so
+-- the masked source names the network). `int4_24` does the same for
+-- internal networks (`intbr4_24` their bridges, `int4_24` "br-x .
+-- 10.1.0.0"), `int6_none` for internal networks without an IPv6 subnet.
+-- A group comes with its first network and goes with its last. So adding
+-- a network adds set elements and nothing else, which costs the same for
+-- the 1000th network as for the 10th: a rule per network would not (the
+-- kernel copies the chain and walks every base chain on each rule added),
+-- nor would prefix sets (flags interval: libnftables 1.0.6 lists every
+-- element of every such set before any element command, and adding to a
+-- concatenated one grows dearer with its size too, as measured).
 --
 -- Every rule carries a comment: "brisk base <what>" for the constant rules,
--- "brisk net <bridge> <what>" per network, "brisk port <bridge> <ep12>
--- <proto> <hostip|*>:<hostport> <what>" per published port. Deletion finds
--- rules by comment and deletes them by handle, in one transaction.
+-- "brisk group <group> <what>" for a group's, "brisk port <bridge> <ep12>
+-- <proto> <hostip|*>:<hostport> <what>" per published port; a network's
+-- group elements carry "brisk net <bridge> <what>". Deletion finds rules
+-- and elements by comment and deletes them by handle and key, in one
+-- transaction.
 local cjson = require "cjson"
 local ipnet = require "brisk.ipnet"
 local schema = require "brisk.schema"
@@ -71,19 +93,31 @@ local function nft_text(a)
 	return ipnet.format(ipnet.addr(a))
 end
 
+local BITS = { [4] = 32, [6] = 128 }
+
 -- Parse "addr/plen" of `family`, mask the host bits; returns the text nft
--- prints (no "/32" or "/128").
+-- prints (no "/32" or "/128"), the network address as nft prints it, and
+-- the prefix length.
 local function parse_prefix(s, family, what, level)
 	if type(s) ~= "string" then
 		error(string.format("%s must be a string (got %s)", what, type(s)), level)
 	end
 	local _, net = ipnet.parse_cidr(s)
-	local bits = family == 4 and 32 or 128
 	if not net or net.family ~= family or net.plen < 1 then
 		error(string.format("%s: invalid IPv%d prefix '%s'", what, family, s), level)
 	end
 	local txt = nft_text(net)
-	return net.plen == bits and txt or (txt .. "/" .. net.plen)
+	return net.plen == BITS[family] and txt or (txt .. "/" .. net.plen), txt, net.plen
+end
+
+-- The netmask of a prefix length, as nft prints it.
+local function mask_text(family, plen)
+	local b = {}
+	for i = 1, BITS[family] // 8 do
+		local left = plen - (i - 1) * 8
+		b[i] = left >= 8 and 0xff or left <= 0 and 0 or (0xff << (8 - left)) & 0xff
+	end
+	return nft_text({ family = family, bytes = string.char(table.unpack(b)) })
 end
 
 -- An address of either family: returns family (4|6), the text nft prints.
@@ -140,8 +174,8 @@ local function check_net(net, level)
 	if net.subnet4 == nil and net.subnet6 == nil then
 		error("net needs subnet4 or subnet6", level)
 	end
-	if net.subnet4 then n.subnet4 = parse_prefix(net.subnet4, 4, "net.subnet4", level + 1) end
-	if net.subnet6 then n.subnet6 = parse_prefix(net.subnet6, 6, "net.subnet6", level + 1) end
+	if net.subnet4 then n.subnet4, n.addr4, n.plen4 = parse_prefix(net.subnet4, 4, "net.subnet4", level + 1) end
+	if net.subnet6 then n.subnet6, n.addr6, n.plen6 = parse_prefix(net.subnet6, 6, "net.subnet6", level + 1) end
 	n.icc = net.icc ~= false                    -- a label map starts with ICC=true
 	n.masquerade = net.masquerade ~= false      -- ... and Masquerade=true
 	n.internal = net.internal == true
@@ -285,52 +319,165 @@ end
 
 local function net_tag(n) return "brisk net " .. n.bridge .. " " end
 
--- The per-network rules as {chain, rule} (chains of `table inet brisk`).
-local function net_rules(n)
-	local r, X, tag = {}, q(n.bridge), net_tag(n)
-	local function add(chain, body, what)
-		r[#r + 1] = { chain, body .. " comment " .. q(tag .. what) }
-	end
-	if n.internal then
-		-- Docker: STAGE-1 `-i X ! -d S -j DROP` and `-o X ! -s S -j DROP`.
-		-- A family without a subnet is dropped whole.
-		if n.subnet4 then
-			add("internal", "iifname " .. X .. " ip daddr != " .. n.subnet4 .. " drop", "internal-out4")
-			add("internal", "oifname " .. X .. " ip saddr != " .. n.subnet4 .. " drop", "internal-in4")
-		else
-			add("internal", "iifname " .. X .. " meta nfproto ipv4 drop", "internal-out4")
-			add("internal", "oifname " .. X .. " meta nfproto ipv4 drop", "internal-in4")
-		end
-		if n.subnet6 then
-			add("internal", "iifname " .. X .. " ip6 daddr != " .. n.subnet6 .. " drop", "internal-out6")
-			add("internal", "oifname " .. X .. " ip6 saddr != " .. n.subnet6 .. " drop", "internal-in6")
-		else
-			add("internal", "iifname " .. X .. " meta nfproto ipv6 drop", "internal-out6")
-			add("internal", "oifname " .. X .. " meta nfproto ipv6 drop", "internal-in6")
-		end
-	elseif n.masquerade then
-		-- Docker: POSTROUTING `-s S ! -o X -j MASQUERADE` (SNAT with HostIP).
-		if n.subnet4 then
-			local how = n.host_ipv4 and ("snat ip to " .. n.host_ipv4) or "masquerade"
-			add("postrouting", "ip saddr " .. n.subnet4 .. " oifname != " .. X .. " " .. how, "masq4")
-		end
-		if n.subnet6 then
-			add("postrouting", "ip6 saddr " .. n.subnet6 .. " oifname != " .. X .. " masquerade", "masq6")
-		end
-	end
-	return r
+-- --- groups --------------------------------------------------------------
+
+-- The key of a group's lookups: "ip saddr & 255.255.255.0" (the bare field
+-- for a full-length prefix, as nft prints it), and the operator nft prints
+-- before a set on it.
+local function masked(family, field, plen)
+	local k = (family == 4 and "ip " or "ip6 ") .. field
+	if plen == BITS[family] then return k, "" end
+	return k .. " & " .. mask_text(family, plen), "== "
 end
 
--- The per-network set elements as {table, set, key} (keys as nft reads them).
+-- The group `name` ("nat4_24", "int6_64", "int4_none"), or nil:
+-- {name=, sets={{name, "set"|"map", type}, ...}, rules={{chain, body, comment=}, ...}}.
+-- sets[1] holds one element per network of the group.
+local function group(name)
+	local kind, family, plen = name:match("^(%l+)([46])_(%w+)$")
+	if not kind then return nil end
+	family = tonumber(family)
+	if plen == "none" then
+		if kind ~= "int" then return nil end
+	else
+		plen = math.tointeger(tonumber(plen))
+		if not plen or plen < 1 or plen > (BITS[family] or 0) or (kind ~= "nat" and kind ~= "int") then
+			return nil
+		end
+	end
+	local g = { name = name, sets = {}, rules = {} }
+	local addr = "ipv" .. family .. "_addr"
+	local sfx = family .. "_" .. plen
+	local function rule(chain, body, what)
+		local c = "brisk group " .. name .. " " .. what
+		g.rules[#g.rules + 1] = { chain, body .. " comment " .. q(c), comment = c }
+	end
+	if kind == "nat" then
+		-- Docker: POSTROUTING `-s S ! -o X -j MASQUERADE` (SNAT with HostIP)
+		local key, op = masked(family, "saddr", plen)
+		g.sets[1] = { "nat" .. sfx, "set", addr .. " . ifname" }
+		g.sets[2] = { "masq" .. sfx, "set", addr }
+		rule("postrouting", string.format("%s . oifname != @nat%s %s %s@masq%s masquerade",
+			key, sfx, key, op, sfx), "masq")
+		if family == 4 then
+			g.sets[3] = { "snat" .. sfx, "map", addr .. " : " .. addr }
+			rule("postrouting", string.format("%s . oifname != @nat%s snat ip to %s map @snat%s",
+				key, sfx, key, sfx), "snat")
+		end
+	elseif plen == "none" then
+		-- an internal network without a subnet of this family: none of it
+		local proto = "ipv" .. family
+		g.sets[1] = { "int" .. sfx, "set", "ifname" }
+		rule("internal", string.format("iifname @int%s meta nfproto %s drop", sfx, proto), "out")
+		rule("internal", string.format("oifname @int%s meta nfproto %s drop", sfx, proto), "in")
+	else
+		-- Docker: STAGE-1 `-i X ! -d S -j DROP` and `-o X ! -s S -j DROP`
+		g.sets[1] = { "intbr" .. sfx, "set", "ifname" }
+		g.sets[2] = { "int" .. sfx, "set", "ifname . " .. addr }
+		rule("internal", string.format("iifname @intbr%s iifname . %s != @int%s drop",
+			sfx, masked(family, "daddr", plen), sfx), "out")
+		rule("internal", string.format("oifname @intbr%s oifname . %s != @int%s drop",
+			sfx, masked(family, "saddr", plen), sfx), "in")
+	end
+	return g
+end
+
+-- The group whose sets[1] is the set `name`, or nil.
+local function group_of_member(name)
+	local f, p = name:match("^intbr([46])_(%d+)$")
+	if f then return group("int" .. f .. "_" .. p) end
+	if name:match("^nat[46]_%d+$") or name:match("^int[46]_none$") then return group(name) end
+	return nil
+end
+
+-- The names of the groups network `n` belongs to.
+local function net_groups(n)
+	local g = {}
+	if n.internal then
+		g[1] = n.subnet4 and ("int4_" .. n.plen4) or "int4_none"
+		g[2] = n.subnet6 and ("int6_" .. n.plen6) or "int6_none"
+	elseif n.masquerade then
+		if n.subnet4 then g[#g + 1] = "nat4_" .. n.plen4 end
+		if n.subnet6 then g[#g + 1] = "nat6_" .. n.plen6 end
+	end
+	return g
+end
+
+-- The lines that make what the groups `names` lack in the JSON listing
+-- `objs` (all of them when objs is empty), as one string.
+local function group_script(names, objs)
+	local have = {}
+	for _, o in ipairs(objs) do
+		local set = o.set or o.map
+		if set then have["set " .. set.name] = true end
+		if o.rule and type(o.rule.comment) == "string" then have["rule " .. o.rule.comment] = true end
+	end
+	local s = {}
+	for _, name in ipairs(names) do
+		local g = group(name)
+		for _, set in ipairs(g.sets) do
+			if not have["set " .. set[1]] then
+				s[#s + 1] = string.format("add %s %s %s { type %s; }", set[2], T, set[1], set[3])
+				have["set " .. set[1]] = true
+			end
+		end
+		for _, r in ipairs(g.rules) do
+			if not have["rule " .. r.comment] then
+				s[#s + 1] = string.format("add rule %s %s %s", T, r[1], r[2])
+				have["rule " .. r.comment] = true
+			end
+		end
+	end
+	return #s > 0 and (table.concat(s, "\n") .. "\n") or ""
+end
+
+-- The per-network set elements as {table, set, key, value=, comment=}
+-- (keys and values as nft reads them).
 local function net_elements(n)
 	local e, X = {}, q(n.bridge)
-	e[#e + 1] = { T, "brisk_bridges", X }
-	e[#e + 1] = { T, n.icc and "icc_accept" or "icc_drop", X .. " . " .. X }
+	local function add(tbl, set, key, what, value)
+		e[#e + 1] = { tbl, set, key, value = value, comment = what and (net_tag(n) .. what) }
+	end
+	add(T, "brisk_bridges", X)
+	e[1].comment = n.id
+	add(T, n.icc and "icc_accept" or "icc_drop", X .. " . " .. X)
 	if not n.icc then
-		if n.subnet4 then e[#e + 1] = { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 } end
-		if n.subnet6 then e[#e + 1] = { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 } end
+		if n.subnet4 then add(TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4) end
+		if n.subnet6 then add(TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6) end
+	end
+	if n.internal then
+		for _, f in ipairs({ 4, 6 }) do
+			local a, p = n["addr" .. f], n["plen" .. f]
+			if a then
+				add(T, "intbr" .. f .. "_" .. p, X, "internal" .. f)
+				add(T, "int" .. f .. "_" .. p, X .. " . " .. a, "internal" .. f)
+			else
+				add(T, "int" .. f .. "_none", X, "internal" .. f)
+			end
+		end
+	elseif n.masquerade then
+		for _, f in ipairs({ 4, 6 }) do
+			local a, p = n["addr" .. f], n["plen" .. f]
+			if a then
+				local sfx = f .. "_" .. p
+				add(T, "nat" .. sfx, a .. " . " .. X, "nat" .. f)
+				if f == 4 and n.host_ipv4 then
+					add(T, "snat" .. sfx, a, "snat" .. f, n.host_ipv4)
+				else
+					add(T, "masq" .. sfx, a, "masq" .. f)
+				end
+			end
+		end
 	end
 	return e
+end
+
+-- An element as nft reads it between braces.
+local function elem_text(e)
+	local s = e[3]
+	if e.comment then s = s .. " comment " .. q(e.comment) end
+	if e.value then s = s .. " : " .. e.value end
+	return s
 end
 
 local function port_tag(n, epid, p)
@@ -375,17 +522,6 @@ local function fail(op, obj, msg, err)
 	return nil, string.format("firewall %s %s: %s", op, obj, tostring(msg)), err or EINVAL
 end
 
--- Run `script`; when it fails because brisk's tables, sets or chains are
--- missing (ENOENT), run the setup and the script again as one transaction.
--- The setup is not sent every time: re-adding an existing chain costs a
--- kernel RCU grace period (~15 ms) per transaction.
-local function run_with_setup(run, script)
-	local out, msg, err = run(script)
-	if out then return out end
-	if err ~= ENOENT then return nil, msg, err end
-	return run(setup_script() .. script)
-end
-
 -- The JSON listing of table inet brisk; nil (no error) when it is absent.
 local function list_json(run, tbl)
 	local out, msg, err = run("list table " .. tbl, { json = true })
@@ -400,7 +536,8 @@ local function list_json(run, tbl)
 	return doc.nftables
 end
 
--- Render a JSON set element's key the way `nft` reads it back.
+-- Render a JSON set element's key (or value) the way `nft` prints it
+-- ("10.1.0.0 . br-x": strings bare).
 local function elem_key(v)
 	if type(v) == "table" then
 		if v.elem then return elem_key(v.elem.val) end
@@ -417,8 +554,27 @@ local function elem_key(v)
 	return tostring(v)
 end
 
-local function elem_comment(v)
-	return type(v) == "table" and v.elem and v.elem.comment or nil
+-- A JSON set or map element: its key, its value (maps: the element is a
+-- [key, value] pair) and its comment.
+local function elem_parts(v)
+	local value
+	if type(v) == "table" and v[1] ~= nil and v.elem == nil and v.concat == nil then
+		v, value = v[1], v[2]
+	end
+	return v, value, type(v) == "table" and v.elem and v.elem.comment or nil
+end
+
+-- An element's key as nft reads it: the fields of type ifname quoted.
+-- `types` is the set's JSON "type" (a name or a list of names).
+local function elem_input(v, types)
+	if type(types) ~= "table" then types = { types } end
+	if type(v) == "table" and v.elem then v = v.elem.val end
+	local parts = type(v) == "table" and v.concat or { v }
+	local out = {}
+	for i, x in ipairs(parts) do
+		out[i] = types[i] == "ifname" and q(elem_key(x)) or elem_key(x)
+	end
+	return table.concat(out, " . ")
 end
 
 -- Delete an element whether or not it is there: `add` then `delete` in one
@@ -448,8 +604,8 @@ local function delete_tagged_rules(s, objs, tags)
 	end
 end
 
--- Send the lines `s` as one transaction through `send` (run, or
--- run_with_setup bound to run); true, or the failure of `op` on `what`.
+-- Send the lines `s` as one transaction through `send`; true, or the
+-- failure of `op` on `what`.
 local function transact(send, s, op, what)
 	local out, msg, err = send(table.concat(s, "\n") .. "\n")
 	if not out then return fail(op, what, msg, err) end
@@ -459,8 +615,10 @@ end
 -- --- the API ---------------------------------------------------------------
 
 --- Program a network's firewall (libnetwork setupIP4Tables/setupIP6Tables
--- and the isolation step) in one transaction. The first network also makes
--- brisk's tables, sets and chains.
+-- and the isolation step) in one transaction of set elements. The first
+-- network also makes brisk's tables, sets and chains, the first of a
+-- family and prefix length its group (see above): then the transaction
+-- is sent again with what was missing.
 -- @param run function(script[, opts]) -> output | nil, msg, errno
 -- @param net {bridge=, subnet4=, subnet6=, icc=true, masquerade=true,
 --   internal=false, host_ipv4=, id=}
@@ -470,25 +628,40 @@ end
 function M.network_add(run, net)
 	local n = check_net(net, 2)
 	local s = {}
-	local elems = net_elements(n)
 	-- `create` (not `add`) the bridge element first: a network programmed
-	-- twice fails with EEXIST instead of duplicating its rules.
-	s[1] = string.format("create element %s brisk_bridges { %s%s }", T, q(n.bridge),
-		n.id and (" comment " .. q(n.id)) or "")
-	for i = 2, #elems do
-		s[#s + 1] = string.format("add element %s %s { %s }", elems[i][1], elems[i][2], elems[i][3])
+	-- twice fails with EEXIST instead of duplicating its elements.
+	for i, e in ipairs(net_elements(n)) do
+		s[i] = string.format("%s element %s %s { %s }", i == 1 and "create" or "add", e[1], e[2], elem_text(e))
 	end
-	for _, r in ipairs(net_rules(n)) do
-		s[#s + 1] = string.format("add rule %s %s %s", T, r[1], r[2])
+	local script = table.concat(s, "\n") .. "\n"
+	local out, msg, err = run(script)
+	if out then return true end
+	if err ~= ENOENT then return fail("network_add", n.bridge, msg, err) end
+	-- Something is missing: brisk's tables, or this network's groups. The
+	-- setup is not sent when the tables are there: re-adding an existing
+	-- chain costs a kernel RCU grace period (~15 ms) per transaction.
+	local objs
+	objs, msg, err = list_json(run, T)
+	if objs == nil then return fail("network_add", n.bridge, msg, err) end
+	script = group_script(net_groups(n), objs or {}) .. script
+	if not objs then script = setup_script() .. script end
+	out, msg, err = run(script)
+	if not out and err == ENOENT and objs then
+		-- a set or chain of the setup is missing too
+		out, msg, err = run(setup_script() .. script)
 	end
-	return transact(function(script) return run_with_setup(run, script) end, s, "network_add", n.bridge)
+	if not out then return fail("network_add", n.bridge, msg, err) end
+	return true
 end
 
---- Remove a network's rules, its set elements and its published ports, in
--- one transaction; the last network takes brisk's tables with it.
--- Idempotent: a network that is not programmed is not an error.
+--- Remove a network's set elements and its published ports, in one
+-- transaction; a group left without a network goes with them, the last
+-- network takes brisk's tables. What is missing of the groups that stay is
+-- put back (so `restore`, which deletes and adds every network, repairs
+-- them). Idempotent: a network that is not programmed is not an error.
 -- @param run as for network_add
--- @param net as for network_add (bridge and subnets are used)
+-- @param net as for network_add (the bridge finds the elements; the
+--   subnets only its ICC-off pairs)
 -- @return true
 -- @return[2] nil, "firewall network_del X: <error>", errno (nothing changed)
 function M.network_del(run, net)
@@ -497,17 +670,22 @@ function M.network_del(run, net)
 	if objs == nil then return fail("network_del", n.bridge, msg, err) end
 	if objs == false then return true end
 	local ntag, ptag = net_tag(n), "brisk port " .. n.bridge .. " "
-	local s, others = {}, 0
+	local s, others, left, have = {}, 0, {}, {}
+	-- port rules, and per-network rules of brisk versions before the groups
 	delete_tagged_rules(s, objs, { ntag, ptag })
 	for _, o in ipairs(objs) do
-		local set = o.set
-		if set and type(set.elem) == "table" then
-			for _, e in ipairs(set.elem) do
-				local key, c = elem_key(e), elem_comment(e)
-				if set.name == "brisk_bridges" and key ~= n.bridge then
+		local set = o.set or o.map
+		if set then
+			have[set.name] = o.set and "set" or "map"
+			if group_of_member(set.name) then left[set.name] = left[set.name] or 0 end
+			for _, e in ipairs(type(set.elem) == "table" and set.elem or {}) do
+				local k, _, c = elem_parts(e)
+				if set.name == "brisk_bridges" and elem_key(k) ~= n.bridge then
 					others = others + 1
-				elseif set.name:match("^host_ports") and tagged(c, { ptag }) then
-					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, key)
+				elseif tagged(c, { ntag }) or (set.name:match("^host_ports") and tagged(c, { ptag })) then
+					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, elem_input(k, set.type))
+				elseif left[set.name] then
+					left[set.name] = left[set.name] + 1
 				end
 			end
 		end
@@ -515,15 +693,34 @@ function M.network_del(run, net)
 	if others == 0 then
 		-- The last network: brisk's tables go whole.
 		s = { "delete table " .. T, "add table " .. TB, "delete table " .. TB }
-	else
-		-- Whatever ICC was when the network was added, its elements go.
-		local X = q(n.bridge)
-		drop_element(s, { T, "brisk_bridges", X })
-		drop_element(s, { T, "icc_accept", X .. " . " .. X })
-		drop_element(s, { T, "icc_drop", X .. " . " .. X })
-		if n.subnet4 then drop_element(s, { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 }) end
-		if n.subnet6 then drop_element(s, { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 }) end
+		return transact(run, s, "network_del", n.bridge)
 	end
+	-- Whatever ICC was when the network was added, its elements go.
+	local X = q(n.bridge)
+	drop_element(s, { T, "brisk_bridges", X })
+	drop_element(s, { T, "icc_accept", X .. " . " .. X })
+	drop_element(s, { T, "icc_drop", X .. " . " .. X })
+	if n.subnet4 then drop_element(s, { TB, "icc_off4", n.subnet4 .. " . " .. n.subnet4 }) end
+	if n.subnet6 then drop_element(s, { TB, "icc_off6", n.subnet6 .. " . " .. n.subnet6 }) end
+	local gone, keep = {}, {}
+	for member, count in pairs(left) do
+		local g = group_of_member(member)
+		if count == 0 then gone[g.name] = g else keep[#keep + 1] = g.name end
+	end
+	-- a group's rules first (by handle), then the sets they used
+	local names, tags = {}, {}
+	for name in pairs(gone) do names[#names + 1] = name end
+	table.sort(names)
+	for i, name in ipairs(names) do tags[i] = "brisk group " .. name .. " " end
+	delete_tagged_rules(s, objs, tags)
+	for _, name in ipairs(names) do
+		for _, set in ipairs(gone[name].sets) do
+			if have[set[1]] then s[#s + 1] = string.format("delete %s %s %s", have[set[1]], T, set[1]) end
+		end
+	end
+	table.sort(keep)
+	local fix = group_script(keep, objs)
+	if fix ~= "" then s[#s + 1] = fix:sub(1, -2) end
 	return transact(run, s, "network_del", n.bridge)
 end
 
@@ -682,10 +879,23 @@ function M.check(run, nets, ports)
 		for _, r in ipairs(base_rules) do want_rule(r[1], r[2], r[3]) end
 	end
 	local unq = function(s) return (s:gsub('"', "")) end
+	local groups = {}
 	for _, net in ipairs(nets) do
 		local n = check_net(net, 2)
-		for _, r in ipairs(net_rules(n)) do want_rule(T, r[1], r[2]) end
-		for _, e in ipairs(net_elements(n)) do want_elem(e[1], e[2], unq(e[3])) end
+		for _, name in ipairs(net_groups(n)) do
+			if not groups[name] then
+				groups[name] = true
+				local g = group(name)
+				for _, set in ipairs(g.sets) do
+					want_sets[T .. " " .. set[1]] = true
+					want_elems[T .. " " .. set[1]] = want_elems[T .. " " .. set[1]] or {}
+				end
+				for _, r in ipairs(g.rules) do want_rule(T, r[1], r[2]) end
+			end
+		end
+		for _, e in ipairs(net_elements(n)) do
+			want_elem(e[1], e[2], unq(e[3]) .. (e.value and (" : " .. e.value) or ""))
+		end
 	end
 	for _, pm in ipairs(ports or {}) do
 		local n = check_net(pm.net, 2)
@@ -745,7 +955,7 @@ function M.check(run, nets, ports)
 			-- sets and elements, compared as rendered keys
 			local sseen = {}
 			for _, o in ipairs(objs) do
-				local set = o.set
+				local set = o.set or o.map
 				if set then
 					local k = tbl .. " " .. set.name
 					sseen[k] = true
@@ -753,7 +963,8 @@ function M.check(run, nets, ports)
 					for key, c in pairs(want_elems[k] or {}) do want[key] = c end
 					if any and not want_sets[k] then note("extra set %s", k) end
 					for _, e in ipairs(set.elem or {}) do
-						local key = elem_key(e)
+						local ek, ev = elem_parts(e)
+						local key = elem_key(ek) .. (ev ~= nil and (" : " .. elem_key(ev)) or "")
 						if want[key] and want[key] > 0 then
 							want[key] = want[key] - 1
 						else
@@ -826,6 +1037,6 @@ function M.unpublish_ports(h, ep, ctx) return require("brisk.ports").unpublish(h
 M.setup_script = setup_script
 
 -- Exposed for tests: address helpers (nft's printing rules).
-M._format_prefix = function(s, family) return parse_prefix(s, family, "prefix", 2) end
+M._format_prefix = function(s, family) return (parse_prefix(s, family, "prefix", 2)) end
 
 return M

@@ -209,12 +209,16 @@ nothing else: 'table inet brisk' (filter and nat, IPv4 and IPv6) and
   chain forward          constant rules: ICC, isolation, established, published
                          ports, outbound; nothing else reaches a bridge
   chain internal         internal networks: drops leaving the subnet
-  chain postrouting      masquerade (or SNAT to host_ipv4) per network
+  chain postrouting      masquerade (or SNAT to host_ipv4)
+  sets nat4_24, masq4_24 the subnets those two chains match, by family and
+    ..., int4_24         prefix length (one group of sets and rules per /N in
+                         use), so a network adds set elements, never a rule
   chains port_dnat,      published ports (-p): DNAT and the accept rule
     port_accept
 
-Every rule carries a comment ("brisk net BRIDGE ...", "brisk port ..."), and
-'brisk network check' reports firewall drift. Look at it with:
+Every rule carries a comment ("brisk group nat4_24 ...", "brisk port ..."),
+every network's element one ("brisk net BRIDGE ..."), and 'brisk network
+check' reports firewall drift. Look at it with:
 
   nft list table inet brisk
 
