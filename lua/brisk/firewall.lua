@@ -797,8 +797,9 @@ function M.ports_purge(run, bridge, epid)
 		local set = o.set
 		if set and set.name:match("^host_ports") and type(set.elem) == "table" then
 			for _, e in ipairs(set.elem) do
-				if tagged(elem_comment(e), { tag }) then
-					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, elem_key(e))
+				local k, _, c = elem_parts(e)
+				if tagged(c, { tag }) then
+					s[#s + 1] = string.format("delete element %s %s { %s }", T, set.name, elem_input(k, set.type))
 				end
 			end
 		end
