@@ -139,6 +139,25 @@ M.default_network_steps = default_network_steps
 -- Opening a driver
 ---------------------------------------------------------------------------
 
+--- The fields of the store's index (brisk.store `summaries`): what the
+-- flows read of every network (names, ids, bridges and subnets for the
+-- conflict checks and the pool choice) and of every endpoint (names,
+-- addresses and published ports for IPAM, name checks and the port
+-- allocator), so a flow reads the index and the few documents it changes
+-- rather than every document. `state` lets them see unfinished records.
+M.INDEX = {
+	network = { "name", "bridge", "subnet4", "subnet6", "state" },
+	endpoint = { "name", "network", "ipv4", "ipv6", "ports", "state" },
+}
+
+--- The summaries of a kind (read-only, sorted by id); a store that cannot
+-- be read raises its message.
+function M.summaries(d, kind)
+	local all, msg = d.store:summaries(kind, true)
+	if not all then error(msg, 0) end
+	return all
+end
+
 local open_schema = {
 	state_dir = "string", netns = "any", firewall = "boolean", userland_proxy = "boolean",
 }
@@ -165,7 +184,7 @@ function M.open(o)
 	end
 	-- endpoints are kernel state that does not outlive a reboot: their
 	-- documents are written atomically but not fsync'd
-	local st, msg, err = storemod.open(o.state_dir, { volatile = { "endpoint" } })
+	local st, msg, err = storemod.open(o.state_dir, { volatile = { "endpoint" }, index = M.INDEX })
 	if not st then return nil, msg, M.store_errno(err) end
 	local h, hmsg, herr = core.open(o.netns)
 	if not h then return nil, hmsg, herr end
@@ -332,14 +351,14 @@ local function as_list(v)
 end
 
 local function find_network(self, key)
-	for _, n in ipairs(self.store:list("network", true)) do
+	for _, n in ipairs(M.summaries(self, "network")) do
 		if n.name == key or n.id == key or (#key >= 4 and n.id:sub(1, #key) == key) then return n end
 	end
 	return nil
 end
 
--- The parsed subnets of a stored network, kept per document table: the
--- store hands out the same cached documents for as long as they are valid.
+-- The parsed subnets of a stored network, kept per summary table: the
+-- store hands out the same cached summaries for as long as they are valid.
 local parsed = setmetatable({}, { __mode = "k" })
 local function subnets_of(o)
 	local p = parsed[o]
@@ -461,7 +480,7 @@ function D:resolve_network(spec)
 		gws[ip.family] = ip
 	end
 
-	local others = self.store:list("network", true)
+	local others = M.summaries(self, "network")
 	if not v4[1] then
 		local taken = {}
 		for _, n in ipairs(others) do
@@ -683,7 +702,7 @@ function D:apply(plan)
 end
 
 function D:check_conflicts(net)
-	for _, o in ipairs(self.store:list("network", true)) do
+	for _, o in ipairs(M.summaries(self, "network")) do
 		if o.id == net.id or o.name == net.name or o.bridge == net.bridge then
 			return nil, string.format("network %s conflicts with network %s", net.name, o.name), EEXIST
 		end
@@ -713,7 +732,12 @@ function D:network(key)
 	end
 	local n = find_network(self, key)
 	if not n then return nil, "network " .. key .. " not found", ENOENT end
-	return handle.copy(n)
+	local doc, msg, code = self.store:get("network", n.id)
+	if not doc then
+		if code == "notfound" then return nil, "network " .. key .. " not found", ENOENT end
+		return nil, msg, M.store_errno(code)
+	end
+	return doc
 end
 
 local function global_sysctl(e)
