@@ -364,7 +364,6 @@ local function subnets_of(o)
 	local p = parsed[o]
 	if not p then
 		p = { v4 = o.subnet4 and ipnet.parse_cidr(o.subnet4), v6 = o.subnet6 and ipnet.parse_cidr(o.subnet6) }
-		if p.v4 then p.lo, p.hi = M.v4_range(p.v4) end
 		parsed[o] = p
 	end
 	return p
@@ -374,6 +373,27 @@ end
 function M.v4_range(pfx)
 	local lo = string.unpack(">I4", ipnet.network(pfx).bytes)
 	return lo, lo + (1 << (32 - pfx.plen)) - 1
+end
+
+-- The IPv4 range of a stored network as {lo, hi}, kept per summary table.
+-- Stored subnets are canonical "a.b.c.d/p": read without brisk.ipnet, as
+-- network create compares the new subnet with every stored one.
+local bounds = setmetatable({}, { __mode = "k" })
+local function v4_bounds(o)
+	local b = bounds[o]
+	if not b then
+		local a1, a2, a3, a4, p = o.subnet4:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)/(%d%d?)$")
+		a1, a2, a3, a4, p = tonumber(a1), tonumber(a2), tonumber(a3), tonumber(a4), tonumber(p)
+		if p and p <= 32 and a1 < 256 and a2 < 256 and a3 < 256 and a4 < 256 then
+			local size = 1 << (32 - p)
+			local lo = ((a1 << 24) | (a2 << 16) | (a3 << 8) | a4) & ~(size - 1)
+			b = { lo, lo + size - 1 }
+		else
+			b = { M.v4_range(assert(ipnet.parse_cidr(o.subnet4))) }
+		end
+		bounds[o] = b
+	end
+	return b
 end
 
 -- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
@@ -581,7 +601,7 @@ function D:resolve_network(spec)
 			why = "network " .. net.id .. " exists"
 		elseif o.bridge == net.bridge then
 			why = "networks have same bridge name " .. net.bridge
-		elseif o.subnet4 and subnets_of(o).lo <= hi4 and lo4 <= subnets_of(o).hi then
+		elseif o.subnet4 and v4_bounds(o)[1] <= hi4 and lo4 <= v4_bounds(o)[2] then
 			why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
 		elseif o.subnet6 and net.subnet6 and
 			ipnet.overlaps(subnets_of(o).v6, ipnet.parse_cidr(net.subnet6)) then

@@ -90,6 +90,25 @@ function ipam.allocate(net, family, owner)
 	if limit > 1 << 24 then limit = 1 << 24 end
 	local key = family == 4 and "next4" or "next6"
 	local start = net.ipam[key] or 1
+	if family == 4 then
+		-- the same walk over integers: a new process walks from the first
+		-- address past every one in use, so each step must be cheap
+		local base = M.v4_range(range)
+		local net_lo = M.v4_range(subnet)
+		for i = 0, limit - 1 do
+			local n = (start - 1 + i) % limit + 1
+			if n < size then
+				local a = base + n
+				local s = string.format("%d.%d.%d.%d", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+				if not book[s] and not res[s] and s ~= bcast and a ~= net_lo then
+					book[s] = owner
+					net.ipam[key] = n + 1
+					return s
+				end
+			end
+		end
+		return fail(string.format("address pool of network %s exhausted", net.name), errno.ENOSPC)
+	end
 	for i = 0, limit - 1 do
 		local n = (start - 1 + i) % limit + 1
 		if n < size then
