@@ -431,6 +431,29 @@ local function exact(v)
 	return v
 end
 
+-- The sorted array of a kind after rows changed its map: the entries of
+-- the array still in the map (replaced ones by their new summary) merged
+-- with the ids the rows touched.
+local function merge_touched(k)
+	local less, map, old = id_less(), k.map, k.sorted
+	local ids = k.touched
+	sort(ids, less)
+	local out, j, n = {}, 1, #ids
+	local function take(id)
+		local s = map[id]
+		if s then out[#out + 1] = s end
+		local x = ids[j]
+		while ids[j] == x do j = j + 1 end    -- past duplicates
+	end
+	for _, e in ipairs(old) do
+		local id = e.id
+		while j <= n and less(ids[j], id) do take(ids[j]) end
+		if ids[j] == id then take(id) else out[#out + 1] = map[id] end
+	end
+	while j <= n do take(ids[j]) end
+	return out
+end
+
 -- Fill an index's kind from a snapshot line; false when it does not fit.
 local function load_snapshot(ix, e)
 	local k = ix.kinds[e.k]
@@ -446,20 +469,22 @@ local function load_snapshot(ix, e)
 	local null = cjson.null
 	for field, col in pairs(cols) do
 		if type(col) ~= "table" then return false end
-		local vals, idx = col, nil
 		if col.i ~= nil then
-			vals, idx = col.v, col.i
+			local vals, idx = col.v, col.i
 			if type(vals) ~= "table" or type(idx) ~= "table" or #idx ~= n then return false end
-		elseif #col ~= n then
-			return false
-		end
-		for i = 1, n do
-			local v
-			if idx then v = vals[idx[i]] else v = col[i] end
-			if type(v) == "string" then
-				sorted[i][field] = v
-			elseif v ~= nil and v ~= null then
-				sorted[i][field] = exact(v)
+			for i = 1, n do
+				local v = vals[idx[i]]
+				if type(v) == "string" then sorted[i][field] = v end
+			end
+		else
+			if #col ~= n then return false end
+			for i = 1, n do
+				local v = col[i]
+				if type(v) == "string" then
+					sorted[i][field] = v
+				elseif v ~= null then
+					sorted[i][field] = exact(v)
+				end
 			end
 		end
 	end
@@ -528,7 +553,7 @@ function Store:_index_load(gen)
 		return nil
 	end
 	local ix = new_index(self, gen)
-	local null, less = cjson.null, id_less()
+	local null = cjson.null
 	local rows = 0
 	for i = 2, #arr do
 		local e = arr[i]
@@ -540,7 +565,8 @@ function Store:_index_load(gen)
 			local kind = e.k
 			if kind ~= nil then
 				local id, d = e.id, e.d
-				if not ix.kinds[kind] or type(id) ~= "string" then return nil end
+				local k = ix.kinds[kind]
+				if not k or type(id) ~= "string" then return nil end
 				if d == null then
 					d = nil
 				elseif type(d) == "table" then
@@ -549,9 +575,21 @@ function Store:_index_load(gen)
 				else
 					return nil
 				end
-				index_apply(ix, kind, id, d, less)
+				-- into the map now, into the sorted array once at the end
+				local old = k.map[id]
+				if d and not old then
+					ix.live = ix.live + 1
+				elseif old and not d then
+					ix.live = ix.live - 1
+				end
+				k.map[id] = d
+				k.touched = k.touched or {}
+				k.touched[#k.touched + 1] = id
 			end
 		end
+	end
+	for _, k in pairs(ix.kinds) do
+		if k.touched then k.sorted, k.touched = merge_touched(k), nil end
 	end
 	ix.rows, ix.file = rows, true
 	return ix
