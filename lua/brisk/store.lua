@@ -613,15 +613,18 @@ end
 
 -- Rewrite the index file whole (under the lock), at generation ix.gen.
 function Store:_index_write(ix)
-	local out = { index_line({ v = INDEX_VERSION, spec = ix.sig, boot = boot_id() }) }
-	local kinds = {}
-	for kind in pairs(ix.kinds) do kinds[#kinds + 1] = kind end
-	sort(kinds)
-	for _, kind in ipairs(kinds) do
-		out[#out + 1] = snapshot_line(kind, self._index[kind], ix.kinds[kind].sorted)
-	end
-	out[#out + 1] = index_line({ g = ix.gen })
-	local ok = core.file_write_atomic(self.dir .. "/.index", concat(out), 384, false)
+	local ok, text = pcall(function()
+		local out = { index_line({ v = INDEX_VERSION, spec = ix.sig, boot = boot_id() }) }
+		local kinds = {}
+		for kind in pairs(ix.kinds) do kinds[#kinds + 1] = kind end
+		sort(kinds)
+		for _, kind in ipairs(kinds) do
+			out[#out + 1] = snapshot_line(kind, self._index[kind], ix.kinds[kind].sorted)
+		end
+		out[#out + 1] = index_line({ g = ix.gen })
+		return concat(out)
+	end)
+	ok = ok and core.file_write_atomic(self.dir .. "/.index", text, 384, false)
 	ix.file = ok and true or false
 	if ok then ix.rows = 1 end
 	return ix.file
@@ -671,22 +674,24 @@ end
 -- After a write at generation c.gen: record it in the index.
 function Store:_ix_append(ix, kind, id, doc)
 	local gen = self._c.gen
-	local line
+	local ok, line = true, nil
 	if ix.kinds[kind] then
 		local s = doc and self:_summary(kind, doc) or nil
 		index_apply(ix, kind, id, s)
-		line = row_line(kind, id, s, gen)
+		ok, line = pcall(row_line, kind, id, s, gen)
 	else
 		line = index_line({ g = gen })
 	end
 	ix.gen = gen
-	if ix.rows >= ix.live // 16 + 32 then
+	if not ok then
+		ix.file = false           -- left stale: rebuilt by the next reader
+	elseif ix.rows >= ix.live // 16 + 32 then
 		self:_index_write(ix)
 	else
 		local f = io.open(self.dir .. "/.index", "ab")
-		local ok = f and f:write(line)
-		if f then ok = f:close() and ok end
-		if ok then ix.rows = ix.rows + 1 else ix.file = false end
+		local wrote = f and f:write(line)
+		if f then wrote = f:close() and wrote end
+		if wrote then ix.rows = ix.rows + 1 else ix.file = false end
 	end
 	if not ix.file then self._c.ix = nil end
 end
