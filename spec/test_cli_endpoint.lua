@@ -68,6 +68,28 @@ local has = H.has
 ---------------------------------------------------------------------------
 TestCliEndpointCreate = { setUp = fresh, tearDown = cleanup }
 
+function TestCliEndpointCreate:test_create_reads_the_index_not_every_endpoint()
+	for _, n in ipairs{ "a", "b", "c" } do ok_run(self, "endpoint create --name " .. n .. " n1") end
+	-- the other endpoints' documents, broken behind the store's back: a
+	-- create that trusts the index does not open them
+	local docs = H.must("ls " .. q(self.dir .. "/endpoint")):gsub("%s+$", "")
+	for name in docs:gmatch("%S+") do H.spit(self.dir .. "/endpoint/" .. name, "not json") end
+	local ep = json_run(self, "--json endpoint create --name d n1")
+	lu.assertEquals(ep.ipv4, "10.40.0.5/24")
+	local c, _, err = brisk(self, "endpoint create --name b n1")
+	lu.assertEquals(c, 1)
+	lu.assertStrContains(err, "endpoint b exists")
+	-- network ls counts from the index too
+	local nets = json_run(self, "--json network ls")
+	lu.assertEquals(nets[1].endpoints, 4)
+	-- commands that print whole records still read them
+	c, _, err = brisk(self, "endpoint ls")
+	lu.assertEquals(c, 1)
+	lu.assertStrContains(err, "cannot parse")
+	for name in docs:gmatch("%S+") do os.remove(self.dir .. "/endpoint/" .. name) end
+	ok_run(self, "endpoint rm d")
+end
+
 function TestCliEndpointCreate:test_create_with_netns_joins_it()
 	local out = ok_run(self, "endpoint create --name e1 --netns h1 n1")
 	local id = out:match("^(%x+)\n$")

@@ -413,3 +413,54 @@ end
 	lu.assertEquals(n, 100)
 	lu.assertEquals(#self.d:endpoints("pp"), 100)
 end
+
+-- One endpoint created by a process of its own (as the CLI does); its IPv4.
+local function create_in_new_process(dir, net, name)
+	return H.must(H.lua_cmd(("local d = assert(require('brisk.driver').open{ state_dir = %q }); " ..
+		"io.write(assert(d:create_endpoint(%q, { name = %q })).ipv4)"):format(dir, net, name)))
+end
+
+function TestIpam:test_allocation_sequence_across_processes()
+	-- each process starts from the first free address; one process moves
+	-- its cursor on (the book and its cursors live in the driver only)
+	assert(self.d:create_network{ name = "sq", subnet = "10.104.0.0/24", aux_addresses = { r = "10.104.0.6" } })
+	local got = {}
+	for _, n in ipairs{ "a", "b", "c" } do got[#got + 1] = create_in_new_process(self.dir, "sq", n) end
+	lu.assertEquals(got, { "10.104.0.2/24", "10.104.0.3/24", "10.104.0.4/24" })
+	assert(self.d:delete_endpoint("b"))
+	lu.assertEquals(create_in_new_process(self.dir, "sq", "d"), "10.104.0.3/24")
+	-- this driver: the first free, then its cursor past the aux address
+	lu.assertEquals(assert(self.d:create_endpoint("sq", { name = "x" })).ipv4, "10.104.0.5/24")
+	assert(self.d:delete_endpoint("x"))
+	lu.assertEquals(assert(self.d:create_endpoint("sq", { name = "y" })).ipv4, "10.104.0.7/24")
+	lu.assertEquals(create_in_new_process(self.dir, "sq", "z"), "10.104.0.5/24")
+	-- a name taken in another process is seen here, and the other way
+	local ok, msg, err = self.d:create_endpoint("sq", { name = "z" })
+	lu.assertNil(ok)
+	lu.assertEquals(msg, "endpoint z exists")
+	lu.assertEquals(err, E.EEXIST)
+	lu.assertStrContains(select(2, H.sh(H.lua_cmd(("local d = assert(require('brisk.driver').open{ state_dir = %q }); " ..
+		"assert(d:create_endpoint('sq', { name = 'y' }))"):format(self.dir)))), "endpoint y exists")
+	-- and what the index says is what the documents say
+	local names = {}
+	for _, e in ipairs(self.d:endpoints("sq")) do names[#names + 1] = e.name .. "=" .. e.ipv4 end
+	table.sort(names)
+	lu.assertEquals(names, { "a=10.104.0.2/24", "c=10.104.0.4/24", "d=10.104.0.3/24", "y=10.104.0.7/24",
+		"z=10.104.0.5/24" })
+end
+
+function TestIpam:test_ip_range_and_wrap_in_one_process()
+	-- the cursor walks the range, skips what is taken and wraps
+	assert(self.d:create_network{ name = "w", subnet = "10.105.0.0/24", ip_range = "10.105.0.248/29" })
+	local got = {}
+	for i = 1, 6 do got[i] = assert(self.d:create_endpoint("w", { name = "w" .. i })).ipv4 end
+	lu.assertEquals(got, { "10.105.0.249/24", "10.105.0.250/24", "10.105.0.251/24", "10.105.0.252/24",
+		"10.105.0.253/24", "10.105.0.254/24" })
+	-- .255 is the broadcast address: full
+	local ok, msg, err = self.d:create_endpoint("w", {})
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "exhausted")
+	lu.assertEquals(err, E.ENOSPC)
+	assert(self.d:delete_endpoint("w2"))
+	lu.assertEquals(assert(self.d:create_endpoint("w", {})).ipv4, "10.105.0.250/24")
+end

@@ -4,6 +4,7 @@ local H = require "helper"
 
 local core = require "brisk.core"
 local store = require "brisk.store"
+local cjson = require "cjson"
 
 local tmpdir, rmtree, mode_of, writefile, lua_cmd = H.tmpdir, H.rmtree, H.mode_of, H.spit, H.lua_cmd
 local function readfile(p) return assert(H.slurp(p)) end
@@ -310,4 +311,280 @@ function TestStore:test_bad_args()
 	lu.assertErrorMsgContains("bad argument #1 to 'open'", function() store.open(false) end)
 	lu.assertEquals(core.listdir(self.dir .. "/network"), {})
 	lu.assertEquals(core.listdir(self.dir), { "endpoint", "network" })
+end
+
+---------------------------------------------------------------------------
+-- The index: summaries of the documents in <dir>/.index
+---------------------------------------------------------------------------
+
+local SPEC = { index = { endpoint = { "name", "network", "ipv4", "ports", "state" }, network = { "name" } } }
+
+-- A store as a new process sees it: a fresh copy of the module, with none
+-- of this one's caches.
+local function fresh(dir, o)
+	package.loaded["brisk.store"] = nil
+	local m = require "brisk.store"
+	package.loaded["brisk.store"] = store
+	return assert(m.open(dir, o or SPEC))
+end
+
+-- What the summaries must be: the indexed fields of the documents.
+local function expected(st, kind)
+	local out = {}
+	for _, d in ipairs(assert(st:list(kind))) do
+		local s = { id = d.id }
+		for _, f in ipairs(SPEC.index[kind]) do s[f] = d[f] end
+		out[#out + 1] = s
+	end
+	return out
+end
+
+TestStoreIndex = {}
+
+function TestStoreIndex:setUp()
+	self.tmp = tmpdir()
+	self.dir = self.tmp .. "/state"
+	self.st = assert(store.open(self.dir, SPEC))
+end
+
+function TestStoreIndex:tearDown()
+	rmtree(self.tmp)
+end
+
+function TestStoreIndex:index_text()
+	return readfile(self.dir .. "/.index")
+end
+
+-- The index file can be trusted now: its last line carries the current .gen.
+function TestStoreIndex:assert_trusted()
+	local text = self:index_text()
+	lu.assertEquals(text:sub(-2), ",\n")
+	local last = text:match("([^\n]*),\n$")
+	lu.assertEquals(cjson.decode(last).g, readfile(self.dir .. "/.gen"))
+end
+
+function TestStoreIndex:put_some()
+	local st = self.st
+	for i = 1, 6 do
+		assert(st:put("endpoint", { id = "e" .. i, name = "n" .. i, network = i % 2 == 0 and "a" or "b",
+			ipv4 = "10.0.0." .. i .. "/24", mac = "not indexed",
+			ports = i == 3 and { { proto = "tcp", host_port = 8080, container_port = 80 } } or nil }))
+	end
+	assert(st:put("network", { id = "a", name = "net-a", bridge = "br-a" }))
+end
+
+function TestStoreIndex:test_summaries_follow_put_and_delete()
+	local st = self.st
+	lu.assertEquals(st:summaries("endpoint"), {})
+	self:put_some()
+	local s = st:summaries("endpoint")
+	lu.assertEquals(#s, 6)
+	lu.assertEquals(s[3], { id = "e3", name = "n3", network = "b", ipv4 = "10.0.0.3/24",
+		ports = { { proto = "tcp", host_port = 8080, container_port = 80 } } })
+	lu.assertEquals(math.type(s[3].ports[1].host_port), "integer")
+	lu.assertEquals(st:summaries("network"), { { id = "a", name = "net-a" } })
+	-- a replace and a delete
+	local e2 = assert(st:get("endpoint", "e2"))
+	e2.name, e2.state = "renamed", "creating"
+	assert(st:put("endpoint", e2))
+	assert(st:delete("endpoint", "e5"))
+	-- a kind that is not indexed still keeps the index current
+	assert(st:put("topology", { id = "t" }))
+	s = st:summaries("endpoint")
+	lu.assertEquals(s, expected(st, "endpoint"))
+	lu.assertEquals(s[2].name, "renamed")
+	lu.assertEquals(s[2].state, "creating")
+	self:assert_trusted()
+	-- another process reads the same from the index alone
+	lu.assertEquals(fresh(self.dir):summaries("endpoint"), s)
+	-- find
+	local b = st:find("endpoint", "network", "b")
+	lu.assertEquals(#b, 2)
+	lu.assertEquals({ b[1].id, b[2].id }, { "e1", "e3" })
+	lu.assertEquals(st:find("endpoint", "name", "nope"), {})
+	-- copies unless shared
+	s[1].name = "changed"
+	lu.assertEquals(st:summaries("endpoint")[1].name, "n1")
+	lu.assertIs(st:summaries("endpoint", true), st:summaries("endpoint", true))
+	lu.assertEquals(mode_of(self.dir .. "/.index"), "600")
+end
+
+function TestStoreIndex:test_other_process_reads_index_not_documents()
+	self:put_some()
+	self:assert_trusted()
+	-- break every document behind the index's back (no new .gen): a reader
+	-- that trusts the index does not open them
+	for i = 1, 6 do writefile(self.dir .. "/endpoint/e" .. i .. ".json", "garbage") end
+	local s = fresh(self.dir):summaries("endpoint")
+	lu.assertEquals(#s, 6)
+	lu.assertEquals(s[6].name, "n6")
+	-- the same from a separate process
+	local out = H.must(lua_cmd(("local st = require('brisk.store').open(%q, {index = {endpoint = {'name'," ..
+		" 'network', 'ipv4', 'ports', 'state'}, network = {'name'}}}); " ..
+		"for _, e in ipairs(assert(st:summaries('endpoint'))) do io.write(e.name, ' ') end"):format(self.dir)))
+	lu.assertEquals(out, "n1 n2 n3 n4 n5 n6 ")
+end
+
+-- Each way the index can go stale: the next reader gets the documents'
+-- truth; outside a transaction it does not write, inside one it rewrites
+-- the index, which is then trusted again.
+function TestStoreIndex:check_rebuilt(what)
+	local st = fresh(self.dir)
+	local before = H.slurp(self.dir .. "/.index")
+	local want = expected(st, "endpoint")
+	lu.assertEquals(st:summaries("endpoint"), want, what)
+	lu.assertEquals(H.slurp(self.dir .. "/.index"), before, what .. ": written outside a transaction")
+	st = fresh(self.dir)
+	st:transaction(function(s) lu.assertEquals(s:summaries("endpoint"), want, what) end)
+	self:assert_trusted()
+	lu.assertEquals(fresh(self.dir):summaries("endpoint"), want, what)
+	-- and writes go on from there
+	assert(st:put("endpoint", { id = "z", name = "last" }))
+	self:assert_trusted()
+	lu.assertEquals(fresh(self.dir):summaries("endpoint"), expected(st, "endpoint"), what)
+	assert(st:delete("endpoint", "z"))
+end
+
+local function new_gen(dir)
+	writefile(dir .. "/.gen", string.format("%020d:%s", 999, "handmade0000"))
+end
+
+function TestStoreIndex:test_stale_index_is_rebuilt()
+	self:put_some()
+	-- a crash between a document and its line: the document is there, .gen
+	-- moved on, the index does not have it
+	new_gen(self.dir)
+	writefile(self.dir .. "/endpoint/hand.json", '{"id": "hand", "dbIndex": 1, "name": "by-hand"}')
+	self:check_rebuilt("document without its line")
+	-- a document removed by hand, .gen changed
+	os.remove(self.dir .. "/endpoint/hand.json")
+	new_gen(self.dir .. "")
+	writefile(self.dir .. "/.gen", string.format("%020d:%s", 1000, "handmade0001"))
+	self:check_rebuilt("document gone")
+	-- a torn last line
+	local text = self:index_text()
+	writefile(self.dir .. "/.index", text .. '{"d":{"name":"torn"},"g":"000')
+	self:check_rebuilt("torn line")
+	-- cut inside a line
+	text = self:index_text()
+	writefile(self.dir .. "/.index", text:sub(1, #text // 2))
+	self:check_rebuilt("truncated")
+	-- no index
+	os.remove(self.dir .. "/.index")
+	self:check_rebuilt("removed")
+	-- garbage
+	writefile(self.dir .. "/.index", "not json,\n")
+	self:check_rebuilt("garbage")
+	-- written before a reboot: the header names another boot
+	text = self:index_text()
+	writefile(self.dir .. "/.index", (text:gsub('"boot":"[^"]*"', '"boot":"another-boot"', 1)))
+	self:check_rebuilt("other boot")
+	-- a store opened without the index (an older brisk) wrote
+	local plain = assert(store.open(self.dir))
+	assert(plain:put("endpoint", { id = "old", name = "from-old-brisk" }))
+	self:check_rebuilt("older writer")
+	lu.assertEquals(fresh(self.dir):find("endpoint", "name", "from-old-brisk")[1].id, "old")
+end
+
+function TestStoreIndex:test_other_spec_rebuilds_with_its_fields()
+	self:put_some()
+	local o = { index = { endpoint = { "mac" } } }
+	local st = fresh(self.dir, o)
+	st:transaction(function(s)
+		lu.assertEquals(s:summaries("endpoint")[1], { id = "e1", mac = "not indexed" })
+	end)
+	assert(st:put("endpoint", { id = "e7", mac = "x" }))
+	lu.assertEquals(fresh(self.dir, o):summaries("endpoint")[7], { id = "e7", mac = "x" })
+	-- and back: this spec's index was replaced, so it is rebuilt again
+	lu.assertEquals(fresh(self.dir):summaries("endpoint")[7], { id = "e7" })
+	lu.assertEquals(fresh(self.dir):summaries("endpoint")[1].name, "n1")
+end
+
+function TestStoreIndex:test_two_stores_interleaved()
+	-- two stores with caches of their own, as two processes have
+	local a, b = fresh(self.dir), fresh(self.dir)
+	for i = 1, 40 do
+		local w, r = i % 2 == 0 and a or b, i % 2 == 0 and b or a
+		assert(w:put("endpoint", { id = string.format("x%02d", i), name = "x" .. i }))
+		if i % 5 == 0 then assert(r:delete("endpoint", string.format("x%02d", i - 1))) end
+		lu.assertEquals(#r:summaries("endpoint"), i - i // 5)
+		lu.assertEquals(r:summaries("endpoint"), w:summaries("endpoint"))
+	end
+	lu.assertEquals(a:summaries("endpoint"), expected(a, "endpoint"))
+	self:assert_trusted()
+end
+
+function TestStoreIndex:test_compaction_keeps_it_small()
+	local st = self.st
+	st:batch(function()
+		for i = 1, 300 do assert(st:put("endpoint", { id = string.format("c%03d", i), name = "c" .. i })) end
+		for i = 1, 300, 3 do assert(st:delete("endpoint", string.format("c%03d", i))) end
+		for _ = 1, 200 do assert(st:put("topology", { id = "t", n = 1, dbIndex = st:get("topology", "t") and
+			st:get("topology", "t").dbIndex or nil })) end
+	end)
+	local lines = select(2, self:index_text():gsub("\n", ""))
+	lu.assertTrue(lines <= 200 // 16 + 32 + 4, "index of " .. lines .. " lines")
+	self:assert_trusted()
+	lu.assertEquals(fresh(self.dir):summaries("endpoint"), expected(st, "endpoint"))
+	lu.assertEquals(#st:summaries("endpoint"), 200)
+end
+
+function TestStoreIndex:test_concurrent_processes_keep_it_right()
+	local cmds = {}
+	for p = 1, 4 do
+		cmds[#cmds + 1] = lua_cmd(([[
+			local st = assert(require('brisk.store').open(%q, {index = {endpoint = {'name', 'network',
+				'ipv4', 'ports', 'state'}, network = {'name'}}}))
+			for i = 1, 30 do
+				local id = string.format('p%%dx%%02d', %d, i)
+				assert(st:transaction(function(s)
+					-- read the summaries, then write: what a create does
+					local n = #assert(s:summaries('endpoint'))
+					return s:put('endpoint', { id = id, name = id, network = tostring(n) })
+				end))
+				if i %% 4 == 0 then assert(st:delete('endpoint', id)) end
+			end
+			io.write('done')]]):format(self.dir, p)) .. " > " .. self.tmp .. "/out." .. p .. " 2>&1 &"
+	end
+	H.must(table.concat(cmds, "\n") .. "\nwait")
+	for p = 1, 4 do lu.assertEquals(readfile(self.tmp .. "/out." .. p), "done") end
+	local st = fresh(self.dir)
+	lu.assertEquals(#st:summaries("endpoint"), 4 * (30 - 7))
+	lu.assertEquals(st:summaries("endpoint"), expected(st, "endpoint"))
+	self:assert_trusted()
+end
+
+function TestStoreIndex:test_corrupt_document_while_rebuilding()
+	self:put_some()
+	writefile(self.dir .. "/endpoint/bad.json", "{")
+	new_gen(self.dir)
+	local st = fresh(self.dir)
+	local s, msg, code = st:summaries("endpoint")
+	lu.assertNil(s)
+	lu.assertEquals(code, "corrupt")
+	lu.assertStrContains(msg, "bad.json")
+	-- writes still work (the index is left to be rebuilt) and deleting the
+	-- broken document mends it
+	assert(st:put("endpoint", { id = "e9", name = "n9" }))
+	assert(st:delete("endpoint", "bad"))
+	lu.assertEquals(st:summaries("endpoint"), expected(st, "endpoint"))
+	st:transaction(function(s2) assert(s2:summaries("endpoint")) end)
+	self:assert_trusted()
+end
+
+function TestStoreIndex:test_bad_args()
+	local st = self.st
+	lu.assertErrorMsgContains("kind 'topology' is not indexed", function() st:summaries("topology") end)
+	lu.assertErrorMsgContains("bad argument #1 to 'summaries'", function() st:summaries("../x") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'find'", function() st:find("endpoint", 1, "x") end)
+	lu.assertErrorMsgContains("is not indexed", function() assert(store.open(self.dir)):summaries("endpoint") end)
+	lu.assertErrorMsgContains("index must be a table", function() store.open(self.dir, { index = "x" }) end)
+	lu.assertErrorMsgContains("index.endpoint must be an array of field names",
+		function() store.open(self.dir, { index = { endpoint = "name" } }) end)
+	lu.assertErrorMsgContains("index.endpoint must be an array of field names",
+		function() store.open(self.dir, { index = { endpoint = { "a", x = "b" } } }) end)
+	lu.assertErrorMsgContains("index.endpoint must be an array of field names",
+		function() store.open(self.dir, { index = { endpoint = { "no spaces" } } }) end)
+	lu.assertErrorMsgContains("bad argument #2 to 'open'",
+		function() store.open(self.dir, { index = { ["../x"] = {} } }) end)
 end

@@ -144,6 +144,25 @@ M.default_network_steps = default_network_steps
 -- Opening a driver
 ---------------------------------------------------------------------------
 
+--- The fields of the store's index (brisk.store `summaries`): what the
+-- flows read of every network (names, ids, bridges and subnets for the
+-- conflict checks and the pool choice) and of every endpoint (names,
+-- addresses and published ports for IPAM, name checks and the port
+-- allocator), so a flow reads the index and the few documents it changes
+-- rather than every document. `state` lets them see unfinished records.
+M.INDEX = {
+	network = { "name", "bridge", "subnet4", "subnet6", "state" },
+	endpoint = { "name", "network", "ipv4", "ipv6", "ports", "state" },
+}
+
+--- The summaries of a kind (read-only, sorted by id); a store that cannot
+-- be read raises its message.
+function M.summaries(d, kind)
+	local all, msg = d.store:summaries(kind, true)
+	if not all then error(msg, 0) end
+	return all
+end
+
 local open_schema = {
 	state_dir = "string", netns = "any", firewall = "boolean", userland_proxy = "boolean",
 }
@@ -170,7 +189,7 @@ function M.open(o)
 	end
 	-- endpoints are kernel state that does not outlive a reboot: their
 	-- documents are written atomically but not fsync'd
-	local st, msg, err = storemod.open(o.state_dir, { volatile = { "endpoint" } })
+	local st, msg, err = storemod.open(o.state_dir, { volatile = { "endpoint" }, index = M.INDEX })
 	if not st then return nil, msg, M.store_errno(err) end
 	local h, hmsg, herr = core.open(o.netns)
 	if not h then return nil, hmsg, herr end
@@ -337,20 +356,19 @@ local function as_list(v)
 end
 
 local function find_network(self, key)
-	for _, n in ipairs(self.store:list("network", true)) do
+	for _, n in ipairs(M.summaries(self, "network")) do
 		if n.name == key or n.id == key or (#key >= 4 and n.id:sub(1, #key) == key) then return n end
 	end
 	return nil
 end
 
--- The parsed subnets of a stored network, kept per document table: the
--- store hands out the same cached documents for as long as they are valid.
+-- The parsed subnets of a stored network, kept per summary table: the
+-- store hands out the same cached summaries for as long as they are valid.
 local parsed = setmetatable({}, { __mode = "k" })
 local function subnets_of(o)
 	local p = parsed[o]
 	if not p then
 		p = { v4 = o.subnet4 and ipnet.parse_cidr(o.subnet4), v6 = o.subnet6 and ipnet.parse_cidr(o.subnet6) }
-		if p.v4 then p.lo, p.hi = M.v4_range(p.v4) end
 		parsed[o] = p
 	end
 	return p
@@ -360,6 +378,27 @@ end
 function M.v4_range(pfx)
 	local lo = string.unpack(">I4", ipnet.network(pfx).bytes)
 	return lo, lo + (1 << (32 - pfx.plen)) - 1
+end
+
+-- The IPv4 range of a stored network as {lo, hi}, kept per summary table.
+-- Stored subnets are canonical "a.b.c.d/p": read without brisk.ipnet, as
+-- network create compares the new subnet with every stored one.
+local bounds = setmetatable({}, { __mode = "k" })
+local function v4_bounds(o)
+	local b = bounds[o]
+	if not b then
+		local a1, a2, a3, a4, p = o.subnet4:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)/(%d%d?)$")
+		a1, a2, a3, a4, p = tonumber(a1), tonumber(a2), tonumber(a3), tonumber(a4), tonumber(p)
+		if p and p <= 32 and a1 < 256 and a2 < 256 and a3 < 256 and a4 < 256 then
+			local size = 1 << (32 - p)
+			local lo = ((a1 << 24) | (a2 << 16) | (a3 << 8) | a4) & ~(size - 1)
+			b = { lo, lo + size - 1 }
+		else
+			b = { M.v4_range(assert(ipnet.parse_cidr(o.subnet4))) }
+		end
+		bounds[o] = b
+	end
+	return b
 end
 
 -- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
@@ -466,7 +505,7 @@ function D:resolve_network(spec)
 		gws[ip.family] = ip
 	end
 
-	local others = self.store:list("network", true)
+	local others = M.summaries(self, "network")
 	if not v4[1] then
 		local taken = {}
 		for _, n in ipairs(others) do
@@ -567,7 +606,7 @@ function D:resolve_network(spec)
 			why = "network " .. net.id .. " exists"
 		elseif o.bridge == net.bridge then
 			why = "networks have same bridge name " .. net.bridge
-		elseif o.subnet4 and subnets_of(o).lo <= hi4 and lo4 <= subnets_of(o).hi then
+		elseif o.subnet4 and v4_bounds(o)[1] <= hi4 and lo4 <= v4_bounds(o)[2] then
 			why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
 		elseif o.subnet6 and net.subnet6 and
 			ipnet.overlaps(subnets_of(o).v6, ipnet.parse_cidr(net.subnet6)) then
@@ -722,7 +761,7 @@ function D:apply(plan)
 end
 
 function D:check_conflicts(net)
-	for _, o in ipairs(self.store:list("network", true)) do
+	for _, o in ipairs(M.summaries(self, "network")) do
 		if o.id == net.id or o.name == net.name or o.bridge == net.bridge then
 			return nil, string.format("network %s conflicts with network %s", net.name, o.name), EEXIST
 		end
@@ -752,7 +791,12 @@ function D:network(key)
 	end
 	local n = find_network(self, key)
 	if not n then return nil, "network " .. key .. " not found", ENOENT end
-	return handle.copy(n)
+	local doc, msg, code = self.store:get("network", n.id)
+	if not doc then
+		if code == "notfound" then return nil, "network " .. key .. " not found", ENOENT end
+		return nil, msg, M.store_errno(code)
+	end
+	return doc
 end
 
 local function global_sysctl(e)

@@ -39,8 +39,10 @@ end
 -- IPAM: the addresses in use are those of the stored endpoints, so they
 -- persist with them and are allocated under the store lock. The book of a
 -- network (address -> endpoint id, plus the next-address cursors) is built
--- from the endpoints once and kept by the driver while no other process
--- changes the store (the store's generation says so).
+-- from the endpoints' summaries (the store's index) and kept by the driver
+-- while no other process changes the store (the store's generation says
+-- so). The cursors live in the driver only: a new process starts from the
+-- first free address.
 ---------------------------------------------------------------------------
 
 local ipam = {}
@@ -53,7 +55,7 @@ function ipam.book(d, net)
 	local b = d._books[net.id]
 	if b and b.gen == gen then return b end
 	b = { v4 = {}, v6 = {}, next4 = b and b.next4, next6 = b and b.next6 }
-	for _, e in ipairs(d.store:list("endpoint", true)) do
+	for _, e in ipairs(M.summaries(d, "endpoint")) do
 		if e.network == net.id then
 			if e.ipv4 then b.v4[e.ipv4:match("^[^/]+")] = e.id end
 			if e.ipv6 then b.v6[e.ipv6:match("^[^/]+")] = e.id end
@@ -88,6 +90,25 @@ function ipam.allocate(net, family, owner)
 	if limit > 1 << 24 then limit = 1 << 24 end
 	local key = family == 4 and "next4" or "next6"
 	local start = net.ipam[key] or 1
+	if family == 4 then
+		-- the same walk over integers: a new process walks from the first
+		-- address past every one in use, so each step must be cheap
+		local base = M.v4_range(range)
+		local net_lo = M.v4_range(subnet)
+		for i = 0, limit - 1 do
+			local n = (start - 1 + i) % limit + 1
+			if n < size then
+				local a = base + n
+				local s = string.format("%d.%d.%d.%d", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+				if not book[s] and not res[s] and s ~= bcast and a ~= net_lo then
+					book[s] = owner
+					net.ipam[key] = n + 1
+					return s
+				end
+			end
+		end
+		return fail(string.format("address pool of network %s exhausted", net.name), errno.ENOSPC)
+	end
 	for i = 0, limit - 1 do
 		local n = (start - 1 + i) % limit + 1
 		if n < size then
@@ -130,6 +151,13 @@ function ipam.release(book, ep)
 			if owner == ep.id then book[fam][ip] = nil end
 		end
 	end
+end
+
+-- A scratch copy of a book: what a create allocates goes into the copy,
+-- so a failed (or planned) create leaves the book as it was.
+local function scratch_ipam(book)
+	return { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
+		next4 = book.next4, next6 = book.next6 }
 end
 
 -- Keep the driver's book valid past this process's own write.
@@ -199,9 +227,9 @@ end
 local function find_endpoint(self, key)
 	if type(key) == "table" then key = key.id end
 	if type(key) ~= "string" or key == "" then return nil end
-	for _, e in ipairs(self.store:list("endpoint", true)) do
+	for _, e in ipairs(M.summaries(self, "endpoint")) do
 		if e.id == key or e.name == key or (#key >= 4 and e.id:sub(1, #key) == key) then
-			return handle.copy(e)
+			return self.store:get("endpoint", e.id)
 		end
 	end
 	return nil
@@ -240,7 +268,7 @@ local function resolve_endpoint(self, net, spec)
 	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
 		return fail(string.format("invalid endpoint name '%s'", tostring(name)))
 	end
-	for _, e in ipairs(self.store:list("endpoint", true)) do
+	for _, e in ipairs(M.summaries(self, "endpoint")) do
 		if e.id == id then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
 		if e.name == name then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
 	end
@@ -412,8 +440,7 @@ function D:create_endpoint(netkey, spec)
 		if net.state == "creating" then return interrupted_network(net) end
 		-- a copy of the book: a failed create must not leave its addresses in it
 		local book = ipam.book(self, net)
-		net.ipam = { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
-			next4 = book.next4, next6 = book.next6 }
+		net.ipam = scratch_ipam(book)
 		local ep
 		ep, msg, err = resolve_endpoint(self, net, spec)
 		if not ep then return nil, msg, err end
@@ -486,8 +513,7 @@ function D:plan_endpoint(netkey, spec)
 		local net, msg, err = self:network(netkey)
 		if not net then return nil, msg, err end
 		local book = ipam.book(self, net)
-		net.ipam = { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
-			next4 = book.next4, next6 = book.next6 }
+		net.ipam = scratch_ipam(book)
 		local ep
 		ep, msg, err = resolve_endpoint(self, net, spec)
 		if not ep then return nil, msg, err end
@@ -659,15 +685,23 @@ function D:delete_endpoint(epkey)
 	end)
 end
 
---- The stored endpoints, of one network when given.
+--- The stored endpoints, of one network when given (then only its
+-- endpoints' documents are read).
 function D:endpoints(netkey)
-	local all = self.store:list("endpoint")
-	if not netkey then return all end
+	if not netkey then return self.store:list("endpoint") end
 	local net = self:network(netkey)
 	if not net then return {} end
 	local t = {}
-	for _, e in ipairs(all) do if e.network == net.id then t[#t + 1] = e end end
+	for _, e in ipairs(M.summaries(self, "endpoint")) do
+		if e.network == net.id then t[#t + 1] = self.store:get("endpoint", e.id) end
+	end
 	return t
+end
+
+--- The summaries of the stored endpoints (brisk.store's index): `id`
+-- and the fields of `M.INDEX.endpoint`, sorted by id. Read-only tables.
+function D:endpoint_summaries()
+	return M.summaries(self, "endpoint")
 end
 
 --- One endpoint by name, id or id prefix.

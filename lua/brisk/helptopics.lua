@@ -191,6 +191,9 @@ $BRISK_STATE_DIR, else /var/lib/brisk. Layout (created 0700, files 0600):
                          addresses, MAC, published ports
   DIR/.lock              writers take this flock, so brisk processes serialize
   DIR/.gen               bumped by every write (readers' caches check it)
+  DIR/.index             what commands need of every record (names, subnets,
+                         addresses, ports), so they read one file, not all;
+                         rebuilt from the records whenever it is stale
 
 Each document is replaced atomically and carries dbIndex, bumped on each write,
 for compare-and-swap (as libnetwork's datastore does). Deleting a network undoes

@@ -313,11 +313,13 @@ local function fw_net(net)
 	return require("brisk.driver").fw_net(net)
 end
 
--- The bindings of every stored endpoint except `ep`.
+-- The bindings of every stored endpoint except `ep`: from the summaries
+-- of the store's index when the driver has them, else its endpoints.
 local function stored_bindings(ctx, ep)
 	local taken = {}
 	local d = ctx.driver
-	for _, e in ipairs(d and d:endpoints() or {}) do
+	local all = d and (d.endpoint_summaries and d:endpoint_summaries() or d:endpoints()) or {}
+	for _, e in ipairs(all) do
 		if e.id ~= ep.id and type(e.ports) == "table" then
 			for _, b in ipairs(e.ports) do
 				if b.container_ip and b.host_port then taken[#taken + 1] = b end
@@ -350,7 +352,7 @@ end
 -- @param ep the endpoint: `ep.ports` is a list of requests (or of specs
 --   `parse` accepts), `ep.ipv4`/`ep.ipv6` its addresses ("ip/plen")
 -- @param ctx {network = network record, driver = driver (its
---   `endpoints()` are the allocator's memory)}
+--   `endpoint_summaries()`, else `endpoints()`, are the allocator's memory)}
 -- @return true; `ep.ports` is then the list of bindings
 -- @return[2] nil, msg, errno: "Bind for 0.0.0.0:8080 failed: port is
 --   already allocated" (EADDRINUSE), a parse error (EINVAL), or

@@ -12,6 +12,17 @@
 --     st:transaction(function(s) ... end)  -- several steps, serialized across processes
 --
 -- Writers serialize on an flock'd `<dir>/.lock`; readers need no lock.
+--
+-- Kinds opened with an index keep the summaries of their documents (the
+-- fields named in `open`'s `index` option) in `<dir>/.index`, so a process
+-- reads all of them in one file instead of one file per document:
+--
+--     local st = assert(store.open(dir, { index = { endpoint = { "name", "network" } } }))
+--     st:summaries("endpoint")               -- { {id=, name=, network=}, ... } sorted by id
+--     st:find("endpoint", "network", net.id)  -- those of one network
+--
+-- The index is rebuilt from the documents whenever it cannot be trusted
+-- (see "the index" below), so a summary always agrees with its document.
 -- Failures return `nil, msg, code` with code one of "notfound", "exists",
 -- "modified", "corrupt", "invalid", "io". Wrong argument types raise.
 --
@@ -56,6 +67,16 @@ local function byte_less(a, b)
 	return #a < #b
 end
 
+local function native_less(a, b) return a < b end
+
+-- The bytewise order of ids: Lua's own `<` under the C collation (strcmp,
+-- for strings without NUL bytes, as ids are), else byte_less.
+local function id_less()
+	local loc = os.setlocale(nil, "collate")
+	if loc == "C" or loc == "POSIX" then return native_less end
+	return byte_less
+end
+
 local function encode_number(v)
 	if math.type(v) == "integer" then return sfmt("%d", v) end
 	if v ~= v or v == math.huge or v == -math.huge then
@@ -86,28 +107,30 @@ local function encode_table(t, indent, seen, out)
 		end
 	end
 	local n = count
-	local inner = indent .. "\t"
+	-- indent false: compact, on one line
+	local inner = indent and indent .. "\t" or false
+	local nl, close, colon = indent and "\n" or "", indent or "", indent and '": ' or '":'
 	if count == 0 then
 		out[#out + 1] = "{}"
 	elseif seq then                 -- keys are exactly 1..n: an array
-		out[#out + 1] = "[\n"
+		out[#out + 1] = "[" .. nl
 		for i = 1, n do
-			out[#out + 1] = inner
+			if inner then out[#out + 1] = inner end
 			encode_value(t[i], inner, seen, out)
-			out[#out + 1] = i < n and ",\n" or "\n"
+			out[#out + 1] = i < n and "," .. nl or nl
 		end
-		out[#out + 1] = indent .. "]"
+		out[#out + 1] = close .. "]"
 	elseif strings then
 		local keys = {}
 		for k in pairs(t) do keys[#keys + 1] = k end
 		sort(keys, byte_less)
-		out[#out + 1] = "{\n"
+		out[#out + 1] = "{" .. nl
 		for i, k in ipairs(keys) do
-			out[#out + 1] = inner .. '"' .. k:gsub('[%c"\\]', esc) .. '": '
+			out[#out + 1] = (inner or "") .. '"' .. k:gsub('[%c"\\]', esc) .. colon
 			encode_value(t[k], inner, seen, out)
-			out[#out + 1] = i < #keys and ",\n" or "\n"
+			out[#out + 1] = i < #keys and "," .. nl or nl
 		end
-		out[#out + 1] = indent .. "}"
+		out[#out + 1] = close .. "}"
 	else
 		error("cannot encode a table with mixed or non-string keys in JSON", 0)
 	end
@@ -229,15 +252,16 @@ local caches = {}
 
 -- Keep a cached, sorted list in step with a write: replace or insert `doc`
 -- by id, or remove `id` when doc is nil.
-local function list_update(list, id, doc)
+local function list_update(list, id, doc, less)
 	local lo, hi = 1, #list
+	less = less or id_less()
 	while lo <= hi do
 		local mid = (lo + hi) // 2
 		local mid_id = list[mid].id
 		if mid_id == id then
 			if doc then list[mid] = doc else table.remove(list, mid) end
 			return
-		elseif byte_less(mid_id, id) then
+		elseif less(mid_id, id) then
 			lo = mid + 1
 		else
 			hi = mid - 1
@@ -253,6 +277,18 @@ local function deep_copy(v)
 	return t
 end
 
+-- The index's spec as a string: kinds and their fields, sorted.
+local function index_sig(index)
+	local kinds = {}
+	for kind, fields in pairs(index) do
+		local f = { table.unpack(fields) }
+		sort(f)
+		kinds[#kinds + 1] = kind .. "=" .. concat(f, ",")
+	end
+	sort(kinds)
+	return concat(kinds, ";")
+end
+
 local function normalize(dir)
 	dir = dir:gsub("/+", "/"):gsub("/%./", "/"):gsub("/%.$", "")
 	if #dir > 1 then dir = dir:gsub("/$", "") end
@@ -262,15 +298,40 @@ end
 --- Open (creating when needed) a store directory.
 -- @tparam[opt] string dir default $BRISK_STATE_DIR, else /var/lib/brisk;
 --   created 0700 with network/ and endpoint/
--- @tparam[opt] table o {volatile={KIND,...}}: kinds whose documents are
---   written atomically but not fsync'd (they describe kernel state that does
---   not survive a reboot either, so durability buys nothing)
+-- @tparam[opt] table o
+--   `volatile = {KIND,...}`: kinds whose documents are written atomically
+--   but not fsync'd (they describe kernel state that does not survive a
+--   reboot either, so durability buys nothing);
+--   `index = {KIND = {FIELD,...}, ...}`: kinds to keep in the index, with
+--   the fields of their summaries (see `summaries`)
 -- @return store
 -- @return[2] nil, "mkdir <dir>: <strerror>", errno
+-- @raise when `index` is not a map of kinds to arrays of field names
 function M.open(dir, o)
 	if dir == nil then dir = os.getenv("BRISK_STATE_DIR") or "/var/lib/brisk" end
 	if type(dir) ~= "string" or dir == "" then
 		error("bad argument #1 to 'open' (directory name expected, got " .. type(dir) .. ")", 2)
+	end
+	local index, sig
+	if o and o.index ~= nil then
+		if type(o.index) ~= "table" then
+			error("bad argument #2 to 'open' (index must be a table, got " .. type(o.index) .. ")", 2)
+		end
+		index = {}
+		for kind, fields in pairs(o.index) do
+			check_kind(kind, 2, "open")
+			local ok = type(fields) == "table"
+			local f = {}
+			for i, x in pairs(ok and fields or {}) do
+				ok = ok and math.type(i) == "integer" and type(x) == "string" and x:match("^[%w_]+$") ~= nil
+				f[#f + 1] = x
+			end
+			if not ok or #f ~= #fields then
+				error(sfmt("bad argument #2 to 'open' (index.%s must be an array of field names)", kind), 2)
+			end
+			index[kind] = f
+		end
+		sig = index_sig(index)
 	end
 	dir = normalize(dir)
 	for _, d in ipairs({ dir, dir .. "/network", dir .. "/endpoint" }) do
@@ -280,7 +341,411 @@ function M.open(dir, o)
 	caches[dir] = caches[dir] or {}
 	local volatile = {}
 	for _, k in ipairs(o and o.volatile or {}) do volatile[k] = true end
-	return setmetatable({ dir = dir, _c = caches[dir], _volatile = volatile }, Store)
+	return setmetatable({ dir = dir, _c = caches[dir], _volatile = volatile, _index = index, _sig = sig }, Store)
+end
+
+-- --- the index --------------------------------------------------------------
+--
+-- `<dir>/.index` holds the summary (the indexed fields) of every document
+-- of the indexed kinds, so a process sees all of them in one read instead
+-- of one per document. Compact JSON values, each on its own line ending
+-- in ",\n" (so the file, less its last comma, is a JSON array's inside):
+--
+--     {"boot":"<boot id>","spec":"<kinds and fields>","v":2}    the header
+--     {"cols":{FIELD:[...]|{"v":[...],"i":[...]}},"id":[...],"k":KIND}
+--         a snapshot of one kind: the ids sorted, one array per field
+--         (null: none; "v"/"i": the distinct strings and 1-based indexes
+--         into them, 0 for none, when few values repeat)
+--     {"d":{<summary>},"g":"<gen>","id":"<id>","k":"<kind>"}   a put
+--     {"d":null,"g":"<gen>","id":"<id>","k":"<kind>"}          a delete
+--     {"g":"<gen>"}     a write of a kind not indexed; the end of a rewrite
+--
+-- Every write made by a store opened with `index` appends its line after
+-- the document (under the lock, after bump_gen). The index is trusted only
+-- when its last line carries the current generation, its header this
+-- store's spec and this boot's id (the lines are not fsync'd: after a power
+-- failure a document could outlive its line). Anything else (a crash
+-- between a document and its line, a torn line, no index, a write by an
+-- older brisk or by a store opened without `index`, a hand edit that bumped
+-- .gen or removed .index) and it is rebuilt from the documents: inside a
+-- transaction rewritten atomically, as a write (a new generation), outside
+-- one computed without writing. Once the appended lines reach a sixteenth
+-- of the live documents (plus 32) the next write rewrites it as snapshots.
+
+local INDEX_VERSION = 2
+
+local boot
+local function boot_id()
+	if not boot then
+		local f = io.open("/proc/sys/kernel/random/boot_id", "rb")
+		boot = f and f:read("l") or ""
+		if f then f:close() end
+	end
+	return boot
+end
+
+local function compact(v)
+	local out = {}
+	encode_value(v, false, {}, out)
+	return concat(out)
+end
+
+local function index_line(v)
+	return compact(v) .. ",\n"
+end
+
+local function row_line(kind, id, summary, gen)
+	local d = cjson.null
+	if summary then
+		d = {}
+		for k, v in pairs(summary) do if k ~= "id" then d[k] = v end end
+	end
+	return index_line({ k = kind, id = id, d = d, g = gen })
+end
+
+local function new_index(self, gen)
+	local ix = { gen = gen, sig = self._sig, kinds = {}, rows = 0, live = 0 }
+	for kind in pairs(self._index) do ix.kinds[kind] = { map = {}, sorted = {} } end
+	return ix
+end
+
+-- Set (or, summary nil, remove) one entry, keeping the sorted array.
+local function index_apply(ix, kind, id, summary, less)
+	local k = ix.kinds[kind]
+	local old = k.map[id]
+	k.map[id] = summary
+	if summary and not old then
+		ix.live = ix.live + 1
+	elseif old and not summary then
+		ix.live = ix.live - 1
+	end
+	list_update(k.sorted, id, summary, less)
+end
+
+local function exact(v)
+	if math.type(v) == "float" and v == math.floor(v) and v >= -MAX_EXACT and v <= MAX_EXACT then
+		return math.tointeger(v)
+	elseif type(v) == "table" then
+		return integers(v)
+	end
+	return v
+end
+
+-- The sorted array of a kind after rows changed its map: the entries of
+-- the array still in the map (replaced ones by their new summary) merged
+-- with the ids the rows touched.
+local function merge_touched(k)
+	local less, map, old = id_less(), k.map, k.sorted
+	local ids = k.touched
+	sort(ids, less)
+	local out, j, n = {}, 1, #ids
+	local function take(id)
+		local s = map[id]
+		if s then out[#out + 1] = s end
+		local x = ids[j]
+		while ids[j] == x do j = j + 1 end    -- past duplicates
+	end
+	for _, e in ipairs(old) do
+		local id = e.id
+		while j <= n and less(ids[j], id) do take(ids[j]) end
+		if ids[j] == id then take(id) else out[#out + 1] = map[id] end
+	end
+	while j <= n do take(ids[j]) end
+	return out
+end
+
+-- Fill an index's kind from a snapshot line; false when it does not fit.
+local function load_snapshot(ix, e)
+	local k = ix.kinds[e.k]
+	local ids, cols = e.id, e.cols
+	if not k or #k.sorted > 0 or type(ids) ~= "table" or type(cols) ~= "table" then return false end
+	local n, sorted, map = #ids, k.sorted, k.map
+	for i = 1, n do
+		local id = ids[i]
+		if type(id) ~= "string" then return false end
+		local s = { id = id }
+		sorted[i], map[id] = s, s
+	end
+	local null = cjson.null
+	for field, col in pairs(cols) do
+		if type(col) ~= "table" then return false end
+		if col.i ~= nil then
+			local vals, idx = col.v, col.i
+			if type(vals) ~= "table" or type(idx) ~= "table" or #idx ~= n then return false end
+			for i = 1, n do
+				local v = vals[idx[i]]
+				if type(v) == "string" then sorted[i][field] = v end
+			end
+		else
+			if #col ~= n then return false end
+			for i = 1, n do
+				local v = col[i]
+				if type(v) == "string" then
+					sorted[i][field] = v
+				elseif v ~= null then
+					sorted[i][field] = exact(v)
+				end
+			end
+		end
+	end
+	ix.live = ix.live + n
+	return true
+end
+
+-- One snapshot line for a kind: its summaries, field by field.
+local function snapshot_line(kind, fields, sorted)
+	local n = #sorted
+	local ids = {}
+	for i, s in ipairs(sorted) do ids[i] = compact(s.id) end
+	local cols = {}
+	for _, f in ipairs(fields) do
+		local vals, any, strings, distinct, ndistinct = {}, false, true, {}, 0
+		for i = 1, n do
+			local v = sorted[i][f]
+			if v ~= nil then
+				any = true
+				if type(v) ~= "string" then
+					strings = false
+				elseif not distinct[v] then
+					ndistinct = ndistinct + 1
+					distinct[v] = ndistinct
+				end
+			end
+			vals[i] = v
+		end
+		if any then
+			local text
+			if strings and ndistinct * 4 <= n then
+				local v, idx = {}, {}
+				for s, j in pairs(distinct) do v[j] = compact(s) end
+				for i = 1, n do idx[i] = vals[i] and distinct[vals[i]] or 0 end
+				text = '{"i":[' .. concat(idx, ",") .. '],"v":[' .. concat(v, ",") .. "]}"
+			else
+				local parts = {}
+				for i = 1, n do parts[i] = vals[i] == nil and "null" or compact(vals[i]) end
+				text = "[" .. concat(parts, ",") .. "]"
+			end
+			cols[#cols + 1] = compact(f) .. ":" .. text
+		end
+	end
+	return '{"cols":{' .. concat(cols, ",") .. '},"id":[' .. concat(ids, ",") .. '],"k":' ..
+		compact(kind) .. "},\n"
+end
+
+function Store:_summary(kind, doc)
+	local s = { id = doc.id }
+	for _, f in ipairs(self._index[kind]) do s[f] = deep_copy(doc[f]) end
+	return s
+end
+
+-- The index file, if it can be trusted at generation `gen`.
+function Store:_index_load(gen)
+	local f = io.open(self.dir .. "/.index", "rb")
+	if not f then return nil end
+	local text = f:read("a")
+	f:close()
+	if not text or text:sub(-2) ~= ",\n" then return nil end    -- empty, or a torn last line
+	local ok, arr = pcall(json.decode, "[" .. text:sub(1, -3) .. "]")
+	if not ok or type(arr) ~= "table" then return nil end
+	local head, last = arr[1], arr[#arr]
+	if type(head) ~= "table" or head.v ~= INDEX_VERSION or head.spec ~= self._sig
+		or head.boot ~= boot_id() or type(last) ~= "table" or last.g ~= gen then
+		return nil
+	end
+	local ix = new_index(self, gen)
+	local null = cjson.null
+	local rows = 0
+	for i = 2, #arr do
+		local e = arr[i]
+		if type(e) ~= "table" then return nil end
+		if e.cols ~= nil then
+			if rows > 0 or not load_snapshot(ix, e) then return nil end
+		else
+			rows = rows + 1
+			local kind = e.k
+			if kind ~= nil then
+				local id, d = e.id, e.d
+				local k = ix.kinds[kind]
+				if not k or type(id) ~= "string" then return nil end
+				if d == null then
+					d = nil
+				elseif type(d) == "table" then
+					integers(d)
+					d.id = id
+				else
+					return nil
+				end
+				-- into the map now, into the sorted array once at the end
+				local old = k.map[id]
+				if d and not old then
+					ix.live = ix.live + 1
+				elseif old and not d then
+					ix.live = ix.live - 1
+				end
+				k.map[id] = d
+				k.touched = k.touched or {}
+				k.touched[#k.touched + 1] = id
+			end
+		end
+	end
+	for _, k in pairs(ix.kinds) do
+		if k.touched then k.sorted, k.touched = merge_touched(k), nil end
+	end
+	ix.rows, ix.file = rows, true
+	return ix
+end
+
+-- The index computed from the documents.
+function Store:_index_build(gen)
+	local ix = new_index(self, gen)
+	for kind in pairs(self._index) do
+		local docs, msg, code = self:list(kind, true)
+		if not docs then return nil, msg, code end
+		local k = ix.kinds[kind]
+		for i, doc in ipairs(docs) do       -- sorted already
+			local s = self:_summary(kind, doc)
+			k.sorted[i], k.map[doc.id] = s, s
+		end
+		ix.live = ix.live + #docs
+	end
+	return ix
+end
+
+-- Rewrite the index file whole (under the lock), at generation ix.gen.
+function Store:_index_write(ix)
+	local ok, text = pcall(function()
+		local out = { index_line({ v = INDEX_VERSION, spec = ix.sig, boot = boot_id() }) }
+		local kinds = {}
+		for kind in pairs(ix.kinds) do kinds[#kinds + 1] = kind end
+		sort(kinds)
+		for _, kind in ipairs(kinds) do
+			out[#out + 1] = snapshot_line(kind, self._index[kind], ix.kinds[kind].sorted)
+		end
+		out[#out + 1] = index_line({ g = ix.gen })
+		return concat(out)
+	end)
+	ok = ok and core.file_write_atomic(self.dir .. "/.index", text, 384, false)
+	ix.file = ok and true or false
+	if ok then ix.rows = 1 end
+	return ix.file
+end
+
+-- The trusted index: cached, read from the file, or rebuilt.
+-- @return index, or nil, msg, code when a document cannot be read
+function Store:_ix()
+	local c, intx = self._c, held[self.dir]
+	local gen = intx and c.gen or read_gen(self.dir)
+	local ix = c.ix
+	if not (ix and ix.gen == gen and ix.sig == self._sig) then
+		ix = self:_index_load(gen)
+		if not ix and not intx then
+			-- a writer may have come between .gen and the index: once more
+			local again = read_gen(self.dir)
+			if again ~= gen then gen = again; ix = self:_index_load(gen) end
+		end
+		if not ix then
+			local msg, code
+			ix, msg, code = self:_index_build(gen)
+			if not ix then return nil, msg, code end
+		end
+		c.ix = ix
+	end
+	if intx and not ix.file then
+		-- as a write, under a new generation: a process that cached the
+		-- index of another spec (another brisk) must not append to this one
+		if bump_gen(self) then
+			ix.gen = c.gen
+			self:_index_write(ix)
+		end
+		if not ix.file then c.ix = nil end
+	end
+	return ix
+end
+
+-- Before a write, in its transaction: the index to append to afterwards
+-- (nil when this store keeps none or it cannot be made right: it is then
+-- left stale, to be rebuilt by the next reader).
+function Store:_ix_for_write()
+	if not self._index then return nil end
+	local ix = self:_ix()
+	return ix and ix.file and ix or nil
+end
+
+-- After a write at generation c.gen: record it in the index.
+function Store:_ix_append(ix, kind, id, doc)
+	local gen = self._c.gen
+	local ok, line = true, nil
+	if ix.kinds[kind] then
+		local s = doc and self:_summary(kind, doc) or nil
+		index_apply(ix, kind, id, s)
+		ok, line = pcall(row_line, kind, id, s, gen)
+	else
+		line = index_line({ g = gen })
+	end
+	ix.gen = gen
+	if not ok then
+		ix.file = false           -- left stale: rebuilt by the next reader
+	elseif ix.rows >= ix.live // 16 + 32 then
+		self:_index_write(ix)
+	else
+		local f = io.open(self.dir .. "/.index", "ab")
+		local wrote = f and f:write(line)
+		if f then wrote = f:close() and wrote end
+		if wrote then ix.rows = ix.rows + 1 else ix.file = false end
+	end
+	if not ix.file then self._c.ix = nil end
+end
+
+--- Summaries of the documents of an indexed kind: the fields named for it
+-- in `open`'s `index` option, and `id`, sorted by id as `list` sorts.
+-- Served from `<dir>/.index` (one read, cached while the store's
+-- generation stays the same), rebuilt from the documents when it cannot be
+-- trusted, so a summary always agrees with its document.
+-- @tparam string kind a kind given in `index`
+-- @tparam[opt] boolean shared true: the cached tables themselves
+--   (read-only); the default is fresh copies
+-- @return array of summaries
+-- @return[2] nil, msg, "corrupt" | "io" when the index had to be rebuilt
+--   and a document could not be read
+-- @raise when the kind is not indexed
+function Store:summaries(kind, shared)
+	check_kind(kind, 1, "summaries")
+	if not (self._index and self._index[kind]) then
+		error(sfmt("bad argument #1 to 'summaries' (kind '%s' is not indexed: see the index option of open)",
+			kind), 2)
+	end
+	local ix, msg, code = self:_ix()
+	if not ix then return nil, msg, code end
+	local arr = ix.kinds[kind].sorted
+	if shared then return arr end
+	local copy = {}
+	for i, s in ipairs(arr) do copy[i] = deep_copy(s) end
+	return copy
+end
+
+--- The summaries whose field `field` equals `value` (as `summaries`).
+-- @tparam string kind a kind given in `index`
+-- @tparam string field one of its indexed fields, or "id"
+-- @param value compared with ==
+-- @tparam[opt] boolean shared as for `summaries`
+-- @return array of summaries, sorted by id
+-- @return[2] nil, msg, code as `summaries`
+function Store:find(kind, field, value, shared)
+	check_kind(kind, 1, "find")
+	if type(field) ~= "string" then
+		error("bad argument #2 to 'find' (string expected, got " .. type(field) .. ")", 2)
+	end
+	if not (self._index and self._index[kind]) then
+		error(sfmt("bad argument #1 to 'find' (kind '%s' is not indexed: see the index option of open)",
+			kind), 2)
+	end
+	local all, msg, code = self:summaries(kind, true)
+	if not all then return nil, msg, code end
+	local out = {}
+	for _, s in ipairs(all) do
+		if s[field] == value then out[#out + 1] = shared and s or deep_copy(s) end
+	end
+	return out
 end
 
 function Store:_path(kind, id)
@@ -387,6 +852,7 @@ function Store:put(kind, doc, o)
 			doc.dbIndex = given
 			return nil, sfmt("cannot encode %s %s: %s", kind, id, tostring(text)), "invalid"
 		end
+		local ix = self:_ix_for_write()
 		local wrote, werr = bump_gen(self)
 		if wrote then wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448) end
 		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384,
@@ -402,6 +868,7 @@ function Store:put(kind, doc, o)
 			self._c.cache[kind .. "/" .. id] = c
 			if self._c.lists[kind] then list_update(self._c.lists[kind], id, c) end
 		end
+		if ix then self:_ix_append(ix, kind, id, doc) end
 		return doc
 	end)
 end
@@ -426,6 +893,7 @@ function Store:delete(kind, id, dbIndex)
 			return nil, sfmt("%s %s modified (stored dbIndex %d, given %d)", kind, id,
 				cur.dbIndex, dbIndex), "modified"
 		end
+		local ix = self:_ix_for_write()
 		local ok, umsg = bump_gen(self)
 		if ok then ok, umsg = core.unlink(self:_path(kind, id)) end
 		local c = self._c
@@ -437,6 +905,7 @@ function Store:delete(kind, id, dbIndex)
 			c.cache[kind .. "/" .. id] = false
 			if c.lists[kind] then list_update(c.lists[kind], id, nil) end
 		end
+		if ix then self:_ix_append(ix, kind, id, nil) end
 		return true
 	end)
 end

@@ -296,7 +296,7 @@ cli.register {
 
 local function endpoint_counts(d)
 	local counts = {}
-	local eps = d.endpoints and M.must(d:endpoints()) or {}
+	local eps = d.endpoint_summaries and d:endpoint_summaries() or {}
 	for _, ep in ipairs(eps) do counts[ep.network] = (counts[ep.network] or 0) + 1 end
 	return counts
 end
