@@ -58,7 +58,9 @@ project "core"
 	files { "csrc/*.c", "csrc/*.h" }
 	buildoptions(warn)
 	buildoptions(cflags)
-	links { "mnl", "nftables" }
+	-- libnftables is opened with dlopen on the first nft call (csrc/nft.c);
+	-- dlopen is in libc since glibc 2.34
+	links { "mnl" }
 	targetprefix ""
 	targetname "core"
 	targetextension ".so"

@@ -21,9 +21,17 @@
  * What does matter: re-sending `add chain` for a chain that already exists
  * costs ~15 ms per batch (the kernel waits for an RCU grace period), so the
  * firewall policy only sends chain definitions when they are missing.
+ *
+ * libnftables (and libnftnl, libxtables, libjansson, libgmp behind it) is
+ * opened with dlopen on the first nft call rather than linked: loading it
+ * costs ~1 ms and some RSS, and most runs of the brisk program never touch
+ * the firewall. The header still gives the prototypes: each pointer is
+ * declared with typeof, so the compiler checks every call.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +42,75 @@
 #include "brisk.h"
 
 #define BRISK_NFTCTX_MT "brisk.nftctx"
+#define BRISK_LIBNFTABLES "libnftables.so.1"
+
+/* libnftables' functions, once nftlib_load() found them. Process-wide, as
+ * the mapping is; written once under pthread_once, read-only afterwards,
+ * and never unloaded. */
+static struct {
+	pthread_once_t once;
+	int ok;
+	char why[256];          /* dlerror() text when !ok */
+	typeof(nft_ctx_new) *ctx_new;
+	typeof(nft_ctx_free) *ctx_free;
+	typeof(nft_ctx_buffer_output) *ctx_buffer_output;
+	typeof(nft_ctx_buffer_error) *ctx_buffer_error;
+	typeof(nft_ctx_get_output_buffer) *ctx_get_output_buffer;
+	typeof(nft_ctx_get_error_buffer) *ctx_get_error_buffer;
+	typeof(nft_ctx_output_set_flags) *ctx_output_set_flags;
+	typeof(nft_ctx_set_dry_run) *ctx_set_dry_run;
+	typeof(nft_run_cmd_from_filename) *run_cmd_from_filename;
+} nftlib = { .once = PTHREAD_ONCE_INIT };
+
+static void nftlib_open(void)
+{
+	/* each symbol and where its address goes (POSIX's idiom for
+	 * function pointers: the void * is copied into the pointer) */
+	const struct { const char *name; void *to; } syms[] = {
+		{ "nft_ctx_new", &nftlib.ctx_new },
+		{ "nft_ctx_free", &nftlib.ctx_free },
+		{ "nft_ctx_buffer_output", &nftlib.ctx_buffer_output },
+		{ "nft_ctx_buffer_error", &nftlib.ctx_buffer_error },
+		{ "nft_ctx_get_output_buffer", &nftlib.ctx_get_output_buffer },
+		{ "nft_ctx_get_error_buffer", &nftlib.ctx_get_error_buffer },
+		{ "nft_ctx_output_set_flags", &nftlib.ctx_output_set_flags },
+		{ "nft_ctx_set_dry_run", &nftlib.ctx_set_dry_run },
+		{ "nft_run_cmd_from_filename", &nftlib.run_cmd_from_filename },
+	};
+	const char *why;
+	void *lib, *p;
+	size_t i;
+
+	lib = dlopen(BRISK_LIBNFTABLES, RTLD_NOW | RTLD_LOCAL);
+	if (lib == NULL) {
+		why = dlerror();
+		snprintf(nftlib.why, sizeof(nftlib.why), "%s", why ? why : "dlopen failed");
+		return;
+	}
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		p = dlsym(lib, syms[i].name);
+		if (p == NULL) {
+			why = dlerror();
+			snprintf(nftlib.why, sizeof(nftlib.why), "%s",
+				 why ? why : "missing symbol");
+			dlclose(lib);
+			return;
+		}
+		memcpy(syms[i].to, &p, sizeof(p));
+	}
+	nftlib.ok = 1;
+}
+
+/*
+ * Open libnftables and resolve its functions, once per process. Returns
+ * false when it cannot be loaded; nftlib.why then says why, every time (a
+ * failed load is not retried).
+ */
+static bool nftlib_load(void)
+{
+	pthread_once(&nftlib.once, nftlib_open);
+	return nftlib.ok;
+}
 
 /* A context in a userdata, so a Lua error between nft_ctx_new and
  * nft_ctx_free (a failed push) cannot leak it: __gc frees it. */
@@ -54,7 +131,7 @@ struct nft_job {
 static void box_release(struct nft_box *b)
 {
 	if (b->ctx) {
-		nft_ctx_free(b->ctx);
+		nftlib.ctx_free(b->ctx);
 		b->ctx = NULL;
 	}
 	if (b->fd >= 0) {
@@ -104,19 +181,19 @@ static int nft_job_run(void *ud)
 		return -1;
 	}
 	close(fd);
-	ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	ctx = nftlib.ctx_new(NFT_CTX_DEFAULT);
 	if (!ctx) {
 		j->err = errno ? errno : ENOMEM;
 		return -1;
 	}
 	j->box->ctx = ctx;
-	if (nft_ctx_buffer_output(ctx) || nft_ctx_buffer_error(ctx)) {
+	if (nftlib.ctx_buffer_output(ctx) || nftlib.ctx_buffer_error(ctx)) {
 		j->err = errno ? errno : ENOMEM;
 		return -1;
 	}
-	nft_ctx_output_set_flags(ctx, j->oflags);
-	nft_ctx_set_dry_run(ctx, j->dry_run);
-	j->rc = nft_run_cmd_from_filename(ctx, j->path);
+	nftlib.ctx_output_set_flags(ctx, j->oflags);
+	nftlib.ctx_set_dry_run(ctx, j->dry_run);
+	j->rc = nftlib.run_cmd_from_filename(ctx, j->path);
 	return 0;
 }
 
@@ -184,6 +261,13 @@ static int nft_call(lua_State *L, int si, int ni, int oi)
 			return brisk_fail(L, "nft netns", label, errno);
 		ns.own = true;
 	}
+	/* after the arguments are checked, so misuse raises whether or not
+	 * libnftables is there */
+	if (!nftlib_load()) {
+		if (ns.own)
+			close(ns.fd);
+		return brisk_failmsg(L, "nft: cannot load", BRISK_LIBNFTABLES, ENOENT, nftlib.why);
+	}
 
 	j.box = lua_newuserdatauv(L, sizeof(*j.box), 0);
 	j.box->ctx = NULL;
@@ -207,7 +291,7 @@ static int nft_call(lua_State *L, int si, int ni, int oi)
 	}
 
 	if (j.rc != 0) {
-		errtext = nft_ctx_get_error_buffer(j.box->ctx);
+		errtext = nftlib.ctx_get_error_buffer(j.box->ctx);
 		if (!errtext || !*errtext)
 			errtext = "command failed";
 		n = strlen(errtext);
@@ -222,7 +306,7 @@ static int nft_call(lua_State *L, int si, int ni, int oi)
 		lua_concat(L, 2);
 		lua_pushinteger(L, nft_errno(errtext));
 	} else {
-		out = nft_ctx_get_output_buffer(j.box->ctx);
+		out = nftlib.ctx_get_output_buffer(j.box->ctx);
 		lua_pushstring(L, out ? out : "");
 	}
 	/* free the context and the memfd now rather than at the next GC */
@@ -245,6 +329,9 @@ static int nft_call(lua_State *L, int si, int ni, int oi)
  *   errors); the ruleset is unchanged
  * @return[3] nil, "nft netns X: <strerror>", errno when the namespace
  *   cannot be opened or entered
+ * @return[4] nil, "nft: cannot load libnftables.so.1: <dlerror text>",
+ *   ENOENT when libnftables (opened on the first call) is missing or
+ *   lacks a function brisk uses
  */
 static int l_nft(lua_State *L)
 {

@@ -168,3 +168,71 @@ function TestNft:test_empty_script()
 	lu.assertEquals(core.nft(""), "")
 	lu.assertEquals(core.nft("# only a comment\n"), "")
 end
+
+-- libnftables is opened on the first nft call, not when brisk.core loads.
+-- Both checks run in a fresh lua5.4: this process has long loaded it.
+local function mapped_code(call)
+	return 'local core = require "brisk.core"\n'
+		.. 'local function mapped() return io.open("/proc/self/maps"):read("a"):find("libnftables", 1, true) ~= nil end\n'
+		.. 'io.write(tostring(mapped()), " ")\n'
+		.. call .. '\n'
+		.. 'io.write(tostring(mapped()), "\\n")\n'
+end
+
+function TestNft:test_libnftables_loaded_on_first_call()
+	local out = H.must(H.lua_cmd(mapped_code('assert(core.nft("list tables") == "")')))
+	lu.assertEquals(out, "false true\n")
+	-- a bad-arguments raise comes before the library is opened
+	out = H.must(H.lua_cmd(mapped_code('assert(not pcall(core.nft, "list ruleset", nil, { jsno = true }))')))
+	lu.assertEquals(out, "false false\n")
+end
+
+-- The file the dynamic linker maps for libnftables.so.1 (symlinks resolved).
+local function libnftables_path()
+	local out = H.must(H.lua_cmd('local core = require "brisk.core"; assert(core.nft("list tables"))\n'
+		.. 'for l in io.lines("/proc/self/maps") do local p = l:match("%s(/%S*libnftables%S*)$")\n'
+		.. 'if p then print(p) break end end'))
+	return (H.must("realpath " .. H.q(out:gsub("%s+$", ""))):gsub("%s+$", ""))
+end
+
+function TestNft:test_missing_libnftables_is_a_failure_not_a_crash()
+	local lib = libnftables_path()
+	lu.assertStrContains(lib, "libnftables.so.1")
+	local ns = H.netns_add(H.name("nftns"))
+	assert(core.nft("add table inet keep", ns))
+	local before, before_here = ruleset(ns), ruleset()
+	local code = 'local core = require "brisk.core"\n'
+		.. 'local function fds() local n = 0 for _ in io.popen("ls /proc/self/fd"):lines() do n = n + 1 end return n end\n'
+		.. 'local f0 = fds()\n'
+		.. 'for _, args in ipairs({ { "add table inet gone" }, { "add table inet gone", ' .. ("%q"):format(ns) .. ' } }) do\n'
+		.. '  for _ = 1, 2 do print(core.nft(table.unpack(args))) end\n'
+		.. 'end\n'
+		.. 'local h <close> = assert(core.open())\n'
+		.. 'print(h:nft("list tables"))\n'
+		.. 'print(pcall(core.nft, {}))\n'
+		.. 'print("fds", fds() - f0, core.errno.ENOENT)\n'
+	-- hide the library in a mount namespace of the child's own
+	local ok, out = H.sh("unshare -m --propagation private sh -c " .. H.q("mount --bind /dev/null " .. H.q(lib)
+		.. " && " .. H.lua_cmd(code)))
+	lu.assertTrue(ok, out)
+	local lines = {}
+	for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+	lu.assertEquals(#lines, 7, out)
+	local enoent = tostring(core.errno.ENOENT)
+	for i = 1, 5 do
+		-- every call fails the same way (a failed load is not retried)
+		lu.assertStrMatches(lines[i], "nil\tnft: cannot load libnftables%.so%.1: .+\t" .. enoent)
+	end
+	lu.assertStrContains(lines[1], "libnftables.so.1")
+	lu.assertStrMatches(lines[6], "false\t.*bad argument #1.*")
+	lu.assertEquals(lines[7], "fds\t0\t" .. enoent)
+	lu.assertEquals(ruleset(ns), before)
+	lu.assertEquals(ruleset(), before_here)
+	-- the brisk program runs a command that needs no firewall without it
+	local dir = H.tmpdir()
+	ok, out = H.sh("unshare -m --propagation private sh -c " .. H.q("mount --bind /dev/null " .. H.q(lib)
+		.. " && " .. H.q(H.BIN) .. " --state-dir " .. H.q(dir) .. " network ls"))
+	H.rmtree(dir)
+	lu.assertTrue(ok, out)
+	H.netns_del(ns)
+end
