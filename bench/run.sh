@@ -59,14 +59,20 @@ meta() { echo "META $1=$2" >>"$raw"; }
 
 # The kernel frees a namespace's devices after its last user is gone, on a
 # work queue: wait until the count of live namespaces is back near where it
-# started (other jobs on the machine may hold a few), at most 120 s.
+# started (other jobs on the machine may hold a few), or has stopped falling
+# for 3 s (the slab's count includes objects cached per CPU, so it may settle
+# above the start), at most 120 s.
 netns_live() { awk '/^net_namespace / { print $2 }' /proc/slabinfo 2>/dev/null || echo 0; }
 base_ns=$(netns_live)
 settle() {
-	local t
+	local t n last=-1 still=0
 	sync
 	for ((t = 0; t < 240; t++)); do
-		[ "$(netns_live)" -le $((base_ns + 50)) ] && return
+		n=$(netns_live)
+		[ "$n" -le $((base_ns + 50)) ] && return
+		if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0; fi
+		[ "$still" -ge 6 ] && return
+		last=$n
 		sleep 0.5
 	done
 	log "warning: namespaces still being freed after 120 s"

@@ -449,7 +449,9 @@ cli.register {
 	summary = "compare the stored networks with the kernel",
 	usage = "",
 	description = "Prints each difference (drift) between the state directory and the kernel and\n"
-		.. "exits 1, or prints 'no drift' and exits 0.",
+		.. "exits 1, or prints 'no drift' and exits 0. A create that was interrupted (the\n"
+		.. "process was killed between its first kernel change and its final store write)\n"
+		.. "is reported with what it left: 'network restore' finishes a network, 'rm' undoes it.",
 	example = { "brisk network check", "brisk network check --json" },
 	max_args = 0,
 	list = true,
