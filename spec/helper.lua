@@ -64,6 +64,24 @@ function H.rmtree(p)
 	os.execute("rm -rf " .. H.q(p))
 end
 
+-- The scratch directories of the running test (H.scratch), removed by
+-- H.scratch_cleanup (a tearDown).
+local scratch = {}
+
+--- A fresh directory /tmp/brisk-TAG-XXXXXX, removed by the next
+--- H.scratch_cleanup.
+function H.scratch(tag)
+	local d = H.must("mktemp -d /tmp/brisk-" .. (tag or "spec") .. "-XXXXXX"):gsub("%s+$", "")
+	scratch[#scratch + 1] = d
+	return d
+end
+
+--- Remove every directory H.scratch made since the last call.
+function H.scratch_cleanup()
+	for _, d in ipairs(scratch) do os.execute("rm -rf " .. H.q(d)) end
+	scratch = {}
+end
+
 --- The permission bits of a path in octal, as `stat -c %a` gives them.
 function H.mode_of(p)
 	return (H.must("stat -c %a " .. H.q(p)):gsub("%s+$", ""))
@@ -85,6 +103,20 @@ function H.brisk_in(dir, args)
 	os.remove(out)
 	os.remove(err)
 	return code, o, e
+end
+
+--- Run the program `opts.bin` (default the built brisk) with `args` (a
+--- shell-quoted string) in `opts.cwd` (default a scratch directory), with
+--- `opts.env` ("K=V ...") and stdin from `opts.stdin` (default /dev/null);
+--- returns code, stdout, stderr.
+function H.run(args, opts)
+	opts = opts or {}
+	local d = H.scratch("run")
+	local cmd = string.format("cd %s && env %s %s %s <%s >%s/out 2>%s/err",
+		H.q(opts.cwd or d), opts.env or "", H.q(opts.bin or H.BIN), args or "",
+		opts.stdin and H.q(opts.stdin) or "/dev/null", d, d)
+	local _, _, code = os.execute(cmd)
+	return code, H.slurp(d .. "/out"), H.slurp(d .. "/err")
 end
 
 --- H.brisk_in that must exit 0 (a test failure otherwise); returns stdout, stderr.

@@ -6,29 +6,12 @@ local cjson = require "cjson"
 
 local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
-local tmpdirs = {}
-local function tmpdir()
-	local d = H.must("mktemp -d /tmp/brisk-cli-XXXXXX"):gsub("%s+$", "")
-	tmpdirs[#tmpdirs + 1] = d
-	return d
-end
+local function tmpdir() return H.scratch("cli") end
+local cleanup = H.scratch_cleanup
 
 --- Run BIN with `args` (a shell-quoted string); returns code, stdout, stderr.
-local function brisk(args, opts)
-	opts = opts or {}
-	local d = tmpdir()
-	local env = opts.env or ""
-	local cmd = string.format("cd %s && env %s %s %s <%s >%s/out 2>%s/err",
-		q(opts.cwd or d), env, q(opts.bin or BIN), args or "",
-		opts.stdin and q(opts.stdin) or "/dev/null", d, d)
-	local _, _, code = os.execute(cmd)
-	return code, slurp(d .. "/out"), slurp(d .. "/err")
-end
+local brisk = H.run
 
-local function cleanup()
-	for _, d in ipairs(tmpdirs) do os.execute("rm -rf " .. q(d)) end
-	tmpdirs = {}
-end
 
 -- A tree with command modules under brisk/cli/ for lazy loading.
 local FAKE = [[
@@ -878,7 +861,7 @@ local cli = require "brisk.cli"
 local p = cli.progress(3, "restore")
 for _, n in ipairs({ "alpha", "beta", "gamma" }) do
 	p:step(n)
-	os.execute("sleep 0.2")
+	os.execute("sleep 0.5")
 end
 os.execute("sleep 0.8")
 p:done()
@@ -905,11 +888,12 @@ function TestCliProgress:test_shows_on_a_terminal()
 	local socket = H.must(tmux .. " display-message -p '#{socket_path}'"):gsub("%s+$", "")
 	local function wait(text)
 		local screen
-		for _ = 1, 100 do
+		local deadline = os.time() + 15
+		repeat
 			screen = select(2, H.sh(tmux .. " capture-pane -p -t p"))
 			if screen:find(text, 1, true) then return screen end
 			os.execute("sleep 0.03")
-		end
+		until os.time() > deadline
 		H.sh(tmux .. " kill-server")
 		lu.fail("screen never showed " .. text .. ":\n" .. screen)
 	end

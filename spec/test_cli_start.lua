@@ -6,27 +6,12 @@ local H = require "helper"
 
 local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
-local tmpdirs = {}
-local function tmpdir()
-	local d = H.must("mktemp -d /tmp/brisk-start-XXXXXX"):gsub("%s+$", "")
-	tmpdirs[#tmpdirs + 1] = d
-	return d
-end
+local function tmpdir() return H.scratch("start") end
+local cleanup = H.scratch_cleanup
 
-local function cleanup()
-	for _, d in ipairs(tmpdirs) do os.execute("rm -rf " .. q(d)) end
-	tmpdirs = {}
-end
 
 --- Run `bin` (default BIN) with `args` in `cwd`; returns code, stdout, stderr.
-local function run(args, opts)
-	opts = opts or {}
-	local d = tmpdir()
-	local cmd = string.format("cd %s && env %s %s %s </dev/null >%s/out 2>%s/err",
-		q(opts.cwd or d), opts.env or "", q(opts.bin or BIN), args, d, d)
-	local _, _, code = os.execute(cmd)
-	return code, slurp(d .. "/out"), slurp(d .. "/err")
-end
+local run = H.run
 
 -- The line of `file` (under ROOT) where `text` first occurs.
 local function line_of(file, text)

@@ -78,13 +78,7 @@ local chunk = assert(loadfile(arg[1]))
 chunk(table.unpack(arg, 2))
 ]]
 
-local tmp = {}
-
-local function tmpdir()
-	local d = H.must("mktemp -d /tmp/brisk-examples-XXXXXX"):gsub("%s+$", "")
-	tmp[#tmp + 1] = d
-	return d
-end
+local function tmpdir() return H.scratch("examples") end
 
 -- ip -j's view of a namespace, one object a line, less what the kernel
 -- changes on its own (operstate, IPv6 link-local addresses appearing as
@@ -218,8 +212,7 @@ end
 
 function TestExamples:tearDown()
 	H.reset()
-	for _, d in ipairs(tmp) do os.execute("rm -rf " .. q(d)) end
-	tmp = {}
+	H.scratch_cleanup()
 end
 
 function TestExamples:test_quickstart()

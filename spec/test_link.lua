@@ -28,11 +28,12 @@ local function sleep(s) os.execute("sleep " .. s) end
 -- (carrier and operstate change asynchronously).
 local function eventually(fn)
 	local ok, err
-	for _ = 1, 40 do
+	local deadline = os.time() + 10
+	repeat
 		ok, err = pcall(fn)
 		if ok then return end
 		sleep(0.05)
-	end
+	until os.time() > deadline
 	error(err, 2)
 end
 

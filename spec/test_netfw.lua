@@ -84,7 +84,11 @@ function TestNetFirewall:test_masquerade_and_internal()
 		"c,a=s.accept();print(a[0])\""
 	local p = io.popen("timeout 5 " .. server)
 	H.sh("sleep 0.3")
-	H.sh("ip netns exec p1 /usr/bin/python3 -c \"import socket;socket.create_connection(('192.0.2.2',9000),2)\"")
+	-- the server may still be starting: the client retries for 5 s
+	local client = "import socket, time\nfor _ in range(50):\n    try:\n" ..
+		"        socket.create_connection(('192.0.2.2', 9000), 2)\n        break\n" ..
+		"    except OSError:\n        time.sleep(0.1)\n"
+	H.sh("ip netns exec p1 /usr/bin/python3 -c " .. H.q(client))
 	local seen = p:read("a")
 	p:close()
 	lu.assertEquals(seen:gsub("%s", ""), "192.0.2.1")

@@ -495,14 +495,16 @@ function TestReplTty:screen()
 	return out
 end
 
--- Wait (at most 3 s) until the screen shows `text`; returns the screen.
+-- Wait (at most 15 s: a loaded machine can be slow to start a process)
+-- until the screen shows `text`; returns the screen.
 function TestReplTty:wait(text)
 	local screen
-	for _ = 1, 60 do
+	local deadline = os.time() + 15
+	repeat
 		screen = self:screen()
 		if screen:find(text, 1, true) then return screen end
 		os.execute("sleep 0.05")
-	end
+	until os.time() > deadline
 	lu.fail("screen never showed " .. string.format("%q", text) .. ":\n" .. screen)
 end
 

@@ -90,31 +90,28 @@ function ipam.allocate(net, family, owner)
 	if limit > 1 << 24 then limit = 1 << 24 end
 	local key = family == 4 and "next4" or "next6"
 	local start = net.ipam[key] or 1
+	-- the n-th address of the range as text, and whether it is the
+	-- subnet's own address. IPv4 counts in integers: a new process walks
+	-- from the first address past every one in use, so each step must be
+	-- cheap.
+	local nth
 	if family == 4 then
-		-- the same walk over integers: a new process walks from the first
-		-- address past every one in use, so each step must be cheap
-		local base = M.v4_range(range)
-		local net_lo = M.v4_range(subnet)
-		for i = 0, limit - 1 do
-			local n = (start - 1 + i) % limit + 1
-			if n < size then
-				local a = base + n
-				local s = string.format("%d.%d.%d.%d", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
-				if not book[s] and not res[s] and s ~= bcast and a ~= net_lo then
-					book[s] = owner
-					net.ipam[key] = n + 1
-					return s
-				end
-			end
+		local base, net_lo = M.v4_range(range), M.v4_range(subnet)
+		nth = function(n)
+			local a = base + n
+			return string.format("%d.%d.%d.%d", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255), a == net_lo
 		end
-		return fail(string.format("address pool of network %s exhausted", net.name), errno.ENOSPC)
+	else
+		nth = function(n)
+			local ip = ipnet.host(range, n)
+			return ipnet.format(ip), same_ip(ip, subnet)
+		end
 	end
 	for i = 0, limit - 1 do
 		local n = (start - 1 + i) % limit + 1
 		if n < size then
-			local ip = ipnet.host(range, n)
-			local s = ipnet.format(ip)
-			if not book[s] and not res[s] and s ~= bcast and not same_ip(ip, subnet) then
+			local s, is_net = nth(n)
+			if not book[s] and not res[s] and s ~= bcast and not is_net then
 				book[s] = owner
 				net.ipam[key] = n + 1
 				return s
