@@ -246,6 +246,21 @@ function H.snapshot(netns)
 	})
 end
 
+--- Fail (a LuaUnit failure) unless two state texts are the same, naming
+--- the first line that differs and `what` ("state" by default).
+function H.assert_same_text(actual, expected, what)
+	if actual == expected then return end
+	local al, el = {}, {}
+	for l in (actual .. "\n"):gmatch("(.-)\n") do al[#al + 1] = l end
+	for l in (expected .. "\n"):gmatch("(.-)\n") do el[#el + 1] = l end
+	for i = 1, math.max(#al, #el) do
+		if al[i] ~= el[i] then
+			require("luaunit").fail(string.format("%s: line %d differs\n  now:    %s\n  before: %s",
+				what or "state", i, tostring(al[i]):sub(1, 300), tostring(el[i]):sub(1, 300)))
+		end
+	end
+end
+
 --- Flush the ruleset and delete every link but lo in the current namespace,
 --- and every named namespace: run between tests.
 function H.reset()

@@ -52,19 +52,6 @@ local function world(dir)
 	return table.concat(parts, "\n")
 end
 
--- The first line where two worlds differ, for the failure message.
-local function first_difference(a, b)
-	local la, lb = {}, {}
-	for l in (a .. "\n"):gmatch("([^\n]*)\n") do la[#la + 1] = l end
-	for l in (b .. "\n"):gmatch("([^\n]*)\n") do lb[#lb + 1] = l end
-	for i = 1, math.max(#la, #lb) do
-		if la[i] ~= lb[i] then
-			return string.format("line %d:\n  before: %s\n  after:  %s", i,
-				tostring(la[i]):sub(1, 300), tostring(lb[i]):sub(1, 300))
-		end
-	end
-	return "(same)"
-end
 
 ---------------------------------------------------------------------------
 -- Running a row
@@ -411,10 +398,7 @@ for i, r in ipairs(ROWS) do
 			lu.assertFalse(ok, "misuse must raise")
 			lu.assertStrContains(tostring(err), msg)
 		end
-		local after = world(self.dir)
-		if after ~= before then
-			lu.fail("kernel or store changed: " .. first_difference(before, after))
-		end
+		H.assert_same_text(world(self.dir), before, "kernel or store changed")
 	end
 end
 

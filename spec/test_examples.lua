@@ -114,19 +114,7 @@ local function world(dir, keep_link)
 		"\n")
 end
 
--- Fail naming the first line where two state texts differ.
-local function same(actual, expected, what)
-	if actual == expected then return end
-	local al, el = {}, {}
-	for l in (actual .. "\n"):gmatch("(.-)\n") do al[#al + 1] = l end
-	for l in (expected .. "\n"):gmatch("(.-)\n") do el[#el + 1] = l end
-	for i = 1, math.max(#al, #el) do
-		if al[i] ~= el[i] then
-			lu.fail(string.format("%s: line %d differs\n  now:    %s\n  before: %s", what or "state", i,
-				tostring(al[i]), tostring(el[i])))
-		end
-	end
-end
+local same = H.assert_same_text
 
 -- Run an example through the witness. Returns code, stdout, stderr, shots.
 -- o: `checks` (shell commands run after each up), `plain` (lua5.4, no

@@ -70,30 +70,9 @@ local function deep_world(dir)
 	return table.concat(parts, "\n")
 end
 
--- Two world texts are the same; else fail naming the first line that differs.
-local function same(actual, expected, what)
-	if actual == expected then return end
-	local al, el = {}, {}
-	for l in (actual .. "\n"):gmatch("(.-)\n") do al[#al + 1] = l end
-	for l in (expected .. "\n"):gmatch("(.-)\n") do el[#el + 1] = l end
-	for i = 1, math.max(#al, #el) do
-		if al[i] ~= el[i] then
-			lu.fail(string.format("%s: line %d differs\n  now:    %s\n  before: %s", what or "state", i,
-				tostring(al[i]), tostring(el[i])))
-		end
-	end
-end
+local same = H.assert_same_text
 
-local function ns_addrs(ns, dev)
-	local t = {}
-	for _, l in ipairs(H.ip("-n " .. ns .. " addr show dev " .. dev)) do
-		for _, a in ipairs(l.addr_info or {}) do
-			if a.scope == "global" then t[#t + 1] = string.format("%s/%d", a["local"], a.prefixlen) end
-		end
-	end
-	table.sort(t)
-	return t
-end
+local function ns_addrs(ns, dev) return H.addrs(dev, { netns = ns, global = true }) end
 
 local function ping(ns, ip)
 	return (H.sh("ip netns exec " .. ns .. " ping -c 1 -W 2 " .. ip))

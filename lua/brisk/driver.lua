@@ -735,19 +735,30 @@ function D:apply_resolved(net)
 	return net
 end
 
--- Undo what an interrupted create (a record still "creating") may have
--- left: its firewall rules, and the bridge when brisk was making it. The
--- journal died with the process, so this goes by the record's names.
-local function undo_interrupted(self, net)
-	if self.fw then
-		local ok, msg, err = self.fw.network_del(function(s, o) return self.h:nft(s, o) end, M.fw_net(net))
-		if not ok then return nil, msg, err end
-	end
+--- The nftables runner the firewall module takes: the driver's handle.
+function D:nft_runner()
+	return function(s, o) return self.h:nft(s, o) end
+end
+
+-- The bridge an interrupted create (a record still "creating") was making,
+-- when brisk was making it: the journal died with the process, so this
+-- goes by the record's names.
+local function del_interrupted_bridge(self, net)
 	if net.creator == "brisk" then
 		local ok, msg, err = self.h:link_del(net.bridge)
 		if not ok and err ~= core.errno.ENODEV then return nil, msg, err end
 	end
 	return true
+end
+
+-- Undo what an interrupted create may have left: its firewall elements and
+-- its bridge.
+local function undo_interrupted(self, net)
+	if self.fw then
+		local ok, msg, err = self.fw.network_del(self:nft_runner(), M.fw_net(net))
+		if not ok then return nil, msg, err end
+	end
+	return del_interrupted_bridge(self, net)
 end
 
 --- Apply a plan made by plan_network (the same operations, if the state
@@ -880,14 +891,13 @@ function D:restore(o)
 	self.store:transaction(function()
 		for _, net in ipairs(self.store:list("network")) do
 			-- the firewall is rebuilt whole, as libnetwork does after a restart
-			if self.fw then
-				self.fw.network_del(function(s, o) return self.h:nft(s, o) end, M.fw_net(net))
-			end
+			if self.fw then self.fw.network_del(self:nft_runner(), M.fw_net(net)) end
 			local log, msg
 			local interrupted = net.state == "creating"
 			if interrupted then
-				-- an interrupted create: undone, then run again from the start
-				log, msg = undo_interrupted(self, net)
+				-- an interrupted create: undone (its firewall just went), then run
+				-- again from the start
+				log, msg = del_interrupted_bridge(self, net)
 				if log then log, msg = apply_network(self, net) end
 				if log then
 					net.state, net.journal = nil, nil
@@ -929,7 +939,8 @@ end
 function D:_check()
 	local drift = {}
 	local function add(fmt, ...) drift[#drift + 1] = string.format(fmt, ...) end
-	for _, net in ipairs(self.store:list("network")) do
+	local nets = self.store:list("network", true)
+	for _, net in ipairs(nets) do
 		local l = self.h:link_get(net.bridge)
 		if net.state == "creating" then
 			add("network %s: its create was interrupted (bridge %s %s); 'brisk network restore' "
@@ -966,17 +977,17 @@ function D:_check()
 		if self.check_endpoints then self:check_endpoints(net, add) end
 	end
 	if self.fw then
-		local nets, ports = {}, {}
-		for _, net in ipairs(self.store:list("network")) do
+		local fwnets, ports = {}, {}
+		for _, net in ipairs(nets) do
 			-- what an interrupted create programmed is not expected: it shows as extra
-			if net.state ~= "creating" then nets[#nets + 1] = M.fw_net(net) end
+			if net.state ~= "creating" then fwnets[#fwnets + 1] = M.fw_net(net) end
 			for _, ep in ipairs(self.endpoints and self:endpoints(net.id) or {}) do
 				for _, p in ipairs(ep.state ~= "creating" and ep.ports or {}) do
 					ports[#ports + 1] = { net = M.fw_net(net), ep = { id = ep.id }, mapping = p }
 				end
 			end
 		end
-		local fwd = self.fw.check(function(s, o) return self.h:nft(s, o) end, nets, ports)
+		local fwd = self.fw.check(self:nft_runner(), fwnets, ports)
 		for _, m in ipairs(fwd or {}) do add("firewall: %s", m) end
 	end
 	return drift

@@ -343,8 +343,14 @@ local function resolve_endpoint(self, net, spec)
 	return ep
 end
 
+-- Whether a sandbox reference names a namespace that does not exist yet
+-- (the flow then creates it).
+local function netns_to_create(ref)
+	return type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref)
+end
+
 local function open_sandbox(self, ref, ctx)
-	if type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref) then
+	if netns_to_create(ref) then
 		local ok, msg, err = core.netns_add(ref)
 		if not ok then return nil, msg, err end
 		ctx.created_netns = ref
@@ -397,17 +403,13 @@ end
 -- process killed half way leaves something `check` reports and
 -- `delete_endpoint` / `restore` undo: the host veth (the pair goes with
 -- it), the namespace when the flow creates it, the published ports.
-local function write_intent(self, ep, ref)
+local function write_intent(self, ep, ref, creates_netns)
 	local intent = {}
 	for k, v in pairs(ep) do intent[k] = v end
 	intent.generated_names, intent.prefix, intent.sandbox = nil, nil, nil
 	intent.state = "creating"
-	if ref ~= nil then
-		intent.netns = ref
-		if type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref) then
-			intent.created_netns = ref
-		end
-	end
+	intent.netns = ref
+	if creates_netns then intent.created_netns = ref end
 	local ok, msg, err = self.store:put("endpoint", intent)
 	if not ok then
 		return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(msg), M.store_errno(err)
@@ -443,12 +445,13 @@ function D:create_endpoint(netkey, spec)
 		if not ep then return nil, msg, err end
 		local ctx = { driver = self, firewall = self.fw, network = net }
 		ctx.journal = handle.journal(self.h)
-		local ref, rmsg, hs
+		local ref, rmsg, hs, creates_netns
 		if spec.netns ~= nil then
 			ref, rmsg = sandbox_ref(spec.netns)
 			if not ref then return fail(rmsg) end
+			creates_netns = netns_to_create(ref)
 			-- a namespace that exists is opened now: a bad one fails having written nothing
-			if not (type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref)) then
+			if not creates_netns then
 				local smsg, serr
 				hs, smsg, serr = core.open(ref)
 				if not hs then return nil, smsg, serr end
@@ -457,7 +460,7 @@ function D:create_endpoint(netkey, spec)
 			ep.peer_ifname = veth_name()
 		end
 		-- the intent, stored before the first kernel change (see apply_resolved)
-		local intent, imsg, ierr = write_intent(self, ep, ref)
+		local intent, imsg, ierr = write_intent(self, ep, ref, creates_netns)
 		if not intent then
 			if hs then hs:close() end
 			return nil, imsg, ierr
@@ -520,7 +523,7 @@ function D:plan_endpoint(netkey, spec)
 		if spec.netns ~= nil then
 			local ref, rmsg = sandbox_ref(spec.netns)
 			if not ref then return fail(rmsg) end
-			if type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref) then
+			if netns_to_create(ref) then
 				r.ops[#r.ops + 1] = { op = "netns_add", args = { ref } }
 				ctx.sandbox = handle.recorder(handle.fresh_namespace())
 			else
@@ -658,8 +661,7 @@ function D:delete_endpoint(epkey)
 		local net = self:network(ep.network)
 		if ep.state == "creating" and self.fw and ep.ports then
 			-- an interrupted create: its bindings were never stored, its rules go by their tag
-			local ok, msg, err = self.fw.ports_purge(function(s, o) return self.h:nft(s, o) end,
-				ep.bridge, ep.id)
+			local ok, msg, err = self.fw.ports_purge(self:nft_runner(), ep.bridge, ep.id)
 			if not ok then return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err end
 		elseif self.fw and ep.ports and #ep.ports > 0 and self.fw.unpublish_ports then
 			local ok, msg, err = self.fw.unpublish_ports(self.h, ep, { driver = self, network = net })

@@ -39,6 +39,7 @@ local driver = require "brisk.driver"
 local ipnet = require "brisk.ipnet"
 local netopts = require "brisk.netopts"
 local schema = require "brisk.schema"
+local copy = require("brisk.handle").copy
 
 local M = {}
 
@@ -86,13 +87,6 @@ end
 ---------------------------------------------------------------------------
 -- Small helpers
 ---------------------------------------------------------------------------
-
-local function copy(v)
-	if type(v) ~= "table" then return v end
-	local t = {}
-	for k, x in pairs(v) do t[k] = copy(x) end
-	return t
-end
 
 local function equal(a, b)
 	if type(a) ~= type(b) then return false end
