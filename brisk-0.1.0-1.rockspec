@@ -55,6 +55,7 @@ build = {
       lua = {
          ["brisk"] = "lua/brisk/init.lua",
          ["brisk.cli"] = "lua/brisk/cli.lua",
+         ["brisk.cli.daemon"] = "lua/brisk/cli/daemon.lua",
          ["brisk.cli.down"] = "lua/brisk/cli/down.lua",
          ["brisk.cli.endpoint"] = "lua/brisk/cli/endpoint.lua",
          ["brisk.cli.graph"] = "lua/brisk/cli/graph.lua",

@@ -13,7 +13,8 @@
 #
 # The workload (bench/lib.sh) is built from scratch by each tool in a fresh
 # namespace: brisk's Lua API (bench/brisk_api.lua), brisk's CLI
-# (bench/brisk_cli.sh), `ip -batch` (bench/ip_batch.sh), plain `ip`
+# (bench/brisk_cli.sh; with a brisk daemon serving it,
+# bench/brisk_cli_daemon.sh), `ip -batch` (bench/ip_batch.sh), plain `ip`
 # (bench/ip_plain.sh), pyroute2 (bench/pyroute2_bench.py) and the CNI bridge
 # plugin (bench/cni_bench.sh). bench/verify.py checks every result; teardown
 # is not timed (the namespace goes when its isolate exits, and the next run
@@ -89,6 +90,7 @@ measure() {
 	brisk_api_tmpfs) cmd=(sh -c 'mkdir -p "$2" && mount -t tmpfs bench-state "$2" &&
 		exec lua5.4 bench/brisk_api.lua "$1" "$2"' sh "$n" "$work/state") ;;
 	brisk_cli) cmd=(bench/brisk_cli.sh "$n" "$work/state") ;;
+	brisk_cli_daemon) cmd=(bench/brisk_cli_daemon.sh "$n" "$work/state") ;;
 	ip_batch) cmd=(bench/ip_batch.sh "$n") ;;
 	ip_plain) cmd=(bench/ip_plain.sh "$n") ;;
 	pyroute2) cmd=(/usr/bin/python3 bench/pyroute2_bench.py "$n") ;;
@@ -103,7 +105,7 @@ measure() {
 	log "  $line"
 }
 
-tools=(brisk_api brisk_api_tmpfs brisk_cli ip_batch ip_plain)
+tools=(brisk_api brisk_api_tmpfs brisk_cli brisk_cli_daemon ip_batch ip_plain)
 if /usr/bin/python3 -c 'import pyroute2' 2>/dev/null; then
 	tools+=(pyroute2 pyroute2_nofork pyroute2_netns)
 else

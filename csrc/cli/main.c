@@ -45,6 +45,8 @@
  * it is opened with dlopen when the REPL first edits a line. */
 #include <editline/readline.h>
 
+#include "daemon.h"
+
 #define HISTORY_MAX 1000
 
 #ifndef BRISK_LIBEDIT
@@ -341,6 +343,7 @@ static const luaL_Reg host_funcs[] = {
 	{ "write_history", host_write_history },
 	{ "set_completer", host_set_completer },
 	{ "isatty", host_isatty },
+	{ "serve", brisk_host_serve },
 	{ NULL, NULL }
 };
 
@@ -591,10 +594,15 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
-	lua_State *L = luaL_newstate();
+	lua_State *L;
 	lua_Integer code = 1;
 	int status;
+	const char *host = getenv("BRISK_HOST");
 
+	/* A daemon named by $BRISK_HOST runs the command (brisk daemon). */
+	if (host && *host && (code = brisk_forward(host, argc, argv)) >= 0)
+		return (int)code;
+	L = luaL_newstate();
 	if (L == NULL) {
 		fputs("brisk: cannot create Lua state: not enough memory\n", stderr);
 		return 1;

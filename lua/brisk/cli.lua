@@ -805,6 +805,9 @@ local function dispatch(argv, ctx)
 		end
 		unknown_command(rest)
 	end
+	-- a daemon's filter (brisk.cli.daemon) leaves some commands to the caller
+	if ctx.filter and not ctx.filter(spec) then return nil end
+	if ctx.served then ctx.served.command = spec.name end
 	if help then
 		stdout:write(M.command_help(spec.name), "\n")
 		return 0
@@ -833,10 +836,15 @@ end
 
 --- Run the brisk command line.
 -- @tparam table argv the arguments (argv[0] may hold the program name)
--- @treturn integer exit code: 0 success, 1 failure, 2 usage error
-function M.main(argv)
+-- @tparam[opt] table served for a daemon (brisk.cli.daemon): `filter`, a
+--   function(spec) that says whether this process runs the command (when
+--   it says no, main returns nil having done nothing); main sets
+--   `served.command` to the command's name
+-- @treturn integer|nil exit code: 0 success, 1 failure, 2 usage error
+function M.main(argv, served)
 	argv = argv or {}
 	local ctx = new_ctx(argv)
+	if served then ctx.served, ctx.filter = served, served.filter end
 	local ok, res = xpcall(dispatch, traceback_handler, argv, ctx)
 	stdout:flush()
 	if ok then return res end

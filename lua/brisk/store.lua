@@ -90,6 +90,9 @@ local function encode_number(v)
 end
 
 local encode_value
+-- the order of object keys while M.encode runs (id_less: Lua's own `<`
+-- under the C collation, byte_less under another)
+local key_less = byte_less
 
 local function encode_table(t, indent, seen, out)
 	if seen[t] then error("cannot encode a table with cycles in JSON", 0) end
@@ -123,7 +126,7 @@ local function encode_table(t, indent, seen, out)
 	elseif strings then
 		local keys = {}
 		for k in pairs(t) do keys[#keys + 1] = k end
-		sort(keys, byte_less)
+		sort(keys, key_less)
 		out[#out + 1] = "{" .. nl
 		for i, k in ipairs(keys) do
 			out[#out + 1] = (inner or "") .. '"' .. k:gsub('[%c"\\]', esc) .. colon
@@ -162,6 +165,7 @@ end
 -- @raise on functions, userdata, cycles, NaN/inf, mixed keys
 function M.encode(v)
 	local out = {}
+	key_less = id_less()
 	encode_value(v, "", {}, out)
 	out[#out + 1] = "\n"
 	return concat(out)
@@ -944,7 +948,7 @@ function Store:_list(kind)
 		local id = name:match("^([%w_][%w_.-]*)%.json$")
 		if id then ids[#ids + 1] = id end
 	end
-	sort(ids, byte_less)
+	sort(ids, id_less())
 	local out = {}
 	for _, id in ipairs(ids) do
 		local doc, rmsg, code = self:_read(kind, id)

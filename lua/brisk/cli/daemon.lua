@@ -1,0 +1,111 @@
+--- brisk.cli.daemon: `brisk daemon`, a long-running brisk that runs the
+-- commands of `brisk` processes started with BRISK_HOST set to its socket.
+--
+-- A container runtime starts one brisk per endpoint. Without a daemon each
+-- of them starts Lua, loads brisk and reads the store's index before doing
+-- a few milliseconds of kernel work; with one, the process only hands its
+-- arguments over (csrc/cli/daemon.c) and the daemon, with brisk loaded and
+-- the store's documents parsed (reused while the store's generation says
+-- nobody else wrote), runs the command in the caller's network namespace
+-- and working directory, writing to the caller's stdout and stderr.
+--
+-- This module is the policy: which commands a daemon serves (the network
+-- and endpoint commands, version and help) and how (the caller's
+-- environment, as far as it was passed, is what os.getenv sees). The rest
+-- (repl, run, down, graph, daemon) runs in the caller, as does everything
+-- when no daemon listens. Commands run one at a time, each under the
+-- store's lock as always, so a daemon and brisk processes without one can
+-- share a state directory.
+local cli = require "brisk.cli"
+
+local M = {}
+
+M.default_socket = "/run/brisk/brisk.sock"
+
+-- Groups whose commands a daemon runs, and single commands.
+M.served_groups = { network = true, endpoint = true }
+M.served_commands = { version = true, help = true }
+
+--- Whether a daemon runs this command (a spec of cli.commands).
+function M.serves(spec)
+	local name = spec.name
+	return M.served_groups[name:match("^%S+")] == true or M.served_commands[name] == true
+end
+
+-- Modules a served command would load on first use: loaded before the
+-- daemon listens, so the first caller does not wait for them.
+local WARM = {
+	"brisk.cli.network", "brisk.cli.endpoint", "brisk.driver", "brisk.endpoint", "brisk.store",
+	"brisk.schema", "brisk.ipnet", "brisk.ports",
+}
+
+--- Run one request: argv as the caller gave it, env the variables it
+-- passed. Returns the exit code and the command's name, or nil when the
+-- command is left to the caller (nothing was done).
+function M.handle(argv, env)
+	local getenv = os.getenv
+	local served = { filter = M.serves }
+	os.getenv = function(k) return env[k] end
+	local ok, code = pcall(cli.main, argv, served)
+	os.getenv = getenv
+	if not ok then error(code, 0) end
+	return code, served.command
+end
+
+--- The socket a `brisk` started with BRISK_HOST=VALUE talks to.
+function M.socket_path(value)
+	if value == nil or value == "" then return nil end
+	return (value:gsub("^unix://", ""))
+end
+
+cli.register {
+	name = "daemon",
+	raw = true,
+	summary = "serve brisk commands to brisk processes started with BRISK_HOST",
+	usage = "[--socket PATH] [--quiet]",
+	description = "Listens on a unix socket (mode 0600) until SIGINT, SIGTERM or SIGHUP. A brisk\n"
+		.. "started with BRISK_HOST=PATH hands its command to the daemon, which runs it with\n"
+		.. "brisk already loaded (about twice as fast per command) in the caller's network\n"
+		.. "namespace and working directory, with the caller's stdin, stdout, stderr and its\n"
+		.. "BRISK_*, PATH, HOME, TERM, COLUMNS, LINES and NO_COLOR variables; the caller exits\n"
+		.. "with the command's exit code. Served: the network and endpoint commands, version\n"
+		.. "and help. Everything else, and everything when no daemon listens, runs in the\n"
+		.. "caller. A caller of another user or in another mount namespace runs its command\n"
+		.. "itself. One command at a time; each request is logged on the daemon's stderr.",
+	example = {
+		"brisk daemon --socket /run/brisk/brisk.sock &",
+		"BRISK_HOST=/run/brisk/brisk.sock brisk endpoint create --netns c1 web",
+	},
+	max_args = 0,
+	flags = {
+		{ "--socket", arg = "PATH",
+		  doc = "the socket to listen on (default: $BRISK_HOST, else " .. M.default_socket .. ")" },
+		{ "--quiet", "-q", doc = "no log line per request" },
+	},
+	run = function(o)
+		local okh, host = pcall(require, "brisk.host")
+		if not okh or type(host) ~= "table" or not host.serve then
+			cli.error("daemon: only the brisk program can serve (not a Lua interpreter)")
+		end
+		local path = o.socket or M.socket_path(os.getenv("BRISK_HOST")) or M.default_socket
+		local dir = path:match("^(.*)/[^/]*$")
+		if dir and dir ~= "" then
+			local core = require "brisk.core"
+			local ok, msg = core.mkdir_p(dir, 493)     -- 0755
+			if not ok then cli.error("daemon: " .. msg) end
+		end
+		for _, m in ipairs(WARM) do require(m) end
+		local sig, msg = host.serve(path, M.handle, {
+			quiet = o.quiet,
+			ready = function()
+				io.stderr:write(string.format("brisk daemon: listening on %s\n", path))
+				io.stderr:flush()
+			end,
+		})
+		if not sig then cli.error(msg) end
+		if not o.quiet then io.stderr:write(string.format("brisk daemon: stopped (signal %d)\n", sig)) end
+		return nil
+	end,
+}
+
+return M

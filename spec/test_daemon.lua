@@ -1,0 +1,309 @@
+-- spec/test_daemon.lua: `brisk daemon` and the brisk program's BRISK_HOST
+-- client (csrc/cli/daemon.c, lua/brisk/cli/daemon.lua). Every command is
+-- also checked against the kernel (ip -j) and the store, and against the
+-- same command run without a daemon.
+local lu = require "luaunit"
+local H = require "helper"
+local cjson = require "cjson"
+
+local BIN, q, slurp, spit = H.BIN, H.q, H.slurp, H.spit
+
+-- Start `brisk daemon` on a socket in a scratch directory; returns a handle
+-- with .sock, .log (its stderr), .pid and .p (the pipe that waits for it).
+local function start(opts)
+	opts = opts or {}
+	local d = H.scratch("daemon")
+	local dm = { dir = d, sock = opts.sock or (d .. "/brisk.sock"), log = d .. "/daemon.log" }
+	dm.p = io.popen(string.format("exec sh -c 'echo $$; exec %s daemon --socket %s %s 2>%s'",
+		q(BIN):gsub("'", "'\\''"), q(dm.sock):gsub("'", "'\\''"), opts.flags or "",
+		q(dm.log):gsub("'", "'\\''")))
+	dm.pid = tonumber(dm.p:read("l"))
+	local deadline = os.time() + 15
+	while not (slurp(dm.log) or ""):find("listening on", 1, true) do
+		if os.time() > deadline then error("daemon did not start: " .. tostring(slurp(dm.log))) end
+		os.execute("sleep 0.01")
+	end
+	return dm
+end
+
+-- Stop it with `sig` (default TERM); returns its exit code and its log.
+local function stop(dm, sig)
+	if dm.stopped then return dm.code, slurp(dm.log) end
+	os.execute("kill -" .. (sig or "TERM") .. " " .. dm.pid)
+	local _, _, code = dm.p:close()
+	dm.stopped, dm.code = true, code
+	return code, slurp(dm.log)
+end
+
+local daemons = {}
+local function daemon(opts)
+	local dm = start(opts)
+	daemons[#daemons + 1] = dm
+	return dm
+end
+
+-- The log lines of requests (not the listening/stopped lines).
+local function requests(dm)
+	local t = {}
+	for l in (slurp(dm.log) or ""):gmatch("[^\n]+") do
+		if l:match("^brisk daemon: pid %d+: ") then t[#t + 1] = l end
+	end
+	return t
+end
+
+-- brisk ARGS (shell words) with BRISK_HOST set to the daemon's socket (or
+-- without, when dm is nil); returns code, stdout, stderr.
+local function brisk(dm, args, opts)
+	opts = opts or {}
+	local env = (opts.env or "") .. (dm and (" BRISK_HOST=" .. q(dm.sock)) or "")
+	return H.run(args, { env = env, cwd = opts.cwd, bin = opts.bin })
+end
+
+local function json(out) return cjson.decode(out) end
+
+-- Whether a shell command succeeds.
+local function sh_ok(cmd) return H.sh(cmd) == true end
+
+-- Text with the 12-digit ids (new ones differ from run to run) masked.
+local function masked(s) return (s:gsub("%x%x%x%x%x%x%x%x%x%x%x%x+", "<id>")) end
+
+---------------------------------------------------------------------------
+TestDaemon = {}
+
+-- State directories of the running test, whose networks tearDown removes.
+local stores = {}
+local function store()
+	local st = H.scratch("st")
+	stores[#stores + 1] = st
+	return st
+end
+
+function TestDaemon:setUp()
+	self.ns = {}
+end
+
+function TestDaemon:tearDown()
+	for _, dm in ipairs(daemons) do stop(dm) end
+	daemons = {}
+	for _, n in ipairs(self.ns) do H.netns_del(n) end
+	-- what the tests made here, removed as brisk removes it (bridge,
+	-- firewall elements); those in the namespaces above went with them
+	for _, st in ipairs(stores) do
+		local _, out = brisk(nil, "--state-dir " .. q(st) .. " network ls --json")
+		local ok, nets = pcall(json, out or "")
+		for _, n in ipairs(ok and nets or {}) do
+			H.sh(q(BIN) .. " --state-dir " .. q(st) .. " network rm --force " .. n.id)
+		end
+	end
+	stores = {}
+	H.scratch_cleanup()
+end
+
+function TestDaemon:test_serves_network_and_endpoint_commands_in_the_callers_namespace()
+	local dm = daemon()
+	local st = store()
+	local ns = H.name("dns")
+	self.ns[#self.ns + 1] = ns
+	local code, out, err = brisk(dm, "--state-dir " .. q(st) .. " network create --subnet 10.61.0.0/24 dnet")
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	local nid = out:match("^(%x+)\n$")
+	lu.assertNotNil(nid, out)
+	code, out, err = brisk(dm, "--state-dir " .. q(st) .. " endpoint create --name e1 --netns " .. ns .. " dnet")
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	local eid = out:match("^(%x+)\n$")
+	lu.assertNotNil(eid, out)
+	-- the daemon ran both (its log), nothing was left to the caller
+	local reqs = requests(dm)
+	lu.assertEquals(#reqs, 2, table.concat(reqs, "\n"))
+	lu.assertStrContains(reqs[1], ": network create: exit 0,")
+	lu.assertStrContains(reqs[2], ": endpoint create: exit 0,")
+	-- the kernel: the bridge with its gateway, the namespace's eth0
+	local br = "br-" .. nid:sub(1, 12)
+	lu.assertEquals(H.addrs(br, { family = "4" }), { "10.61.0.1/24" })
+	lu.assertEquals(H.addrs("eth0", { netns = ns, family = "4" }), { "10.61.0.2/24" })
+	-- the store, read by a brisk without daemon
+	local eps = json(select(2, brisk(nil, "--state-dir " .. q(st) .. " endpoint ls --json")))
+	lu.assertEquals(#eps, 1)
+	lu.assertEquals(eps[1].id, eid)
+	lu.assertEquals(eps[1].ipv4, "10.61.0.2/24")
+	-- rm through the daemon removes both
+	lu.assertEquals((brisk(dm, "--state-dir " .. q(st) .. " endpoint rm e1")), 0)
+	lu.assertEquals((brisk(dm, "--state-dir " .. q(st) .. " network rm dnet")), 0)
+	lu.assertFalse(sh_ok("ip link show " .. br))
+	lu.assertEquals(json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), {})
+end
+
+function TestDaemon:test_same_output_and_exit_codes_as_without_daemon()
+	local dm = daemon()
+	local st = store()
+	lu.assertEquals((brisk(nil, "--state-dir " .. q(st) .. " network create --subnet 10.62.0.0/24 same")), 0)
+	local cases = {
+		"network ls", "network ls --json", "network inspect same", "endpoint ls",
+		"network inspect nosuch",                  -- exit 1
+		"network lss",                             -- usage: did you mean
+		"endpoint create --bogus same",            -- unknown flag
+		"network create --subnet 10.62.0.0/33 bad", -- invalid CIDR
+		"network create --subnet 10.62.0.0/25 ovl", -- overlap
+		"version", "--version", "help network create",
+	}
+	for _, c in ipairs(cases) do
+		local args = "--state-dir " .. q(st) .. " " .. c
+		local c1, o1, e1 = brisk(nil, args)
+		local c2, o2, e2 = brisk(dm, args)
+		lu.assertEquals(c2, c1, c)
+		lu.assertEquals(masked(o2), masked(o1), c)
+		lu.assertEquals(masked(e2), masked(e1), c)
+	end
+	lu.assertEquals(#requests(dm), #cases)
+	-- the refused creates changed nothing
+	local nets = json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json")))
+	lu.assertEquals(#nets, 1)
+end
+
+function TestDaemon:test_another_network_namespace_is_entered_and_left()
+	local dm = daemon()
+	local st = store()
+	local ns = H.name("dother")
+	H.netns_add(ns)
+	self.ns[#self.ns + 1] = ns
+	-- nsenter keeps the mount namespace (ip netns exec would not): served
+	local code, out, err = H.run(string.format("--net=/run/netns/%s %s --state-dir %s network create "
+		.. "--subnet 10.63.0.0/24 there", ns, q(BIN), q(st)),
+		{ bin = "nsenter", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	local br = "br-" .. out:match("^(%x+)"):sub(1, 12)
+	lu.assertEquals(#requests(dm), 1)
+	-- made in the caller's namespace, not in the daemon's
+	lu.assertEquals(H.addrs(br, { netns = ns, family = "4" }), { "10.63.0.1/24" })
+	lu.assertFalse(sh_ok("ip link show " .. br))
+	-- and the daemon is back in its own: the next command works here
+	local code2, out2 = brisk(dm, "--state-dir " .. q(store()) .. " network create --subnet 10.64.0.0/24 here")
+	lu.assertEquals(code2, 0)
+	local br2 = "br-" .. out2:match("^(%x+)"):sub(1, 12)
+	lu.assertEquals(H.addrs(br2, { family = "4" }), { "10.64.0.1/24" })
+	lu.assertFalse(sh_ok("ip -n " .. ns .. " link show " .. br2))
+end
+
+function TestDaemon:test_environment_and_working_directory_are_the_callers()
+	local dm = daemon()
+	local cwd = H.scratch("cwd")
+	-- BRISK_STATE_DIR from the caller's environment
+	local st = store()
+	local code = brisk(dm, "network create --subnet 10.65.0.0/24 envnet", { env = "BRISK_STATE_DIR=" .. q(st) })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(#json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), 1)
+	-- a relative --state-dir is the caller's working directory's
+	code = brisk(dm, "--state-dir rel network create --subnet 10.66.0.0/24 relnet", { cwd = cwd })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(#json(select(2, brisk(nil, "--state-dir " .. q(cwd .. "/rel") .. " network ls --json"))), 1)
+	-- the daemon's own directory got no store
+	lu.assertNil(slurp(dm.dir .. "/rel/.gen"))
+	lu.assertEquals(#requests(dm), 2)
+	for _, l in ipairs(requests(dm)) do lu.assertStrContains(l, ": network create: exit 0,") end
+	-- BRISK_DEBUG from the caller: the same traceback policy as without daemon
+	local c1, _, e1 = brisk(nil, "--state-dir " .. q(st) .. " network rm nosuch", { env = "BRISK_DEBUG=1" })
+	local c2, _, e2 = brisk(dm, "--state-dir " .. q(st) .. " network rm nosuch", { env = "BRISK_DEBUG=1" })
+	lu.assertEquals(c2, c1)
+	lu.assertEquals(e2:match("^[^\n]*"), e1:match("^[^\n]*"))
+end
+
+function TestDaemon:test_unserved_commands_and_no_daemon_run_in_the_caller()
+	local dm = daemon()
+	local d = H.scratch("script")
+	spit(d .. "/s.lua", 'print("pid-differs", require("brisk.host") ~= nil)\n')
+	local code, out = brisk(dm, "run s.lua", { cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "pid-differs\ttrue\n")
+	local reqs = requests(dm)
+	lu.assertEquals(#reqs, 1)
+	lu.assertStrContains(reqs[1], "left to the caller (not served)")
+	-- a socket nobody listens on, and no socket at all: the caller runs it
+	local st = store()
+	for _, host in ipairs{ d .. "/nothing.sock", "unix://" .. d .. "/nothing.sock" } do
+		local c = H.run("--state-dir " .. q(st) .. " network ls --json", { env = "BRISK_HOST=" .. q(host) })
+		lu.assertEquals(c, 0)
+	end
+	-- another mount namespace: /run/netns would differ, so the caller runs it
+	local c2, out2, err2 = H.run(string.format("-m %s --state-dir %s network create --subnet 10.67.0.0/24 mnt",
+		q(BIN), q(st)), { bin = "unshare", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals(err2, "")
+	lu.assertEquals(c2, 0)
+	lu.assertNotNil(out2:match("^%x+\n$"))
+	reqs = requests(dm)
+	lu.assertEquals(#reqs, 2)
+	lu.assertStrContains(reqs[2], "left to the caller (another mount namespace)")
+	lu.assertEquals(#json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), 1)
+end
+
+function TestDaemon:test_socket_lifecycle()
+	local dm = daemon()
+	lu.assertEquals(H.mode_of(dm.sock), "600")
+	-- a second daemon on the same socket refuses and leaves it alone
+	local code, _, err = H.run("daemon --socket " .. q(dm.sock))
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "a daemon already listens on " .. dm.sock)
+	lu.assertEquals(H.mode_of(dm.sock), "600")
+	lu.assertEquals((brisk(dm, "version")), 0)
+	-- SIGTERM: stops, exit 0, the socket removed
+	local c, log = stop(dm)
+	lu.assertEquals(c, 0)
+	lu.assertStrContains(log, "stopped (signal 15)")
+	lu.assertFalse(sh_ok("test -e " .. q(dm.sock)))
+	-- a socket left by a killed daemon is taken over
+	local dm2 = daemon()
+	stop(dm2, "KILL")
+	lu.assertTrue(sh_ok("test -S " .. q(dm2.sock)))
+	local dm3 = daemon{ sock = dm2.sock }
+	lu.assertEquals((brisk(dm3, "version")), 0)
+	lu.assertEquals(#requests(dm3), 1)
+	-- a path that is not a socket is refused, untouched
+	local f = H.scratch("file") .. "/plain"
+	spit(f, "keep\n")
+	code, _, err = H.run("daemon --socket " .. q(f))
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, f .. " exists and is not a socket")
+	lu.assertEquals(slurp(f), "keep\n")
+	-- an over-long path
+	code, _, err = H.run("daemon --socket /tmp/" .. string.rep("x", 120))
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "longer than 107 bytes")
+	-- an unknown flag, with a suggestion
+	code, _, err = H.run("daemon --sockt /tmp/x.sock")
+	lu.assertEquals(code, 2)
+	lu.assertStrContains(err, "did you mean '--socket'?")
+end
+
+function TestDaemon:test_concurrent_callers_get_distinct_addresses()
+	local dm = daemon{ flags = "--quiet" }
+	local st = store()
+	lu.assertEquals((brisk(dm, "--state-dir " .. q(st) .. " network create --subnet 10.68.0.0/24 conc")), 0)
+	local d = H.scratch("conc")
+	-- 4 shells, 8 endpoints each, all at once
+	local script = {}
+	for w = 1, 4 do
+		script[#script + 1] = string.format("(for i in 1 2 3 4 5 6 7 8; do BRISK_HOST=%s %s --state-dir %s "
+			.. "endpoint create --name w%d-$i conc >/dev/null 2>>%s/err || echo fail >>%s/err; done) &",
+			q(dm.sock), q(BIN), q(st), w, d, d)
+	end
+	script[#script + 1] = "wait"
+	H.must(table.concat(script, "\n"))
+	lu.assertEquals(slurp(d .. "/err") or "", "")
+	local eps = json(select(2, brisk(nil, "--state-dir " .. q(st) .. " endpoint ls --json")))
+	lu.assertEquals(#eps, 32)
+	local seen = {}
+	for _, e in ipairs(eps) do
+		lu.assertNil(seen[e.ipv4], "address given twice: " .. e.ipv4)
+		seen[e.ipv4] = true
+		-- each host side exists, on the bridge
+		local link = H.iplink(e.host_ifname)
+		lu.assertNotNil(link, e.host_ifname)
+		lu.assertEquals(link.master, e.bridge)
+	end
+	-- --quiet: no request lines
+	lu.assertEquals(#requests(dm), 0)
+	local cc, co, ce = brisk(nil, "--state-dir " .. q(st) .. " network check")
+	lu.assertEquals(cc, 0, co .. ce)
+end
