@@ -203,6 +203,21 @@ function TestDaemon:test_environment_and_working_directory_are_the_callers()
 	lu.assertNil(slurp(dm.dir .. "/rel/.gen"))
 	lu.assertEquals(#requests(dm), 2)
 	for _, l in ipairs(requests(dm)) do lu.assertStrContains(l, ": network create: exit 0,") end
+	-- the same relative path in two directories: two stores, even without
+	-- a generation file (the daemon's cache is keyed by the path it is given)
+	local cwd2 = H.scratch("cwd")
+	code = brisk(nil, "--state-dir rel network create --subnet 10.69.0.0/24 other", { cwd = cwd2 })
+	lu.assertEquals(code, 0)
+	stores[#stores + 1] = cwd .. "/rel"
+	stores[#stores + 1] = cwd2 .. "/rel"
+	for _, c in ipairs{ cwd, cwd2, cwd } do
+		os.remove(c .. "/rel/.gen")
+		os.remove(c .. "/rel/.index")
+		local _, out = brisk(dm, "--state-dir rel network ls --json", { cwd = c })
+		local nets = json(out)
+		lu.assertEquals(#nets, 1)
+		lu.assertEquals(nets[1].name, c == cwd and "relnet" or "other")
+	end
 	-- BRISK_DEBUG from the caller: the same traceback policy as without daemon
 	local c1, _, e1 = brisk(nil, "--state-dir " .. q(st) .. " network rm nosuch", { env = "BRISK_DEBUG=1" })
 	local c2, _, e2 = brisk(dm, "--state-dir " .. q(st) .. " network rm nosuch", { env = "BRISK_DEBUG=1" })
@@ -232,9 +247,16 @@ function TestDaemon:test_unserved_commands_and_no_daemon_run_in_the_caller()
 	lu.assertEquals(err2, "")
 	lu.assertEquals(c2, 0)
 	lu.assertNotNil(out2:match("^%x+\n$"))
+	-- another pid namespace: a --netns PID would name another process
+	local c3, out3, err3 = H.run(string.format("-p -f %s --state-dir %s network ls --json", q(BIN), q(st)),
+		{ bin = "unshare", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals(err3, "")
+	lu.assertEquals(c3, 0)
+	lu.assertEquals(#json(out3), 1)
 	reqs = requests(dm)
-	lu.assertEquals(#reqs, 2)
+	lu.assertEquals(#reqs, 3)
 	lu.assertStrContains(reqs[2], "left to the caller (another mount namespace)")
+	lu.assertStrContains(reqs[3], "left to the caller (another pid namespace)")
 	lu.assertEquals(#json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), 1)
 end
 

@@ -55,6 +55,7 @@
 struct req_hdr {
 	uint32_t magic, version;
 	uint64_t mnt_dev, mnt_ino;   /* the caller's mount namespace */
+	uint64_t pid_dev, pid_ino;   /* and pid namespace */
 	uint32_t argc, envc;
 };
 
@@ -75,14 +76,19 @@ static int env_passed(const char *kv)
 	return 0;
 }
 
-static int mnt_ns(uint64_t *dev, uint64_t *ino)
+/* The namespaces a served command must share with its caller: the mount
+ * namespace (/run/netns, the state directory) and the pid namespace (a
+ * --netns PID). */
+static int namespaces(uint64_t *mdev, uint64_t *mino, uint64_t *pdev, uint64_t *pino)
 {
-	struct stat st;
+	struct stat m, p;
 
-	if (stat("/proc/self/ns/mnt", &st) < 0)
+	if (stat("/proc/self/ns/mnt", &m) < 0 || stat("/proc/self/ns/pid", &p) < 0)
 		return -1;
-	*dev = (uint64_t)st.st_dev;
-	*ino = (uint64_t)st.st_ino;
+	*mdev = (uint64_t)m.st_dev;
+	*mino = (uint64_t)m.st_ino;
+	*pdev = (uint64_t)p.st_dev;
+	*pino = (uint64_t)p.st_ino;
 	return 0;
 }
 
@@ -148,7 +154,7 @@ int brisk_forward(const char *host, int argc, char **argv)
 {
 	extern char **environ;
 	static char buf[REQ_MAX];
-	struct req_hdr h = { REQ_MAGIC, REQ_VERSION, 0, 0, 0, 0 };
+	struct req_hdr h = { REQ_MAGIC, REQ_VERSION, 0, 0, 0, 0, 0, 0 };
 	struct sockaddr_un sa;
 	size_t len = sizeof(h);
 	int fds[REQ_FDS] = { 0, 1, 2, -1, -1 };
@@ -157,7 +163,7 @@ int brisk_forward(const char *host, int argc, char **argv)
 	ssize_t n;
 	char **e;
 
-	if (unix_addr(host, &sa) < 0 || mnt_ns(&h.mnt_dev, &h.mnt_ino) < 0)
+	if (unix_addr(host, &sa) < 0 || namespaces(&h.mnt_dev, &h.mnt_ino, &h.pid_dev, &h.pid_ino) < 0)
 		return REPLY_LOCAL;
 	for (i = 0; i < argc; i++)
 		if (!put_str(buf, &len, argv[i]))
@@ -237,7 +243,7 @@ struct served {
 	int own[3];     /* the daemon's own 0, 1, 2 */
 	int own_net;    /* its own network namespace */
 	int own_cwd;    /* its own working directory */
-	uint64_t mnt_dev, mnt_ino;
+	uint64_t mnt_dev, mnt_ino, pid_dev, pid_ino;
 	int quiet;
 };
 
@@ -301,6 +307,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	const char *p, *end, *why = NULL, *label = "?";
 	ssize_t n;
 
+	int base = lua_gettop(L);
+
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
@@ -335,6 +343,10 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	}
 	if (h.mnt_dev != s->mnt_dev || h.mnt_ino != s->mnt_ino) {
 		why = "another mount namespace";
+		goto answer;
+	}
+	if (h.pid_dev != s->pid_dev || h.pid_ino != s->pid_ino) {
+		why = "another pid namespace";
 		goto answer;
 	}
 	buf[n] = '\0';
@@ -407,8 +419,7 @@ answer:
 		else
 			log_line("pid %d: %s: exit %d, %.2f ms", (int)cred.pid, label, (int)code, ms_since(&t0));
 	}
-	if (lua_gettop(L) > hidx)
-		lua_settop(L, hidx);
+	lua_settop(L, base);
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
 	if (ret < 0)
@@ -506,8 +517,8 @@ int brisk_host_serve(lua_State *L)
 		s.quiet = lua_toboolean(L, -1);
 		lua_pop(L, 1);
 	}
-	if (mnt_ns(&s.mnt_dev, &s.mnt_ino) < 0)
-		return luaL_fileresult(L, 0, "/proc/self/ns/mnt");
+	if (namespaces(&s.mnt_dev, &s.mnt_ino, &s.pid_dev, &s.pid_ino) < 0)
+		return luaL_fileresult(L, 0, "/proc/self/ns");
 	lfd = listen_on(L, lua_tostring(L, 1), &sa);
 	if (lfd < 0)
 		return 2;
