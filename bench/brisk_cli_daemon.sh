@@ -17,22 +17,26 @@ require_isolated
 n=$1 state=$2
 mkdir -p "$state"
 sock="$state/brisk.sock"
-"$BRISK" daemon --quiet --socket "$sock" 2>"$state/daemon.log" &
-daemon=$!
+# its stderr comes back through the coprocess's pipe: the first line says
+# it listens (read without polling)
+coproc DAEMON { exec "$BRISK" daemon --quiet --socket "$sock" 2>&1; }
+daemon=$DAEMON_PID
 trap 'kill "$daemon" 2>/dev/null || true' EXIT
-# ready when the socket answers (the daemon binds it once brisk is loaded)
-for ((i = 0; i < 2000; i++)); do
-	[ -S "$sock" ] && break
-	sleep 0.001
-done
+read -r -t 30 ready <&"${DAEMON[0]}" || true
+case $ready in
+"brisk daemon: listening on "*) ;;
+*) echo "brisk daemon did not start: $ready" >&2; exit 1 ;;
+esac
 export BRISK_HOST=$sock
 "$BRISK" --state-dir "$state" network create --subnet "$SUBNET" bench >/dev/null
 for ((i = 1; i <= n; i++)); do
 	"$BRISK" --state-dir "$state" endpoint create --name "ep$i" --netns "ep$i" bench >/dev/null
 done
 kill "$daemon"
+rest=$(cat <&"${DAEMON[0]}" || true)
 wait "$daemon" || true
 trap - EXIT
-if [ -s "$state/daemon.log" ] && grep -qv '^brisk daemon: listening on' "$state/daemon.log"; then
-	cat "$state/daemon.log" >&2
+# --quiet: nothing but the line it stops with, unless something went wrong
+if [ -n "$rest" ] && [ "$rest" != "brisk daemon: stopped (signal 15)" ]; then
+	echo "$rest" >&2
 fi
