@@ -329,3 +329,37 @@ function TestDaemon:test_concurrent_callers_get_distinct_addresses()
 	local cc, co, ce = brisk(nil, "--state-dir " .. q(st) .. " network check")
 	lu.assertEquals(cc, 0, co .. ce)
 end
+
+function TestDaemon:test_a_daemon_killed_mid_command_is_reported_and_repairable()
+	local dm = daemon{ flags = "--quiet" }
+	local st = store()
+	local B = q(BIN) .. " --state-dir " .. q(st)
+	local N = 80
+	H.must("BRISK_HOST=" .. q(dm.sock) .. " " .. B .. " network create --subnet 10.70.0.0/24 doomed")
+	H.must("for i in $(seq " .. N .. "); do BRISK_HOST=" .. q(dm.sock) .. " " .. B
+		.. " endpoint create --name k$i doomed >/dev/null || exit 1; done")
+	-- removing the veths takes a while: the daemon is killed half way
+	local d = H.scratch("kill")
+	-- (in the background, its output away from H.must's pipe, which would
+	-- wait for it)
+	H.must(string.format("(BRISK_HOST=%s %s network rm --force doomed >%s/out 2>%s/err; echo $? >%s/rc) "
+		.. "</dev/null >/dev/null 2>&1 &", q(dm.sock), B, d, d, d))
+	local core = require "brisk.core"
+	local deadline = os.time() + 15
+	-- until it has removed some endpoints' records
+	while #(core.listdir(st .. "/endpoint") or {}) >= N and os.time() <= deadline do end
+	stop(dm, "KILL")
+	repeat os.execute("sleep 0.02") until slurp(d .. "/rc") or os.time() > deadline
+	lu.assertEquals(slurp(d .. "/rc"), "1\n")
+	lu.assertStrContains(slurp(d .. "/err"), "closed the connection before it answered")
+	lu.assertStrContains(slurp(d .. "/err"), "brisk network check")
+	-- the store still parses; whatever is left is removed by brisk without daemon
+	local c1 = brisk(nil, "--state-dir " .. q(st) .. " network ls --json")
+	lu.assertEquals(c1, 0)
+	local c2, o2, e2 = brisk(nil, "--state-dir " .. q(st) .. " network rm --force doomed")
+	lu.assertEquals(c2, 0, o2 .. e2)
+	local c3, o3, e3 = brisk(nil, "--state-dir " .. q(st) .. " network check")
+	lu.assertEquals(c3, 0, o3 .. e3)
+	lu.assertEquals(json(select(2, brisk(nil, "--state-dir " .. q(st) .. " endpoint ls --json"))), {})
+	lu.assertEquals(H.must("ip -o link show type veth | wc -l"):gsub("%s", ""), "0")
+end
