@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh [--quick | --full] [--reps R] [--out FILE]: brisk's
-# benchmarks, all in one run, every measurement in a private network
+# bench/run.sh [--quick | --full] [--reps R] [--tools T,...] [--out FILE]:
+# brisk's benchmarks, all in one run, every measurement in a private network
 # namespace of its own (scripts/isolate.sh). Never part of the test suite.
 #
 #   --full   (default) endpoints at N = 10, 100, 1000; network create with
@@ -8,6 +8,10 @@
 #   --quick  N = 10, 100; network create at 10, 100; peak RSS (~2 min)
 #   --reps R runs per tool at each N below 1000 (default 3; the median is
 #            reported; N = 1000 runs once)
+#   --tools T,...  only these endpoint rows (brisk_api, brisk_api_tmpfs,
+#            brisk_cli, brisk_cli_daemon, ip_batch, ip_plain, pyroute2,
+#            pyroute2_nofork, pyroute2_netns, cni), and no network create or
+#            RSS part: to compare a few tools with more runs
 #   --out F  where the table goes (default bench/results.txt; the raw driver
 #            lines go to F.raw)
 #
@@ -21,14 +25,15 @@
 # waits until the kernel has freed the namespaces of the last one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=full reps=3 out=bench/results.txt
+mode=full reps=3 out=bench/results.txt only=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--reps) reps=$2; shift ;;
+	--tools) only=$2; shift ;;
 	--out) out=$2; shift ;;
-	-h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -117,8 +122,19 @@ else
 	log "containernetworking-plugins missing: the CNI row is skipped"
 fi
 
+if [ -n "$only" ]; then
+	IFS=, read -r -a picked <<<"$only"
+	for t in "${picked[@]}"; do
+		case " ${tools[*]} " in
+		*" $t "*) ;;
+		*) echo "bench/run.sh: unknown or unavailable tool $t (have: ${tools[*]})" >&2; exit 2 ;;
+		esac
+	done
+	tools=("${picked[@]}")
+fi
+
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-meta command "bench/run.sh --$mode --reps $reps"
+meta command "bench/run.sh --$mode --reps $reps${only:+ --tools $only}"
 meta machine "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
 meta versions "brisk $(build/bin/brisk version 2>/dev/null | awk '{ print $2 }') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(ip -V | sed 's/ip utility, //; s/,.*//'), pyroute2 $(dpkg-query -W -f '${Version}' python3-pyroute2 2>/dev/null || echo '?'), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || echo '?'), $(lua5.4 -v | awk '{ print $1, $2 }'), Python $(/usr/bin/python3 -c 'import platform; print(platform.python_version())')"
 meta state "brisk's state dir on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }') (${TMPDIR:-/tmp}), fsync'd; the tmpfs row mounts one"
@@ -137,6 +153,13 @@ for n in "${counts[@]}"; do
 		done
 	done
 done
+
+if [ -n "$only" ]; then
+	meta runtime "$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f s", b - a }')"
+	lua5.4 bench/report.lua "$raw" >"$out"
+	cat "$out"
+	exit 0
+fi
 
 log "network create at ${netcounts[*]} existing networks"
 settle

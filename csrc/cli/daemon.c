@@ -395,7 +395,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	/* handler(argv, env) -> exit code (integer) and the command's name,
 	 * or nil: not served */
 	if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-		fprintf(stderr, "brisk: %s\n", lua_tostring(L, -1));
+		fprintf(stderr, "brisk: %s\n", lua_isstring(L, -1) ? lua_tostring(L, -1)
+			: "(an error object that is not a string)");
 		lua_pop(L, 1);
 		code = 1;
 		label = "(error)";
