@@ -65,13 +65,14 @@ cli.register {
 	usage = "[--socket PATH] [--quiet]",
 	description = "Listens on a unix socket (mode 0600) until SIGINT, SIGTERM or SIGHUP. A brisk\n"
 		.. "started with BRISK_HOST=PATH hands its command to the daemon, which runs it with\n"
-		.. "brisk already loaded (about twice as fast per command) in the caller's network\n"
-		.. "namespace and working directory, with the caller's stdin, stdout, stderr and its\n"
-		.. "BRISK_*, PATH, HOME, TERM, COLUMNS, LINES and NO_COLOR variables; the caller exits\n"
-		.. "with the command's exit code. Served: the network and endpoint commands, version\n"
-		.. "and help. Everything else, and everything when no daemon listens, runs in the\n"
-		.. "caller. A caller of another user or in another mount namespace runs its command\n"
-		.. "itself. One command at a time; each request is logged on the daemon's stderr.",
+		.. "brisk already loaded (an endpoint create in about 2/3 of the time) in the\n"
+		.. "caller's network namespace and working directory, with the caller's stdin,\n"
+		.. "stdout, stderr and its BRISK_*, PATH, HOME, TERM, COLUMNS, LINES and NO_COLOR\n"
+		.. "variables; the caller exits with the command's exit code. Served: the network\n"
+		.. "and endpoint commands, version and help. Everything else, and everything when\n"
+		.. "no daemon listens, runs in the caller, as does a caller of another user or in\n"
+		.. "another mount or pid namespace. One command at a time; each request is logged\n"
+		.. "on the daemon's stderr.",
 	example = {
 		"brisk daemon --socket /run/brisk/brisk.sock &",
 		"BRISK_HOST=/run/brisk/brisk.sock brisk endpoint create --netns c1 web",
