@@ -704,6 +704,55 @@ function TestCrash:test_rm_undoes_torn_creates()
 	lu.assertEquals(c, 0, out)
 end
 
+-- A generated veth name taken by a link brisk did not make, then a crash
+-- right after the pair is made under the next name: the record names the
+-- pair that exists, and undoing it leaves the other link alone.
+local CRASH_AFTER_COLLISION = [==[
+local ROOT, DIR = arg[1], arg[2]
+package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+package.cpath = ROOT .. "/build/lib/?.so;" .. package.cpath
+local driver = require "brisk.driver"
+local names = { "vethc011150", "vethc022250", "vethc033350" }
+local n = 0
+driver.veth_name = function() n = n + 1; return names[n] or ("vethc0999" .. n) end
+local d = assert(driver.open{ state_dir = DIR })
+d:after("create_veth", function() os.exit(9) end)
+d:create_endpoint("base", { name = "torn" })
+os.exit(0)
+]==]
+
+function TestCrash:test_a_name_collision_is_recorded_before_the_pair_is_made()
+	local d <close> = assert(driver.open{ state_dir = self.dir })
+	assert(d:create_network{ name = "base", subnet = "10.62.0.0/24" })
+	-- the first name the flow draws (the host side) is taken
+	H.must("ip link add vethc011150 type vxlan id 42 dstport 4789")
+	local script = self.dir .. "/collide.lua"
+	spit(script, CRASH_AFTER_COLLISION)
+	local code = select(3, os.execute(string.format("lua5.4 %s %s %s", q(script), q(ROOT), q(self.dir))))
+	lu.assertEquals(code, 9)
+	local _, eps = read_store(self.dir)
+	local ep = select(2, next(eps))
+	lu.assertEquals(ep.state, "creating")
+	-- drawn: host vethc011150 (taken), peer vethc022250; then host vethc033350, peer vethc09994
+	lu.assertEquals(ep.host_ifname, "vethc033350")
+	lu.assertEquals(ep.peer_ifname, "vethc09994")
+	local k = kernel_view()
+	lu.assertEquals(kind_of(k.links.vethc033350), "veth")
+	lu.assertEquals(kind_of(k.links.vethc011150), "vxlan")
+	local drift, orphans = compare(self.dir)
+	lu.assertEquals(orphans, {})
+	lu.assertEquals(#drift, 1)
+	-- undone by rm: the pair goes, the other link stays
+	local c, out = cli(self.dir, { "endpoint", "rm", "torn" })
+	lu.assertEquals(c, 0, out)
+	lu.assertNil(H.iplink("vethc033350"))
+	lu.assertNotNil(H.iplink("vethc011150"))
+	drift, orphans = compare(self.dir)
+	lu.assertEquals(drift, {})
+	lu.assertEquals(orphans, {})
+	H.must("ip link del vethc011150")
+end
+
 function TestCrash:test_store_and_lock_survive_a_kill_inside_a_transaction()
 	-- a process killed while it holds the store lock: the next one gets it
 	local d <close> = assert(driver.open{ state_dir = self.dir })

@@ -34,6 +34,8 @@ end
 local function veth_name()
 	return "veth" .. random_hex(4):sub(1, 7)
 end
+--- The generator of veth names ("veth" and 7 hex digits); replaceable (tests).
+M.veth_name = veth_name
 
 ---------------------------------------------------------------------------
 -- IPAM: the addresses in use are those of the stored endpoints, so they
@@ -173,6 +175,23 @@ end
 
 local function in_sandbox(ep, ctx) return ctx.sandbox ~= nil end
 
+-- create_veth, with new names when a generated one is taken (EEXIST, up
+-- to three tries): the flow's `ctx.renamed(ep)` records them (the intent)
+-- before the next try, so that a crash can only leave links that the
+-- record names.
+local function create_veth(h, ep, ctx)
+	for tries = 1, 3 do
+		local ok, msg, err = steps.create_veth(h, ep, ctx)
+		if ok or err ~= errno.EEXIST or not ep.generated_names or tries == 3 then return ok, msg, err end
+		ep.host_ifname = M.veth_name()
+		if not ep.sandbox then ep.peer_ifname = M.veth_name() end
+		if ctx.renamed then
+			ok, msg, err = ctx.renamed(ep)
+			if not ok then return nil, msg, err end
+		end
+	end
+end
+
 function M.default_endpoint_steps()
 	return {
 		-- first: the host ports are chosen (and a taken one refused) before
@@ -180,7 +199,7 @@ function M.default_endpoint_steps()
 		{ name = "publish_ports", firewall = true,
 		  when = function(ep, ctx) return ctx.firewall ~= nil and ep.ports ~= nil and #ep.ports > 0 end,
 		  run = function(h, ep, ctx) return ctx.firewall.publish_ports(h, ep, ctx) end },
-		{ name = "create_veth", run = steps.create_veth, when = function() return true end },
+		{ name = "create_veth", run = create_veth, when = function() return true end },
 		{ name = "add_to_bridge", run = steps.add_to_bridge, when = function() return true end },
 		{ name = "set_hairpin", run = steps.set_hairpin, when = function(ep) return ep.hairpin end },
 		{ name = "host_up", run = steps.host_up, when = function() return true end },
@@ -280,7 +299,7 @@ local function resolve_endpoint(self, net, spec)
 		id = id, name = name, network = net.id, network_name = net.name, bridge = net.bridge,
 		mtu = net.mtu, hairpin = opts.hairpin, enable_ipv6 = net.enable_ipv6, internal = net.internal,
 		gateway4 = not net.inhibit_ipv4 and net.gateway4 or net.gateway4,
-		host_ifname = veth_name(), generated_names = true,
+		host_ifname = M.veth_name(), generated_names = true,
 	}
 	if spec.publish ~= nil then
 		if not self.fw then return fail("publishing ports needs the firewall") end
@@ -457,7 +476,7 @@ function D:create_endpoint(netkey, spec)
 				if not hs then return nil, smsg, serr end
 			end
 		else
-			ep.peer_ifname = veth_name()
+			ep.peer_ifname = M.veth_name()
 		end
 		-- the intent, stored before the first kernel change (see apply_resolved)
 		local intent, imsg, ierr = write_intent(self, ep, ref, creates_netns)
@@ -478,6 +497,15 @@ function D:create_endpoint(netkey, spec)
 			-- a namespace this flow just made has no interfaces yet
 			ep.ifname = ep.ifname or (ctx.created_netns and ep.prefix .. "0") or free_ifname(hs, ep.prefix)
 			ep.peer_ifname = ep.ifname
+		end
+		-- names drawn again after a collision are stored before they are used
+		function ctx.renamed(e)
+			intent.host_ifname, intent.peer_ifname = e.host_ifname, e.peer_ifname
+			local rok, rmsg, rerr = self.store:put("endpoint", intent)
+			if not rok then
+				return nil, "create endpoint " .. e.name .. ": store: " .. tostring(rmsg), M.store_errno(rerr)
+			end
+			return true
 		end
 		local ok
 		ok, msg, err = run_endpoint_steps(self, ep, ctx, "create")
@@ -538,7 +566,7 @@ function D:plan_endpoint(netkey, spec)
 			ctx.sandbox:virtual_link{ ifname = ep.ifname, ifindex = 0, mtu = ep.mtu or 1500, address = ep.mac,
 				flags = { "BROADCAST", "MULTICAST" } }
 		else
-			ep.peer_ifname = veth_name()
+			ep.peer_ifname = M.veth_name()
 		end
 		ep.generated_names = nil
 		-- the host side is created by the first step: the recorder knows it

@@ -27,7 +27,7 @@ M.step_docs = {
 	setup_device_up = "bring the bridge up and read it back",
 	-- endpoint steps (CreateEndpoint and Join)
 	publish_ports = "pick the host ports and add the DNAT/accept rules (refused before anything else changes)",
-	create_veth = "create the veth pair: host side on the bridge, the other end created inside the namespace",
+	create_veth = "create the veth pair: host side on the bridge, the other end created inside the namespace (a generated name that is taken: new names, recorded, then again)",
 	add_to_bridge = "attach the host side to the bridge, unless it already is",
 	set_hairpin = "hairpin mode on the host side's bridge port (endpoint option hairpin)",
 	host_up = "bring the host side up",
