@@ -413,13 +413,14 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	if (code == REPLY_LOCAL)
 		why = "not served";
 answer:
-	reply_to(c, code);
+	/* the line first: when the caller exits, its command is in the log */
 	if (!s->quiet) {
 		if (why)
 			log_line("pid %d: left to the caller (%s)", (int)cred.pid, why);
 		else
 			log_line("pid %d: %s: exit %d, %.2f ms", (int)cred.pid, label, (int)code, ms_since(&t0));
 	}
+	reply_to(c, code);
 	lua_settop(L, base);
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);

@@ -40,31 +40,45 @@ M.veth_name = veth_name
 ---------------------------------------------------------------------------
 -- IPAM: the addresses in use are those of the stored endpoints, so they
 -- persist with them and are allocated under the store lock. The book of a
--- network (address -> endpoint id, plus the next-address cursors) is built
--- from the endpoints' summaries (the store's index) and kept by the driver
--- while no other process changes the store (the store's generation says
--- so). The cursors live in the driver only: a new process starts from the
--- first free address.
+-- network (address -> endpoint id) is built from the endpoints' summaries
+-- (the store's index) and kept, for every driver of the process over that
+-- state directory, while no other process changes the store (the store's
+-- generation says so; this process's own writes keep it valid). The
+-- cursors (where the next allocation starts) live in a driver: a new
+-- driver, as a new process, hands out the first free address. The book
+-- knows where that is (`low4`/`low6`: no address below it is free, the
+-- hint reset when an address is released or the book rebuilt), so a long
+-- running process (brisk daemon) does not walk every address in use on
+-- every create.
 ---------------------------------------------------------------------------
 
 local ipam = {}
 M.ipam = ipam
 
---- The address book of a network.
+-- Books by store cache (one per state directory), then network id.
+local books = setmetatable({}, { __mode = "k" })
+
+--- The address book of a network, and the driver's cursors for it.
 function ipam.book(d, net)
-	d._books = d._books or {}
-	local gen = d.store._c.gen
-	local b = d._books[net.id]
-	if b and b.gen == gen then return b end
-	b = { v4 = {}, v6 = {}, next4 = b and b.next4, next6 = b and b.next6 }
-	for _, e in ipairs(M.summaries(d, "endpoint")) do
-		if e.network == net.id then
-			if e.ipv4 then b.v4[e.ipv4:match("^[^/]+")] = e.id end
-			if e.ipv6 then b.v6[e.ipv6:match("^[^/]+")] = e.id end
+	local c = d.store._c
+	local per = books[c]
+	if not per then per = {}; books[c] = per end
+	local gen = c.gen
+	local b = per[net.id]
+	if not (b and b.gen == gen) then
+		b = { v4 = {}, v6 = {}, gen = gen }
+		for _, e in ipairs(M.summaries(d, "endpoint")) do
+			if e.network == net.id then
+				if e.ipv4 then b.v4[e.ipv4:match("^[^/]+")] = e.id end
+				if e.ipv6 then b.v6[e.ipv6:match("^[^/]+")] = e.id end
+			end
 		end
+		per[net.id] = b
 	end
-	d._books[net.id] = b
-	return b
+	d._cursors = d._cursors or {}
+	local cur = d._cursors[net.id]
+	if not cur then cur = {}; d._cursors[net.id] = cur end
+	return b, cur
 end
 
 -- Addresses that are never handed out: network, broadcast, gateway, aux.
@@ -91,7 +105,10 @@ function ipam.allocate(net, family, owner)
 	local limit = size
 	if limit > 1 << 24 then limit = 1 << 24 end
 	local key = family == 4 and "next4" or "next6"
-	local start = net.ipam[key] or 1
+	local lowkey = family == 4 and "low4" or "low6"
+	-- the driver's cursor, else the first address that may be free
+	local low = net.ipam[lowkey]
+	local start = net.ipam[key] or low or 1
 	-- the n-th address of the range as text, and whether it is the
 	-- subnet's own address. IPv4 counts in integers: a new process walks
 	-- from the first address past every one in use, so each step must be
@@ -116,6 +133,9 @@ function ipam.allocate(net, family, owner)
 			if not book[s] and not res[s] and s ~= bcast and not is_net then
 				book[s] = owner
 				net.ipam[key] = n + 1
+				-- a walk from the hint that did not wrap passed only
+				-- addresses that cannot be handed out
+				if start == (low or 1) and n >= start then net.ipam[lowkey] = n + 1 end
 				return s
 			end
 		end
@@ -150,18 +170,21 @@ function ipam.release(book, ep)
 			if owner == ep.id then book[fam][ip] = nil end
 		end
 	end
+	book.low4, book.low6 = nil, nil     -- a free address may be below them now
 end
 
--- A scratch copy of a book: what a create allocates goes into the copy,
--- so a failed (or planned) create leaves the book as it was.
-local function scratch_ipam(book)
+-- A scratch copy of a book and the driver's cursors: what a create
+-- allocates goes into the copy, so a failed (or planned) create leaves the
+-- book as it was.
+local function scratch_ipam(book, cur)
 	return { v4 = setmetatable({}, { __index = book.v4 }), v6 = setmetatable({}, { __index = book.v6 }),
-		next4 = book.next4, next6 = book.next6 }
+		next4 = cur.next4, next6 = cur.next6, low4 = book.low4, low6 = book.low6 }
 end
 
--- Keep the driver's book valid past this process's own write.
+-- Keep the book valid past this process's own write.
 local function book_written(d, net)
-	local b = d._books and d._books[net.id]
+	local per = books[d.store._c]
+	local b = per and per[net.id]
 	if b then b.gen = d.store._c.gen end
 end
 
@@ -457,8 +480,8 @@ function D:create_endpoint(netkey, spec)
 		if not net then return nil, msg, err end
 		if net.state == "creating" then return interrupted_network(net) end
 		-- a copy of the book: a failed create must not leave its addresses in it
-		local book = ipam.book(self, net)
-		net.ipam = scratch_ipam(book)
+		local book, cur = ipam.book(self, net)
+		net.ipam = scratch_ipam(book, cur)
 		local ep
 		ep, msg, err = resolve_endpoint(self, net, spec)
 		if not ep then return nil, msg, err end
@@ -524,7 +547,8 @@ function D:create_endpoint(netkey, spec)
 		for _, fam in ipairs{ "v4", "v6" } do
 			for ip, owner in pairs(net.ipam[fam]) do book[fam][ip] = owner end
 		end
-		book.next4, book.next6 = net.ipam.next4, net.ipam.next6
+		cur.next4, cur.next6 = net.ipam.next4, net.ipam.next6
+		book.low4, book.low6 = net.ipam.low4, net.ipam.low6
 		book_written(self, net)
 		return ep
 	end)
@@ -540,8 +564,7 @@ function D:plan_endpoint(netkey, spec)
 	return self.store:transaction(function()
 		local net, msg, err = self:network(netkey)
 		if not net then return nil, msg, err end
-		local book = ipam.book(self, net)
-		net.ipam = scratch_ipam(book)
+		net.ipam = scratch_ipam(ipam.book(self, net))
 		local ep
 		ep, msg, err = resolve_endpoint(self, net, spec)
 		if not ep then return nil, msg, err end
