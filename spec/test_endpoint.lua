@@ -449,6 +449,49 @@ function TestIpam:test_allocation_sequence_across_processes()
 		"z=10.104.0.5/24" })
 end
 
+function TestIpam:test_a_driver_per_command_in_one_process_hands_out_the_first_free()
+	-- as brisk daemon runs commands: a new driver each time, one book for
+	-- them all, whose hint of the first free address never skips one
+	assert(self.d:create_network{ name = "nd", subnet = "10.106.0.0/24", aux_addresses = { r = "10.106.0.4" } })
+	local function fresh(name)
+		local d <close> = assert(driver.open{ state_dir = self.dir })
+		return assert(d:create_endpoint("nd", { name = name })).ipv4:match("%.(%d+)/")
+	end
+	local function rm(name)
+		local d <close> = assert(driver.open{ state_dir = self.dir })
+		assert(d:delete_endpoint(name))
+	end
+	lu.assertEquals({ fresh("a"), fresh("b"), fresh("c") }, { "2", "3", "5" })   -- .4 is aux
+	rm("b")
+	lu.assertEquals(fresh("d"), "3")
+	lu.assertEquals(fresh("e"), "6")
+	-- an address given explicitly, in the middle of the free ones
+	local d <close> = assert(driver.open{ state_dir = self.dir })
+	assert(d:create_endpoint("nd", { name = "f", ip = "10.106.0.8" }))
+	lu.assertEquals(fresh("g"), "7")
+	lu.assertEquals(fresh("h"), "9")
+	-- another process removes one and adds one: seen here
+	H.must(H.lua_cmd(("local d = assert(require('brisk.driver').open{ state_dir = %q }); "
+		.. "assert(d:delete_endpoint('c'))"):format(self.dir)))
+	lu.assertEquals(create_in_new_process(self.dir, "nd", "i"), "10.106.0.5/24")
+	lu.assertEquals(fresh("j"), "10")
+	-- a create that fails after its address was chosen leaves no trace
+	local ok = select(1, (function()
+		local dd <close> = assert(driver.open{ state_dir = self.dir })
+		dd:before("create_veth", function() return nil, "refused by a test", E.EPERM end)
+		return dd:create_endpoint("nd", { name = "k" })
+	end)())
+	lu.assertNil(ok)
+	lu.assertEquals(fresh("l"), "11")
+	-- and a long-lived driver keeps its own cursor past freed addresses
+	rm("a")
+	lu.assertEquals(assert(d:create_endpoint("nd", { name = "m" })).ipv4, "10.106.0.2/24")
+	lu.assertEquals(assert(d:create_endpoint("nd", { name = "n" })).ipv4, "10.106.0.12/24")
+	rm("n")
+	lu.assertEquals(assert(d:create_endpoint("nd", { name = "o" })).ipv4, "10.106.0.13/24")
+	lu.assertEquals(fresh("p"), "12")
+end
+
 function TestIpam:test_ip_range_and_wrap_in_one_process()
 	-- the cursor walks the range, skips what is taken and wraps
 	assert(self.d:create_network{ name = "w", subnet = "10.105.0.0/24", ip_range = "10.105.0.248/29" })
