@@ -598,23 +598,27 @@ function D:resolve_network(spec)
 	-- conflicts with the networks brisk already has (IPv4 ranges compared
 	-- as integers: this loop runs over every stored network)
 	local lo4, hi4 = M.v4_range(s4)
+	local name, id, bridge = net.name, net.id, net.bridge
+	local v6 = net.subnet6 and ipnet.parse_cidr(net.subnet6)
 	for _, o in ipairs(others) do
-		local why
-		if o.name == net.name then
-			why = "a network named " .. net.name .. " exists"
-		elseif o.id == net.id then
-			why = "network " .. net.id .. " exists"
-		elseif o.bridge == net.bridge then
-			why = "networks have same bridge name " .. net.bridge
-		elseif o.subnet4 and v4_bounds(o)[1] <= hi4 and lo4 <= v4_bounds(o)[2] then
-			why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
-		elseif o.subnet6 and net.subnet6 and
-			ipnet.overlaps(subnets_of(o).v6, ipnet.parse_cidr(net.subnet6)) then
-			why = string.format("networks have overlapping IPv6 (%s and %s)", o.subnet6, net.subnet6)
-		end
-		if why then
+		-- one test for the common case (no conflict), the reason after
+		local b = o.subnet4 and (bounds[o] or v4_bounds(o))
+		if o.name == name or o.id == id or o.bridge == bridge or (b and b[1] <= hi4 and lo4 <= b[2])
+			or (v6 and o.subnet6 and ipnet.overlaps(subnets_of(o).v6, v6)) then
+			local why
+			if o.name == name then
+				why = "a network named " .. name .. " exists"
+			elseif o.id == id then
+				why = "network " .. id .. " exists"
+			elseif o.bridge == bridge then
+				why = "networks have same bridge name " .. bridge
+			elseif b and b[1] <= hi4 and lo4 <= b[2] then
+				why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
+			else
+				why = string.format("networks have overlapping IPv6 (%s and %s)", o.subnet6, net.subnet6)
+			end
 			return fail(string.format("cannot create network %s (%s): conflicts with network %s (%s): %s",
-				net.name, net.id:sub(1, 12), o.name, o.id:sub(1, 12), why), EEXIST)
+				name, id:sub(1, 12), o.name, o.id:sub(1, 12), why), EEXIST)
 		end
 	end
 
