@@ -440,6 +440,15 @@ local function interrupted_network(net)
 		.. "finishes it, 'brisk network rm %s' undoes it", net.name, net.name), errno.EBUSY)
 end
 
+-- Store an endpoint's intent (its record in the state "creating").
+local function store_intent(self, intent)
+	local ok, msg, err = self.store:put("endpoint", intent)
+	if not ok then
+		return nil, "create endpoint " .. intent.name .. ": store: " .. tostring(msg), M.store_errno(err)
+	end
+	return true
+end
+
 -- The record of an endpoint create in progress (state "creating"): what
 -- the flow is about to make, stored before it makes any of it, so that a
 -- process killed half way leaves something `check` reports and
@@ -452,10 +461,8 @@ local function write_intent(self, ep, ref, creates_netns)
 	intent.state = "creating"
 	intent.netns = ref
 	if creates_netns then intent.created_netns = ref end
-	local ok, msg, err = self.store:put("endpoint", intent)
-	if not ok then
-		return nil, "create endpoint " .. ep.name .. ": store: " .. tostring(msg), M.store_errno(err)
-	end
+	local ok, msg, err = store_intent(self, intent)
+	if not ok then return nil, msg, err end
 	return intent
 end
 
@@ -524,11 +531,7 @@ function D:create_endpoint(netkey, spec)
 		-- names drawn again after a collision are stored before they are used
 		function ctx.renamed(e)
 			intent.host_ifname, intent.peer_ifname = e.host_ifname, e.peer_ifname
-			local rok, rmsg, rerr = self.store:put("endpoint", intent)
-			if not rok then
-				return nil, "create endpoint " .. e.name .. ": store: " .. tostring(rmsg), M.store_errno(rerr)
-			end
-			return true
+			return store_intent(self, intent)
 		end
 		local ok
 		ok, msg, err = run_endpoint_steps(self, ep, ctx, "create")
