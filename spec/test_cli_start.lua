@@ -41,6 +41,13 @@ end
 -- A script printing where brisk.pretty came from and whether it is edited.
 local WHERE = 'local p, from = require "brisk.pretty"\nprint(from, p.edited)\n'
 
+-- Run WHERE (s.lua in `d`) with the program `bin`: it exits 0 and prints `expected`.
+local function assert_where(bin, d, expected)
+	local code, out, err = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(out, expected)
+end
+
 ---------------------------------------------------------------------------
 TestCliChunks = {}
 function TestCliChunks:tearDown() cleanup() end
@@ -124,9 +131,7 @@ function TestCliChunks:test_runs_without_the_sources()
 	lu.assertStrContains(out, "NETWORK ID")
 	local d = tmpdir()
 	spit(d .. "/s.lua", WHERE)
-	code, out = run("run s.lua", { bin = bin, cwd = d })
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, t .. "/build/lua/brisk/pretty.luac\tnil\n")
+	assert_where(bin, d, t .. "/build/lua/brisk/pretty.luac\tnil\n")
 end
 
 function TestCliChunks:test_newer_source_is_used_until_compiled()
@@ -134,21 +139,15 @@ function TestCliChunks:test_newer_source_is_used_until_compiled()
 	local bin = t .. "/build/bin/brisk"
 	local d = tmpdir()
 	spit(d .. "/s.lua", WHERE)
-	local code, out = run("run s.lua", { bin = bin, cwd = d })
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, t .. "/build/lua/brisk/pretty.luac\tnil\n")
+	assert_where(bin, d, t .. "/build/lua/brisk/pretty.luac\tnil\n")
 	-- an edit (the source is now newer than its chunk) is used as it is
 	local src = t .. "/lua/brisk/pretty.lua"
 	spit(src, (slurp(src):gsub("\nreturn M%s*$", "\nM.edited = true\nreturn M\n")))
-	code, out = run("run s.lua", { bin = bin, cwd = d })
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, src .. "\ttrue\n")
+	assert_where(bin, d, src .. "\ttrue\n")
 	-- compiled again, the chunk is used
 	H.must("lua5.4 " .. q(ROOT .. "/scripts/luac.lua") .. " " .. q(t .. "/lua") .. " "
 		.. q(t .. "/build/lua") .. " " .. q(t .. "/lua") .. " brisk/pretty.lua")
-	code, out = run("run s.lua", { bin = bin, cwd = d })
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, t .. "/build/lua/brisk/pretty.luac\ttrue\n")
+	assert_where(bin, d, t .. "/build/lua/brisk/pretty.luac\ttrue\n")
 end
 
 function TestCliChunks:test_broken_chunk_leaves_the_module_to_its_source()
@@ -227,13 +226,10 @@ function TestCliBuild:test_make_install_installs_chunks()
 	local bin = p .. "/bin/brisk"
 	local d = tmpdir()
 	spit(d .. "/s.lua", WHERE)
-	local code, out = run("run s.lua", { bin = bin, cwd = d })
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, p .. "/lib/lua/5.4/brisk/pretty.luac\tnil\n")
+	assert_where(bin, d, p .. "/lib/lua/5.4/brisk/pretty.luac\tnil\n")
 	-- without the installed sources it still runs
 	H.must("mv " .. q(p .. "/share") .. " " .. q(p .. "/share.gone"))
-	local err
-	code, out, err = run("--version", { bin = bin })
+	local code, out, err = run("--version", { bin = bin })
 	lu.assertEquals(err, "")
 	lu.assertEquals(code, 0)
 	lu.assertStrContains(out, "brisk 0.1.0")
