@@ -380,7 +380,6 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	if (setns(fds[3], CLONE_NEWNET) < 0) {
 		lua_pop(L, 3);
 		why = "cannot enter the caller's network namespace";
-		(void)setns(s->own_net, CLONE_NEWNET);
 		goto answer;
 	}
 	fflush(stdout);

@@ -806,8 +806,11 @@ local function dispatch(argv, ctx)
 		unknown_command(rest)
 	end
 	-- a daemon's filter (brisk.cli.daemon) leaves some commands to the caller
-	if ctx.filter and not ctx.filter(spec) then return nil end
-	if ctx.served then ctx.served.command = spec.name end
+	local served = ctx.served
+	if served then
+		if served.filter and not served.filter(spec) then return nil end
+		served.command = spec.name
+	end
 	if help then
 		stdout:write(M.command_help(spec.name), "\n")
 		return 0
@@ -844,7 +847,7 @@ end
 function M.main(argv, served)
 	argv = argv or {}
 	local ctx = new_ctx(argv)
-	if served then ctx.served, ctx.filter = served, served.filter end
+	ctx.served = served
 	local ok, res = xpcall(dispatch, traceback_handler, argv, ctx)
 	stdout:flush()
 	if ok then return res end

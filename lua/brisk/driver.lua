@@ -601,22 +601,17 @@ function D:resolve_network(spec)
 	local name, id, bridge = net.name, net.id, net.bridge
 	local v6 = net.subnet6 and ipnet.parse_cidr(net.subnet6)
 	for _, o in ipairs(others) do
-		-- one test for the common case (no conflict), the reason after
+		-- each reason is built only when its test holds (rarely): the
+		-- common case is a few comparisons per stored network
 		local b = o.subnet4 and (bounds[o] or v4_bounds(o))
-		if o.name == name or o.id == id or o.bridge == bridge or (b and b[1] <= hi4 and lo4 <= b[2])
-			or (v6 and o.subnet6 and ipnet.overlaps(subnets_of(o).v6, v6)) then
-			local why
-			if o.name == name then
-				why = "a network named " .. name .. " exists"
-			elseif o.id == id then
-				why = "network " .. id .. " exists"
-			elseif o.bridge == bridge then
-				why = "networks have same bridge name " .. bridge
-			elseif b and b[1] <= hi4 and lo4 <= b[2] then
-				why = string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
-			else
-				why = string.format("networks have overlapping IPv6 (%s and %s)", o.subnet6, net.subnet6)
-			end
+		local why = o.name == name and "a network named " .. name .. " exists"
+			or o.id == id and "network " .. id .. " exists"
+			or o.bridge == bridge and "networks have same bridge name " .. bridge
+			or b and b[1] <= hi4 and lo4 <= b[2]
+				and string.format("networks have overlapping IPv4 (%s and %s)", o.subnet4, net.subnet4)
+			or v6 and o.subnet6 and ipnet.overlaps(subnets_of(o).v6, v6)
+				and string.format("networks have overlapping IPv6 (%s and %s)", o.subnet6, net.subnet6)
+		if why then
 			return fail(string.format("cannot create network %s (%s): conflicts with network %s (%s): %s",
 				name, id:sub(1, 12), o.name, o.id:sub(1, 12), why), EEXIST)
 		end
