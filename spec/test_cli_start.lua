@@ -41,6 +41,15 @@ end
 -- A script printing where brisk.pretty came from and whether it is edited.
 local WHERE = 'local p, from = require "brisk.pretty"\nprint(from, p.edited)\n'
 
+-- A copy of the tree with its sources, and WHERE as s.lua in a scratch
+-- directory: returns the tree, its program and the directory.
+local function where_tree()
+	local t = tree_copy(true)
+	local d = tmpdir()
+	spit(d .. "/s.lua", WHERE)
+	return t, t .. "/build/bin/brisk", d
+end
+
 -- Run WHERE (s.lua in `d`) with the program `bin`: it exits 0 and prints `expected`.
 local function assert_where(bin, d, expected)
 	local code, out, err = run("run s.lua", { bin = bin, cwd = d })
@@ -135,10 +144,7 @@ function TestCliChunks:test_runs_without_the_sources()
 end
 
 function TestCliChunks:test_newer_source_is_used_until_compiled()
-	local t = tree_copy(true)
-	local bin = t .. "/build/bin/brisk"
-	local d = tmpdir()
-	spit(d .. "/s.lua", WHERE)
+	local t, bin, d = where_tree()
 	assert_where(bin, d, t .. "/build/lua/brisk/pretty.luac\tnil\n")
 	-- an edit (the source is now newer than its chunk) is used as it is
 	local src = t .. "/lua/brisk/pretty.lua"
@@ -151,10 +157,7 @@ function TestCliChunks:test_newer_source_is_used_until_compiled()
 end
 
 function TestCliChunks:test_broken_chunk_leaves_the_module_to_its_source()
-	local t = tree_copy(true)
-	local bin = t .. "/build/bin/brisk"
-	local d = tmpdir()
-	spit(d .. "/s.lua", WHERE)
+	local t, bin, d = where_tree()
 	spit(t .. "/build/lua/brisk/pretty.luac", "\27Lua not really a chunk")
 	local code, out, err = run("run s.lua", { bin = bin, cwd = d })
 	lu.assertEquals(err, "")
