@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <linux/nsfs.h>
 #include "brisk.h"
 
@@ -147,6 +148,63 @@ struct add_ctx {
 	int err;
 };
 
+/* The spare: one unnamed namespace made ahead of time by netns_prepare,
+ * for the next netns_add of this process made from the same namespace
+ * while the spare is fresh. Making a namespace is most of the cost of
+ * netns_add (the kernel sets up its loopback, sysctls and per-namespace
+ * state: about 0.8 ms); a long-running brisk (brisk daemon) makes the
+ * spare between requests, so that a request only binds it. */
+static struct {
+	int fd;                 /* -1: none */
+	pid_t pid;              /* the process that made it (not a fork) */
+	dev_t dev;              /* the namespace it was made from */
+	ino_t ino;
+	double made, ttl;       /* CLOCK_MONOTONIC seconds */
+} spare = { -1, 0, 0, 0, 0, 0 };
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void spare_drop(void)
+{
+	if (spare.fd >= 0 && spare.pid == getpid())
+		close(spare.fd);
+	spare.fd = -1;
+}
+
+/* The spare's fd when it may stand for a namespace made now from the
+ * namespace `self` (an fd of it), else -1 (a stale spare is dropped). */
+static int spare_take(int self)
+{
+	struct stat st;
+
+	if (spare.fd < 0)
+		return -1;
+	if (spare.pid != getpid() || mono_now() - spare.made > spare.ttl) {
+		spare_drop();
+		return -1;
+	}
+	if (fstat(self, &st) < 0 || st.st_dev != spare.dev || st.st_ino != spare.ino)
+		return -1;      /* kept: made from another namespace */
+	return spare.fd;
+}
+
+/* Runs inside brisk_in_netns: a new namespace, its fd in *ud. */
+static int spare_cb(void *ud)
+{
+	int *fd = ud;
+
+	if (unshare(CLONE_NEWNET) < 0)
+		return -1;
+	*fd = open(NETNS_SELF, O_RDONLY | O_CLOEXEC);
+	return *fd < 0 ? -1 : 0;
+}
+
 /* Runs inside brisk_in_netns, which puts the thread back afterwards. */
 static int add_cb(void *ud)
 {
@@ -170,7 +228,7 @@ static int add_cb(void *ud)
  * @function netns_add
  * @tparam string name 1..64 bytes, no '/' or NUL, not . or .., not
  *   starting with '-'
- * @return true
+ * @return true, and "spare" when it bound the spare of netns_prepare
  * @return[2] nil, "add netns NAME: <strerror>", errno (EEXIST when the file
  *   exists; EINVAL for a bad name, "add netns NAME: <reason>", before
  *   anything is made)
@@ -196,6 +254,19 @@ static int l_netns_add(lua_State *L)
 		unlink(path);
 		return brisk_fail(L, "add netns", name, err);
 	}
+	if ((fd = spare_take(self)) >= 0) {
+		char src[32];
+
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+		ret = mount(src, path, "none", MS_BIND, NULL);
+		spare_drop();   /* used, or not usable: made anew next time */
+		if (ret == 0) {
+			close(self);
+			lua_pushboolean(L, 1);
+			lua_pushliteral(L, "spare");
+			return 2;
+		}
+	}
 	ret = brisk_in_netns(self, add_cb, &c);
 	err = c.err ? c.err : errno;
 	close(self);
@@ -206,6 +277,67 @@ static int l_netns_add(lua_State *L)
 	}
 	lua_pushboolean(L, 1);
 	return 1;
+}
+
+/***
+ * Make a spare namespace ahead of time, so that the next netns_add of this
+ * process binds it instead of making one (most of netns_add's time). The
+ * spare is taken only by a netns_add made from the namespace the calling
+ * thread is in now, within `ttl` seconds (a namespace copies some
+ * settings of the one it is made from when it is made); a stale one is
+ * dropped. One spare at most: a fresh one is kept as it is.
+ * @function netns_prepare
+ * @tparam[opt=1] number ttl seconds the spare stays usable; false drops
+ *   the spare (and makes none)
+ * @return true, and the spare's identity ("st_dev:st_ino", as netns_id)
+ * @return[2] nil, "prepare netns spare: <strerror>", errno
+ */
+static int l_netns_prepare(lua_State *L)
+{
+	char id[48];
+	struct stat st;
+	double ttl;
+	int self, fd = -1, err;
+
+	if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
+		spare_drop();
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	ttl = luaL_optnumber(L, 1, 1.0);
+	luaL_argcheck(L, ttl >= 0, 1, "ttl must be >= 0");
+	self = open(NETNS_SELF, O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		return brisk_fail(L, "prepare netns", "spare", errno);
+	if (fstat(self, &st) < 0) {
+		err = errno;
+		close(self);
+		return brisk_fail(L, "prepare netns", "spare", err);
+	}
+	if (spare_take(self) < 0) {
+		spare_drop();
+		if (brisk_in_netns(self, spare_cb, &fd) < 0) {
+			err = errno;
+			if (fd >= 0)
+				close(fd);
+			close(self);
+			return brisk_fail(L, "prepare netns", "spare", err);
+		}
+		spare.fd = fd;
+		spare.pid = getpid();
+		spare.dev = st.st_dev;
+		spare.ino = st.st_ino;
+		spare.made = mono_now();
+	}
+	spare.ttl = ttl;
+	close(self);
+	if (fstat(spare.fd, &st) < 0)
+		return brisk_fail(L, "prepare netns", "spare", errno);
+	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	lua_pushboolean(L, 1);
+	lua_pushstring(L, id);
+	return 2;
 }
 
 /***
@@ -388,6 +520,7 @@ static int l_netns_run(lua_State *L)
 
 static const luaL_Reg netns_mod[] = {
 	{ "netns_add", l_netns_add },
+	{ "netns_prepare", l_netns_prepare },
 	{ "netns_del", l_netns_del },
 	{ "netns_list", l_netns_list },
 	{ "netns_exists", l_netns_exists },

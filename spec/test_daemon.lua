@@ -135,6 +135,86 @@ function TestDaemon:test_serves_network_and_endpoint_commands_in_the_callers_nam
 	lu.assertEquals(json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), {})
 end
 
+-- The inode numbers of the network namespaces a process holds open (the
+-- kernel's /proc/PID/fd links "net:[INO]"), but `except`'s.
+local function held_netns(pid, except)
+	local t = {}
+	for l in io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null"):lines() do
+		local ino = l:match("net:%[(%d+)%]")
+		if ino and ino ~= except then t[#t + 1] = ino end
+	end
+	return t
+end
+
+-- The daemon makes its spare after it answered: wait for it to hold one.
+local function spare_of(dm, own)
+	local deadline = os.time() + 10
+	local t = held_netns(dm.pid, own)
+	while #t == 0 and os.time() <= deadline do
+		os.execute("sleep 0.01")
+		t = held_netns(dm.pid, own)
+	end
+	return t
+end
+
+local function netns_ino(path)
+	return (H.must("stat -L -c %i " .. q(path)):gsub("%s+$", ""))
+end
+
+function TestDaemon:test_new_namespaces_bind_the_spare_made_between_requests()
+	local dm = daemon{ flags = "--spare-ttl 60" }
+	local st = store()
+	local own = netns_ino("/proc/self/ns/net")      -- the daemon's, and ours
+	lu.assertEquals((brisk(dm, "--state-dir " .. q(st) .. " network create --subnet 10.67.0.0/24 spn")), 0)
+	local seen = {}
+	for i = 1, 3 do
+		-- the daemon holds one spare besides its own namespace
+		local spare = spare_of(dm, own)
+		lu.assertEquals(#spare, 1, "spare before create " .. i)
+		local ns = H.name("dsp")
+		self.ns[#self.ns + 1] = ns
+		local code, _, err = brisk(dm, "--state-dir " .. q(st) .. " endpoint create --name s" .. i
+			.. " --netns " .. ns .. " spn")
+		lu.assertEquals(err, "")
+		lu.assertEquals(code, 0)
+		-- the new namespace is that spare, and each create had its own
+		lu.assertEquals(netns_ino("/run/netns/" .. ns), spare[1])
+		lu.assertNil(seen[spare[1]])
+		seen[spare[1]] = true
+		lu.assertEquals(H.addrs("eth0", { netns = ns, family = "4" }), { "10.67.0." .. (i + 1) .. "/24" })
+		local routes = H.ip("-n " .. ns .. " route show default")
+		lu.assertEquals(routes[1].gateway, "10.67.0.1")
+	end
+	-- a caller in another namespace gets one made for it, the spare stays
+	local other = H.name("dspo")
+	H.netns_add(other)
+	local ns = H.name("dsp")
+	self.ns[#self.ns + 1] = other
+	self.ns[#self.ns + 1] = ns
+	local spare = spare_of(dm, own)
+	local code, _, err = H.run(string.format("--net=/run/netns/%s %s --state-dir %s network create "
+		.. "--subnet 10.68.0.0/24 spo", other, q(BIN), q(st)), { bin = "nsenter", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals({ code, err }, { 0, "" })
+	code, _, err = H.run(string.format("--net=/run/netns/%s %s --state-dir %s endpoint create --netns %s spo",
+		other, q(BIN), q(st), ns), { bin = "nsenter", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals({ code, err }, { 0, "" })
+	lu.assertNotEquals(netns_ino("/run/netns/" .. ns), spare[1])
+	lu.assertEquals(spare_of(dm, own), spare)
+	lu.assertEquals(H.addrs("eth0", { netns = ns, family = "4" }), { "10.68.0.2/24" })
+	-- every request served, none left to the caller
+	lu.assertEquals(#requests(dm), 6)
+	-- --spare-ttl 0: no spare at all (the second answer comes after the
+	-- daemon's work between the two)
+	local dm0 = daemon{ flags = "--spare-ttl 0" }
+	lu.assertEquals((brisk(dm0, "version")), 0)
+	lu.assertEquals((brisk(dm0, "version")), 0)
+	lu.assertEquals(held_netns(dm0.pid, own), {})
+	-- and a bad value is a usage error
+	local c2, _, e2 = brisk(nil, "daemon --spare-ttl -1 --socket " .. q(dm.dir .. "/x.sock"))
+	lu.assertEquals(c2, 2)
+	lu.assertStrContains(e2, "--spare-ttl takes a number of seconds >= 0, got '-1'")
+end
+
 function TestDaemon:test_same_output_and_exit_codes_as_without_daemon()
 	local dm = daemon()
 	local st = store()

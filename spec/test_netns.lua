@@ -37,7 +37,7 @@ TestNetns = {}
 
 function TestNetns:test_functions_exported()
 	for _, f in ipairs { "netns_add", "netns_del", "netns_list", "netns_exists",
-			     "netns_id", "netns_run" } do
+			     "netns_id", "netns_run", "netns_prepare" } do
 		lu.assertIsFunction(core[f], f)
 	end
 end
@@ -216,6 +216,93 @@ function TestNetns:test_id_missing_and_not_a_namespace()
 	lu.assertEquals(err2, E.EINVAL)
 	local _, _, err3 = core.netns_id("/proc/self/ns/uts")   -- a namespace, not a network one
 	lu.assertEquals(err3, E.EINVAL)
+end
+
+-- The spare of netns_prepare: bound by the next netns_add made from the
+-- same namespace while fresh, once; anything else makes a namespace anew.
+TestNetnsSpare = {}
+
+function TestNetnsSpare:tearDown()
+	core.netns_prepare(false)
+	for _, n in ipairs(core.netns_list()) do
+		if n:match("^spare") then core.netns_del(n) end
+	end
+end
+
+--- The nsfs inode `stat` sees on /run/netns/NAME, as netns_id spells it.
+local function stat_id(name)
+	return (H.must("stat -L -c '%d:%i' /run/netns/" .. name):gsub("%s+$", ""))
+end
+
+function TestNetnsSpare:test_add_binds_the_spare_once()
+	local fds = fd_count()
+	local ok, id = core.netns_prepare()
+	lu.assertTrue(ok)
+	lu.assertStrMatches(id, "%d+:%d+")
+	lu.assertNotEquals(id, core.netns_id())
+	-- a fresh spare is kept, not made again
+	lu.assertEquals(select(2, core.netns_prepare()), id)
+	local ok1, how1 = core.netns_add("spare1")
+	lu.assertEquals({ ok1, how1 }, { true, "spare" })
+	lu.assertEquals(core.netns_id("spare1"), id)
+	lu.assertEquals(stat_id("spare1"), id)           -- the kernel's word, not brisk's
+	-- a namespace like any other: lo only, down; the caller did not move
+	local links = H.ip("-n spare1 link")
+	lu.assertEquals(#links, 1)
+	lu.assertEquals(links[1].ifname, "lo")
+	lu.assertEquals(links[1].operstate, "DOWN")
+	lu.assertNotEquals(core.netns_id(), id)
+	-- used up: the next add makes its own
+	local ok2, how2 = core.netns_add("spare2")
+	lu.assertEquals({ ok2, how2 }, { true, nil })
+	lu.assertNotEquals(core.netns_id("spare2"), id)
+	-- it works as a namespace: a link made in it is seen there only
+	H.must("ip -n spare1 link set lo up")
+	lu.assertEquals(H.ip("-n spare1 link")[1].operstate, "UNKNOWN")
+	lu.assertEquals(H.ip("-n spare2 link")[1].operstate, "DOWN")
+	-- nothing held once it is bound
+	lu.assertEquals(fd_count(), fds)
+end
+
+function TestNetnsSpare:test_stale_or_foreign_spare_is_not_used()
+	-- stale (ttl 0): dropped, and the add makes its own
+	local _, stale = core.netns_prepare(0)
+	local ok, how = core.netns_add("spare3")
+	lu.assertEquals({ ok, how }, { true, nil })
+	lu.assertNotEquals(core.netns_id("spare3"), stale)
+	-- made from another namespace: kept for an add from its own
+	local _, id = core.netns_prepare()
+	local ok4, how4 = core.netns_run("spare3", core.netns_add, "spare4")
+	lu.assertEquals({ ok4, how4 }, { true, nil })
+	lu.assertNotEquals(core.netns_id("spare4"), id)
+	local ok5, how5 = core.netns_add("spare5")
+	lu.assertEquals({ ok5, how5 }, { true, "spare" })
+	lu.assertEquals(core.netns_id("spare5"), id)
+	-- dropped: none left to take
+	core.netns_prepare()
+	lu.assertTrue(core.netns_prepare(false))
+	local ok6, how6 = core.netns_add("spare6")
+	lu.assertEquals({ ok6, how6 }, { true, nil })
+end
+
+function TestNetnsSpare:test_a_refused_add_keeps_the_spare()
+	local _, id = core.netns_prepare()
+	assert(core.netns_add("spare7"))                 -- takes it
+	local _, id2 = core.netns_prepare()
+	lu.assertNotEquals(id2, id)
+	-- a bad name and a taken name fail before the spare is touched
+	lu.assertNil(core.netns_add("-bad"))
+	local ok, _, err = core.netns_add("spare7")
+	lu.assertNil(ok)
+	lu.assertEquals(err, E.EEXIST)
+	local ok8, how8 = core.netns_add("spare8")
+	lu.assertEquals({ ok8, how8 }, { true, "spare" })
+	lu.assertEquals(core.netns_id("spare8"), id2)
+end
+
+function TestNetnsSpare:test_bad_ttl_raises()
+	lu.assertErrorMsgContains("ttl must be >= 0", core.netns_prepare, -1)
+	lu.assertErrorMsgContains("number expected", core.netns_prepare, "x")
 end
 
 TestNetnsRun = {}

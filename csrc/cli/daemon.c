@@ -428,6 +428,25 @@ answer:
 	return ret;
 }
 
+/* opts.idle(), if given: the daemon's work between requests (in its own
+ * namespace and directory, once the last caller has its answer). An error
+ * is logged, not fatal. */
+static void run_idle(lua_State *L, const struct served *s)
+{
+	if (!lua_istable(L, 3))
+		return;
+	lua_getfield(L, 3, "idle");
+	if (!lua_isfunction(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+		if (!s->quiet)
+			log_line("idle: %s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error)");
+		lua_pop(L, 1);
+	}
+}
+
 /* Bind PATH (mode 0600): a socket file no one listens on is replaced. */
 static int listen_on(lua_State *L, const char *path, struct sockaddr_un *sa)
 {
@@ -495,7 +514,8 @@ fail:
  * @tparam string path the socket (created mode 0600; a stale one replaced)
  * @tparam function handler
  * @tparam[opt] table opts `quiet` (no log lines), `ready` (a function called
- *   once listening)
+ *   once listening), `idle` (a function called before each wait for a
+ *   request, in the daemon's own namespace: work done between requests)
  * @return the signal's number
  * @return[2] nil, message
  */
@@ -580,6 +600,7 @@ int brisk_host_serve(lua_State *L)
 		int c, r;
 		struct timeval tv = { 2, 0 };
 
+		run_idle(L, &s);
 		r = ppoll(&pfd, 1, NULL, &wait_mask);
 		if (r < 0) {
 			if (errno == EINTR)

@@ -52,6 +52,22 @@ function M.handle(argv, env)
 	return code, served.command
 end
 
+--- Seconds a spare namespace stays usable (see `idle`).
+M.spare_ttl = 1
+
+--- The daemon's work between requests: a spare network namespace
+-- (brisk.core netns_prepare), so that the next `endpoint create --netns NEW`
+-- binds it instead of making one, which is most of the kernel's time for
+-- a new namespace. It is made in the daemon's own namespace and taken only
+-- by a request from that namespace within `ttl` seconds (default
+-- `spare_ttl`, `--spare-ttl`); otherwise the namespace is made as without
+-- a daemon.
+function M.idle(ttl)
+	local core = require "brisk.core"
+	local ok, msg = core.netns_prepare(ttl or M.spare_ttl)
+	if not ok then error(msg, 0) end
+end
+
 --- The socket a `brisk` started with BRISK_HOST=VALUE talks to.
 function M.socket_path(value)
 	if value == nil or value == "" then return nil end
@@ -62,7 +78,7 @@ cli.register {
 	name = "daemon",
 	raw = true,
 	summary = "serve brisk commands to brisk processes started with BRISK_HOST",
-	usage = "[--socket PATH] [--quiet]",
+	usage = "[--socket PATH] [--quiet] [--spare-ttl SECONDS]",
 	description = "Listens on a unix socket (mode 0600) until SIGINT, SIGTERM or SIGHUP. A brisk\n"
 		.. "started with BRISK_HOST=PATH hands its command to the daemon, which runs it with\n"
 		.. "brisk already loaded (an endpoint create in about 2/3 of the time) in the\n"
@@ -72,7 +88,9 @@ cli.register {
 		.. "and endpoint commands, version and help. Everything else, and everything when\n"
 		.. "no daemon listens, runs in the caller, as does a caller of another user or in\n"
 		.. "another mount or pid namespace. One command at a time; each request is logged\n"
-		.. "on the daemon's stderr.",
+		.. "on the daemon's stderr. Between requests the daemon makes a spare network\n"
+		.. "namespace, which the next request from its own namespace that creates one\n"
+		.. "(endpoint create --netns NEW) binds instead of making it (see --spare-ttl).",
 	example = {
 		"brisk daemon --socket /run/brisk/brisk.sock &",
 		"BRISK_HOST=/run/brisk/brisk.sock brisk endpoint create --netns c1 web",
@@ -82,6 +100,9 @@ cli.register {
 		{ "--socket", arg = "PATH",
 		  doc = "the socket to listen on (default: $BRISK_HOST, else " .. M.default_socket .. ")" },
 		{ "--quiet", "-q", doc = "no log line per request" },
+		{ "--spare-ttl", arg = "SECONDS",
+		  doc = "how long the spare namespace made between requests stays usable (default "
+			.. M.spare_ttl .. "; 0: make none)" },
 	},
 	run = function(o)
 		local okh, host = pcall(require, "brisk.host")
@@ -95,14 +116,24 @@ cli.register {
 			local ok, msg = core.mkdir_p(dir, 493)     -- 0755
 			if not ok then cli.error("daemon: " .. msg) end
 		end
+		local ttl = M.spare_ttl
+		if o.spare_ttl ~= nil then
+			ttl = tonumber(o.spare_ttl)
+			if not ttl or ttl < 0 or ttl ~= ttl or ttl == math.huge then
+				cli.usage_error("--spare-ttl takes a number of seconds >= 0, got '" .. o.spare_ttl .. "'",
+					"daemon")
+			end
+		end
 		for _, m in ipairs(WARM) do require(m) end
 		local sig, msg = host.serve(path, M.handle, {
 			quiet = o.quiet,
+			idle = ttl > 0 and function() M.idle(ttl) end or nil,
 			ready = function()
 				io.stderr:write(string.format("brisk daemon: listening on %s\n", path))
 				io.stderr:flush()
 			end,
 		})
+		require("brisk.core").netns_prepare(false)
 		if not sig then cli.error(msg) end
 		if not o.quiet then io.stderr:write(string.format("brisk daemon: stopped (signal %d)\n", sig)) end
 		return nil
