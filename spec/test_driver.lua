@@ -594,6 +594,105 @@ function TestStoreRoundTrip:test_ipv6_overlap_and_a_stale_index()
 	assert(self.d:delete_network("v6"))
 end
 
+-- The conflict lookup (D:conflict) against a walk over every stored
+-- network with brisk.ipnet: random prefixes of both families, nested and
+-- disjoint, through writes, deletes and another process's write. The
+-- records are written to the store directly (the lookup reads only the
+-- index), so nothing here touches the kernel.
+TestConflictLookup = { setUp = fresh, tearDown = cleanup }
+
+function TestConflictLookup:test_agrees_with_a_walk_over_every_network()
+	local ipnet = require "brisk.ipnet"
+	math.randomseed(7)
+	local rnd = math.random
+	local function canon(a) return ipnet.format(ipnet.network(ipnet.parse_cidr(a))) end
+	local function v4()
+		return canon(string.format("10.%d.%d.%d/%d", rnd(0, 255), rnd(0, 255), rnd(0, 255), rnd(16, 30)))
+	end
+	local function v6()
+		return canon(string.format("fd00:%x:%x::%x/%d", rnd(0, 255), rnd(0, 65535), rnd(0, 65535), rnd(40, 124)))
+	end
+	local function id(i) return string.format("%064x", i) end
+	local stored = {}
+	local function put(st, i)
+		local doc = { id = id(i), name = "n" .. i, bridge = "br" .. i, subnet4 = v4(),
+			subnet6 = rnd(0, 2) == 0 and v6() or nil }
+		assert(st:put("network", doc))
+		stored[doc.id] = doc
+	end
+	local parsed = setmetatable({}, { __index = function(t, a)
+		local c = ipnet.parse_cidr(a)
+		t[a] = c
+		return c
+	end })
+	local function overlaps(a, b) return ipnet.overlaps(parsed[a], parsed[b]) end
+	-- the stored networks a new one conflicts with, by a walk over all
+	local function walk(net)
+		local hits = {}
+		for _, o in pairs(stored) do
+			if o.name == net.name or o.id == net.id or o.bridge == net.bridge
+				or overlaps(o.subnet4, net.subnet4)
+				or (o.subnet6 and net.subnet6 and overlaps(o.subnet6, net.subnet6)) then
+				hits[o.id] = true
+			end
+		end
+		return hits
+	end
+	-- `rounds` random networks: the lookup finds a conflict exactly when
+	-- the walk does, and what it finds is one; with `taken`, names, ids
+	-- and bridges are drawn from the stored ones' range (else never taken)
+	local function check(rounds, taken)
+		local found, clean = 0, 0
+		for q = 1, rounds do
+			local net = { id = taken and id(rnd(1, 1000)) or string.rep("e", 64),
+				name = taken and "n" .. rnd(1, 1000) or "free", bridge = taken and "br" .. rnd(1, 1000) or "brfree",
+				subnet4 = v4(), subnet6 = rnd(0, 1) == 0 and v6() or nil }
+			local o, why = self.d:conflict(net)
+			local hits = walk(net)
+			if o then
+				found = found + 1
+				lu.assertTrue(hits[o.id], string.format("query %d: %s is no conflict (%s)", q, o.id, why))
+				if not taken then
+					lu.assertStrMatches(why, "^networks have overlapping IPv[46] %(.* and .*%)$")
+				end
+			else
+				clean = clean + 1
+				lu.assertNil(next(hits), string.format("query %d: missed %s", q, tostring(next(hits))))
+			end
+		end
+		-- both answers were asked for
+		lu.assertTrue(found > rounds // 20 and clean > rounds // 20, found .. " found, " .. clean .. " clean")
+	end
+	for i = 1, 400 do put(self.d.store, i) end
+	-- a reason names both subnets
+	local o, why = self.d:conflict{ name = "x", id = string.rep("f", 64), bridge = "bx", subnet4 = stored[id(1)].subnet4 }
+	lu.assertNotNil(o)
+	lu.assertEquals(why, "networks have overlapping IPv4 (" .. o.subnet4 .. " and " .. stored[id(1)].subnet4 .. ")")
+	check(300, false)
+	check(300, true)
+	-- deletes through this store keep it in step
+	for i = 1, 400, 2 do
+		assert(self.d.store:delete("network", id(i)))
+		stored[id(i)] = nil
+	end
+	check(300, false)
+	check(300, true)
+	-- another process's writes: a new generation, the lookup made anew
+	local other = assert(require("brisk.store").open(self.dir, { index = driver.INDEX }))
+	for i = 401, 500 do put(other, i) end
+	assert(other:delete("network", id(2)))
+	stored[id(2)] = nil
+	check(300, false)
+	check(300, true)
+	-- networks by name, id and id prefix (4 characters or more)
+	lu.assertEquals(assert(self.d:network("n4")).subnet4, stored[id(4)].subnet4)
+	lu.assertEquals(assert(self.d:network(id(4))).name, "n4")
+	lu.assertEquals(assert(self.d:network(id(4):sub(1, 63))).name, "n4")
+	lu.assertNil(self.d:network("n2"))
+	lu.assertNil(self.d:network("n3"))
+	for k in pairs(stored) do assert(self.d.store:delete("network", k)) end
+end
+
 ---------------------------------------------------------------------------
 TestCreateParallel = {}
 

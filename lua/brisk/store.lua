@@ -389,6 +389,8 @@ local function boot_id()
 end
 
 local function compact(v)
+	-- strings (most of an index: ids, names, addresses) without the tables
+	if type(v) == "string" then return '"' .. v:gsub('[%c"\\]', esc) .. '"' end
 	local out = {}
 	encode_value(v, false, {}, out)
 	return concat(out)
@@ -413,7 +415,8 @@ local function new_index(self, gen)
 	return ix
 end
 
--- Set (or, summary nil, remove) one entry, keeping the sorted array.
+-- Set (or, summary nil, remove) one entry, keeping the sorted array and
+-- the kind's derived lookups (Store:derived).
 local function index_apply(ix, kind, id, summary, less)
 	local k = ix.kinds[kind]
 	local old = k.map[id]
@@ -424,6 +427,7 @@ local function index_apply(ix, kind, id, summary, less)
 		ix.live = ix.live - 1
 	end
 	list_update(k.sorted, id, summary, less)
+	for _, d in pairs(k.derived or {}) do d.update(d.obj, old, summary) end
 end
 
 local function exact(v)
@@ -725,6 +729,38 @@ function Store:summaries(kind, shared)
 	local copy = {}
 	for i, s in ipairs(arr) do copy[i] = deep_copy(s) end
 	return copy
+end
+
+--- A lookup over the summaries of an indexed kind, kept in step with
+-- them: made by `build(summaries)` (the sorted, read-only array) the first
+-- time it is asked for with this index, then changed by
+-- `update(lookup, old, new)` on each write this process makes (old and new
+-- are the summaries before and after; nil when absent). A new index (read
+-- from the file after another process wrote, or rebuilt) makes it anew.
+-- For flows that search the summaries by something other than their id
+-- (names, address ranges) on every write, without a walk over all of them.
+-- @tparam string kind a kind given in `index`
+-- @tparam string name the lookup's name (one lookup per name and kind)
+-- @tparam function build
+-- @tparam function update
+-- @return the lookup (build's result)
+-- @return[2] nil, msg, code as `summaries`
+function Store:derived(kind, name, build, update)
+	check_kind(kind, 1, "derived")
+	if not (self._index and self._index[kind]) then
+		error(sfmt("bad argument #1 to 'derived' (kind '%s' is not indexed: see the index option of open)",
+			kind), 2)
+	end
+	local ix, msg, code = self:_ix()
+	if not ix then return nil, msg, code end
+	local k = ix.kinds[kind]
+	k.derived = k.derived or {}
+	local d = k.derived[name]
+	if not d then
+		d = { obj = build(k.sorted), update = update }
+		k.derived[name] = d
+	end
+	return d.obj
 end
 
 --- The summaries whose field `field` equals `value` (as `summaries`).
