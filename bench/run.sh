@@ -70,16 +70,21 @@ meta() { echo "META $1=$2" >>"$raw"; }
 # above the start), at most 120 s.
 netns_live() { awk '/^net_namespace / { print $2 }' /proc/slabinfo 2>/dev/null || echo 0; }
 base_ns=$(netns_live)
+# Wait until the kernel has freed the namespaces of the last run: its
+# cleanup work holds the locks every link and namespace operation takes, so
+# a run started meanwhile measures it too (spikes of 5-30 ms in the first
+# operations of a small run). Done when the count is near where it started
+# and has not moved for 0.2 s, or has not moved for 3 s.
 settle() {
 	local t n last=-1 still=0
 	sync
-	for ((t = 0; t < 240; t++)); do
+	for ((t = 0; t < 600; t++)); do
 		n=$(netns_live)
-		[ "$n" -le $((base_ns + 50)) ] && return
 		if [ "$n" = "$last" ]; then still=$((still + 1)); else still=0; fi
-		[ "$still" -ge 6 ] && return
+		[ "$n" -le $((base_ns + 50)) ] && [ "$still" -ge 1 ] && return
+		[ "$still" -ge 15 ] && return
 		last=$n
-		sleep 0.5
+		sleep 0.2
 	done
 	log "warning: namespaces still being freed after 120 s"
 }

@@ -351,8 +351,25 @@ static int l_nl_nft(lua_State *L)
 	return nft_call(L, 2, 1, 3);
 }
 
+/***
+ * Whether nftables can be used: opens libnftables (once per process, as the
+ * first nft call would) and resolves the functions brisk uses. A program
+ * that will run nft scripts later (brisk daemon) calls it ahead of time.
+ * @function nft_available
+ * @return true
+ * @return[2] nil, "nft: cannot load libnftables.so.1: <dlerror text>", ENOENT
+ */
+static int l_nft_available(lua_State *L)
+{
+	if (!nftlib_load())
+		return brisk_failmsg(L, "nft: cannot load", BRISK_LIBNFTABLES, ENOENT, nftlib.why);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static const luaL_Reg nft_mod[] = {
 	{ "nft", l_nft },
+	{ "nft_available", l_nft_available },
 	{ NULL, NULL }
 };
 

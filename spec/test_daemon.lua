@@ -209,6 +209,10 @@ function TestDaemon:test_new_namespaces_bind_the_spare_made_between_requests()
 	lu.assertEquals((brisk(dm0, "version")), 0)
 	lu.assertEquals((brisk(dm0, "version")), 0)
 	lu.assertEquals(held_netns(dm0.pid, own), {})
+	-- its first idle time loaded what a served command uses, libnftables
+	-- too, although it served no network command (the firewall's first
+	-- network create does not wait for it)
+	lu.assertStrContains(H.slurp("/proc/" .. dm0.pid .. "/maps"), "libnftables.so")
 	-- and a bad value is a usage error
 	local c2, _, e2 = brisk(nil, "daemon --spare-ttl -1 --socket " .. q(dm.dir .. "/x.sock"))
 	lu.assertEquals(c2, 2)

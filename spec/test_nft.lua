@@ -26,6 +26,15 @@ function TestNft:tearDown()
 	H.reset()
 end
 
+function TestNft:test_available_opens_libnftables_and_changes_nothing()
+	local before = ruleset()
+	lu.assertEquals({ core.nft_available() }, { true })
+	lu.assertEquals({ core.nft_available() }, { true })    -- once per process, then cached
+	-- the library is in this process now (its maps), and no rule came of it
+	lu.assertStrContains(H.slurp("/proc/self/maps"), "libnftables.so")
+	lu.assertEquals(ruleset(), before)
+end
+
 function TestNft:test_add_table_and_list_json()
 	lu.assertEquals(core.nft("add table inet t1\nadd chain inet t1 c { type filter hook input priority 0; }\n"), "")
 	lu.assertEquals(tables_json(), { "inet t1" })

@@ -32,12 +32,14 @@ function M.serves(spec)
 	return M.served_groups[name:match("^%S+")] == true or M.served_commands[name] == true
 end
 
--- Modules a served command would load on first use: loaded before the
--- daemon listens, so the first caller does not wait for them.
+-- Modules a served command would load on first use: loaded in the
+-- daemon's first idle time (while its first caller starts), so that
+-- caller does not wait for them; libnftables is opened then too.
 local WARM = {
 	"brisk.cli.network", "brisk.cli.endpoint", "brisk.driver", "brisk.endpoint", "brisk.store",
-	"brisk.schema", "brisk.ipnet", "brisk.ports",
+	"brisk.schema", "brisk.ipnet", "brisk.ports", "brisk.firewall",
 }
+local warm = false
 
 --- Run one request: argv as the caller gave it, env the variables it
 -- passed. Returns the exit code and the command's name, or nil when the
@@ -55,7 +57,8 @@ end
 --- Seconds a spare namespace stays usable (see `idle`).
 M.spare_ttl = 1
 
---- The daemon's work between requests: a spare network namespace
+--- The daemon's work between requests: the first time, loading what a
+-- served command uses (WARM); then a spare network namespace
 -- (brisk.core netns_prepare), so that the next `endpoint create --netns NEW`
 -- binds it instead of making one, which is most of the kernel's time for
 -- a new namespace. It is made in the daemon's own namespace and taken only
@@ -64,6 +67,12 @@ M.spare_ttl = 1
 -- a daemon.
 function M.idle(ttl)
 	local core = require "brisk.core"
+	if not warm then
+		warm = true
+		for _, m in ipairs(WARM) do require(m) end
+		core.nft_available()      -- a failure is the firewall's to report, when used
+	end
+	if ttl == 0 then return end
 	local ok, msg = core.netns_prepare(ttl or M.spare_ttl)
 	if not ok then error(msg, 0) end
 end
@@ -124,10 +133,9 @@ cli.register {
 					"daemon")
 			end
 		end
-		for _, m in ipairs(WARM) do require(m) end
 		local sig, msg = host.serve(path, M.handle, {
 			quiet = o.quiet,
-			idle = ttl > 0 and function() M.idle(ttl) end or nil,
+			idle = function() M.idle(ttl) end,
 			ready = function()
 				io.stderr:write(string.format("brisk daemon: listening on %s\n", path))
 				io.stderr:flush()
