@@ -572,6 +572,63 @@ function TestStoreIndex:test_corrupt_document_while_rebuilding()
 	self:assert_trusted()
 end
 
+-- A derived lookup (by_fields) follows every write of this store, and is
+-- made anew, from the index, when another store wrote.
+function TestStoreIndex:test_derived_lookup_follows_writes()
+	local st = self.st
+	self:put_some()
+	local builds = 0
+	local build, update = store.by_fields{ "name", "network" }
+	local function get()
+		return assert(st:derived("endpoint", "t", function(s) builds = builds + 1; return build(s) end, update))
+	end
+	-- what a walk over the summaries says, for every name and network
+	local function check(lk)
+		local want = { name = {}, network = {} }
+		for _, e in ipairs(st:summaries("endpoint", true)) do
+			for _, f in ipairs{ "name", "network" } do
+				want[f][e[f]] = want[f][e[f]] or {}
+				want[f][e[f]][e.id] = true
+			end
+		end
+		for _, f in ipairs{ "name", "network" } do
+			local got = {}
+			for v, set in pairs(lk[f]) do
+				got[v] = {}
+				for e in pairs(set) do got[v][e.id] = true end
+			end
+			lu.assertEquals(got, want[f], f)
+		end
+	end
+	local lk = get()
+	lu.assertEquals(builds, 1)
+	check(lk)
+	lu.assertEquals(store.first(lk, "name", "n3").id, "e3")
+	lu.assertNil(store.first(lk, "name", "nope"))
+	-- this store's writes: the same lookup, changed in place
+	local e2 = assert(st:get("endpoint", "e2"))
+	e2.name, e2.network = "renamed", "c"
+	assert(st:put("endpoint", e2))
+	assert(st:delete("endpoint", "e4"))
+	assert(st:put("endpoint", { id = "e7", name = "n3", network = "a" }))   -- a second n3
+	lu.assertIs(get(), lk)
+	lu.assertEquals(builds, 1)
+	check(lk)
+	lu.assertNil(store.first(lk, "name", "n2"))
+	lu.assertEquals(store.first(lk, "name", "renamed").id, "e2")
+	assert(st:delete("endpoint", "e7"))
+	lu.assertEquals(store.first(lk, "name", "n3").id, "e3")
+	-- another store's write: a new generation, the lookup made anew
+	assert(fresh(self.dir):put("endpoint", { id = "e8", name = "n8", network = "b" }))
+	local lk2 = get()
+	lu.assertEquals(builds, 2)
+	lu.assertNotIs(lk2, lk)
+	check(lk2)
+	lu.assertEquals(store.first(lk2, "name", "n8").id, "e8")
+	lu.assertErrorMsgContains("kind 'topology' is not indexed",
+		function() st:derived("topology", "t", build, update) end)
+end
+
 function TestStoreIndex:test_bad_args()
 	local st = self.st
 	lu.assertErrorMsgContains("kind 'topology' is not indexed", function() st:summaries("topology") end)

@@ -355,13 +355,13 @@ local function as_list(v)
 	return { v }
 end
 
-local conflicts, mm_any
+local conflicts
 
 -- A network by id, else by name (from the conflict lookup), else by id
 -- prefix (at least 4 characters; a walk).
 local function find_network(self, key)
 	local lk = conflicts(self)
-	local n = mm_any(lk.id, key) or mm_any(lk.name, key)
+	local n = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
 	if n or #key < 4 then return n end
 	for _, s in ipairs(M.summaries(self, "network")) do
 		if s.id:sub(1, #key) == key then return s end
@@ -388,24 +388,9 @@ end
 -- use), or when the first stored prefix at or after N's address is inside N
 -- (a binary search over the stored prefixes sorted by address).
 
--- A multimap: key -> set of summaries (stored records may share a key).
-local function mm_add(m, k, s)
-	if k == nil then return end
-	local t = m[k]
-	if not t then t = {}; m[k] = t end
-	t[s] = true
-end
-local function mm_del(m, k, s)
-	local t = k ~= nil and m[k]
-	if t then
-		t[s] = nil
-		if next(t) == nil then m[k] = nil end
-	end
-end
-function mm_any(m, k)
-	local t = k ~= nil and m[k]
-	return t and next(t) or nil
-end
+-- Names, ids and bridges (stored records may share one: a set each).
+local by_build, _, by_add, by_del = storemod.by_fields{ "name", "id", "bridge" }
+local first = storemod.first
 
 -- The families: an address as a key that sorts as the address does
 -- (IPv4: an integer; IPv6: 32 hex digits), cut to a prefix length.
@@ -440,8 +425,8 @@ function V6.cut(k, p)
 	return k:sub(1, whole) .. string.format("%x", nib) .. ZEROS:sub(whole + 2)
 end
 
--- A prefix set: at[plen] is a multimap of keys; sorted holds {k, p, s}
--- by key.
+-- A prefix set: at[plen][key] is the set of summaries with that prefix;
+-- sorted holds {k, p, s} by key.
 local function pset() return { at = {}, sorted = {} } end
 
 -- The first position in sorted whose key is >= k.
@@ -457,8 +442,11 @@ end
 local function pset_add(set, fam, str, s)
 	local k, p = fam.parse(str)
 	if not k then return end
-	set.at[p] = set.at[p] or {}
-	mm_add(set.at[p], k, s)
+	local at = set.at[p] or {}
+	set.at[p] = at
+	local same = at[k] or {}
+	at[k] = same
+	same[s] = true
 	table.insert(set.sorted, pset_pos(set, k), { k = k, p = p, s = s })
 end
 
@@ -466,8 +454,10 @@ local function pset_del(set, fam, str, s)
 	local k, p = fam.parse(str)
 	if not k then return end
 	local at = set.at[p]
-	if at then
-		mm_del(at, k, s)
+	local same = at and at[k]
+	if same then
+		same[s] = nil
+		if next(same) == nil then at[k] = nil end
 		if next(at) == nil then set.at[p] = nil end
 	end
 	local a = set.sorted
@@ -481,10 +471,8 @@ end
 local function pset_overlap(set, fam, k, p)
 	for q = 0, p do
 		local at = set.at[q]
-		if at then
-			local s = mm_any(at, fam.cut(k, q))
-			if s then return s end
-		end
+		local same = at and at[fam.cut(k, q)]
+		if same then return (next(same)) end
 	end
 	local e = set.sorted[pset_pos(set, k)]
 	if e and fam.cut(e.k, p) == k then return e.s end
@@ -493,24 +481,21 @@ end
 
 local function lookup_add(lk, s)
 	if not s then return end
-	mm_add(lk.name, s.name, s)
-	mm_add(lk.id, s.id, s)
-	mm_add(lk.bridge, s.bridge, s)
+	by_add(lk, s)
 	if s.subnet4 then pset_add(lk.v4, V4, s.subnet4, s) end
 	if s.subnet6 then pset_add(lk.v6, V6, s.subnet6, s) end
 end
 
 local function lookup_del(lk, s)
 	if not s then return end
-	mm_del(lk.name, s.name, s)
-	mm_del(lk.id, s.id, s)
-	mm_del(lk.bridge, s.bridge, s)
+	by_del(lk, s)
 	if s.subnet4 then pset_del(lk.v4, V4, s.subnet4, s) end
 	if s.subnet6 then pset_del(lk.v6, V6, s.subnet6, s) end
 end
 
 local function lookup_build(summaries)
-	local lk = { name = {}, id = {}, bridge = {}, v4 = pset(), v6 = pset() }
+	local lk = by_build({})
+	lk.v4, lk.v6 = pset(), pset()
 	for _, s in ipairs(summaries) do lookup_add(lk, s) end
 	return lk
 end
@@ -532,11 +517,11 @@ end
 -- @return summary, reason
 function D:conflict(net)
 	local lk = conflicts(self)
-	local o = mm_any(lk.name, net.name)
+	local o = first(lk, "name", net.name)
 	if o then return o, "a network named " .. net.name .. " exists" end
-	o = mm_any(lk.id, net.id)
+	o = first(lk, "id", net.id)
 	if o then return o, "network " .. net.id .. " exists" end
-	o = mm_any(lk.bridge, net.bridge)
+	o = first(lk, "bridge", net.bridge)
 	if o then return o, "networks have same bridge name " .. net.bridge end
 	for _, f in ipairs{ { "subnet4", V4, "IPv4" }, { "subnet6", V6, "IPv6" } } do
 		local str, fam = net[f[1]], f[2]

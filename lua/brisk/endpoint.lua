@@ -12,6 +12,7 @@ local core = require "brisk.core"
 local handle = require "brisk.handle"
 local ipnet = require "brisk.ipnet"
 local schema = require "brisk.schema"
+local storemod = require "brisk.store"
 
 local function same_ip(a, b)
 	return ipnet.compare(ipnet.addr(a), ipnet.addr(b)) == 0
@@ -263,15 +264,29 @@ local function sandbox_ref(ns)
 	return ns
 end
 
+-- The stored endpoints by id and by name (a lookup the store keeps in step
+-- with its index), so that a create or a lookup by name does not walk
+-- every endpoint.
+local by_build, by_update = storemod.by_fields{ "id", "name" }
+local function names(self)
+	local lk, msg = self.store:derived("endpoint", "names", by_build, by_update)
+	if not lk then error(msg, 0) end
+	return lk
+end
+
+-- An endpoint by id, else by name, else by id prefix (at least 4
+-- characters; a walk).
 local function find_endpoint(self, key)
 	if type(key) == "table" then key = key.id end
 	if type(key) ~= "string" or key == "" then return nil end
-	for _, e in ipairs(M.summaries(self, "endpoint")) do
-		if e.id == key or e.name == key or (#key >= 4 and e.id:sub(1, #key) == key) then
-			return self.store:get("endpoint", e.id)
+	local lk = names(self)
+	local e = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
+	if not e and #key >= 4 then
+		for _, s in ipairs(M.summaries(self, "endpoint")) do
+			if s.id:sub(1, #key) == key then e = s; break end
 		end
 	end
-	return nil
+	return e and self.store:get("endpoint", e.id) or nil
 end
 
 -- The first free prefix+N inside the sandbox.
@@ -307,10 +322,9 @@ local function resolve_endpoint(self, net, spec)
 	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
 		return fail(string.format("invalid endpoint name '%s'", tostring(name)))
 	end
-	for _, e in ipairs(M.summaries(self, "endpoint")) do
-		if e.id == id then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
-		if e.name == name then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
-	end
+	local taken = names(self)
+	if storemod.first(taken, "id", id) then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
+	if storemod.first(taken, "name", name) then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
 	local opts, msg = epopts:parse(spec.options or {})
 	if not opts then return fail(msg) end
 	if spec.mac ~= nil then

@@ -763,6 +763,51 @@ function Store:derived(kind, name, build, update)
 	return d.obj
 end
 
+--- A lookup by fields, for `derived`: lookup[field][value] is the set
+-- ({[summary] = true}) of the summaries whose `field` is `value`.
+-- @tparam table fields field names
+-- @return build, update (for `derived`), and add(lookup, summary) and
+--   del(lookup, summary) for lookups that keep more than these maps
+function M.by_fields(fields)
+	local function add(lk, s)
+		for _, f in ipairs(fields) do
+			local v = s[f]
+			if v ~= nil then
+				local set = lk[f][v]
+				if not set then set = {}; lk[f][v] = set end
+				set[s] = true
+			end
+		end
+	end
+	local function del(lk, s)
+		for _, f in ipairs(fields) do
+			local v = s[f]
+			local set = v ~= nil and lk[f][v]
+			if set then
+				set[s] = nil
+				if next(set) == nil then lk[f][v] = nil end
+			end
+		end
+	end
+	local function build(summaries)
+		local lk = {}
+		for _, f in ipairs(fields) do lk[f] = {} end
+		for _, s in ipairs(summaries) do add(lk, s) end
+		return lk
+	end
+	local function update(lk, old, new)
+		if old then del(lk, old) end
+		if new then add(lk, new) end
+	end
+	return build, update, add, del
+end
+
+--- One summary of a `by_fields` lookup whose `field` is `value`, or nil.
+function M.first(lk, field, value)
+	local set = value ~= nil and lk[field][value]
+	return set and next(set) or nil
+end
+
 --- The summaries whose field `field` equals `value` (as `summaries`).
 -- @tparam string kind a kind given in `index`
 -- @tparam string field one of its indexed fields, or "id"
