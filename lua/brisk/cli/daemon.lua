@@ -57,8 +57,8 @@ end
 --- Seconds a spare namespace stays usable (see `idle`).
 M.spare_ttl = 1
 
---- The daemon's work between requests: the first time, loading what a
--- served command uses (WARM); then a spare network namespace
+--- The daemon's work between requests: before the first, loading what a
+-- served command uses (WARM); after each, a spare network namespace
 -- (brisk.core netns_prepare), so that the next `endpoint create --netns NEW`
 -- binds it instead of making one, which is most of the kernel's time for
 -- a new namespace. It is made in the daemon's own namespace and taken only
@@ -68,9 +68,11 @@ M.spare_ttl = 1
 function M.idle(ttl)
 	local core = require "brisk.core"
 	if not warm then
+		-- before the first request only: it is the first caller's wait
 		warm = true
 		for _, m in ipairs(WARM) do require(m) end
 		core.nft_available()      -- a failure is the firewall's to report, when used
+		return
 	end
 	if ttl == 0 then return end
 	local ok, msg = core.netns_prepare(ttl or M.spare_ttl)
@@ -144,7 +146,11 @@ cli.register {
 		require("brisk.core").netns_prepare(false)
 		if not sig then cli.error(msg) end
 		if not o.quiet then io.stderr:write(string.format("brisk daemon: stopped (signal %d)\n", sig)) end
-		return nil
+		-- nothing is left to close that exit does not close: no teardown of
+		-- the Lua state (its modules, its caches) on the way out
+		io.stdout:flush()
+		io.stderr:flush()
+		os.exit(0, false)
 	end,
 }
 
