@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,22 @@ static int l_unlink(lua_State *L)
 }
 
 /***
+ * The calling process's working directory (getcwd(3)).
+ * @function getcwd
+ * @return string, an absolute path
+ * @return[2] nil, "getcwd: <strerror>", errno
+ */
+static int l_getcwd(lua_State *L)
+{
+	char buf[PATH_MAX];
+
+	if (getcwd(buf, sizeof(buf)) == NULL)
+		return brisk_fail(L, "getcwd", NULL, errno);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+/***
  * Random bytes from the kernel (getrandom(2), blocking until the pool is
  * initialised).
  * @function random_bytes
@@ -443,6 +460,7 @@ static const luaL_Reg fs_mod[] = {
 	{ "listdir", l_listdir },
 	{ "unlink", l_unlink },
 	{ "random_bytes", l_random_bytes },
+	{ "getcwd", l_getcwd },
 	{ NULL, NULL }
 };
 

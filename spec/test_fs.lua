@@ -28,7 +28,7 @@ end
 function TestFs:test_module_loads_without_globals()
 	H.assert_no_globals({ "brisk.core" })
 	local c = require "brisk.core"
-	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes" } do
+	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes", "getcwd" } do
 		lu.assertIsFunction(c[f], f)
 	end
 	lu.assertEquals(c.errno.EWOULDBLOCK, c.errno.EAGAIN)
@@ -243,6 +243,19 @@ function TestFs:test_unlink()
 	lu.assertEquals(core.listdir(self.dir), { "d" })
 	lu.assertErrorMsgContains("bad argument #1", function() core.unlink() end)
 	lu.assertErrorMsgContains("bad argument #1", function() core.unlink("") end)
+end
+
+-- --- getcwd ---
+
+function TestFs:test_getcwd_is_the_process_directory()
+	-- the shell's idea of it, from a process started in the same directory
+	lu.assertEquals(core.getcwd(), (H.must("pwd -P"):gsub("\n$", "")))
+	-- a process started in another directory sees that one
+	local d = self.dir
+	local code = ("package.cpath = %q; io.write(require('brisk.core').getcwd())"):format(H.ROOT .. "/build/lib/?.so")
+	local out = H.must("cd " .. H.q(d) .. " && lua5.4 -e " .. H.q(code))
+	lu.assertEquals(out, (H.must("cd " .. H.q(d) .. " && pwd -P"):gsub("\n$", "")))
+	lu.assertNotEquals(out, core.getcwd())
 end
 
 -- --- random_bytes ---

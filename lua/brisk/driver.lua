@@ -146,12 +146,14 @@ M.default_network_steps = default_network_steps
 
 --- The fields of the store's index (brisk.store `summaries`): what the
 -- flows read of every network (names, ids, bridges and subnets for the
--- conflict checks and the pool choice) and of every endpoint (names,
+-- conflict checks and the pool choice, and what `network ls` shows) and
+-- of every endpoint (names,
 -- addresses and published ports for IPAM, name checks and the port
 -- allocator), so a flow reads the index and the few documents it changes
 -- rather than every document. `state` lets them see unfinished records.
 M.INDEX = {
-	network = { "name", "bridge", "subnet4", "subnet6", "state" },
+	network = { "name", "bridge", "subnet4", "subnet6", "state", "gateway4", "gateway6", "internal",
+		"enable_ipv6" },
 	endpoint = { "name", "network", "ipv4", "ipv6", "ports", "state" },
 }
 
@@ -425,45 +427,82 @@ function V6.cut(k, p)
 	return k:sub(1, whole) .. string.format("%x", nib) .. ZEROS:sub(whole + 2)
 end
 
--- A prefix set: at[plen][key] is the set of summaries with that prefix;
--- sorted holds {k, p, s} by key.
-local function pset() return { at = {}, sorted = {} } end
+-- A prefix set: at[plen][key] is a summary with that prefix; keys holds
+-- the distinct keys (addresses) of all of them, sorted when `sorted` is
+-- true (a bulk build appends, and the first search sorts), and owners[key]
+-- the summaries with that address (one, or an array).
+local function pset() return { at = {}, keys = {}, owners = {}, sorted = true } end
 
--- The first position in sorted whose key is >= k.
+-- The first position in keys whose key is >= k.
 local function pset_pos(set, k)
-	local a, lo, hi = set.sorted, 1, #set.sorted
+	local a = set.keys
+	if not set.sorted then
+		table.sort(a)
+		set.sorted = true
+	end
+	local lo, hi = 1, #a
 	while lo <= hi do
 		local mid = (lo + hi) // 2
-		if a[mid].k < k then lo = mid + 1 else hi = mid - 1 end
+		if a[mid] < k then lo = mid + 1 else hi = mid - 1 end
 	end
 	return lo
 end
 
-local function pset_add(set, fam, str, s)
+local function one_add(m, k, s)
+	local cur = m[k]
+	if cur == nil then m[k] = s
+	elseif cur.id ~= nil then m[k] = { cur, s }
+	else cur[#cur + 1] = s end
+	return cur == nil
+end
+
+-- Remove s from m[k]; true when nothing is left there.
+local function one_del(m, k, s)
+	local cur = m[k]
+	if cur == s then
+		m[k] = nil
+		return true
+	elseif cur and cur.id == nil then
+		for i = #cur, 1, -1 do
+			if cur[i] == s then table.remove(cur, i) end
+		end
+		if #cur == 1 then m[k] = cur[1] end
+	end
+	return false
+end
+
+local function one_any(cur)
+	if cur == nil or cur.id ~= nil then return cur end
+	return cur[1]
+end
+
+local function pset_add(set, fam, str, s, bulk)
 	local k, p = fam.parse(str)
 	if not k then return end
-	local at = set.at[p] or {}
-	set.at[p] = at
-	local same = at[k] or {}
-	at[k] = same
-	same[s] = true
-	table.insert(set.sorted, pset_pos(set, k), { k = k, p = p, s = s })
+	local at = set.at[p]
+	if not at then at = {}; set.at[p] = at end
+	one_add(at, k, s)
+	if one_add(set.owners, k, s) then
+		if bulk or not set.sorted then
+			set.keys[#set.keys + 1] = k
+			set.sorted = false
+		else
+			table.insert(set.keys, pset_pos(set, k), k)
+		end
+	end
 end
 
 local function pset_del(set, fam, str, s)
 	local k, p = fam.parse(str)
 	if not k then return end
 	local at = set.at[p]
-	local same = at and at[k]
-	if same then
-		same[s] = nil
-		if next(same) == nil then at[k] = nil end
+	if at then
+		one_del(at, k, s)
 		if next(at) == nil then set.at[p] = nil end
 	end
-	local a = set.sorted
-	for i = pset_pos(set, k), #a do
-		if a[i].k ~= k then break end
-		if a[i].s == s then table.remove(a, i); break end
+	if one_del(set.owners, k, s) then
+		local i = pset_pos(set, k)
+		if set.keys[i] == k then table.remove(set.keys, i) end
 	end
 end
 
@@ -471,19 +510,19 @@ end
 local function pset_overlap(set, fam, k, p)
 	for q = 0, p do
 		local at = set.at[q]
-		local same = at and at[fam.cut(k, q)]
-		if same then return (next(same)) end
+		local s = at and one_any(at[fam.cut(k, q)])
+		if s then return s end
 	end
-	local e = set.sorted[pset_pos(set, k)]
-	if e and fam.cut(e.k, p) == k then return e.s end
+	local e = set.keys[pset_pos(set, k)]
+	if e and fam.cut(e, p) == k then return one_any(set.owners[e]) end
 	return nil
 end
 
-local function lookup_add(lk, s)
+local function lookup_add(lk, s, bulk)
 	if not s then return end
 	by_add(lk, s)
-	if s.subnet4 then pset_add(lk.v4, V4, s.subnet4, s) end
-	if s.subnet6 then pset_add(lk.v6, V6, s.subnet6, s) end
+	if s.subnet4 then pset_add(lk.v4, V4, s.subnet4, s, bulk) end
+	if s.subnet6 then pset_add(lk.v6, V6, s.subnet6, s, bulk) end
 end
 
 local function lookup_del(lk, s)
@@ -496,7 +535,7 @@ end
 local function lookup_build(summaries)
 	local lk = by_build({})
 	lk.v4, lk.v6 = pset(), pset()
-	for _, s in ipairs(summaries) do lookup_add(lk, s) end
+	for _, s in ipairs(summaries) do lookup_add(lk, s, true) end
 	return lk
 end
 
@@ -902,6 +941,13 @@ end
 --- The stored networks.
 function D:networks()
 	return self.store:list("network")
+end
+
+--- The summaries of the stored networks (brisk.store's index): `id` and
+-- the fields of `M.INDEX.network`, sorted by id. Read-only tables; one
+-- read of the index instead of every document.
+function D:network_summaries()
+	return M.summaries(self, "network")
 end
 
 --- One network by name, id or id prefix.

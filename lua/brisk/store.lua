@@ -342,10 +342,17 @@ function M.open(dir, o)
 		local ok, msg, err = core.mkdir_p(d, 448)     -- 0700
 		if not ok then return nil, msg, err or "io" end
 	end
-	caches[dir] = caches[dir] or {}
+	-- the cache is the directory's: a relative path is another directory
+	-- from another working directory (brisk daemon serves callers in many)
+	local key = dir
+	if dir:sub(1, 1) ~= "/" then
+		local cwd = core.getcwd()
+		key = cwd and normalize(cwd .. "/" .. dir) or dir
+	end
+	caches[key] = caches[key] or {}
 	local volatile = {}
 	for _, k in ipairs(o and o.volatile or {}) do volatile[k] = true end
-	return setmetatable({ dir = dir, _c = caches[dir], _volatile = volatile, _index = index, _sig = sig }, Store)
+	return setmetatable({ dir = dir, _c = caches[key], _volatile = volatile, _index = index, _sig = sig }, Store)
 end
 
 -- --- the index --------------------------------------------------------------
@@ -763,8 +770,9 @@ function Store:derived(kind, name, build, update)
 	return d.obj
 end
 
---- A lookup by fields, for `derived`: lookup[field][value] is the set
--- ({[summary] = true}) of the summaries whose `field` is `value`.
+--- A lookup by fields, for `derived`: lookup[field][value] is the summary
+-- whose `field` is `value`, or an array of them when several share it
+-- (`first` reads either).
 -- @tparam table fields field names
 -- @return build, update (for `derived`), and add(lookup, summary) and
 --   del(lookup, summary) for lookups that keep more than these maps
@@ -773,19 +781,30 @@ function M.by_fields(fields)
 		for _, f in ipairs(fields) do
 			local v = s[f]
 			if v ~= nil then
-				local set = lk[f][v]
-				if not set then set = {}; lk[f][v] = set end
-				set[s] = true
+				local m = lk[f]
+				local cur = m[v]
+				if cur == nil then
+					m[v] = s                  -- one: the summary itself (ids are strings)
+				elseif cur.id ~= nil then
+					m[v] = { cur, s }         -- more: an array
+				else
+					cur[#cur + 1] = s
+				end
 			end
 		end
 	end
 	local function del(lk, s)
 		for _, f in ipairs(fields) do
 			local v = s[f]
-			local set = v ~= nil and lk[f][v]
-			if set then
-				set[s] = nil
-				if next(set) == nil then lk[f][v] = nil end
+			local m = lk[f]
+			local cur = v ~= nil and m[v]
+			if cur == s then
+				m[v] = nil
+			elseif cur and cur.id == nil then
+				for i = #cur, 1, -1 do
+					if cur[i] == s then table.remove(cur, i) end
+				end
+				if #cur == 1 then m[v] = cur[1] end
 			end
 		end
 	end
@@ -804,8 +823,10 @@ end
 
 --- One summary of a `by_fields` lookup whose `field` is `value`, or nil.
 function M.first(lk, field, value)
-	local set = value ~= nil and lk[field][value]
-	return set and next(set) or nil
+	local cur = value ~= nil and lk[field][value]
+	if not cur then return nil end
+	if cur.id ~= nil then return cur end
+	return cur[1]
 end
 
 --- The summaries whose field `field` equals `value` (as `summaries`).
