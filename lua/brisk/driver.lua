@@ -448,33 +448,7 @@ local function pset_pos(set, k)
 	return lo
 end
 
-local function one_add(m, k, s)
-	local cur = m[k]
-	if cur == nil then m[k] = s
-	elseif cur.id ~= nil then m[k] = { cur, s }
-	else cur[#cur + 1] = s end
-	return cur == nil
-end
-
--- Remove s from m[k]; true when nothing is left there.
-local function one_del(m, k, s)
-	local cur = m[k]
-	if cur == s then
-		m[k] = nil
-		return true
-	elseif cur and cur.id == nil then
-		for i = #cur, 1, -1 do
-			if cur[i] == s then table.remove(cur, i) end
-		end
-		if #cur == 1 then m[k] = cur[1] end
-	end
-	return false
-end
-
-local function one_any(cur)
-	if cur == nil or cur.id ~= nil then return cur end
-	return cur[1]
-end
+local one_add, one_del, one_any = storemod.one_add, storemod.one_del, storemod.one
 
 local function pset_add(set, fam, str, s, bulk)
 	local k, p = fam.parse(str)

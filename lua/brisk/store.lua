@@ -723,15 +723,24 @@ end
 -- @return[2] nil, msg, "corrupt" | "io" when the index had to be rebuilt
 --   and a document could not be read
 -- @raise when the kind is not indexed
-function Store:summaries(kind, shared)
-	check_kind(kind, 1, "summaries")
+-- The index's entry of an indexed kind ({map=, sorted=, derived=}) for
+-- the method `fname` (raises as that method when the kind is not indexed).
+-- @return entry, or nil, msg, code as `summaries`
+function Store:_indexed(kind, fname)
+	check_kind(kind, 1, fname)
 	if not (self._index and self._index[kind]) then
-		error(sfmt("bad argument #1 to 'summaries' (kind '%s' is not indexed: see the index option of open)",
-			kind), 2)
+		error(sfmt("bad argument #1 to '%s' (kind '%s' is not indexed: see the index option of open)",
+			fname, kind), 3)
 	end
 	local ix, msg, code = self:_ix()
 	if not ix then return nil, msg, code end
-	local arr = ix.kinds[kind].sorted
+	return ix.kinds[kind]
+end
+
+function Store:summaries(kind, shared)
+	local k, msg, code = self:_indexed(kind, "summaries")
+	if not k then return nil, msg, code end
+	local arr = k.sorted
 	if shared then return arr end
 	local copy = {}
 	for i, s in ipairs(arr) do copy[i] = deep_copy(s) end
@@ -753,14 +762,8 @@ end
 -- @return the lookup (build's result)
 -- @return[2] nil, msg, code as `summaries`
 function Store:derived(kind, name, build, update)
-	check_kind(kind, 1, "derived")
-	if not (self._index and self._index[kind]) then
-		error(sfmt("bad argument #1 to 'derived' (kind '%s' is not indexed: see the index option of open)",
-			kind), 2)
-	end
-	local ix, msg, code = self:_ix()
-	if not ix then return nil, msg, code end
-	local k = ix.kinds[kind]
+	local k, msg, code = self:_indexed(kind, "derived")
+	if not k then return nil, msg, code end
 	k.derived = k.derived or {}
 	local d = k.derived[name]
 	if not d then
@@ -768,6 +771,44 @@ function Store:derived(kind, name, build, update)
 		k.derived[name] = d
 	end
 	return d.obj
+end
+
+-- Maps whose values are one summary, or an array of the summaries that
+-- share a key (summaries have a string `id`, arrays none): what `by_fields`
+-- lookups and the driver's prefix sets keep.
+
+--- Add summary s under key k of map m; true when k was new.
+function M.one_add(m, k, s)
+	local cur = m[k]
+	if cur == nil then
+		m[k] = s
+	elseif cur.id ~= nil then
+		m[k] = { cur, s }
+	else
+		cur[#cur + 1] = s
+	end
+	return cur == nil
+end
+
+--- Remove summary s from key k of map m; true when nothing is left there.
+function M.one_del(m, k, s)
+	local cur = m[k]
+	if cur == s then
+		m[k] = nil
+		return true
+	elseif cur and cur.id == nil then
+		for i = #cur, 1, -1 do
+			if cur[i] == s then table.remove(cur, i) end
+		end
+		if #cur == 1 then m[k] = cur[1] end
+	end
+	return false
+end
+
+--- One summary of a map's value (a summary or an array of them), or nil.
+function M.one(cur)
+	if cur == nil or cur.id ~= nil then return cur end
+	return cur[1]
 end
 
 --- A lookup by fields, for `derived`: lookup[field][value] is the summary
@@ -779,33 +820,12 @@ end
 function M.by_fields(fields)
 	local function add(lk, s)
 		for _, f in ipairs(fields) do
-			local v = s[f]
-			if v ~= nil then
-				local m = lk[f]
-				local cur = m[v]
-				if cur == nil then
-					m[v] = s                  -- one: the summary itself (ids are strings)
-				elseif cur.id ~= nil then
-					m[v] = { cur, s }         -- more: an array
-				else
-					cur[#cur + 1] = s
-				end
-			end
+			if s[f] ~= nil then M.one_add(lk[f], s[f], s) end
 		end
 	end
 	local function del(lk, s)
 		for _, f in ipairs(fields) do
-			local v = s[f]
-			local m = lk[f]
-			local cur = v ~= nil and m[v]
-			if cur == s then
-				m[v] = nil
-			elseif cur and cur.id == nil then
-				for i = #cur, 1, -1 do
-					if cur[i] == s then table.remove(cur, i) end
-				end
-				if #cur == 1 then m[v] = cur[1] end
-			end
+			if s[f] ~= nil then M.one_del(lk[f], s[f], s) end
 		end
 	end
 	local function build(summaries)
@@ -823,10 +843,7 @@ end
 
 --- One summary of a `by_fields` lookup whose `field` is `value`, or nil.
 function M.first(lk, field, value)
-	local cur = value ~= nil and lk[field][value]
-	if not cur then return nil end
-	if cur.id ~= nil then return cur end
-	return cur[1]
+	return value ~= nil and M.one(lk[field][value]) or nil
 end
 
 --- The summaries whose field `field` equals `value` (as `summaries`).
