@@ -3,7 +3,7 @@
 # brisk's benchmarks, all in one run, every measurement in a private network
 # namespace of its own (scripts/isolate.sh). Never part of the test suite.
 #
-#   --full   (default) endpoints at N = 10, 100, 1000; network create with
+#   --full   (default) endpoints at N = 10, 100, 1000; network create (3 runs) with
 #            10, 100, 500, 1000 networks already there; peak RSS
 #   --quick  N = 10, 100; network create at 10, 100; peak RSS (~2 min)
 #   --reps R runs per tool at each N below 1000 (default 3; the median is
@@ -43,9 +43,9 @@ if [ "$(id -u)" != 0 ]; then
 	exit 2
 fi
 if [ "$mode" = full ]; then
-	counts=(10 100 1000) netcounts=(10 100 500 1000) netw=20 ipw=50 cliw=5
+	counts=(10 100 1000) netcounts=(10 100 500 1000) netw=20 ipw=50 cliw=5 netreps=3
 else
-	counts=(10 100) netcounts=(10 100) netw=10 ipw=50 cliw=3
+	counts=(10 100) netcounts=(10 100) netw=10 ipw=50 cliw=3 netreps=1
 fi
 
 make >/dev/null
@@ -166,13 +166,15 @@ if [ -n "$only" ]; then
 	exit 0
 fi
 
-log "network create at ${netcounts[*]} existing networks"
-settle
-$NICE env BENCH_CLI_W=$cliw scripts/isolate.sh bench/netcreate.sh brisk "$netw" "${netcounts[@]}" |
-	tee -a "$raw" >&2 || log "network create (brisk) failed"
-settle
-$NICE scripts/isolate.sh bench/netcreate.sh ip_batch "$ipw" "${netcounts[@]}" |
-	tee -a "$raw" >&2 || log "network create (ip -batch) failed"
+log "network create at ${netcounts[*]} existing networks ($netreps runs each)"
+for ((r = 1; r <= netreps; r++)); do
+	settle
+	$NICE env BENCH_CLI_W=$cliw scripts/isolate.sh bench/netcreate.sh brisk "$netw" "${netcounts[@]}" |
+		tee -a "$raw" >&2 || log "network create (brisk) failed"
+	settle
+	$NICE scripts/isolate.sh bench/netcreate.sh ip_batch "$ipw" "${netcounts[@]}" |
+		tee -a "$raw" >&2 || log "network create (ip -batch) failed"
+done
 
 log "peak RSS"
 settle
