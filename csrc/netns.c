@@ -153,14 +153,18 @@ struct add_ctx {
  * while the spare is fresh. Making a namespace is most of the cost of
  * netns_add (the kernel sets up its loopback, sysctls and per-namespace
  * state: about 0.8 ms); a long-running brisk (brisk daemon) makes the
- * spare between requests, so that a request only binds it. */
+ * spare between requests, so that a request only binds it.
+ *
+ * `wanted` keeps a process that does not add namespaces from making and
+ * dropping one after every request: a spare that went stale unused is not
+ * replaced until a netns_add has had to make its own namespace. */
 static struct {
 	int fd;                 /* -1: none */
+	int origin;             /* the namespace it was made from (held open) */
 	pid_t pid;              /* the process that made it (not a fork) */
-	dev_t dev;              /* the namespace it was made from */
-	ino_t ino;
 	double made, ttl;       /* CLOCK_MONOTONIC seconds */
-} spare = { -1, 0, 0, 0, 0, 0 };
+	int wanted;
+} spare = { -1, -1, 0, 0, 0, 1 };
 
 static double mono_now(void)
 {
@@ -172,25 +176,40 @@ static double mono_now(void)
 
 static void spare_drop(void)
 {
-	if (spare.fd >= 0 && spare.pid == getpid())
+	if (spare.fd >= 0 && spare.pid == getpid()) {
 		close(spare.fd);
-	spare.fd = -1;
+		close(spare.origin);
+	}
+	spare.fd = spare.origin = -1;
+}
+
+/* Whether two fds are the same namespace. */
+static int same_ns(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Drop a spare that is stale (or another process's); true when one was. */
+static int spare_expire(void)
+{
+	if (spare.fd < 0)
+		return 0;
+	if (spare.pid == getpid() && mono_now() - spare.made <= spare.ttl)
+		return 0;
+	spare_drop();
+	return 1;
 }
 
 /* The spare's fd when it may stand for a namespace made now from the
- * namespace `self` (an fd of it), else -1 (a stale spare is dropped). */
+ * namespace `self` (an fd of it), else -1. */
 static int spare_take(int self)
 {
-	struct stat st;
-
-	if (spare.fd < 0)
-		return -1;
-	if (spare.pid != getpid() || mono_now() - spare.made > spare.ttl) {
-		spare_drop();
-		return -1;
-	}
-	if (fstat(self, &st) < 0 || st.st_dev != spare.dev || st.st_ino != spare.ino)
-		return -1;      /* kept: made from another namespace */
+	spare_expire();
+	if (spare.fd < 0 || !same_ns(self, spare.origin))
+		return -1;      /* none, or kept: made from another namespace */
 	return spare.fd;
 }
 
@@ -254,6 +273,7 @@ static int l_netns_add(lua_State *L)
 		unlink(path);
 		return brisk_fail(L, "add netns", name, err);
 	}
+	spare.wanted = 1;       /* used now, or missed: worth one next time */
 	if ((fd = spare_take(self)) >= 0) {
 		char src[32];
 
@@ -283,13 +303,19 @@ static int l_netns_add(lua_State *L)
  * Make a spare namespace ahead of time, so that the next netns_add of this
  * process binds it instead of making one (most of netns_add's time). The
  * spare is taken only by a netns_add made from the namespace the calling
- * thread is in now, within `ttl` seconds (a namespace copies some
- * settings of the one it is made from when it is made); a stale one is
- * dropped. One spare at most: a fresh one is kept as it is.
+ * thread is in now, within `ttl` seconds: a namespace takes some settings
+ * when it is made (IPv4 conf/all and conf/default from the initial
+ * namespace, or from the one it is made from, as
+ * net.core.devconf_inherit_init_net says), so an old spare could differ
+ * from a namespace made later. One spare at most: a fresh one is kept. A
+ * stale one is dropped, and replaced only when a netns_add has been made
+ * since the last spare was made (a process that adds no namespaces does
+ * not make one after another).
  * @function netns_prepare
  * @tparam[opt=1] number ttl seconds the spare stays usable; false drops
  *   the spare (and makes none)
- * @return true, and the spare's identity ("st_dev:st_ino", as netns_id)
+ * @return true, and the spare's identity ("st_dev:st_ino", as netns_id),
+ *   or nil when none is kept (none wanted)
  * @return[2] nil, "prepare netns spare: <strerror>", errno
  */
 static int l_netns_prepare(lua_State *L)
@@ -306,16 +332,14 @@ static int l_netns_prepare(lua_State *L)
 	}
 	ttl = luaL_optnumber(L, 1, 1.0);
 	luaL_argcheck(L, ttl >= 0, 1, "ttl must be >= 0");
+	if (spare_expire())
+		spare.wanted = 0;       /* went stale unused */
 	self = open(NETNS_SELF, O_RDONLY | O_CLOEXEC);
 	if (self < 0)
 		return brisk_fail(L, "prepare netns", "spare", errno);
-	if (fstat(self, &st) < 0) {
-		err = errno;
-		close(self);
-		return brisk_fail(L, "prepare netns", "spare", err);
-	}
-	if (spare_take(self) < 0) {
-		spare_drop();
+	if (spare.fd >= 0 && !same_ns(self, spare.origin))
+		spare_drop();           /* made from another namespace: replaced */
+	if (spare.fd < 0 && spare.wanted) {
 		if (brisk_in_netns(self, spare_cb, &fd) < 0) {
 			err = errno;
 			if (fd >= 0)
@@ -324,18 +348,22 @@ static int l_netns_prepare(lua_State *L)
 			return brisk_fail(L, "prepare netns", "spare", err);
 		}
 		spare.fd = fd;
+		spare.origin = self;    /* held: its inode cannot name another */
 		spare.pid = getpid();
-		spare.dev = st.st_dev;
-		spare.ino = st.st_ino;
 		spare.made = mono_now();
+		spare.wanted = 0;
+		self = -1;
 	}
+	if (self >= 0)
+		close(self);
 	spare.ttl = ttl;
-	close(self);
+	lua_pushboolean(L, 1);
+	if (spare.fd < 0)
+		return 1;
 	if (fstat(spare.fd, &st) < 0)
-		return brisk_fail(L, "prepare netns", "spare", errno);
+		return 1;
 	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
 		 (unsigned long long)st.st_ino);
-	lua_pushboolean(L, 1);
 	lua_pushstring(L, id);
 	return 2;
 }

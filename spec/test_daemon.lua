@@ -14,8 +14,8 @@ local function start(opts)
 	opts = opts or {}
 	local d = H.scratch("daemon")
 	local dm = { dir = d, sock = opts.sock or (d .. "/brisk.sock"), log = d .. "/daemon.log" }
-	dm.p = io.popen(string.format("exec sh -c 'echo $$; exec %s daemon --socket %s %s 2>%s'",
-		q(BIN):gsub("'", "'\\''"), q(dm.sock):gsub("'", "'\\''"), opts.flags or "",
+	dm.p = io.popen(string.format("exec sh -c 'echo $$; exec %s %s daemon --socket %s %s 2>%s'",
+		opts.wrap or "", q(BIN):gsub("'", "'\\''"), q(dm.sock):gsub("'", "'\\''"), opts.flags or "",
 		q(dm.log):gsub("'", "'\\''")))
 	dm.pid = tonumber(dm.p:read("l"))
 	local deadline = os.time() + 15
@@ -213,6 +213,20 @@ function TestDaemon:test_new_namespaces_bind_the_spare_made_between_requests()
 	-- too, although it served no network command (the firewall's first
 	-- network create does not wait for it)
 	lu.assertStrContains(H.slurp("/proc/" .. dm0.pid .. "/maps"), "libnftables.so")
+	-- a daemon that may not make namespaces says so once, and serves on
+	-- (here it may not enter its callers' either: they run their commands)
+	local dmx = daemon{ wrap = "setpriv --bounding-set=-sys_admin --inh-caps=-sys_admin" }
+	for _ = 1, 3 do
+		local c, out = brisk(dmx, "version")
+		lu.assertEquals(c, 0)
+		lu.assertStrMatches(out, "^brisk .*\n$")
+	end
+	local _, log = stop(dmx)
+	local said = 0
+	for _ in log:gmatch("idle: prepare netns spare: Operation not permitted; no spare namespaces from now on") do
+		said = said + 1
+	end
+	lu.assertEquals(said, 1, log)
 	-- and a bad value is a usage error
 	local c2, _, e2 = brisk(nil, "daemon --spare-ttl -1 --socket " .. q(dm.dir .. "/x.sock"))
 	lu.assertEquals(c2, 2)

@@ -300,6 +300,25 @@ function TestNetnsSpare:test_a_refused_add_keeps_the_spare()
 	lu.assertEquals(core.netns_id("spare8"), id2)
 end
 
+function TestNetnsSpare:test_a_spare_that_went_unused_is_replaced_on_demand()
+	-- one that went stale unused is dropped and not made again...
+	assert(core.netns_add("spare9"))            -- (a namespace was wanted)
+	local ok, id = core.netns_prepare(0)
+	lu.assertTrue(ok)
+	lu.assertNotNil(id)
+	local ok2, id2 = core.netns_prepare(0)
+	lu.assertEquals({ ok2, id2 }, { true, nil })
+	lu.assertEquals({ core.netns_prepare() }, { true })
+	-- ...until a netns_add had to make its own namespace
+	local ok3, how = core.netns_add("spare10")
+	lu.assertEquals({ ok3, how }, { true, nil })
+	local _, id3 = core.netns_prepare()
+	lu.assertNotNil(id3)
+	lu.assertNotEquals(id3, id)
+	lu.assertEquals(select(2, core.netns_add("spare11")), "spare")
+	lu.assertEquals(core.netns_id("spare11"), id3)
+end
+
 function TestNetnsSpare:test_bad_ttl_raises()
 	lu.assertErrorMsgContains("ttl must be >= 0", core.netns_prepare, -1)
 	lu.assertErrorMsgContains("number expected", core.netns_prepare, "x")

@@ -514,8 +514,9 @@ fail:
  * @tparam string path the socket (created mode 0600; a stale one replaced)
  * @tparam function handler
  * @tparam[opt] table opts `quiet` (no log lines), `ready` (a function called
- *   once listening), `idle` (a function called before each wait for a
- *   request, in the daemon's own namespace: work done between requests)
+ *   once listening), `idle` (a function called once listening and after
+ *   each request, in the daemon's own namespace: work done between
+ *   requests; an error is logged)
  * @return the signal's number
  * @return[2] nil, message
  */
@@ -596,11 +597,11 @@ int brisk_host_serve(lua_State *L)
 	}
 	pfd.fd = lfd;
 	pfd.events = POLLIN;
+	run_idle(L, &s);
 	while (!stop_signal && !fatal) {
 		int c, r;
 		struct timeval tv = { 2, 0 };
 
-		run_idle(L, &s);
 		r = ppoll(&pfd, 1, NULL, &wait_mask);
 		if (r < 0) {
 			if (errno == EINTR)
@@ -615,6 +616,8 @@ int brisk_host_serve(lua_State *L)
 		if (serve_one(L, hidx, &s, c) < 0)
 			fatal = 1;
 		close(c);
+		if (!fatal)
+			run_idle(L, &s);
 	}
 
 	close(lfd);

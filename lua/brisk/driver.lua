@@ -357,12 +357,12 @@ local function as_list(v)
 	return { v }
 end
 
-local conflicts
+local lookup
 
--- A network by id, else by name (from the conflict lookup), else by id
+-- A network by id, else by name (from the names lookup), else by id
 -- prefix (at least 4 characters; a walk).
 local function find_network(self, key)
-	local lk = conflicts(self)
+	local lk = lookup(self, "names")
 	local n = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
 	if n or #key < 4 then return n end
 	for _, s in ipairs(M.summaries(self, "network")) do
@@ -391,7 +391,7 @@ end
 -- (a binary search over the stored prefixes sorted by address).
 
 -- Names, ids and bridges (stored records may share one: a set each).
-local by_build, _, by_add, by_del = storemod.by_fields{ "name", "id", "bridge" }
+local by_build, by_update = storemod.by_fields{ "name", "id", "bridge" }
 local first = storemod.first
 
 -- The families: an address as a key that sorts as the address does
@@ -414,7 +414,36 @@ function V4.cut(k, p) return k & ~((1 << (32 - p)) - 1) end
 local V6 = { bits = 128 }
 local function hex(b) return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
 function V6.key(pfx) return hex(ipnet.network(pfx).bytes) end
+-- Eight hextets, each as 4 lower-case hex digits, from "a:b::c" (nil for
+-- anything else: an embedded IPv4 address, a bad group).
+local function hextets(a)
+	local out = {}
+	local head, tail = a:match("^(.-)::(.*)$")
+	local parts = head and { head, tail } or { a }
+	local groups = {}
+	for i, part in ipairs(parts) do
+		groups[i] = {}
+		for g in part:gmatch("[^:]+") do
+			if #g > 4 or not g:match("^%x+$") then return nil end
+			groups[i][#groups[i] + 1] = ("000" .. g:lower()):sub(-4)
+		end
+	end
+	local n = #groups[1] + (groups[2] and #groups[2] or 0)
+	if (head and n > 7) or (not head and n ~= 8) then return nil end
+	for _, g in ipairs(groups[1]) do out[#out + 1] = g end
+	if head then
+		for _ = 1, 8 - n do out[#out + 1] = "0000" end
+		for _, g in ipairs(groups[2]) do out[#out + 1] = g end
+	end
+	return table.concat(out)
+end
+
 function V6.parse(str)
+	-- stored subnets are canonical "x:y::/p": read without brisk.ipnet
+	local a, p = str:match("^([%x:]+)/(%d%d?%d?)$")
+	p = tonumber(p)
+	local k = a and p and p <= 128 and hextets(a)
+	if k then return V6.cut(k, p), p end
 	local c = ipnet.parse_cidr(str)
 	if not c or c.family ~= 6 then return nil end
 	return V6.key(c), c.plen
@@ -492,35 +521,34 @@ local function pset_overlap(set, fam, k, p)
 	return nil
 end
 
-local function lookup_add(lk, s, bulk)
-	if not s then return end
-	by_add(lk, s)
-	if s.subnet4 then pset_add(lk.v4, V4, s.subnet4, s, bulk) end
-	if s.subnet6 then pset_add(lk.v6, V6, s.subnet6, s, bulk) end
+-- The prefix set of one field (subnet4 or subnet6) of the summaries, as
+-- build/update functions for Store:derived.
+local function prefix_lookup(field, fam)
+	local function build(summaries)
+		local set = pset()
+		for _, s in ipairs(summaries) do
+			if s[field] then pset_add(set, fam, s[field], s, true) end
+		end
+		return set
+	end
+	local function update(set, old, new)
+		if old and old[field] then pset_del(set, fam, old[field], old) end
+		if new and new[field] then pset_add(set, fam, new[field], new) end
+	end
+	return build, update
 end
+local LOOKUPS = {
+	names = { by_build, by_update },
+	subnet4 = { prefix_lookup("subnet4", V4) },
+	subnet6 = { prefix_lookup("subnet6", V6) },
+}
 
-local function lookup_del(lk, s)
-	if not s then return end
-	by_del(lk, s)
-	if s.subnet4 then pset_del(lk.v4, V4, s.subnet4, s) end
-	if s.subnet6 then pset_del(lk.v6, V6, s.subnet6, s) end
-end
-
-local function lookup_build(summaries)
-	local lk = by_build({})
-	lk.v4, lk.v6 = pset(), pset()
-	for _, s in ipairs(summaries) do lookup_add(lk, s, true) end
-	return lk
-end
-
-local function lookup_update(lk, old, new)
-	lookup_del(lk, old)
-	lookup_add(lk, new)
-end
-
---- The stored networks' conflict lookup (see above); raises as summaries.
-function conflicts(self)
-	local lk, msg = self.store:derived("network", "conflicts", lookup_build, lookup_update)
+--- One of the stored networks' lookups (see above): "names" (name, id,
+-- bridge), "subnet4" or "subnet6" (prefix sets), each made on first use;
+-- raises as summaries.
+function lookup(self, which)
+	local l = LOOKUPS[which]
+	local lk, msg = self.store:derived("network", which, l[1], l[2])
 	if not lk then error(msg, 0) end
 	return lk
 end
@@ -529,7 +557,7 @@ end
 -- subnet6) conflicts with, and why; nil when none does.
 -- @return summary, reason
 function D:conflict(net)
-	local lk = conflicts(self)
+	local lk = lookup(self, "names")
 	local o = first(lk, "name", net.name)
 	if o then return o, "a network named " .. net.name .. " exists" end
 	o = first(lk, "id", net.id)
@@ -537,12 +565,13 @@ function D:conflict(net)
 	o = first(lk, "bridge", net.bridge)
 	if o then return o, "networks have same bridge name " .. net.bridge end
 	for _, f in ipairs{ { "subnet4", V4, "IPv4" }, { "subnet6", V6, "IPv6" } } do
-		local str, fam = net[f[1]], f[2]
+		local field, fam = f[1], f[2]
+		local str = net[field]
 		if str then
 			local k, p = fam.parse(str)
-			o = k and pset_overlap(lk[f[1] == "subnet4" and "v4" or "v6"], fam, k, p)
+			o = k and pset_overlap(lookup(self, field), fam, k, p)
 			if o then
-				return o, string.format("networks have overlapping %s (%s and %s)", f[3], o[f[1]], str)
+				return o, string.format("networks have overlapping %s (%s and %s)", f[3], o[field], str)
 			end
 		end
 	end
@@ -559,7 +588,7 @@ end
 
 local function pick_pool(self)
 	local routes = self.h:route_list{ family = "inet", table = "all" } or {}
-	local v4 = conflicts(self).v4
+	local v4 = lookup(self, "subnet4")
 	for _, cand in ipairs(default_pools()) do
 		local c = ipnet.parse_cidr(cand)
 		local free = not pset_overlap(v4, V4, V4.key(c), c.plen)

@@ -201,10 +201,11 @@ end
 
 -- --- arguments -----------------------------------------------------------
 
-local function check_kind(kind, n, fname)
+-- (level: of the error, default 3, the caller of the method calling this)
+local function check_kind(kind, n, fname, level)
 	if type(kind) ~= "string" or not kind:match("^%a[%w_-]*$") or #kind > 64 then
 		error(sfmt("bad argument #%d to '%s' (kind must be a word such as 'network', got %s)",
-			n, fname, type(kind) == "string" and "'" .. kind .. "'" or type(kind)), 3)
+			n, fname, type(kind) == "string" and "'" .. kind .. "'" or type(kind)), level or 3)
 	end
 end
 
@@ -711,6 +712,20 @@ function Store:_ix_append(ix, kind, id, doc)
 	if not ix.file then self._c.ix = nil end
 end
 
+-- The index's entry of an indexed kind ({map=, sorted=, derived=}) for
+-- the method `fname` (raises as that method when the kind is not indexed).
+-- @return entry, or nil, msg, code as `summaries`
+function Store:_indexed(kind, fname)
+	check_kind(kind, 1, fname, 4)
+	if not (self._index and self._index[kind]) then
+		error(sfmt("bad argument #1 to '%s' (kind '%s' is not indexed: see the index option of open)",
+			fname, kind), 3)
+	end
+	local ix, msg, code = self:_ix()
+	if not ix then return nil, msg, code end
+	return ix.kinds[kind]
+end
+
 --- Summaries of the documents of an indexed kind: the fields named for it
 -- in `open`'s `index` option, and `id`, sorted by id as `list` sorts.
 -- Served from `<dir>/.index` (one read, cached while the store's
@@ -723,20 +738,6 @@ end
 -- @return[2] nil, msg, "corrupt" | "io" when the index had to be rebuilt
 --   and a document could not be read
 -- @raise when the kind is not indexed
--- The index's entry of an indexed kind ({map=, sorted=, derived=}) for
--- the method `fname` (raises as that method when the kind is not indexed).
--- @return entry, or nil, msg, code as `summaries`
-function Store:_indexed(kind, fname)
-	check_kind(kind, 1, fname)
-	if not (self._index and self._index[kind]) then
-		error(sfmt("bad argument #1 to '%s' (kind '%s' is not indexed: see the index option of open)",
-			fname, kind), 3)
-	end
-	local ix, msg, code = self:_ix()
-	if not ix then return nil, msg, code end
-	return ix.kinds[kind]
-end
-
 function Store:summaries(kind, shared)
 	local k, msg, code = self:_indexed(kind, "summaries")
 	if not k then return nil, msg, code end

@@ -39,7 +39,7 @@ local WARM = {
 	"brisk.cli.network", "brisk.cli.endpoint", "brisk.driver", "brisk.endpoint", "brisk.store",
 	"brisk.schema", "brisk.ipnet", "brisk.ports", "brisk.firewall",
 }
-local warm = false
+local warm, spare_off = false, false
 
 --- Run one request: argv as the caller gave it, env the variables it
 -- passed. Returns the exit code and the command's name, or nil when the
@@ -64,7 +64,9 @@ M.spare_ttl = 1
 -- a new namespace. It is made in the daemon's own namespace and taken only
 -- by a request from that namespace within `ttl` seconds (default
 -- `spare_ttl`, `--spare-ttl`); otherwise the namespace is made as without
--- a daemon.
+-- a daemon (netns_prepare does not replace a spare that went stale unused
+-- until a namespace is made again). A daemon that may not make namespaces
+-- says so once and stops trying.
 function M.idle(ttl)
 	local core = require "brisk.core"
 	if not warm then
@@ -74,9 +76,14 @@ function M.idle(ttl)
 		core.nft_available()      -- a failure is the firewall's to report, when used
 		return
 	end
-	if ttl == 0 then return end
+	if ttl == 0 or spare_off then return end
 	local ok, msg = core.netns_prepare(ttl or M.spare_ttl)
-	if not ok then error(msg, 0) end
+	if not ok then
+		-- (not permitted, a namespace limit reached, ...): said once, and
+		-- namespaces are made as without a daemon from then on
+		spare_off = true
+		error(msg .. "; no spare namespaces from now on", 0)
+	end
 end
 
 --- The socket a `brisk` started with BRISK_HOST=VALUE talks to.
