@@ -148,6 +148,21 @@ struct add_ctx {
 	int err;
 };
 
+/* Push a namespace's identity, "st_dev:st_ino" of its nsfs inode (what
+ * netns_id returns); 0 when fstat fails (errno set). */
+static int push_ns_id(lua_State *L, int fd)
+{
+	char id[48];
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return 0;
+	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	lua_pushstring(L, id);
+	return 1;
+}
+
 /* The spare: one unnamed namespace made ahead of time by netns_prepare,
  * for the next netns_add of this process made from the same namespace
  * while the spare is fresh. Making a namespace is most of the cost of
@@ -320,8 +335,6 @@ static int l_netns_add(lua_State *L)
  */
 static int l_netns_prepare(lua_State *L)
 {
-	char id[48];
-	struct stat st;
 	double ttl;
 	int self, fd = -1, err;
 
@@ -358,14 +371,7 @@ static int l_netns_prepare(lua_State *L)
 		close(self);
 	spare.ttl = ttl;
 	lua_pushboolean(L, 1);
-	if (spare.fd < 0)
-		return 1;
-	if (fstat(spare.fd, &st) < 0)
-		return 1;
-	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
-	lua_pushstring(L, id);
-	return 2;
+	return spare.fd < 0 ? 1 : 1 + push_ns_id(L, spare.fd);
 }
 
 /***
@@ -472,22 +478,19 @@ no:
  */
 static int l_netns_id(lua_State *L)
 {
-	char label[96], id[48];
-	struct stat st;
-	int fd, owned, err;
+	char label[96];
+	int fd, owned, err, ok;
 
 	lua_settop(L, 1);
 	fd = brisk_netns_arg(L, 1, &owned, label, sizeof(label));
 	if (fd < 0)
 		return brisk_fail(L, "open netns", label, errno);
-	err = fstat(fd, &st) < 0 ? errno : 0;
+	ok = push_ns_id(L, fd);
+	err = errno;
 	if (owned)
 		close(fd);
-	if (err)
+	if (!ok)
 		return brisk_fail(L, "stat netns", label, err);
-	snprintf(id, sizeof(id), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
-	lua_pushstring(L, id);
 	return 1;
 }
 

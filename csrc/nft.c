@@ -112,6 +112,12 @@ static bool nftlib_load(void)
 	return nftlib.ok;
 }
 
+/* The failure triple of a library that could not be loaded. */
+static int nftlib_fail(lua_State *L)
+{
+	return brisk_failmsg(L, "nft: cannot load", BRISK_LIBNFTABLES, ENOENT, nftlib.why);
+}
+
 /* A context in a userdata, so a Lua error between nft_ctx_new and
  * nft_ctx_free (a failed push) cannot leak it: __gc frees it. */
 struct nft_box {
@@ -266,7 +272,7 @@ static int nft_call(lua_State *L, int si, int ni, int oi)
 	if (!nftlib_load()) {
 		if (ns.own)
 			close(ns.fd);
-		return brisk_failmsg(L, "nft: cannot load", BRISK_LIBNFTABLES, ENOENT, nftlib.why);
+		return nftlib_fail(L);
 	}
 
 	j.box = lua_newuserdatauv(L, sizeof(*j.box), 0);
@@ -362,7 +368,7 @@ static int l_nl_nft(lua_State *L)
 static int l_nft_available(lua_State *L)
 {
 	if (!nftlib_load())
-		return brisk_failmsg(L, "nft: cannot load", BRISK_LIBNFTABLES, ENOENT, nftlib.why);
+		return nftlib_fail(L);
 	lua_pushboolean(L, 1);
 	return 1;
 }

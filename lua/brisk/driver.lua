@@ -165,6 +165,26 @@ function M.summaries(d, kind)
 	return all
 end
 
+--- A lookup the store keeps in step with a kind's summaries (brisk.store
+-- `derived`); raises as `summaries`.
+function M.derived(d, kind, name, build, update)
+	local lk, msg = d.store:derived(kind, name, build, update)
+	if not lk then error(msg, 0) end
+	return lk
+end
+
+--- The summary of a kind whose id, else name, is `key` (from `lk`, a
+-- brisk.store `by_fields` lookup over "id" and "name"), else the first
+-- whose id starts with `key` (4 characters or more; a walk); nil if none.
+function M.find_summary(d, kind, lk, key)
+	local s = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
+	if s or #key < 4 then return s end
+	for _, x in ipairs(M.summaries(d, kind)) do
+		if x.id:sub(1, #key) == key then return x end
+	end
+	return nil
+end
+
 local open_schema = {
 	state_dir = "string", netns = "any", firewall = "boolean", userland_proxy = "boolean",
 }
@@ -359,16 +379,8 @@ end
 
 local lookup
 
--- A network by id, else by name (from the names lookup), else by id
--- prefix (at least 4 characters; a walk).
 local function find_network(self, key)
-	local lk = lookup(self, "names")
-	local n = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
-	if n or #key < 4 then return n end
-	for _, s in ipairs(M.summaries(self, "network")) do
-		if s.id:sub(1, #key) == key then return s end
-	end
-	return nil
+	return M.find_summary(self, "network", lookup(self, "names"), key)
 end
 
 --- An IPv4 prefix as the integers of its first and last address.
@@ -396,7 +408,7 @@ local first = storemod.first
 
 -- The families: an address as a key that sorts as the address does
 -- (IPv4: an integer; IPv6: 32 hex digits), cut to a prefix length.
-local V4 = { bits = 32 }
+local V4 = {}
 function V4.parse(str)
 	-- stored subnets are canonical "a.b.c.d/p": read without brisk.ipnet
 	local a1, a2, a3, a4, p = str:match("^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)/(%d%d?)$")
@@ -408,10 +420,10 @@ function V4.parse(str)
 	if not c or c.family ~= 4 then return nil end
 	return V4.key(c), c.plen
 end
-function V4.key(pfx) return V4.cut(string.unpack(">I4", pfx.bytes), pfx.plen) end
+function V4.key(pfx) return (M.v4_range(pfx)) end
 function V4.cut(k, p) return k & ~((1 << (32 - p)) - 1) end
 
-local V6 = { bits = 128 }
+local V6 = {}
 local function hex(b) return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
 function V6.key(pfx) return hex(ipnet.network(pfx).bytes) end
 -- Eight hextets, each as 4 lower-case hex digits, from "a:b::c" (nil for
@@ -548,9 +560,7 @@ local LOOKUPS = {
 -- raises as summaries.
 function lookup(self, which)
 	local l = LOOKUPS[which]
-	local lk, msg = self.store:derived("network", which, l[1], l[2])
-	if not lk then error(msg, 0) end
-	return lk
+	return M.derived(self, "network", which, l[1], l[2])
 end
 
 --- A stored network that a network (a record's name, id, bridge, subnet4,

@@ -269,23 +269,14 @@ end
 -- every endpoint.
 local by_build, by_update = storemod.by_fields{ "id", "name" }
 local function names(self)
-	local lk, msg = self.store:derived("endpoint", "names", by_build, by_update)
-	if not lk then error(msg, 0) end
-	return lk
+	return M.derived(self, "endpoint", "names", by_build, by_update)
 end
 
--- An endpoint by id, else by name, else by id prefix (at least 4
--- characters; a walk).
+-- An endpoint by id, else by name, else by id prefix (M.find_summary).
 local function find_endpoint(self, key)
 	if type(key) == "table" then key = key.id end
 	if type(key) ~= "string" or key == "" then return nil end
-	local lk = names(self)
-	local e = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
-	if not e and #key >= 4 then
-		for _, s in ipairs(M.summaries(self, "endpoint")) do
-			if s.id:sub(1, #key) == key then e = s; break end
-		end
-	end
+	local e = M.find_summary(self, "endpoint", names(self), key)
 	return e and self.store:get("endpoint", e.id) or nil
 end
 

@@ -816,8 +816,7 @@ end
 -- whose `field` is `value`, or an array of them when several share it
 -- (`first` reads either).
 -- @tparam table fields field names
--- @return build, update (for `derived`), and add(lookup, summary) and
---   del(lookup, summary) for lookups that keep more than these maps
+-- @return build, update (for `derived`)
 function M.by_fields(fields)
 	local function add(lk, s)
 		for _, f in ipairs(fields) do
@@ -839,7 +838,7 @@ function M.by_fields(fields)
 		if old then del(lk, old) end
 		if new then add(lk, new) end
 	end
-	return build, update, add, del
+	return build, update
 end
 
 --- One summary of a `by_fields` lookup whose `field` is `value`, or nil.
@@ -859,14 +858,10 @@ function Store:find(kind, field, value, shared)
 	if type(field) ~= "string" then
 		error("bad argument #2 to 'find' (string expected, got " .. type(field) .. ")", 2)
 	end
-	if not (self._index and self._index[kind]) then
-		error(sfmt("bad argument #1 to 'find' (kind '%s' is not indexed: see the index option of open)",
-			kind), 2)
-	end
-	local all, msg, code = self:summaries(kind, true)
-	if not all then return nil, msg, code end
+	local k, msg, code = self:_indexed(kind, "find")
+	if not k then return nil, msg, code end
 	local out = {}
-	for _, s in ipairs(all) do
+	for _, s in ipairs(k.sorted) do
 		if s[field] == value then out[#out + 1] = shared and s or deep_copy(s) end
 	end
 	return out
