@@ -264,6 +264,11 @@ static int l_mkdir_p(lua_State *L)
 	struct stat st;
 	char *p;
 
+	/* the common case, a directory that is there: one stat, no walk */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
 	memcpy(buf, path, n + 1);
 	for (p = buf + 1; ; p++) {
 		if (*p != '/' && *p != '\0')

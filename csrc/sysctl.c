@@ -68,27 +68,22 @@ static const char *sysctl_checkpath(lua_State *L, int idx, char *out, size_t out
 struct sysctl_ctx {
 	const char *path;
 	int want_write;
-	int rfd, wfd;
+	int fd;
 	int err;
 };
 
+/* One open, read-write for a set: every open walks the path, and the
+ * first component ("net") is a dentry of every namespace's /proc/sys, all
+ * in one hash chain that the walk compares one by one (~0.3 ms with 1000
+ * namespaces on this kernel). */
 static int sysctl_open_cb(void *ud)
 {
 	struct sysctl_ctx *c = ud;
 
-	c->rfd = open(c->path, O_RDONLY | O_CLOEXEC);
-	if (c->rfd < 0) {
+	c->fd = open(c->path, (c->want_write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (c->fd < 0) {
 		c->err = errno;
 		return -1;
-	}
-	if (c->want_write) {
-		c->wfd = open(c->path, O_WRONLY | O_CLOEXEC);
-		if (c->wfd < 0) {
-			c->err = errno;
-			close(c->rfd);
-			c->rfd = -1;
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -102,7 +97,7 @@ static int sysctl_open(lua_State *L, int nsidx, struct sysctl_ctx *c,
 	char label[96];
 	int fd = -1, owned = 0, ret;
 
-	c->rfd = c->wfd = -1;
+	c->fd = -1;
 	c->err = 0;
 	if (!lua_isnoneornil(L, nsidx)) {
 		fd = brisk_netns_arg(L, nsidx, &owned, label, sizeof(label));
@@ -165,9 +160,9 @@ static int sysctl_get(lua_State *L, int pathidx, int nsidx)
 	c.path = path;
 	if (sysctl_open(L, nsidx, &c, "get sysctl", rel, &pushed) < 0)
 		return pushed;
-	n = sysctl_read(c.rfd, val, sizeof(val));
+	n = sysctl_read(c.fd, val, sizeof(val));
 	err = errno;
-	close(c.rfd);
+	close(c.fd);
 	if (n < 0)
 		return brisk_fail(L, "get sysctl", rel, err);
 	lua_pushlstring(L, val, (size_t)n);
@@ -191,18 +186,18 @@ static int sysctl_set(lua_State *L, int pathidx, int validx, int nsidx)
 	c.want_write = 1;
 	if (sysctl_open(L, nsidx, &c, "set sysctl", rel, &pushed) < 0)
 		return pushed;
-	n = sysctl_read(c.rfd, old, sizeof(old));
+	n = sysctl_read(c.fd, old, sizeof(old));
 	if (n < 0) {
 		err = errno;
 	} else {
-		w = write(c.wfd, v, vlen);
+		/* at offset 0: the read left the file position at the end */
+		w = pwrite(c.fd, v, vlen, 0);
 		if (w < 0)
 			err = errno;
 		else if ((size_t)w != vlen)
 			err = EIO;
 	}
-	close(c.rfd);
-	close(c.wfd);
+	close(c.fd);
 	if (err)
 		return brisk_fail(L, "set sysctl", rel, err);
 	lua_pushlstring(L, old, (size_t)n);

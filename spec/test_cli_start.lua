@@ -291,7 +291,7 @@ function TestCliLazy:test_network_and_endpoint_commands_leave_repl_help_and_topo
 		local what = table.concat(cmd, " ")
 		lu.assertTrue(set["brisk.driver"], what)
 		for _, m in ipairs{ "brisk.repl", "brisk.helptopics", "brisk.topo", "brisk.cli.graph",
-			"brisk.cli.down", "brisk.ports" } do
+			"brisk.cli.down", "brisk.ports", "brisk.netopts" } do
 			lu.assertNil(set[m], what .. " loads " .. m)
 		end
 	end

@@ -124,6 +124,18 @@ function TestSysctl:test_refused_value_changes_nothing()
 	lu.assertEquals(cat(FWD), orig)
 end
 
+function TestSysctl:test_read_only_key_eacces()
+	-- 0444 even for root: the set fails on its one read-write open
+	local key = "net/ipv4/tcp_available_congestion_control"
+	local orig = cat(key)
+	lu.assertEquals(core.sysctl_get(key), orig)
+	local ok, msg, err = core.sysctl_set(key, "reno")
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "set sysctl " .. key)
+	lu.assertEquals(err, E.EACCES)
+	lu.assertEquals(cat(key), orig)
+end
+
 function TestSysctl:test_missing_namespace_enoent()
 	local orig = cat(FWD)
 	local ok, msg, err = core.sysctl_set(FWD, "1", "nsnone")

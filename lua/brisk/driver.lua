@@ -18,8 +18,11 @@ local schema = require "brisk.schema"
 local function same_ip(a, b)
 	return ipnet.compare(ipnet.addr(a), ipnet.addr(b)) == 0
 end
-local netopts = require "brisk.netopts"
 local storemod = require "brisk.store"
+-- brisk.netopts (the network options' schema) is loaded by the first
+-- network definition resolved: most runs of the brisk program create or
+-- read endpoints and never need it
+local netopts
 
 local M = {}
 local D = {}
@@ -619,6 +622,7 @@ end
 -- (it reads it) nor the store.
 function D:resolve_network(spec)
 	if type(spec) ~= "table" then error("network definition must be a table", 3) end
+	netopts = netopts or require "brisk.netopts"
 	local allowed = {}
 	for _, k in ipairs(netopts.spec_keys) do allowed[k] = true end
 	for k in pairs(spec) do
