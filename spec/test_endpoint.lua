@@ -38,7 +38,9 @@ local function world(self)
 	for _, n in ipairs(self.d:networks()) do
 		nets[#nets + 1] = { n.name, n.ipam, n.dbIndex }
 	end
-	return H.snapshot() .. H.must("ip netns list") .. cjson.encode(nets) ..
+	-- (the kernel numbers a namespace once a link pairs it with another:
+	-- an id that stays, not state of brisk's)
+	return H.snapshot() .. H.must("ip netns list"):gsub(" %(id: %d+%)", "") .. cjson.encode(nets) ..
 		#self.d:endpoints() .. H.must("nft list ruleset")
 end
 
@@ -310,23 +312,28 @@ end
 ---------------------------------------------------------------------------
 TestEndpointFaults = {}
 
-function TestEndpointFaults:test_every_step_position_leaves_nothing()
-	H.reset()
-	local dir = tmpdir()
-	local d0 = assert(driver.open{ state_dir = dir })
-	assert(d0:create_network{ name = "f", subnet = { "172.15.0.0/24", "fd15::/64" }, ipv6 = true })
-	-- a first port gives the bridge carrier, and with it the link-local
-	-- address the kernel adds then: that is the network's state, not the
-	-- endpoint's, so it is settled before the comparisons start
-	assert(d0:create_endpoint("f", { name = "keep", netns = "nk" }))
+-- A first port gives the bridge carrier, and with it the link-local
+-- address the kernel adds then: that is the network's state, not the
+-- endpoint's, so it is settled (an endpoint "keep" in namespace "nk") before
+-- the comparisons start.
+local function settle_bridge(d, net)
+	assert(d:create_endpoint(net, { name = "keep", netns = "nk" }))
 	-- wait out duplicate address detection on it (its local route comes after)
-	local br = d0:network("f").bridge
+	local br = d:network(net).bridge
 	for _ = 1, 50 do
 		H.sh("sleep 0.1")
 		local ll = H.must("ip -6 addr show dev " .. br .. " scope link")
 		if ll:find("fe80::") and not ll:find("tentative") then break end
 	end
 	H.sh("sleep 0.1")
+end
+
+function TestEndpointFaults:test_every_step_position_leaves_nothing()
+	H.reset()
+	local dir = tmpdir()
+	local d0 = assert(driver.open{ state_dir = dir })
+	assert(d0:create_network{ name = "f", subnet = { "172.15.0.0/24", "fd15::/64" }, ipv6 = true })
+	settle_bridge(d0, "f")
 	local names = d0:step_names("endpoint")
 	d0:close()
 	lu.assertTrue(#names >= 8)
@@ -346,6 +353,51 @@ function TestEndpointFaults:test_every_step_position_leaves_nothing()
 		end
 		d:close()
 	end
+	H.reset()
+	H.sh("rm -rf " .. dir)
+end
+
+function TestEndpointFaults:test_every_step_position_in_an_existing_namespace()
+	-- the namespace is the caller's: what the flow changed in it is undone
+	-- change by change (lo goes down again), where a namespace the flow made
+	-- goes whole
+	H.reset()
+	local dir = tmpdir()
+	local d0 = assert(driver.open{ state_dir = dir })
+	assert(d0:create_network{ name = "g", subnet = "172.16.9.0/24" })
+	settle_bridge(d0, "g")
+	local names = d0:step_names("endpoint")
+	d0:close()
+	-- (the qdisc is left out: the kernel gives a link its default one when
+	-- it first goes up, and brisk manages no qdisc)
+	local function inside()
+		return H.must("ip -n ne -j link show"):gsub('"qdisc":"%w+",', "") .. H.must("ip -n ne -j addr show"):gsub('"qdisc":"%w+",', "") ..
+			H.must("ip -n ne -j route show table all") ..
+			H.must("ip netns exec ne sysctl -n net.ipv6.conf.default.disable_ipv6")
+	end
+	local failed = 0
+	for _, step in ipairs(names) do
+		-- made anew each time (by the test, not the flow): lo is down
+		H.sh("ip netns del ne 2>/dev/null")
+		H.must("ip netns add ne")
+		local was = inside()
+		lu.assertStrContains(was, '"ifname":"lo"')
+		lu.assertNotStrContains(was, "LOWER_UP")
+		local d = assert(driver.open{ state_dir = dir })
+		local before = world{ d = d }
+		d:after(step, function() return nil, "injected failure", E.EIO end)
+		local ok, msg = d:create_endpoint("g", { name = "y", netns = "ne" })
+		if ok == nil and msg:find("injected failure") then
+			failed = failed + 1
+			lu.assertEquals(world{ d = d }, before, "after a failure at " .. step)
+			lu.assertEquals(inside(), was, "inside ne after a failure at " .. step)
+		else
+			lu.assertTrue(ok ~= nil, step .. ": " .. tostring(msg))
+			assert(d:delete_endpoint("y"))
+		end
+		d:close()
+	end
+	lu.assertTrue(failed >= 6, "failures injected: " .. failed)
 	H.reset()
 	H.sh("rm -rf " .. dir)
 end

@@ -525,13 +525,15 @@ function D:create_endpoint(netkey, spec)
 				hs, smsg, serr = open_sandbox(self, ref, ctx)
 				if not hs then return drop_intent(self, intent, smsg, serr) end
 			end
-			ctx.sandbox = handle.journal(hs)
 			ep.netns = ref
 			ep.sandbox = type(ref) == "string" and ref:find("/") == nil and ref or
 				("/proc/self/fd/" .. hs:netns_fd())
 			-- a namespace this flow just made has no interfaces yet
 			ep.ifname = ep.ifname or (ctx.created_netns and ep.prefix .. "0") or free_ifname(hs, ep.prefix)
 			ep.peer_ifname = ep.ifname
+			-- a namespace this flow made goes whole on a rollback, the
+			-- container side with its pair
+			ctx.sandbox = handle.journal(hs, nil, { fresh = ctx.created_netns ~= nil, made = { ep.ifname } })
 		end
 		-- names drawn again after a collision are stored before they are used
 		function ctx.renamed(e)
@@ -661,7 +663,7 @@ function D:join(epkey, netns, o)
 		ctx.journal = handle.journal(self.h)
 		local hs, smsg, serr = open_sandbox(self, ref, ctx)
 		if not hs then return nil, smsg, serr end
-		ctx.sandbox = handle.journal(hs)
+		ctx.sandbox = handle.journal(hs, nil, { fresh = ctx.created_netns ~= nil })
 		ctx.sandbox_ref = type(ref) == "string" and ref or ("/proc/self/fd/" .. hs:netns_fd())
 		ep.ifname = o.ifname or free_ifname(hs, net.container_iface_prefix or "eth")
 		-- only the join part of the list runs

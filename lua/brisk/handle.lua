@@ -37,6 +37,24 @@ function M.extra.firewall(h, action, ...)
 	return f(function(script, o) return h:nft(script, o) end, ...)
 end
 
+--- `h:link_set_back(a, keep)`: the undo of bringing a link up: `link_set(a)`
+-- (down again, and whatever else it restores), then delete the link's
+-- addresses that are not in `keep` ("ADDR/PLEN" strings: those it had).
+function M.extra.link_set_back(h, a, keep)
+	local ok, msg, err = h:link_set(a)
+	if not ok then return nil, msg, err end
+	local had = {}
+	for _, s in ipairs(keep) do had[s] = true end
+	for _, x in ipairs(h:addr_list{ dev = a.dev } or {}) do
+		local s = x["local"] .. "/" .. x.prefixlen
+		if not had[s] then
+			ok, msg, err = h:addr_del{ dev = a.dev, address = s }
+			if not ok and err ~= 99 then return nil, msg, err end    -- EADDRNOTAVAIL: gone already
+		end
+	end
+	return true
+end
+
 local function method(h, op)
 	local f = h[op]
 	if f == nil then f = M.extra[op] end
@@ -90,6 +108,16 @@ function undoers.link_set(h, a)
 	if a.master ~= nil then u.master = cur.master or false end
 	if a.addrgenmode ~= nil then u.addrgenmode = cur.inet6_addr_gen_mode end
 	if a.netns ~= nil then return nil, "moving a link to another namespace is not undone here" end
+	if a.up == true and not u.up then
+		-- going up can give a link addresses of the kernel's own (lo gets
+		-- 127.0.0.1/8), which going down again leaves: the undo drops
+		-- what was not there before
+		local keep = {}
+		for _, x in ipairs(h:addr_list{ dev = a.dev } or {}) do
+			keep[#keep + 1] = x["local"] .. "/" .. x.prefixlen
+		end
+		return { op = "link_set_back", args = { u, keep } }
+	end
 	return { op = "link_set", args = { u } }
 end
 
@@ -206,20 +234,47 @@ local function forwarder(real, mutate)
 end
 
 --- A handle that executes calls and keeps a journal of them with their undo.
+-- A change to a link the journal itself created (not a rename, not a move
+-- to another namespace) needs no undo of its own, and so no read of the
+-- link beforehand: undoing the link_add deletes the link with it. Its
+-- entry says `covered = true`. `o.made` names links made elsewhere that
+-- go the same way (a veth peer whose pair another journal created). With
+-- `o.fresh` the handle's namespace is one the caller just made and
+-- deletes whole on a rollback: every entry is covered.
 -- @param real the handle to execute through
 -- @param[opt] log an array to append to
--- @return journal handle; `j.log` is the array of {op=, args=, undo=|nil, why=}
-function M.journal(real, log)
+-- @tparam[opt] table o {fresh=true, made={IFNAME,...}}
+-- @return journal handle; `j.log` is the array of {op=, args=, undo=|nil,
+--   why=, covered=true|nil}
+function M.journal(real, log, o)
 	log = log or {}
+	local fresh = o ~= nil and o.fresh == true
+	local made = {}          -- links this journal created, by name
+	for _, name in ipairs(o and o.made or {}) do made[name] = true end
 	local j
 	j = forwarder(real, function(op, ...)
 		local args = { ... }
-		local undo, why = undoers[op](real, ...)
+		local a = ...
+		local covered = fresh or (op == "link_set" and type(a) == "table" and a.ifname == nil
+			and a.netns == nil and made[link_name(a.dev)] == true)
+		local undo, why
+		if not covered then undo, why = undoers[op](real, ...) end
 		local r = pack(method(real, op)(real, ...))
 		if r[1] == nil then return table.unpack(r, 1, r.n) end
-		if after_undoers[op] then undo, why = after_undoers[op](r[1], ...), nil end
+		if after_undoers[op] and not covered then undo, why = after_undoers[op](r[1], ...), nil end
+		if op == "link_add" and type(a) == "table" then
+			made[a.ifname] = true
+			-- a veth peer left in this namespace goes with its pair
+			if type(a.peer) == "table" and a.peer.netns == nil and a.peer.ifname then
+				made[a.peer.ifname] = true
+			end
+		elseif op == "ioctl_bridge_add" then
+			made[a] = true
+		elseif op == "link_del" then
+			made[link_name(a)] = nil
+		end
 		if op == "nft" then args = { (...) } end -- the undo script is not part of the call
-		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why }
+		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why, covered = covered or nil }
 		return table.unpack(r, 1, r.n)
 	end)
 	rawset(j, "log", log)
@@ -227,7 +282,8 @@ function M.journal(real, log)
 	return j
 end
 
---- Undo a journal, newest first.
+--- Undo a journal, newest first. Covered entries (see `journal`) are
+-- left to the undo that covers them.
 -- @param h the handle to undo through
 -- @param log the journal's array
 -- @param[opt] skip function(entry) -> true to leave an entry alone
@@ -236,7 +292,7 @@ function M.undo(h, log, skip)
 	local errs = {}
 	for i = #log, 1, -1 do
 		local e = log[i]
-		if not (skip and skip(e)) then
+		if not (e.covered or (skip and skip(e))) then
 			if e.undo then
 				local ok, msg, err = M.call(h, e.undo)
 				-- something already gone is as good as undone
