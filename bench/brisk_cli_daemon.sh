@@ -33,7 +33,10 @@ for ((i = 1; i <= n; i++)); do
 	"$BRISK" --state-dir "$state" endpoint create --name "ep$i" --netns "ep$i" bench >/dev/null
 done
 kill "$daemon"
-rest=$(cat <&"${DAEMON[0]}" || true)
+# what it printed until it closed its stderr, read by the shell itself: a
+# $(cat) would time a fork of the driver's shell as the daemon's stop
+IFS= read -r -d '' rest <&"${DAEMON[0]}" || true
+rest=${rest%$'\n'}
 wait "$daemon" || true
 trap - EXIT
 # --quiet: nothing but the line it stops with, unless something went wrong
