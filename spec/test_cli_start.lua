@@ -213,6 +213,44 @@ function TestCliBuild:test_make_chunks_rebuilds_edited_sources_and_prunes()
 	lu.assertTrue(not H.sh("test -e " .. q(t .. "/build/lua/brisk/bad.luac")))
 end
 
+function TestCliBuild:test_chunks_keep_lines_not_local_names()
+	-- by default: file and line stay, the names of locals and upvalues go;
+	-- -g keeps everything (luac's default), -s nothing
+	local t = tmpdir()
+	local src = t .. "/src"
+	H.must("mkdir -p " .. q(src .. "/m") .. " " .. q(t .. "/out/m"))
+	spit(src .. "/m/x.lua", "local up = {}\n"
+		.. "local function f(alpha, beta)\n"
+		.. "  local gamma = alpha + beta\n"
+		.. "  if gamma > 10 then error('too big') end\n"
+		.. "  return up, gamma, function() return up end\n"
+		.. "end\n"
+		.. "return { f = f, k = { 1.5, 2, 'str', true, false } }\n")
+	local probe = t .. "/probe.lua"
+	spit(probe, "local m = assert(loadfile(arg[1], 'b'))()\n"
+		.. "print(m.f(1, 2) ~= nil, select(2, m.f(1, 2)), m.k[1], m.k[2], m.k[3], m.k[4], m.k[5])\n"
+		.. "print(debug.getlocal(m.f, 1), (debug.getupvalue(select(3, m.f(1, 2)), 1)))\n"
+		.. "print(select(2, pcall(m.f, 10, 5)))\n")
+	local function build(flag)
+		H.must("lua5.4 " .. q(ROOT .. "/scripts/luac.lua") .. " " .. flag .. " " .. q(src) .. " "
+			.. q(t .. "/out") .. " /named m/x.lua")
+		return H.must("lua5.4 " .. q(probe) .. " " .. q(t .. "/out/m/x.luac"))
+	end
+	lu.assertEquals(build(""), "true\t3\t1.5\t2\tstr\ttrue\tfalse\n"
+		.. "nil\t(no name)\n" .. "/named/m/x.lua:4: too big\n")
+	lu.assertEquals(build("-g"), "true\t3\t1.5\t2\tstr\ttrue\tfalse\n"
+		.. "alpha\tup\n" .. "/named/m/x.lua:4: too big\n")
+	lu.assertEquals(build("-s"), "true\t3\t1.5\t2\tstr\ttrue\tfalse\n"
+		.. "nil\t(no name)\n" .. "too big\n")
+	-- the brisk chunks `make` wrote are the default kind: smaller than -g's
+	local g = t .. "/g"
+	H.must("mkdir -p " .. q(g .. "/brisk") .. " && lua5.4 " .. q(ROOT .. "/scripts/luac.lua") .. " -g "
+		.. q(ROOT .. "/lua") .. " " .. q(g) .. " " .. q(ROOT .. "/lua") .. " brisk/driver.lua")
+	local made, full = slurp(ROOT .. "/build/lua/brisk/driver.luac"), slurp(g .. "/brisk/driver.luac")
+	lu.assertTrue(#made < #full, #made .. " vs " .. #full)
+	lu.assertStrContains(made, "@" .. ROOT .. "/lua/brisk/driver.lua")
+end
+
 function TestCliBuild:test_make_install_installs_chunks()
 	local p = tmpdir()
 	-- `-o all`: install what is built (a sanitizer build stays as it is)
