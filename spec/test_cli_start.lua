@@ -121,6 +121,20 @@ function TestCliChunks:test_errors_name_file_and_line()
 	lu.assertStrContains(err, "brisk: x.lua:2: unexpected symbol near '='")
 end
 
+function TestCliChunks:test_core_and_lua_are_linked_in()
+	-- brisk.core is preloaded, not opened from core.so; Lua is not a shared library
+	local d = tmpdir()
+	spit(d .. "/c.lua", 'local core, from = require "brisk.core"\n'
+		.. 'local maps = io.open("/proc/self/maps"):read("a")\n'
+		.. 'print(from, type(core.open), maps:find("core.so", 1, true) ~= nil, '
+		.. 'maps:find("liblua5.4.so", 1, true) ~= nil)\n'
+		.. 'print(require("cjson").encode({ 1 }))\n')
+	local code, out, err = run("run c.lua", { cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, ":preload:\tfunction\tfalse\tfalse\n[1]\n")
+end
+
 function TestCliChunks:test_runs_without_the_sources()
 	local t = tree_copy(false)
 	local bin = t .. "/build/bin/brisk"

@@ -4,7 +4,8 @@
  * It finds brisk's Lua code next to the executable (from the source tree or
  * from an installed prefix), preloads `brisk.host` (line editing through
  * libedit, opened on first use, history, completion, isatty; `exe`, `root`
- * and `chunks`, the directories it found), then runs
+ * and `chunks`, the directories it found) and `brisk.core`, which the build
+ * links in (lua5.4 scripts load the same code from core.so), then runs
  * `require("brisk.cli").main(args)` under a message handler and exits with
  * the code it returns (0 ok, 1 failure, 2 usage).
  *
@@ -47,6 +48,10 @@
 #include <editline/readline.h>
 
 #include "daemon.h"
+
+#ifdef BRISK_CORE_BUILTIN
+int luaopen_brisk_core(lua_State *L);
+#endif
 
 #define HISTORY_MAX 1000
 
@@ -612,6 +617,10 @@ static int pmain(lua_State *L)
 	lua_pushvalue(L, -5);
 	lua_pushcclosure(L, luaopen_brisk_host, 3);
 	lua_setfield(L, -2, "brisk.host");
+#ifdef BRISK_CORE_BUILTIN
+	lua_pushcfunction(L, luaopen_brisk_core);
+	lua_setfield(L, -2, "brisk.core");
+#endif
 	lua_pop(L, 5);
 
 	lua_getglobal(L, "require");
