@@ -135,6 +135,33 @@ function TestCliChunks:test_core_and_lua_are_linked_in()
 	lu.assertEquals(out, ":preload:\tfunction\tfalse\tfalse\n[1]\n")
 end
 
+function TestCliChunks:test_user_code_gets_its_finalizers_at_exit()
+	-- after `run` the state is closed as lua5.4 closes it: a script's __gc
+	-- runs; the network and endpoint commands leave it to the exit
+	local d = tmpdir()
+	spit(d .. "/g.lua", 'setmetatable({}, { __gc = function() local f = io.open("' .. d
+		.. '/gc", "w"); f:write("ran"); f:close() end })\n'
+		.. 'print(require("brisk.cli").quick_exit)\n')
+	local code, out, err = run("run g.lua", { cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "false\n")
+	lu.assertEquals(slurp(d .. "/gc"), "ran")
+	spit(d .. "/q.lua", 'package.path = arg[1] .. "/lua/?.lua;" .. package.path\n'
+		.. 'package.cpath = arg[1] .. "/build/lib/?.so;" .. package.cpath\n'
+		.. 'local cli = require "brisk.cli"\n'
+		.. 'local out = arg[2]\n'
+		.. 'local code = cli.main(table.move(arg, 3, #arg, 1, {}))\n'
+		.. 'local f = io.open(out, "w"); f:write(tostring(code), " ", tostring(cli.quick_exit)); f:close()\n')
+	local state = tmpdir()
+	for _, c in ipairs{ { "network ls", "true" }, { "endpoint ls", "true" }, { "version", "true" },
+		{ "run /dev/null", "false" } } do
+		H.must("lua5.4 " .. q(d .. "/q.lua") .. " " .. q(ROOT) .. " " .. q(d .. "/got") .. " --state-dir "
+			.. q(state) .. " " .. c[1])
+		lu.assertEquals(slurp(d .. "/got"), "0 " .. c[2], c[1])
+	end
+end
+
 function TestCliChunks:test_runs_without_the_sources()
 	local t = tree_copy(false)
 	local bin = t .. "/build/bin/brisk"

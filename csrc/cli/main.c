@@ -603,7 +603,7 @@ static int pmain(lua_State *L)
 {
 	int argc = (int)lua_tointeger(L, 1);
 	char **argv = (char **)lua_touserdata(L, 2);
-	int i;
+	int i, cli;
 
 	luaL_checkversion(L);
 	luaL_openlibs(L);
@@ -626,24 +626,26 @@ static int pmain(lua_State *L)
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "brisk.cli");
 	lua_call(L, 1, 1);
-	lua_getfield(L, -1, "main");
+	cli = lua_gettop(L);
+	lua_getfield(L, cli, "main");
 	lua_createtable(L, argc, 1);
 	for (i = 0; i < argc; i++) {
 		lua_pushstring(L, argv[i]);
 		lua_rawseti(L, -2, i);
 	}
 	lua_call(L, 1, 1);
-	if (lua_isinteger(L, -1))
-		return 1;
-	lua_pushinteger(L, lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1);
-	return 1;
+	if (!lua_isinteger(L, -1))
+		lua_pushinteger(L, lua_isnil(L, -1) || lua_toboolean(L, -1) ? 0 : 1);
+	/* and whether the state may be left as it is (brisk.cli.quick_exit) */
+	lua_getfield(L, cli, "quick_exit");
+	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	lua_State *L;
 	lua_Integer code = 1;
-	int status;
+	int status, quick = 0;
 	const char *host = getenv("BRISK_HOST");
 
 	/* A daemon named by $BRISK_HOST runs the command (brisk daemon). */
@@ -658,16 +660,21 @@ int main(int argc, char **argv)
 	lua_pushcfunction(L, pmain);
 	lua_pushinteger(L, argc);
 	lua_pushlightuserdata(L, argv);
-	status = lua_pcall(L, 2, 1, 1);
+	status = lua_pcall(L, 2, 2, 1);
 	if (status == LUA_OK) {
-		code = lua_tointeger(L, -1);
+		code = lua_tointeger(L, -2);
+		quick = lua_toboolean(L, -1);
 	} else {
 		fprintf(stderr, "brisk: %s\n", lua_tostring(L, -1));
 		code = 1;
 	}
 	fflush(stdout);
 	comp.L = NULL;
-	lua_close(L);
+	/* a command that ran no code of the user's leaves the state to the
+	 * exit: no object is freed one by one, no finalizer runs (theirs only
+	 * close what the exit closes) */
+	if (!quick)
+		lua_close(L);
 	if (code < 0 || code > 255)
 		code = 1;
 	return (int)code;
