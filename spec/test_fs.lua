@@ -77,6 +77,59 @@ function TestFs:test_write_atomic_over_directory_leaves_nothing()
 	lu.assertEquals(core.listdir(self.dir .. "/d"), {})
 end
 
+-- The inode number of a path (stat -c %i), or nil.
+local function inode(p)
+	local ok, out = H.sh("stat -c %i " .. H.q(p))
+	return ok and tonumber(out) or nil
+end
+
+function TestFs:test_write_atomic_spare_recycles_the_replaced_inode()
+	local p, spare = self.dir .. "/doc.json", self.dir .. "/.spare"
+	lu.assertTrue(core.file_write_atomic(p, "one", nil, false, spare))
+	lu.assertEquals(core.listdir(self.dir), { "doc.json" })        -- nothing replaced yet
+	local first = inode(p)
+	lu.assertTrue(core.file_write_atomic(p, "two", nil, true, spare))
+	lu.assertEquals(readfile(p), "two")
+	lu.assertEquals(core.listdir(self.dir), { ".spare", "doc.json" })
+	lu.assertEquals(inode(spare), first)                            -- the old inode waits
+	lu.assertEquals(readfile(spare), "one")
+	lu.assertTrue(core.file_write_atomic(p, "three", 416, false, spare))
+	lu.assertEquals(inode(p), first)                                -- and is written next
+	lu.assertEquals(readfile(p), "three")
+	lu.assertEquals(mode_of(p), "640")
+	lu.assertEquals(readfile(spare), "two")
+	-- a shorter write leaves nothing of the longer one it reuses
+	lu.assertTrue(core.file_write_atomic(p, ("x"):rep(5000), nil, false, spare))
+	lu.assertTrue(core.file_write_atomic(p, "y", nil, false, spare))
+	lu.assertEquals(readfile(p), "y")
+	lu.assertEquals(#core.listdir(self.dir), 2)                    -- no temporary file left
+end
+
+function TestFs:test_write_atomic_spare_is_never_a_shared_inode()
+	local p, spare, keep = self.dir .. "/doc", self.dir .. "/.spare", self.dir .. "/keep"
+	H.spit(keep, "precious")
+	-- a spare with a second name, or a symlink: not written, not followed
+	H.must("ln " .. H.q(keep) .. " " .. H.q(spare))
+	lu.assertTrue(core.file_write_atomic(p, "new", nil, false, spare))
+	lu.assertEquals(readfile(keep), "precious")
+	lu.assertEquals(readfile(p), "new")
+	H.must("rm -f " .. H.q(spare) .. " && ln -s " .. H.q(keep) .. " " .. H.q(spare))
+	lu.assertTrue(core.file_write_atomic(self.dir .. "/doc2", "new2", nil, false, spare))
+	lu.assertEquals(readfile(keep), "precious")
+	-- over a directory or a symlink: as without a spare (the rename fails or replaces the link)
+	assert(core.mkdir_p(self.dir .. "/d"))
+	local ok, _, err = core.file_write_atomic(self.dir .. "/d", "x", nil, false, spare)
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.EISDIR)
+	lu.assertEquals(core.listdir(self.dir .. "/d"), {})
+	H.must("ln -s " .. H.q(keep) .. " " .. H.q(self.dir .. "/link"))
+	lu.assertTrue(core.file_write_atomic(self.dir .. "/link", "via", nil, false, spare))
+	lu.assertEquals(readfile(keep), "precious")
+	lu.assertEquals(readfile(self.dir .. "/link"), "via")
+	lu.assertEquals(H.must("stat -c %F " .. H.q(self.dir .. "/link")), "regular file\n")
+	lu.assertErrorMsgContains("bad argument #5", function() core.file_write_atomic(p, "x", nil, false, "") end)
+end
+
 function TestFs:test_write_atomic_bad_args()
 	lu.assertErrorMsgContains("bad argument #1", function() core.file_write_atomic() end)
 	lu.assertErrorMsgContains("bad argument #1", function() core.file_write_atomic("", "x") end)

@@ -2,7 +2,9 @@
 --
 -- A store is a directory (0700) holding one JSON document per object,
 -- `<dir>/<kind>/<id>.json` (0600), each replaced atomically
--- (core.file_write_atomic). Like libnetwork's datastore, every document
+-- (core.file_write_atomic; the inode a write replaces waits as
+-- `<dir>/<kind>/.spare` to be the next write's, so that a burst of writes
+-- does not churn the file system's inodes). Like libnetwork's datastore, every document
 -- carries `dbIndex`, an integer bumped on each write, for compare-and-swap:
 --
 --     local st = assert(store.open())
@@ -640,7 +642,7 @@ function Store:_index_write(ix)
 		out[#out + 1] = index_line({ g = ix.gen })
 		return concat(out)
 	end)
-	ok = ok and core.file_write_atomic(self.dir .. "/.index", text, 384, false)
+	ok = ok and core.file_write_atomic(self.dir .. "/.index", text, 384, false, self.dir .. "/.spare")
 	ix.file = ok and true or false
 	if ok then ix.rows = 1 end
 	return ix.file
@@ -974,8 +976,9 @@ function Store:put(kind, doc, o)
 		local ix = self:_ix_for_write()
 		local wrote, werr = bump_gen(self)
 		if wrote then wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448) end
+		-- 0600; the inode a write replaces is kept (.spare) for the next one
 		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384,
-			not (self._c.batch or volatile)) end  -- 0600
+			not (self._c.batch or volatile), self.dir .. "/" .. kind .. "/.spare") end
 		if wrote and self._c.batch then self._c.batch_dirty = true end
 		if not wrote then
 			doc.dbIndex = given
