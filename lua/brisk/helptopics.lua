@@ -194,6 +194,8 @@ $BRISK_STATE_DIR, else /var/lib/brisk. Layout (created 0700, files 0600):
   DIR/.index             what commands need of every record (names, subnets,
                          addresses, ports), so they read one file, not all;
                          rebuilt from the records whenever it is stale
+  DIR/*/.spare, DIR/.spare  the file a write replaced, kept for the next write
+                         to reuse (no new inode per write)
 
 Each document is replaced atomically and carries dbIndex, bumped on each write,
 for compare-and-swap (as libnetwork's datastore does). Deleting a network undoes

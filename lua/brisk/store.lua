@@ -1055,6 +1055,14 @@ function Store:list(kind, shared)
 	return copy
 end
 
+--- The id of the document a file of a kind's directory holds ("<id>.json"),
+-- or nil for anything else there (the spare inode, a temporary file).
+-- @tparam string name a file name
+-- @treturn string|nil
+function M.doc_id(name)
+	return name:match("^([%w_][%w_.-]*)%.json$")
+end
+
 function Store:_list(kind)
 	local names, msg, errno = core.listdir(self.dir .. "/" .. kind)
 	if not names then
@@ -1063,7 +1071,7 @@ function Store:_list(kind)
 	end
 	local ids = {}
 	for _, name in ipairs(names) do
-		local id = name:match("^([%w_][%w_.-]*)%.json$")
+		local id = M.doc_id(name)
 		if id then ids[#ids + 1] = id end
 	end
 	sort(ids, id_less())

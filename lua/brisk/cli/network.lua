@@ -482,7 +482,7 @@ function M.stored_names(dir)
 	for _, kind in ipairs{ "network", "endpoint" } do
 		local files = core.listdir(dir .. "/" .. kind)
 		for _, f in ipairs(files or {}) do
-			local h = io.open(dir .. "/" .. kind .. "/" .. f, "rb")
+			local h = store.doc_id(f) and io.open(dir .. "/" .. kind .. "/" .. f, "rb")
 			if h then
 				local doc = store.decode(h:read("a") or "")
 				h:close()
