@@ -121,17 +121,23 @@ function TestCliChunks:test_errors_name_file_and_line()
 	lu.assertStrContains(err, "brisk: x.lua:2: unexpected symbol near '='")
 end
 
+-- `brisk run NAME` of `script` (written to d/NAME) in `d`: it succeeds
+-- quietly; returns its stdout.
+local function run_script(d, name, script)
+	spit(d .. "/" .. name, script)
+	local code, out, err = run("run " .. name, { cwd = d })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	return out
+end
+
 function TestCliChunks:test_core_and_lua_are_linked_in()
 	-- brisk.core is preloaded, not opened from core.so; Lua is not a shared library
-	local d = tmpdir()
-	spit(d .. "/c.lua", 'local core, from = require "brisk.core"\n'
+	local out = run_script(tmpdir(), "c.lua", 'local core, from = require "brisk.core"\n'
 		.. 'local maps = io.open("/proc/self/maps"):read("a")\n'
 		.. 'print(from, type(core.open), maps:find("core.so", 1, true) ~= nil, '
 		.. 'maps:find("liblua5.4.so", 1, true) ~= nil)\n'
 		.. 'print(require("cjson").encode({ 1 }))\n')
-	local code, out, err = run("run c.lua", { cwd = d })
-	lu.assertEquals(err, "")
-	lu.assertEquals(code, 0)
 	lu.assertEquals(out, ":preload:\tfunction\tfalse\tfalse\n[1]\n")
 end
 
@@ -139,13 +145,9 @@ function TestCliChunks:test_user_code_gets_its_finalizers_at_exit()
 	-- after `run` the state is closed as lua5.4 closes it: a script's __gc
 	-- runs; the network and endpoint commands leave it to the exit
 	local d = tmpdir()
-	spit(d .. "/g.lua", 'setmetatable({}, { __gc = function() local f = io.open("' .. d
+	lu.assertEquals(run_script(d, "g.lua", 'setmetatable({}, { __gc = function() local f = io.open("' .. d
 		.. '/gc", "w"); f:write("ran"); f:close() end })\n'
-		.. 'print(require("brisk.cli").quick_exit)\n')
-	local code, out, err = run("run g.lua", { cwd = d })
-	lu.assertEquals(err, "")
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, "false\n")
+		.. 'print(require("brisk.cli").quick_exit)\n'), "false\n")
 	lu.assertEquals(slurp(d .. "/gc"), "ran")
 	spit(d .. "/q.lua", 'package.path = arg[1] .. "/lua/?.lua;" .. package.path\n'
 		.. 'package.cpath = arg[1] .. "/build/lib/?.so;" .. package.cpath\n'

@@ -312,6 +312,34 @@ end
 ---------------------------------------------------------------------------
 TestEndpointFaults = {}
 
+-- Create an endpoint with a failure injected after each step in turn
+-- (`create(d)` makes it): a failure leaves world{} as it was, and what
+-- `extra.state()` returns as `extra.prepare()` did before the try, when
+-- given; a step not queued for the endpoint cannot fail (it is made, then
+-- deleted by `name`). Returns how many steps failed the create.
+local function fail_at_each_step(dir, names, name, create, extra)
+	local failed = 0
+	for _, step in ipairs(names) do
+		local was = extra and extra.prepare()
+		local d = assert(driver.open{ state_dir = dir })
+		local before = world{ d = d }
+		d:after(step, function() return nil, "injected failure", E.EIO end)
+		local ok, msg, err = create(d)
+		if ok == nil and msg:find("injected failure") then
+			failed = failed + 1
+			lu.assertStrContains(msg, "step " .. step .. " failed")
+			lu.assertEquals(err, E.EIO)
+			lu.assertEquals(world{ d = d }, before, "after a failure at " .. step)
+			if extra then lu.assertEquals(extra.state(), was, "inside, after a failure at " .. step) end
+		else
+			lu.assertTrue(ok ~= nil, step .. ": " .. tostring(msg))
+			assert(d:delete_endpoint(name))
+		end
+		d:close()
+	end
+	return failed
+end
+
 -- A first port gives the bridge carrier, and with it the link-local
 -- address the kernel adds then: that is the network's state, not the
 -- endpoint's, so it is settled (an endpoint "keep" in namespace "nk") before
@@ -337,22 +365,9 @@ function TestEndpointFaults:test_every_step_position_leaves_nothing()
 	local names = d0:step_names("endpoint")
 	d0:close()
 	lu.assertTrue(#names >= 8)
-	for _, step in ipairs(names) do
-		local d = assert(driver.open{ state_dir = dir })
-		local before = world{ d = d }
-		d:after(step, function() return nil, "injected failure", E.EIO end)
-		local ok, msg, err = d:create_endpoint("f", { name = "x", netns = "nx", options = { hairpin = true } })
-		if ok == nil and msg:find("injected failure") then
-			lu.assertStrContains(msg, "step " .. step .. " failed")
-			lu.assertEquals(err, E.EIO)
-			lu.assertEquals(world{ d = d }, before, "after a failure at " .. step)
-		else
-			-- a step not queued for this endpoint cannot fail
-			lu.assertTrue(ok ~= nil, step .. ": " .. tostring(msg))
-			assert(d:delete_endpoint("x"))
-		end
-		d:close()
-	end
+	fail_at_each_step(dir, names, "x", function(d)
+		return d:create_endpoint("f", { name = "x", netns = "nx", options = { hairpin = true } })
+	end)
 	H.reset()
 	H.sh("rm -rf " .. dir)
 end
@@ -371,32 +386,25 @@ function TestEndpointFaults:test_every_step_position_in_an_existing_namespace()
 	-- (the qdisc is left out: the kernel gives a link its default one when
 	-- it first goes up, and brisk manages no qdisc)
 	local function inside()
-		return H.must("ip -n ne -j link show"):gsub('"qdisc":"%w+",', "") .. H.must("ip -n ne -j addr show"):gsub('"qdisc":"%w+",', "") ..
+		local function noqdisc(cmd) return (H.must(cmd):gsub('"qdisc":"%w+",', "")) end
+		return noqdisc("ip -n ne -j link show") .. noqdisc("ip -n ne -j addr show") ..
 			H.must("ip -n ne -j route show table all") ..
 			H.must("ip netns exec ne sysctl -n net.ipv6.conf.default.disable_ipv6")
 	end
-	local failed = 0
-	for _, step in ipairs(names) do
-		-- made anew each time (by the test, not the flow): lo is down
-		H.sh("ip netns del ne 2>/dev/null")
-		H.must("ip netns add ne")
-		local was = inside()
-		lu.assertStrContains(was, '"ifname":"lo"')
-		lu.assertNotStrContains(was, "LOWER_UP")
-		local d = assert(driver.open{ state_dir = dir })
-		local before = world{ d = d }
-		d:after(step, function() return nil, "injected failure", E.EIO end)
-		local ok, msg = d:create_endpoint("g", { name = "y", netns = "ne" })
-		if ok == nil and msg:find("injected failure") then
-			failed = failed + 1
-			lu.assertEquals(world{ d = d }, before, "after a failure at " .. step)
-			lu.assertEquals(inside(), was, "inside ne after a failure at " .. step)
-		else
-			lu.assertTrue(ok ~= nil, step .. ": " .. tostring(msg))
-			assert(d:delete_endpoint("y"))
-		end
-		d:close()
-	end
+	local failed = fail_at_each_step(dir, names, "y", function(d)
+		return d:create_endpoint("g", { name = "y", netns = "ne" })
+	end, {
+		prepare = function()
+			-- made anew each time (by the test, not the flow): lo is down
+			H.sh("ip netns del ne 2>/dev/null")
+			H.must("ip netns add ne")
+			local was = inside()
+			lu.assertStrContains(was, '"ifname":"lo"')
+			lu.assertNotStrContains(was, "LOWER_UP")
+			return was
+		end,
+		state = inside,
+	})
 	lu.assertTrue(failed >= 6, "failures injected: " .. failed)
 	H.reset()
 	H.sh("rm -rf " .. dir)
