@@ -108,23 +108,33 @@ static void tmp_name(char *tmp, size_t len, const char *path, const char *base)
 		tmp[n - 6 + i] = hexd[r[i] & 15];
 }
 
-/* Take the spare inode (rename it to `tmp`) and open it for writing over
- * (its blocks are written again rather than freed and allocated anew; the
- * caller cuts what is left past the new end); -1 when there is none or it
- * is not a plain file of ours with one name (it is then left, or removed
- * when it was taken). */
-static int take_spare(const char *spare, const char *tmp, off_t *size)
+/* Take the spare inode (rename it to `tmp`) and open it emptied for
+ * writing; -1 when there is none, or it is not a plain file of ours with
+ * one name that no one has open (it is then left, or removed when taken).
+ *
+ * Emptied, not written over: new data in blocks allocated anew is ordered
+ * before the exchange that names it by ext4's journal (data=ordered, and
+ * the truncate to zero makes it allocate at close), as a new file's data
+ * is before its rename; data written over blocks the file has would not
+ * be, and after a power failure the name could show the spare's old bytes.
+ * A reader still holding the spare open from when it was a document (two
+ * writes ago) would see it change under it: the write lease, which the
+ * kernel grants only to the only opener, says no one does. */
+static int take_spare(const char *spare, const char *tmp)
 {
 	struct stat st;
 	int fd;
 
+	if (lstat(spare, &st) != 0 || !S_ISREG(st.st_mode))
+		return -1;
 	if (renameat2(AT_FDCWD, spare, AT_FDCWD, tmp, RENAME_NOREPLACE) < 0)
 		return -1;
-	fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-	    st.st_uid == geteuid()) {
-		*size = st.st_size;
-		return fd;
+	    st.st_uid == geteuid() && fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		if (ftruncate(fd, 0) == 0)
+			return fd;
 	}
 	if (fd >= 0)
 		close(fd);
@@ -148,8 +158,8 @@ static int put_in_place(const char *tmp, const char *path, const char *spare)
 				unlink(tmp);
 			return 0;
 		}
-		if (errno != ENOENT && errno != EINVAL)
-			return -1;
+		/* (a failed exchange changed nothing: whatever the reason, a
+		 * rename does what it can) */
 	}
 	return rename(tmp, path);
 }
@@ -162,13 +172,14 @@ static int put_in_place(const char *tmp, const char *path, const char *spare)
  *
  * With `spare` (a path in the same directory, e.g. "<dir>/.spare") the
  * inode a write replaces is kept under that name, and the next write takes
- * it as its temporary file instead of making one: a store that rewrites
- * its documents then neither allocates nor frees an inode per write. (ext4
- * skips the inodes freed in the last minute when it looks for a free one,
- * so a burst of replacements makes every new file slower to create: ~1 ms
- * more per write after a thousand.) The exchange is atomic, as the rename
- * is; at most one spare is kept, and one that is not a plain file of the
- * caller's with a single name is never written.
+ * it (emptied) as its temporary file instead of making one: a store that
+ * rewrites its documents then neither allocates nor frees an inode per
+ * write. (ext4 skips the inodes freed in the last minute when it looks for
+ * a free one, so a burst of replacements makes every new file slower to
+ * create: ~1 ms more per write after a thousand.) The exchange is atomic,
+ * as the rename is; at most one spare is kept, and one that is not a plain
+ * file of the caller's with a single name, or that anyone has open, is
+ * never written.
  * @function file_write_atomic
  * @tparam string path
  * @tparam string data
@@ -191,7 +202,6 @@ static int l_file_write_atomic(lua_State *L)
 	const char *spare = lua_isnoneornil(L, 5) ? NULL : check_path(L, 5);
 	const char *base, *slash;
 	char *tmp, *dir;
-	off_t old = 0;
 	int fd, err;
 
 	plen = strlen(path);
@@ -203,8 +213,9 @@ static int l_file_write_atomic(lua_State *L)
 	luaL_argcheck(L, *base != '\0', 1, "path names a directory");
 	fd = -1;
 	if (spare) {
+		luaL_argcheck(L, strcmp(spare, path) != 0, 5, "the spare must not be the file");
 		tmp_name(tmp, plen + 16, path, base);
-		fd = take_spare(spare, tmp, &old);
+		fd = take_spare(spare, tmp);
 	}
 	if (fd < 0) {
 		/* "<dir>/.<base>.XXXXXX": hidden, so listings skip it */
@@ -213,8 +224,7 @@ static int l_file_write_atomic(lua_State *L)
 	}
 	if (fd < 0)
 		return brisk_fail(L, "write", path, errno);
-	if (fchmod(fd, mode) < 0 || write_all(fd, data, dlen) < 0 ||
-	    (old > (off_t)dlen && ftruncate(fd, (off_t)dlen) < 0) || (sync && fsync(fd) < 0)) {
+	if (fchmod(fd, mode) < 0 || write_all(fd, data, dlen) < 0 || (sync && fsync(fd) < 0)) {
 		err = errno;
 		close(fd);
 		unlink(tmp);

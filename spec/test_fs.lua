@@ -128,6 +128,30 @@ function TestFs:test_write_atomic_spare_is_never_a_shared_inode()
 	lu.assertEquals(readfile(self.dir .. "/link"), "via")
 	lu.assertEquals(H.must("stat -c %F " .. H.q(self.dir .. "/link")), "regular file\n")
 	lu.assertErrorMsgContains("bad argument #5", function() core.file_write_atomic(p, "x", nil, false, "") end)
+	lu.assertErrorMsgContains("bad argument #5", function() core.file_write_atomic(p, "x", nil, false, p) end)
+	-- a FIFO or a directory as the spare: left alone (no open, no hang)
+	H.must("rm -f " .. H.q(spare) .. " && mkfifo " .. H.q(spare))
+	lu.assertTrue(core.file_write_atomic(p, "fifo", nil, false, spare))
+	lu.assertEquals(H.must("stat -c %F " .. H.q(spare)), "fifo\n")
+	H.must("rm -f " .. H.q(spare) .. " && mkdir " .. H.q(spare))
+	lu.assertTrue(core.file_write_atomic(p, "dir", nil, false, spare))
+	lu.assertEquals(readfile(p), "dir")
+	lu.assertEquals(H.must("stat -c %F " .. H.q(spare)), "directory\n")
+end
+
+function TestFs:test_write_atomic_spare_someone_reads_is_not_reused()
+	-- a reader holding an old version open keeps reading that version
+	local p, spare = self.dir .. "/doc", self.dir .. "/.spare"
+	lu.assertTrue(core.file_write_atomic(p, "v1", nil, false, spare))
+	local r = assert(io.open(p, "rb"))                  -- v1's inode, open
+	lu.assertTrue(core.file_write_atomic(p, "v2", nil, false, spare))   -- v1 is the spare
+	lu.assertTrue(core.file_write_atomic(p, "v3", nil, false, spare))   -- must not take it
+	lu.assertEquals(r:read("a"), "v1")
+	r:close()
+	lu.assertEquals(readfile(p), "v3")
+	lu.assertEquals(readfile(spare), "v2")
+	-- and no temporary file is left of the spare it gave up
+	lu.assertEquals(core.listdir(self.dir), { ".spare", "doc" })
 end
 
 function TestFs:test_write_atomic_bad_args()
