@@ -233,6 +233,35 @@ function TestEndpointJoin:test_join_leave_move_path()
 	lu.assertNotNil(H.iplink("eth0", "n2"))
 end
 
+function TestEndpointJoin:test_a_failed_join_rolls_back_in_the_namespace()
+	-- the undo runs through the sandbox's handle before it is closed
+	assert(self.d:create_network{ name = "jf", subnet = "172.21.0.0/24" })
+	assert(self.d:create_endpoint("jf", { name = "e" }))
+	H.netns_add("nj")
+	local before = H.must("ip -n nj -j addr show")
+	local failing = true
+	self.d:after("sandbox_addresses", function()
+		if failing then return nil, "injected failure", E.EIO end
+		return true
+	end)
+	local ok, msg, err = self.d:join("e", "nj")
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "step sandbox_addresses failed: injected failure")
+	lu.assertEquals(err, E.EIO)
+	lu.assertNotStrContains(msg, "rollback failed")
+	lu.assertEquals(H.must("ip -n nj -j addr show"), before)
+	-- the container side is back in the host namespace, under its name, down
+	local ep = self.d:endpoint("e")
+	lu.assertNil(ep.netns)
+	local peer = H.iplink(ep.peer_ifname)
+	lu.assertNotNil(peer)
+	lu.assertFalse(H.has(peer.flags, "UP"))
+	-- and the endpoint joins when nothing fails
+	failing = false
+	assert(self.d:join("e", "nj"))
+	lu.assertNotNil(H.iplink("eth0", "nj"))
+end
+
 function TestEndpointJoin:test_internal_network_has_no_default_route()
 	assert(self.d:create_network{ name = "in", subnet = "172.20.0.0/24", internal = true })
 	assert(self.d:create_endpoint("in", { netns = "n1" }))

@@ -411,14 +411,27 @@ local function host_ref(self)
 	return "/proc/self/fd/" .. self.h:netns_fd()
 end
 
--- Roll back an endpoint flow: sandbox journal, host journal, namespace.
+local function moved(e)
+	return e.op == "link_set" and type(e.args[1]) == "table" and e.args[1].netns ~= nil
+end
+
+-- Roll back an endpoint flow: sandbox journal, the link a join moved into
+-- the sandbox back to the host namespace (under its name again, the
+-- sandbox's undo having renamed it back), host journal, namespace.
 local function rollback(self, ctx)
 	local errs = {}
 	if ctx.sandbox then
 		local ok, e = handle.undo(ctx.sandbox.real, ctx.sandbox.log)
 		if not ok then for _, m in ipairs(e) do errs[#errs + 1] = m end end
+		for i = #ctx.journal.log, 1, -1 do
+			local m = ctx.journal.log[i]
+			if moved(m) then
+				local mok, mmsg = ctx.sandbox.real:link_set{ dev = m.args[1].dev, netns = host_ref(self) }
+				if not mok then errs[#errs + 1] = mmsg end
+			end
+		end
 	end
-	local ok, e = handle.undo(self.h, ctx.journal.log)
+	local ok, e = handle.undo(self.h, ctx.journal.log, moved)
 	if not ok then for _, m in ipairs(e) do errs[#errs + 1] = m end end
 	if ctx.created_netns then
 		local dok, dmsg = core.netns_del(ctx.created_netns)
@@ -542,18 +555,23 @@ function D:create_endpoint(netkey, spec)
 		end
 		local ok
 		ok, msg, err = run_endpoint_steps(self, ep, ctx, "create")
-		close_sandbox(ctx)
-		if not ok then return drop_intent(self, intent, msg, err) end
+		if not ok then
+			close_sandbox(ctx)
+			return drop_intent(self, intent, msg, err)
+		end
 		ep.sandbox, ep.generated_names, ep.prefix = nil, nil, nil
 		ep.created_netns = ctx.created_netns
 		ep.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
 		ep.dbIndex = intent.dbIndex
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
 		if not pok then
+			-- (through the sandbox's handle: it is closed after the rollback)
 			rollback(self, ctx)
+			close_sandbox(ctx)
 			return drop_intent(self, intent, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg),
 				M.store_errno(perr))
 		end
+		close_sandbox(ctx)
 		for _, fam in ipairs{ "v4", "v6" } do
 			for ip, owner in pairs(net.ipam[fam]) do book[fam][ip] = owner end
 		end
@@ -663,7 +681,9 @@ function D:join(epkey, netns, o)
 		ctx.journal = handle.journal(self.h)
 		local hs, smsg, serr = open_sandbox(self, ref, ctx)
 		if not hs then return nil, smsg, serr end
-		ctx.sandbox = handle.journal(hs, nil, { fresh = ctx.created_netns ~= nil })
+		-- (not fresh even in a namespace the join made: a failure must bring
+		-- the container side back, renamed back first)
+		ctx.sandbox = handle.journal(hs)
 		ctx.sandbox_ref = type(ref) == "string" and ref or ("/proc/self/fd/" .. hs:netns_fd())
 		ep.ifname = o.ifname or free_ifname(hs, net.container_iface_prefix or "eth")
 		-- only the join part of the list runs
@@ -672,13 +692,15 @@ function D:join(epkey, netns, o)
 			if s.name == "join_move" or s.name:match("^sandbox_") then list[#list + 1] = s end
 		end
 		local ok, step, msg, err = M.run_steps(list, ctx.journal, ep, ctx)
-		close_sandbox(ctx)
 		if not ok then
-			-- the link may sit in the sandbox now: bring it back by deleting the pair
+			-- the link may sit in the sandbox now: bring it back by deleting the
+			-- pair (through the sandbox's handle: it is closed afterwards)
 			local errs = rollback(self, ctx)
+			close_sandbox(ctx)
 			return nil, string.format("join endpoint %s: step %s failed: %s%s", ep.name, step, tostring(msg),
 				#errs > 0 and ("; rollback failed: " .. table.concat(errs, "; ")) or ""), err
 		end
+		close_sandbox(ctx)
 		ep.netns = ref
 		ep.created_netns = ctx.created_netns
 		local pok, pmsg, perr = self.store:put("endpoint", ep)

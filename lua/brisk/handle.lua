@@ -37,18 +37,23 @@ function M.extra.firewall(h, action, ...)
 	return f(function(script, o) return h:nft(script, o) end, ...)
 end
 
---- `h:link_set_back(a, keep)`: the undo of bringing a link up: `link_set(a)`
--- (down again, and whatever else it restores), then delete the link's
--- addresses that are not in `keep` ("ADDR/PLEN" strings: those it had).
+--- `h:link_set_back(a, keep)`: the undo of bringing the loopback up:
+-- `link_set(a)` (down again, and whatever else it restores), then delete
+-- the link's addresses that are not in `keep` ("ADDR/PLEN" strings: those
+-- it had).
 function M.extra.link_set_back(h, a, keep)
 	local ok, msg, err = h:link_set(a)
 	if not ok then return nil, msg, err end
+	local dev = a.ifname or a.dev          -- its name once a.ifname put it back
+	local list
+	list, msg, err = h:addr_list{ dev = dev }
+	if not list then return nil, msg, err end
 	local had = {}
 	for _, s in ipairs(keep) do had[s] = true end
-	for _, x in ipairs(h:addr_list{ dev = a.dev } or {}) do
+	for _, x in ipairs(list) do
 		local s = x["local"] .. "/" .. x.prefixlen
 		if not had[s] then
-			ok, msg, err = h:addr_del{ dev = a.dev, address = s }
+			ok, msg, err = h:addr_del{ dev = dev, address = s }
 			if not ok and err ~= 99 then return nil, msg, err end    -- EADDRNOTAVAIL: gone already
 		end
 	end
@@ -108,14 +113,15 @@ function undoers.link_set(h, a)
 	if a.master ~= nil then u.master = cur.master or false end
 	if a.addrgenmode ~= nil then u.addrgenmode = cur.inet6_addr_gen_mode end
 	if a.netns ~= nil then return nil, "moving a link to another namespace is not undone here" end
-	if a.up == true and not u.up then
-		-- going up can give a link addresses of the kernel's own (lo gets
-		-- 127.0.0.1/8), which going down again leaves: the undo drops
-		-- what was not there before
+	if a.up == true and not u.up and has_flag(cur, "LOOPBACK") then
+		-- the loopback gets 127.0.0.1/8 from the kernel when it goes up,
+		-- and keeps it when it goes down again: the undo drops what was
+		-- not there before (of lo's addresses only: no other link gets
+		-- addresses of the kernel's that outlive going down)
+		local list, lmsg = h:addr_list{ dev = a.dev }
+		if not list then return nil, lmsg end
 		local keep = {}
-		for _, x in ipairs(h:addr_list{ dev = a.dev } or {}) do
-			keep[#keep + 1] = x["local"] .. "/" .. x.prefixlen
-		end
+		for _, x in ipairs(list) do keep[#keep + 1] = x["local"] .. "/" .. x.prefixlen end
 		return { op = "link_set_back", args = { u, keep } }
 	end
 	return { op = "link_set", args = { u } }
@@ -255,23 +261,28 @@ function M.journal(real, log, o)
 	j = forwarder(real, function(op, ...)
 		local args = { ... }
 		local a = ...
-		local covered = fresh or (op == "link_set" and type(a) == "table" and a.ifname == nil
-			and a.netns == nil and made[link_name(a.dev)] == true)
+		-- (a move to another namespace is never covered: the namespace
+		-- going whole would not bring the link back)
+		local moves = op == "link_set" and type(a) == "table" and a.netns ~= nil
+		local covered = not moves and (fresh or (op == "link_set" and type(a) == "table"
+			and a.ifname == nil and made[link_name(a.dev)] == true))
 		local undo, why
 		if not covered then undo, why = undoers[op](real, ...) end
 		local r = pack(method(real, op)(real, ...))
 		if r[1] == nil then return table.unpack(r, 1, r.n) end
 		if after_undoers[op] and not covered then undo, why = after_undoers[op](r[1], ...), nil end
 		if op == "link_add" and type(a) == "table" then
-			made[a.ifname] = true
+			if a.ifname then made[a.ifname] = true end
 			-- a veth peer left in this namespace goes with its pair
 			if type(a.peer) == "table" and a.peer.netns == nil and a.peer.ifname then
 				made[a.peer.ifname] = true
 			end
-		elseif op == "ioctl_bridge_add" then
+		elseif op == "ioctl_bridge_add" and type(a) == "string" then
 			made[a] = true
-		elseif op == "link_del" then
-			made[link_name(a)] = nil
+		elseif op == "link_del" or (op == "link_set" and type(a) == "table" and (a.ifname or a.netns)) then
+			-- gone, renamed or moved: whatever has that name next was not made here
+			local name = link_name(op == "link_del" and a or a.dev)
+			if name ~= nil then made[name] = nil end
 		end
 		if op == "nft" then args = { (...) } end -- the undo script is not part of the call
 		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why, covered = covered or nil }
