@@ -13,10 +13,11 @@
 --
 -- By default a chunk keeps the source name and the line of every
 -- instruction (errors and tracebacks say file:line) but not the names of
--- local variables and upvalues, which only a few error messages use ("a nil
--- value (local 'x')" says "(field '?')" instead): loading those names is
--- most of what debug information costs a process (they are strings, each
--- made anew at every start), ~0.4 ms per brisk run. -g keeps them (luac's
+-- local variables and upvalues, which only some error messages of brisk's
+-- own code use (a global is then named "field 'x'", an upvalue "upvalue
+-- '?'", a local not at all): loading those names is most of what debug
+-- information costs a process (they are strings, each made anew at every
+-- start), ~0.4 ms per brisk run. -g keeps them (luac's
 -- default); -s strips all debug information as `luac -s` does (brisk's own
 -- frames lose file:line too).
 --

@@ -433,7 +433,7 @@ static int load_chunk(lua_State *L, const char *path)
 	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0 || st.st_size > (64 << 20)) {
 		if (fd >= 0)
 			close(fd);
-		lua_pushfstring(L, "cannot read %s", path);
+		lua_pushfstring(L, "cannot read %s: %s", path, strerror(fd < 0 ? errno : EIO));
 		return LUA_ERRFILE;
 	}
 	buf = lua_newuserdatauv(L, (size_t)st.st_size, 0);

@@ -828,7 +828,8 @@ local function dispatch(argv, ctx)
 		return 0
 	end
 	ctx.command = spec
-	M.quick_exit = NO_USER_CODE[spec.name:match("^%S+")] == true
+	-- (the outermost command only: a script may run commands through main)
+	if ctx.depth == 1 then M.quick_exit = NO_USER_CODE[spec.name:match("^%S+")] == true end
 	local opts, pos = parse_command(spec, table.move(rest, used + 1, #rest, 1, {}), ctx)
 	if opts == "help" then
 		stdout:write(M.command_help(spec.name), "\n")
@@ -857,11 +858,16 @@ end
 --   it says no, main returns nil having done nothing); main sets
 --   `served.command` to the command's name
 -- @treturn integer|nil exit code: 0 success, 1 failure, 2 usage error
+local depth = 0
+
 function M.main(argv, served)
 	argv = argv or {}
 	local ctx = new_ctx(argv)
 	ctx.served = served
+	depth = depth + 1
+	ctx.depth = depth
 	local ok, res = xpcall(dispatch, traceback_handler, argv, ctx)
+	depth = depth - 1
 	stdout:flush()
 	if ok then return res end
 	local e = res.err
