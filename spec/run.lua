@@ -53,6 +53,9 @@ end
 
 local runner = lu.LuaUnit.new()
 runner:runSuite(table.unpack(luargs))
+-- the scratch directories (H.scratch) a test left behind
+local hok, helper = pcall(require, "helper")
+if hok then helper.scratch_cleanup() end
 local r = runner.result
 local failed = r.failureCount + r.errorCount + load_failures
 local line = string.format("%d passed, %d failed", r.successCount, failed)

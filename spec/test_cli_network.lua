@@ -371,7 +371,7 @@ function TestCliNetworkModule:test_op_text()
 end
 
 function TestCliNetworkModule:test_repl_completer_offers_stored_names_in_strings()
-	local dir = H.must("mktemp -d /tmp/brisk-clinet-XXXXXX"):gsub("%s+$", "")
+	local dir = H.scratch("clinet")
 	local self = { dir = dir }
 	ok_run(self, "network create --subnet 10.42.0.0/24 webnet")
 	local N = require "brisk.cli.network"

@@ -201,7 +201,7 @@ end
 function TestReplComplete:test_names_inside_strings()
 	H.reset()
 	local repl = require "brisk.repl"
-	local dir = H.must("mktemp -d /tmp/brisk-replc-XXXXXX"):gsub("%s+$", "")
+	local dir = H.scratch("replc")
 	H.must("ip link add rcbr0 type bridge")
 	H.netns_add("rcns0")
 	local driver = require "brisk.driver"
@@ -231,7 +231,7 @@ end
 
 function TestReplComplete:test_lazy_driver_completes()
 	local repl = require "brisk.repl"
-	local dir = H.must("mktemp -d /tmp/brisk-replc-XXXXXX"):gsub("%s+$", "")
+	local dir = H.scratch("replc")
 	local s = repl.session { state_dir = dir .. "/st", write = function() end, ewrite = function() end }
 	lu.assertTableContains(repl.complete(s.env, "dri"), "driver")
 	lu.assertEquals(repl.complete(s.env, "driver:create_n"), { "driver:create_network" })
