@@ -90,22 +90,20 @@ static int fsync_parent(char *dir)
 	return ret;
 }
 
-/* A temporary name beside `path`: "<dir>/.<base>.XXXXXX" (hidden, so
- * listings skip it), the X's random. */
-static void tmp_name(char *tmp, size_t len, const char *path, const char *base)
+/* Fill the "XXXXXX" that ends the template `tmp` with random hex digits,
+ * as mkostemp would, without making the file (the spare is renamed to it). */
+static void fill_xs(char *tmp)
 {
 	static const char hexd[] = "0123456789abcdef";
 	unsigned char r[6];
-	size_t n;
+	char *x = tmp + strlen(tmp) - 6;
 	int i;
 
-	snprintf(tmp, len, "%.*s.%s.XXXXXX", (int)(base - path), path, base);
-	n = strlen(tmp);
 	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
 		for (i = 0; i < 6; i++)
 			r[i] = (unsigned char)(rand() ^ (getpid() >> i));
 	for (i = 0; i < 6; i++)
-		tmp[n - 6 + i] = hexd[r[i] & 15];
+		x[i] = hexd[r[i] & 15];
 }
 
 /* Take the spare inode (rename it to `tmp`) and open it emptied for
@@ -211,17 +209,18 @@ static int l_file_write_atomic(lua_State *L)
 	slash = strrchr(path, '/');
 	base = slash ? slash + 1 : path;
 	luaL_argcheck(L, *base != '\0', 1, "path names a directory");
+	luaL_argcheck(L, !spare || strcmp(spare, path) != 0, 5, "the spare must not be the file");
+	/* "<dir>/.<base>.XXXXXX": hidden, so listings skip it */
+	snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(base - path), path, base);
 	fd = -1;
 	if (spare) {
-		luaL_argcheck(L, strcmp(spare, path) != 0, 5, "the spare must not be the file");
-		tmp_name(tmp, plen + 16, path, base);
+		fill_xs(tmp);
 		fd = take_spare(spare, tmp);
+		if (fd < 0)
+			memcpy(tmp + strlen(tmp) - 6, "XXXXXX", 6);     /* mkostemp's template again */
 	}
-	if (fd < 0) {
-		/* "<dir>/.<base>.XXXXXX": hidden, so listings skip it */
-		snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(base - path), path, base);
+	if (fd < 0)
 		fd = mkostemp(tmp, O_CLOEXEC);
-	}
 	if (fd < 0)
 		return brisk_fail(L, "write", path, errno);
 	if (fchmod(fd, mode) < 0 || write_all(fd, data, dlen) < 0 || (sync && fsync(fd) < 0)) {

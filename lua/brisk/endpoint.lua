@@ -411,9 +411,7 @@ local function host_ref(self)
 	return "/proc/self/fd/" .. self.h:netns_fd()
 end
 
-local function moved(e)
-	return e.op == "link_set" and type(e.args[1]) == "table" and e.args[1].netns ~= nil
-end
+local function moved(e) return handle.moves(e.op, e.args[1]) end
 
 -- Roll back an endpoint flow: sandbox journal, the link a join moved into
 -- the sandbox back to the host namespace (under its name again, the
@@ -564,14 +562,13 @@ function D:create_endpoint(netkey, spec)
 		ep.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
 		ep.dbIndex = intent.dbIndex
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
+		-- (a rollback runs through the sandbox's handle: it is closed after)
+		if not pok then rollback(self, ctx) end
+		close_sandbox(ctx)
 		if not pok then
-			-- (through the sandbox's handle: it is closed after the rollback)
-			rollback(self, ctx)
-			close_sandbox(ctx)
 			return drop_intent(self, intent, "create endpoint " .. ep.name .. ": store: " .. tostring(pmsg),
 				M.store_errno(perr))
 		end
-		close_sandbox(ctx)
 		for _, fam in ipairs{ "v4", "v6" } do
 			for ip, owner in pairs(net.ipam[fam]) do book[fam][ip] = owner end
 		end
@@ -693,8 +690,8 @@ function D:join(epkey, netns, o)
 		end
 		local ok, step, msg, err = M.run_steps(list, ctx.journal, ep, ctx)
 		if not ok then
-			-- the link may sit in the sandbox now: bring it back by deleting the
-			-- pair (through the sandbox's handle: it is closed afterwards)
+			-- the link may sit in the sandbox now: the rollback brings it back
+			-- (through the sandbox's handle: it is closed afterwards)
 			local errs = rollback(self, ctx)
 			close_sandbox(ctx)
 			return nil, string.format("join endpoint %s: step %s failed: %s%s", ep.name, step, tostring(msg),

@@ -37,6 +37,14 @@ function M.extra.firewall(h, action, ...)
 	return f(function(script, o) return h:nft(script, o) end, ...)
 end
 
+-- An address of addr_list as "ADDR/PLEN".
+local function addr_text(x) return x["local"] .. "/" .. x.prefixlen end
+
+--- Whether `op(a)` moves a link to another namespace (link_set with netns).
+function M.moves(op, a)
+	return op == "link_set" and type(a) == "table" and a.netns ~= nil
+end
+
 --- `h:link_set_back(a, keep)`: the undo of bringing the loopback up:
 -- `link_set(a)` (down again, and whatever else it restores), then delete
 -- the link's addresses that are not in `keep` ("ADDR/PLEN" strings: those
@@ -51,7 +59,7 @@ function M.extra.link_set_back(h, a, keep)
 	local had = {}
 	for _, s in ipairs(keep) do had[s] = true end
 	for _, x in ipairs(list) do
-		local s = x["local"] .. "/" .. x.prefixlen
+		local s = addr_text(x)
 		if not had[s] then
 			ok, msg, err = h:addr_del{ dev = dev, address = s }
 			if not ok and err ~= 99 then return nil, msg, err end    -- EADDRNOTAVAIL: gone already
@@ -121,7 +129,7 @@ function undoers.link_set(h, a)
 		local list, lmsg = h:addr_list{ dev = a.dev }
 		if not list then return nil, lmsg end
 		local keep = {}
-		for _, x in ipairs(list) do keep[#keep + 1] = x["local"] .. "/" .. x.prefixlen end
+		for _, x in ipairs(list) do keep[#keep + 1] = addr_text(x) end
 		return { op = "link_set_back", args = { u, keep } }
 	end
 	return { op = "link_set", args = { u } }
@@ -261,11 +269,11 @@ function M.journal(real, log, o)
 	j = forwarder(real, function(op, ...)
 		local args = { ... }
 		local a = ...
+		local set = op == "link_set" and type(a) == "table" and a or nil
 		-- (a move to another namespace is never covered: the namespace
 		-- going whole would not bring the link back)
-		local moves = op == "link_set" and type(a) == "table" and a.netns ~= nil
-		local covered = not moves and (fresh or (op == "link_set" and type(a) == "table"
-			and a.ifname == nil and made[link_name(a.dev)] == true))
+		local covered = not M.moves(op, a) and (fresh or (set ~= nil and set.ifname == nil
+			and made[link_name(set.dev)] == true))
 		local undo, why
 		if not covered then undo, why = undoers[op](real, ...) end
 		local r = pack(method(real, op)(real, ...))
@@ -279,9 +287,9 @@ function M.journal(real, log, o)
 			end
 		elseif op == "ioctl_bridge_add" and type(a) == "string" then
 			made[a] = true
-		elseif op == "link_del" or (op == "link_set" and type(a) == "table" and (a.ifname or a.netns)) then
+		elseif op == "link_del" or (set and (set.ifname or set.netns)) then
 			-- gone, renamed or moved: whatever has that name next was not made here
-			local name = link_name(op == "link_del" and a or a.dev)
+			local name = link_name(set and set.dev or a)
 			if name ~= nil then made[name] = nil end
 		end
 		if op == "nft" then args = { (...) } end -- the undo script is not part of the call
