@@ -14,8 +14,10 @@
 -- `cli` profiles what one `brisk endpoint create` process does: the state
 -- (one network, N endpoints) is built first by a separate process
 -- (bench/brisk_api.lua), then this fresh process opens a driver and creates
--- one more endpoint, 20 times over (each time with the store's cache
--- dropped, as a new process starts without it), and reports per create.
+-- one more endpoint, 20 times over (each time with brisk's Lua modules
+-- loaded afresh: no cached documents, index, lookups or address book, as in
+-- a new process; "require X" is a module's load and top level), and
+-- reports per create.
 --
 --   scripts/isolate.sh lua5.4 bench/profile_api.lua endpoints 1000 "$(mktemp -d)"
 --
@@ -23,6 +25,17 @@
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. package.path
 package.cpath = here .. "/../build/lib/?.so;" .. here .. "/../build/bench/?.so;" .. package.cpath
+
+-- brisk's modules from the chunks the build precompiled (build/lua/X.luac,
+-- as the brisk program loads them; run `make` first), else from source
+table.insert(package.searchers, 2, function(name)
+	local path = here .. "/../build/lua/" .. name:gsub("%.", "/") .. ".luac"
+	local f = io.open(path, "rb")
+	if not f then return "\n\tno chunk '" .. path .. "'" end
+	local text = f:read("a")
+	f:close()
+	return assert(load(text, "@" .. path, "b")), path
+end)
 
 if os.getenv("BRISK_ISOLATED") ~= "1" then
 	io.stderr:write("profile_api.lua: run me through scripts/isolate.sh\n")
@@ -40,11 +53,6 @@ end
 
 local now = require("benchclock").now
 local core = require "brisk.core"
-local brisk = require "brisk"
-local driver = require "brisk.driver"
-local storemod = require "brisk.store"
-local handle = require "brisk.handle"
-local ipnet = require "brisk.ipnet"
 
 local stats, stack = {}, {}
 local pack, unpack = table.pack, table.unpack
@@ -77,13 +85,13 @@ local function wrap_table(t, prefix, skip)
 	end
 end
 
--- the handle's methods (before any handle exists), brisk.core's functions
+-- once: the handle's methods (before any handle exists), brisk.core's
+-- functions, io.open by file kind and mode (the store's generation file,
+-- JSON, /proc), file methods, and require (a module's load and top level)
 wrap_table(debug.getregistry()["brisk.nl"].__index, "h:", { close = true })
 wrap_table(core, "core.", { open = false })
 wrap_table(core.steps, "step ")
-wrap_table(storemod, "store.", { open = true })
-wrap_table(ipnet, "ipnet.")
-do   -- io.open by file kind and mode: the store's generation file, JSON, /proc
+do
 	local open, by = io.open, {}
 	io.open = function(path, mode)
 		local kind = path:match("/(%.%w+)$") or path:match("(%.json)$") or path:match("^/proc/") or "other"
@@ -93,27 +101,54 @@ do   -- io.open by file kind and mode: the store's generation file, JSON, /proc
 	end
 end
 wrap_table(debug.getregistry()["FILE*"].__index, "file:")
-handle.copy = wrap("handle.copy", handle.copy)
-
-local d <close> = assert(brisk.driver{ state_dir = state })
-wrap_table(getmetatable(d.store).__index, "store:")
-wrap_table(driver.ipam, "ipam.")
-for _, list in ipairs{ d.endpoint_steps, d.network_steps } do
-	for _, s in ipairs(list) do
-		if type(s.run) == "function" and not s.run_wrapped then s.run = wrap("step " .. s.name, s.run) end
+do
+	local req, loaded = require, package.loaded
+	require = function(name)
+		if loaded[name] ~= nil then return req(name) end
+		return wrap("require " .. name, req)(name)
 	end
 end
-local D = getmetatable(d)
-D.network = wrap("d:network", D.network)
+
+-- the Lua modules' functions: again after each reload (cli mode)
+local brisk, handle
+local function instrument()
+	brisk = require "brisk"
+	handle = require "brisk.handle"
+	require "brisk.driver"
+	wrap_table(require "brisk.store", "store.", { open = true, one_add = true, one_del = true, one = true })
+	wrap_table(require "brisk.ipnet", "ipnet.")
+	handle.copy = wrap("handle.copy", handle.copy)
+end
+
+local function instrument_driver(d)
+	wrap_table(getmetatable(d.store).__index, "store:")
+	wrap_table(require("brisk.driver").ipam, "ipam.")
+	for _, list in ipairs{ d.endpoint_steps, d.network_steps } do
+		for _, s in ipairs(list) do
+			if type(s.run) == "function" then s.run = wrap("step " .. s.name, s.run) end
+		end
+	end
+	local D = getmetatable(d)
+	D.network = wrap("d:network", D.network)
+end
+
+local d
+if mode ~= "cli" then
+	instrument()
+	d = assert(brisk.driver{ state_dir = state })
+	instrument_driver(d)
+end
 
 local function item(i)
 	if mode == "cli" then
-		-- a new process: no cached documents, no address book, a new driver
-		local dd <close> = assert(brisk.driver{ state_dir = state })
-		for _, list in ipairs{ dd.endpoint_steps } do
-			for _, s in ipairs(list) do s.run = wrap("step " .. s.name, s.run) end
+		-- as a new process: brisk's Lua modules loaded afresh (no cached
+		-- documents, index, lookups or address book), a new driver
+		for name in pairs(package.loaded) do
+			if name:match("^brisk") and name ~= "brisk.core" then package.loaded[name] = nil end
 		end
-		dd.store._c.cache, dd.store._c.gen = nil, nil
+		instrument()
+		local dd <close> = assert(brisk.driver{ state_dir = state })
+		instrument_driver(dd)
 		assert(dd:create_endpoint("bench", { name = "x" .. i, netns = "x" .. i }))
 	elseif mode == "endpoints" then
 		assert(d:create_endpoint("bench", { name = "ep" .. i, netns = "ep" .. i }))
@@ -165,3 +200,4 @@ if n > 200 then
 	for i = n - 99, n do total(i) end
 	report(string.format("%s %d..%d", mode, n - 99, n), 100)
 end
+if d then d:close() end
