@@ -94,6 +94,17 @@ local function reserved(net, family)
 	return r
 end
 
+-- "0" to "255", made on first use: the walk below names each address it
+-- passes, a /24's prefix once and the last octet from here.
+local oct_names
+local function octets()
+	if not oct_names then
+		oct_names = {}
+		for i = 0, 255 do oct_names[i] = tostring(i) end
+	end
+	return oct_names
+end
+
 --- Allocate the next free address of `family` in the network's range.
 -- @return the address string, or nil, msg, errno
 function ipam.allocate(net, family, owner)
@@ -117,9 +128,14 @@ function ipam.allocate(net, family, owner)
 	local nth
 	if family == 4 then
 		local base, net_lo = M.v4_range(range), M.v4_range(subnet)
+		local oct, hi, prefix = octets(), -1, nil
 		nth = function(n)
 			local a = base + n
-			return string.format("%d.%d.%d.%d", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255), a == net_lo
+			if a >> 8 ~= hi then
+				hi = a >> 8
+				prefix = string.format("%d.%d.%d.", a >> 24, (a >> 16) & 255, (a >> 8) & 255)
+			end
+			return prefix .. oct[a & 255], a == net_lo
 		end
 	else
 		nth = function(n)

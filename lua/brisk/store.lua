@@ -472,16 +472,30 @@ local function merge_touched(k)
 	return out
 end
 
+-- A summary table with room for its id and up to 7 (else 15) fields: the
+-- constructor sizes the table, and its nil fields add no keys (Lua 5.4),
+-- so filling it does not grow it field by field.
+local function new_summary7(id)
+	return { id = id, _1 = nil, _2 = nil, _3 = nil, _4 = nil, _5 = nil, _6 = nil, _7 = nil }
+end
+local function new_summary15(id)
+	return { id = id, _1 = nil, _2 = nil, _3 = nil, _4 = nil, _5 = nil, _6 = nil, _7 = nil,
+		_8 = nil, _9 = nil, _10 = nil, _11 = nil, _12 = nil, _13 = nil, _14 = nil, _15 = nil }
+end
+
 -- Fill an index's kind from a snapshot line; false when it does not fit.
 local function load_snapshot(ix, e)
 	local k = ix.kinds[e.k]
 	local ids, cols = e.id, e.cols
 	if not k or #k.sorted > 0 or type(ids) ~= "table" or type(cols) ~= "table" then return false end
 	local n, sorted, map = #ids, k.sorted, k.map
+	local nf = 0
+	for _ in pairs(cols) do nf = nf + 1 end
+	local new = nf <= 7 and new_summary7 or new_summary15
 	for i = 1, n do
 		local id = ids[i]
 		if type(id) ~= "string" then return false end
-		local s = { id = id }
+		local s = new(id)
 		sorted[i], map[id] = s, s
 	end
 	local null = cjson.null
@@ -490,9 +504,12 @@ local function load_snapshot(ix, e)
 		if col.i ~= nil then
 			local vals, idx = col.v, col.i
 			if type(vals) ~= "table" or type(idx) ~= "table" or #idx ~= n then return false end
+			for j = 1, #vals do
+				if type(vals[j]) ~= "string" then vals[j] = nil end
+			end
 			for i = 1, n do
 				local v = vals[idx[i]]
-				if type(v) == "string" then sorted[i][field] = v end
+				if v ~= nil then sorted[i][field] = v end
 			end
 		else
 			if #col ~= n then return false end
@@ -830,10 +847,21 @@ function M.by_fields(fields)
 			if s[f] ~= nil then M.one_del(lk[f], s[f], s) end
 		end
 	end
+	local one_add = M.one_add
 	local function build(summaries)
 		local lk = {}
-		for _, f in ipairs(fields) do lk[f] = {} end
-		for _, s in ipairs(summaries) do add(lk, s) end
+		for _, f in ipairs(fields) do
+			-- field by field, a first key set in place (a new process
+			-- builds this over every summary before its first write)
+			local m = {}
+			for _, s in ipairs(summaries) do
+				local k = s[f]
+				if k ~= nil then
+					if m[k] == nil then m[k] = s else one_add(m, k, s) end
+				end
+			end
+			lk[f] = m
+		end
 		return lk
 	end
 	local function update(lk, old, new)
