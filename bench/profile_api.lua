@@ -42,13 +42,17 @@ if os.getenv("BRISK_ISOLATED") ~= "1" then
 	os.exit(2)
 end
 local mode, n, state = arg[1], math.tointeger(tonumber(arg[2] or "")), arg[3]
-if (mode ~= "endpoints" and mode ~= "networks" and mode ~= "cli") or not n or not state then
-	io.stderr:write("usage: profile_api.lua endpoints|networks|cli N STATE_DIR\n")
+local cli = mode == "cli" or mode == "cli-network"
+if not (cli or mode == "endpoints" or mode == "networks") or not n or not state then
+	io.stderr:write("usage: profile_api.lua endpoints|networks|cli|cli-network N STATE_DIR\n")
 	os.exit(2)
 end
 
 if mode == "cli" then
 	assert(os.execute(string.format("lua5.4 %q %d %q", here .. "/brisk_api.lua", n, state)))
+elseif mode == "cli-network" then
+	assert(os.execute(string.format("printf 'fill %d\\nquit\\n' | lua5.4 %q %q >/dev/null", n,
+		here .. "/netcreate.lua", state)))
 end
 
 local now = require("benchclock").now
@@ -133,14 +137,14 @@ local function instrument_driver(d)
 end
 
 local d
-if mode ~= "cli" then
+if not cli then
 	instrument()
 	d = assert(brisk.driver{ state_dir = state })
 	instrument_driver(d)
 end
 
 local function item(i)
-	if mode == "cli" then
+	if cli then
 		-- as a new process: brisk's Lua modules loaded afresh (no cached
 		-- documents, index, lookups or address book), a new driver
 		for name in pairs(package.loaded) do
@@ -149,7 +153,13 @@ local function item(i)
 		instrument()
 		local dd <close> = assert(brisk.driver{ state_dir = state })
 		instrument_driver(dd)
-		assert(dd:create_endpoint("bench", { name = "x" .. i, netns = "x" .. i }))
+		if mode == "cli" then
+			assert(dd:create_endpoint("bench", { name = "x" .. i, netns = "x" .. i }))
+		else
+			local k = n + i
+			assert(dd:create_network{ name = "x" .. i,
+				subnet = string.format("10.%d.%d.0/24", 100 + k // 256, k % 256) })
+		end
 	elseif mode == "endpoints" then
 		assert(d:create_endpoint("bench", { name = "ep" .. i, netns = "ep" .. i }))
 	else
@@ -183,10 +193,11 @@ end
 local total = wrap("(item total)", item)
 if mode == "endpoints" then
 	assert(d:create_network{ name = "bench", subnet = "10.88.0.0/16" })
-elseif mode == "cli" then
+elseif cli then
 	stats = {}
 	for i = 1, 20 do total(i) end
-	report(string.format("one endpoint create in a fresh driver, %d endpoints there", n), 20)
+	report(string.format("one %s create in a fresh driver, %d %ss there", mode == "cli" and "endpoint" or
+		"network", n, mode == "cli" and "endpoint" or "network"), 20)
 	os.exit(0)
 end
 

@@ -436,6 +436,20 @@ function TestCliApi:test_json_always_valid()
 	lu.assertEquals(cli.json({ [1] = "a", [3] = "c" }), '{"1":"a","3":"c"}')
 	-- keys are sorted: output is stable
 	lu.assertEquals(cli.json({ b = 1, a = 2, c = { z = 1, y = 2 } }), '{"a":2,"b":1,"c":{"y":2,"z":1}}')
+	-- rows that share keys (each key is encoded once per document), keys and
+	-- values that need escapes, null in objects and arrays, mixed key types
+	local rows = cli.array()
+	for i = 1, 3 do
+		rows[i] = { name = "n" .. i, ['k"ey\n'] = "v/" .. i, tab = "a\tb", none = cjson.null, [2] = true }
+	end
+	rows[4] = { cjson.null, "x" }
+	lu.assertEquals(cli.json(rows),
+		'[{"2":true,"k\\"ey\\n":"v/1","name":"n1","none":null,"tab":"a\\tb"},' ..
+		'{"2":true,"k\\"ey\\n":"v/2","name":"n2","none":null,"tab":"a\\tb"},' ..
+		'{"2":true,"k\\"ey\\n":"v/3","name":"n3","none":null,"tab":"a\\tb"},[null,"x"]]')
+	lu.assertEquals(cjson.decode(cli.json(rows))[2]['k"ey\n'], "v/2")
+	lu.assertEquals(cli.json({ a = cjson.null }), '{"a":null}')
+	lu.assertEquals(cli.json("\127\200é"), cjson.encode("\127\200é"))
 end
 
 -- brisk.pretty -----------------------------------------------------------------
@@ -550,6 +564,27 @@ function TestPretty:test_table_columns()
 		{ header = false }), "n1            3F2A\nlonger-name   B")
 	lu.assertErrorMsgContains("bad argument #1", pretty.table, nil, {})
 	lu.assertErrorMsgContains("has no key", pretty.table, {}, { {} })
+end
+
+-- No line ends in white space: empty trailing cells, cells of white space
+-- only and a last cell's own trailing white space are dropped; an empty
+-- cell in the middle is padded like the others.
+function TestPretty:test_table_trailing_white_space()
+	local pretty = require "brisk.pretty"
+	local rows = {
+		{ a = "x", b = "", c = "" },
+		{ a = "longer", b = "  ", c = "z  " },
+		{ a = "", b = "mid", c = "\t" },
+		{ a = "", b = "", c = "" },
+		{ a = "q", c = "end" },
+	}
+	lu.assertEquals(pretty.table(rows, { "a", "b", "c" }),
+		"A        B     C\n" ..
+		"x\n" ..
+		"longer         z\n" ..
+		"         mid\n" ..
+		"\n" ..
+		"q              end")
 end
 
 -- brisk.pretty: network and endpoint records ----------------------------------

@@ -140,7 +140,12 @@ function M.array(t)
 end
 
 local cjson
+local find, math_type, huge = string.find, math.type, math.huge
+-- json_encode's stack[KEYS]: the object keys encoded so far in a document
+local KEYS = {}
 local function json_string(s)
+	-- most strings (names, ids, addresses) need no escape
+	if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
 	cjson = cjson or require "cjson"
 	-- cjson escapes '/' as '\/' (valid, but noisy): an odd run of
 	-- backslashes before '/' ends in that escape
@@ -159,7 +164,7 @@ end
 
 local function json_encode(v, out, stack, as_array)
 	local t = type(v)
-	if v == nil or (cjson and v == cjson.null) then
+	if v == nil or (t == "userdata" and v == (cjson or require "cjson").null) then
 		out[#out + 1] = "null"
 	elseif t == "boolean" then
 		out[#out + 1] = tostring(v)
@@ -178,37 +183,60 @@ local function json_encode(v, out, stack, as_array)
 			return
 		end
 		stack[v] = true
-		local count, max = 0, 0
+		-- one pass: the keys, how many, the largest positive integer key
+		-- (huge when another kind is there), whether all are strings
+		local keys, count, max, strings = {}, 0, 0, true
 		for k in pairs(v) do
 			count = count + 1
-			if math.type(k) == "integer" and k > 0 then
+			keys[count] = k
+			if math_type(k) == "integer" and k > 0 then
 				if k > max then max = k end
 			else
-				max = math.huge
+				max = huge
 			end
+			if strings and type(k) ~= "string" then strings = false end
 		end
 		if (count > 0 and max == count) or (count == 0 and (as_array or mt == M.array_mt)) then
 			out[#out + 1] = "["
 			for i = 1, count do
 				if i > 1 then out[#out + 1] = "," end
-				json_encode(v[i], out, stack)
+				local x = v[i]
+				if type(x) == "string" and not find(x, '[%c"\\]') then
+					out[#out + 1] = '"' .. x .. '"'
+				else
+					json_encode(x, out, stack)
+				end
 			end
 			out[#out + 1] = "]"
 		else
-			local keys = {}
-			for k in pairs(v) do keys[#keys + 1] = k end
-			table.sort(keys, function(a, b)
-				if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then
-					return a < b
-				end
-				return type(a) < type(b)
-			end)
+			if strings then
+				table.sort(keys)
+			else
+				table.sort(keys, function(a, b)
+					if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then
+						return a < b
+					end
+					return type(a) < type(b)
+				end)
+			end
+			-- (object keys repeat from row to row: each is encoded once,
+			-- with its colon, per document)
+			local kc = stack[KEYS]
 			out[#out + 1] = "{"
 			for i, k in ipairs(keys) do
 				if i > 1 then out[#out + 1] = "," end
-				out[#out + 1] = json_string(type(k) == "number" and json_number(k) or tostring(k))
-				out[#out + 1] = ":"
-				json_encode(v[k], out, stack)
+				local ks = kc[k]
+				if not ks then
+					ks = json_string(type(k) == "number" and json_number(k) or tostring(k)) .. ":"
+					kc[k] = ks
+				end
+				out[#out + 1] = ks
+				local x = v[k]
+				if type(x) == "string" and not find(x, '[%c"\\]') then
+					out[#out + 1] = '"' .. x .. '"'
+				else
+					json_encode(x, out, stack)
+				end
 			end
 			out[#out + 1] = "}"
 		end
@@ -228,7 +256,7 @@ end
 -- @treturn string
 function M.json(v, as_array)
 	local out = {}
-	json_encode(v, out, {}, as_array)
+	json_encode(v, out, { [KEYS] = {} }, as_array)
 	return table.concat(out)
 end
 

@@ -370,7 +370,13 @@ function M.table(rows, columns, opts)
 		local r = {}
 		for i, c in ipairs(cols) do
 			local v = row[c.key]
-			r[i] = c.format and tostring(c.format(v, row) or "") or cell_text(v)
+			if c.format then
+				r[i] = tostring(c.format(v, row) or "")
+			elseif type(v) == "string" then
+				r[i] = v
+			else
+				r[i] = cell_text(v)
+			end
 		end
 		lines[#lines + 1] = r
 	end
@@ -380,13 +386,31 @@ function M.table(rows, columns, opts)
 			if #c > (widths[i] or 0) then widths[i] = #c end
 		end
 	end
+	-- each line without trailing white space: up to its last cell with
+	-- something else in it, the cells before it padded to their column's
+	-- width (one padding string per width), that cell's own trailing white
+	-- space dropped
+	local pads, find, rep = {}, string.find, string.rep
 	local out = {}
-	for _, r in ipairs(lines) do
+	for n, r in ipairs(lines) do
+		local last = #r
+		while last > 0 and not find(r[last], "%S") do last = last - 1 end
 		local line = {}
-		for i, c in ipairs(r) do
-			line[i] = i < #r and (c .. string.rep(" ", widths[i] - #c)) or c
+		for i = 1, last - 1 do
+			local c = r[i]
+			local w = widths[i] - #c
+			if w > 0 then
+				local pad = pads[w]
+				if not pad then pad = rep(" ", w); pads[w] = pad end
+				c = c .. pad
+			end
+			line[i] = c
 		end
-		out[#out + 1] = (table.concat(line, "   "):gsub("%s+$", ""))
+		if last > 0 then
+			local c = r[last]
+			line[last] = find(c, "%s$") and c:match("^(.-)%s*$") or c
+		end
+		out[n] = table.concat(line, "   ")
 	end
 	return table.concat(out, "\n")
 end

@@ -59,6 +59,13 @@ local function esc(c)
 	return ESC[c] or sfmt("\\u%04x", c:byte())
 end
 
+-- A JSON string: most (ids, names, addresses) need no escape.
+local find, gsub = string.find, string.gsub
+local function quote(s)
+	if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
+	return '"' .. gsub(s, '[%c"\\]', esc) .. '"'
+end
+
 -- Bytewise string order, whatever the C locale's collation says.
 local function byte_less(a, b)
 	local n = math.min(#a, #b)
@@ -114,7 +121,7 @@ local function encode_table(t, indent, seen, out)
 	local n = count
 	-- indent false: compact, on one line
 	local inner = indent and indent .. "\t" or false
-	local nl, close, colon = indent and "\n" or "", indent or "", indent and '": ' or '":'
+	local nl, close, colon = indent and "\n" or "", indent or "", indent and ": " or ":"
 	if count == 0 then
 		out[#out + 1] = "{}"
 	elseif seq then                 -- keys are exactly 1..n: an array
@@ -128,10 +135,10 @@ local function encode_table(t, indent, seen, out)
 	elseif strings then
 		local keys = {}
 		for k in pairs(t) do keys[#keys + 1] = k end
-		sort(keys, key_less)
+		if key_less == native_less then sort(keys) else sort(keys, key_less) end
 		out[#out + 1] = "{" .. nl
 		for i, k in ipairs(keys) do
-			out[#out + 1] = (inner or "") .. '"' .. k:gsub('[%c"\\]', esc) .. colon
+			out[#out + 1] = (inner or "") .. quote(k) .. colon
 			encode_value(t[k], inner, seen, out)
 			out[#out + 1] = i < #keys and "," .. nl or nl
 		end
@@ -145,7 +152,7 @@ end
 function encode_value(v, indent, seen, out)
 	local ty = type(v)
 	if ty == "string" then
-		out[#out + 1] = '"' .. v:gsub('[%c"\\]', esc) .. '"'
+		out[#out + 1] = quote(v)
 	elseif ty == "number" then
 		out[#out + 1] = encode_number(v)
 	elseif ty == "boolean" then
@@ -400,7 +407,7 @@ end
 
 local function compact(v)
 	-- strings (most of an index: ids, names, addresses) without the tables
-	if type(v) == "string" then return '"' .. v:gsub('[%c"\\]', esc) .. '"' end
+	if type(v) == "string" then return quote(v) end
 	local out = {}
 	encode_value(v, false, {}, out)
 	return concat(out)
@@ -515,7 +522,7 @@ local function load_snapshot(ix, e)
 			if #col ~= n then return false end
 			for i = 1, n do
 				local v = col[i]
-				if type(v) == "string" then
+				if type(v) == "string" or v == true or v == false then
 					sorted[i][field] = v
 				elseif v ~= null then
 					sorted[i][field] = exact(v)
