@@ -86,6 +86,33 @@ function TestCliNetworkCreate:test_create_with_flags_then_inspect_and_ls()
 	ok_run(self, "network rm n1")
 end
 
+-- ls sorts by name, whatever the order of the ids; a store edited into
+-- two networks of one name (create refuses that) still lists both.
+function TestCliNetworkCreate:test_ls_sorted_by_name()
+	for _, n in ipairs{ "c", "a", "b" } do
+		ok_run(self, "network create --subnet 10.3" .. (n:byte() - 96) .. ".0.0/24 "
+			.. "-o com.docker.network.bridge.name=brs" .. n .. " " .. n)
+	end
+	local function names()
+		local out = {}
+		for _, r in ipairs(json_run(self, "network ls --json")) do out[#out + 1] = r.name .. ":" .. r.bridge end
+		return out
+	end
+	lu.assertEquals(names(), { "a:brsa", "b:brsb", "c:brsc" })
+	local text = ok_run(self, "network ls")
+	lu.assertStrMatches(text, "^NETWORK ID[^\n]*\n%x+%s+a%s[^\n]*\n%x+%s+b%s[^\n]*\n%x+%s+c%s[^\n]*\n$")
+	H.must(H.lua_cmd(("local d = assert(require('brisk.driver').open{ state_dir = %q, firewall = false }); "
+		.. "assert(d.store:put('network', { id = string.rep('0', 64), name = 'b', bridge = 'brsz', "
+		.. "subnet4 = '10.39.0.0/24', state = 'ready' }))"):format(self.dir)))
+	local got = names()
+	if got[2] == "b:brsz" then got[2], got[3] = got[3], got[2] end    -- (a tie: either order)
+	lu.assertEquals(got, { "a:brsa", "b:brsb", "b:brsz", "c:brsc" })
+	for _, r in ipairs(json_run(self, "network ls --json")) do
+		if r.bridge ~= "brsz" then ok_run(self, "network rm " .. r.id) end
+	end
+	lu.assertEquals(names(), { "b:brsz" })
+end
+
 function TestCliNetworkCreate:test_create_json_ipv6_internal()
 	local net = json_run(self, "network create --json --ipv6 --internal --subnet 10.32.0.0/24 "
 		.. "--subnet fd00:32::/64 -o com.docker.network.bridge.name=brt2 n2")
