@@ -1,5 +1,5 @@
--- bench/profile_api.lua endpoints|networks|cli N STATE_DIR: where brisk's Lua
--- API spends its time. Wraps, with a monotonic clock (build/bench/
+-- bench/profile_api.lua endpoints|networks|cli|cli-network N STATE_DIR:
+-- where brisk's Lua API spends its time. Wraps, with a monotonic clock (build/bench/
 -- benchclock.so, made by bench/run.sh), the netlink handle's methods, the
 -- brisk.core functions, the store's methods, the JSON codec, the IPAM
 -- functions, the endpoint steps and the ipnet helpers; then builds the
@@ -17,7 +17,8 @@
 -- one more endpoint, 20 times over (each time with brisk's Lua modules
 -- loaded afresh: no cached documents, index, lookups or address book, as in
 -- a new process; "require X" is a module's load and top level), and
--- reports per create.
+-- reports per create. `cli-network` does the same for one `brisk network
+-- create`, with N networks there (made by bench/netcreate.lua).
 --
 --   scripts/isolate.sh lua5.4 bench/profile_api.lua endpoints 1000 "$(mktemp -d)"
 --
@@ -27,7 +28,9 @@ package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. pack
 package.cpath = here .. "/../build/lib/?.so;" .. here .. "/../build/bench/?.so;" .. package.cpath
 
 -- brisk's modules from the chunks the build precompiled (build/lua/X.luac,
--- as the brisk program loads them; run `make` first), else from source
+-- as the brisk program loads them; made anew first where a source is
+-- newer), else from source
+assert(os.execute("make -s -C " .. here .. "/.. chunks >/dev/null"), "make chunks failed")
 table.insert(package.searchers, 2, function(name)
 	local path = here .. "/../build/lua/" .. name:gsub("%.", "/") .. ".luac"
 	local f = io.open(path, "rb")

@@ -585,6 +585,9 @@ function TestPretty:test_table_trailing_white_space()
 		"         mid\n" ..
 		"\n" ..
 		"q              end")
+	-- a column empty in every row, header left out: no width, no padding
+	lu.assertEquals(pretty.table({ { a = "", b = "x" }, { a = "", b = "yz" } }, { "a", "b" }, { header = false }),
+		"   x\n   yz")
 end
 
 -- brisk.pretty: network and endpoint records ----------------------------------

@@ -107,6 +107,17 @@ function TestCliNetworkCreate:test_ls_sorted_by_name()
 	local got = names()
 	if got[2] == "b:brsz" then got[2], got[3] = got[3], got[2] end    -- (a tie: either order)
 	lu.assertEquals(got, { "a:brsa", "b:brsb", "b:brsz", "c:brsc" })
+	-- and one with no name at all: listed, the others still in order
+	H.must(H.lua_cmd(("local d = assert(require('brisk.driver').open{ state_dir = %q, firewall = false }); "
+		.. "assert(d.store:put('network', { id = string.rep('1', 64), bridge = 'brsy', state = 'ready' }))")
+		:format(self.dir)))
+	local rows = json_run(self, "network ls --json")
+	lu.assertEquals(#rows, 5)
+	local named = {}
+	for _, r in ipairs(rows) do if r.name then named[#named + 1] = r.name end end
+	lu.assertEquals(named, { "a", "b", "b", "c" })
+	H.must(H.lua_cmd(("assert(require('brisk.store').open(%q):delete('network', string.rep('1', 64)))")
+		:format(self.dir)))
 	for _, r in ipairs(json_run(self, "network ls --json")) do
 		if r.bridge ~= "brsz" then ok_run(self, "network rm " .. r.id) end
 	end

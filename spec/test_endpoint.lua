@@ -589,19 +589,18 @@ function TestIpam:test_walk_across_a_24_boundary()
 	local function net(next4)
 		local book = {}
 		for i = 1, 255 do book["10.107.0." .. i] = "x" end
-		book["10.107.1.0"] = "x"
 		return { name = "b", subnet4 = "10.107.0.0/23", gateway4 = "10.107.0.1", ipam = { v4 = book, next4 = next4 } }
 	end
 	local n = net(nil)
+	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.0")    -- a host address in a /23
+	lu.assertEquals(n.ipam.v4["10.107.1.0"], "me")
 	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.1")
-	lu.assertEquals(n.ipam.v4["10.107.1.1"], "me")
-	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.2")
 	n = net(250)
-	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.1")
+	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.0")
 	-- the last host of the /23, then the walk wraps to the start of it
 	n = net(510)
 	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.254")
-	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.1")
+	lu.assertEquals(ipam.allocate(n, 4, "me"), "10.107.1.0")
 end
 
 function TestIpam:test_ip_range_and_wrap_in_one_process()

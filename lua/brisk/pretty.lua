@@ -398,7 +398,7 @@ function M.table(rows, columns, opts)
 		local line = {}
 		for i = 1, last - 1 do
 			local c = r[i]
-			local w = widths[i] - #c
+			local w = (widths[i] or 0) - #c
 			if w > 0 then
 				local pad = pads[w]
 				if not pad then pad = rep(" ", w); pads[w] = pad end

@@ -511,12 +511,9 @@ local function load_snapshot(ix, e)
 		if col.i ~= nil then
 			local vals, idx = col.v, col.i
 			if type(vals) ~= "table" or type(idx) ~= "table" or #idx ~= n then return false end
-			for j = 1, #vals do
-				if type(vals[j]) ~= "string" then vals[j] = nil end
-			end
 			for i = 1, n do
 				local v = vals[idx[i]]
-				if v ~= nil then sorted[i][field] = v end
+				if type(v) == "string" then sorted[i][field] = v end
 			end
 		else
 			if #col ~= n then return false end

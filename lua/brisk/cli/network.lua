@@ -331,14 +331,19 @@ cli.register {
 		end
 		-- by name: names are unique (create sees to it), so the names sort
 		-- natively (no Lua comparison function per step) and the rows
-		-- follow them; a store edited into two of a name sorts the slow way
+		-- follow them; a store edited into two of a name (or none) sorts the
+		-- slow way
 		local names, by, twice = {}, {}, false
 		for i, r in ipairs(rows) do
-			twice = twice or by[r.name] ~= nil
-			names[i], by[r.name] = r.name, r
+			local name = r.name
+			if type(name) ~= "string" or by[name] then
+				twice = true
+			else
+				names[i], by[name] = name, r
+			end
 		end
 		if twice then
-			table.sort(rows, function(a, b) return a.name < b.name end)
+			table.sort(rows, function(a, b) return tostring(a.name) < tostring(b.name) end)
 		else
 			table.sort(names)
 			for i, name in ipairs(names) do rows[i] = by[name] end
