@@ -200,12 +200,7 @@ local function json_encode(v, out, stack, as_array)
 			out[#out + 1] = "["
 			for i = 1, count do
 				if i > 1 then out[#out + 1] = "," end
-				local x = v[i]
-				if type(x) == "string" and not find(x, '[%c"\\]') then
-					out[#out + 1] = '"' .. x .. '"'
-				else
-					json_encode(x, out, stack)
-				end
+				json_encode(v[i], out, stack)
 			end
 			out[#out + 1] = "]"
 		else
