@@ -203,6 +203,22 @@ function TestDaemon:test_new_namespaces_bind_the_spare_made_between_requests()
 	lu.assertEquals(H.addrs("eth0", { netns = ns, family = "4" }), { "10.68.0.2/24" })
 	-- every request served, none left to the caller
 	lu.assertEquals(#requests(dm), 6)
+	-- a spare unused for --spare-ttl is dropped then, with no request to
+	-- wake the daemon, and not made again until a create makes a namespace
+	local dms = daemon{ flags = "--spare-ttl 1" }
+	lu.assertEquals((brisk(dms, "version")), 0)
+	lu.assertEquals(#spare_of(dms, own), 1)
+	local deadline = os.time() + 5
+	while #held_netns(dms.pid, own) > 0 and os.time() <= deadline do os.execute("sleep 0.05") end
+	lu.assertEquals(held_netns(dms.pid, own), {})
+	lu.assertEquals((brisk(dms, "version")), 0)
+	os.execute("sleep 0.1")
+	lu.assertEquals(held_netns(dms.pid, own), {})
+	local ns2 = H.name("dsp")
+	self.ns[#self.ns + 1] = ns2
+	local c3, _, e3 = brisk(dms, "--state-dir " .. q(st) .. " endpoint create --netns " .. ns2 .. " spn")
+	lu.assertEquals({ c3, e3 }, { 0, "" })
+	lu.assertEquals(#spare_of(dms, own), 1)       -- a namespace was made: a spare again
 	-- --spare-ttl 0: no spare at all (the second answer comes after the
 	-- daemon's work between the two)
 	local dm0 = daemon{ flags = "--spare-ttl 0" }

@@ -428,23 +428,34 @@ answer:
 	return ret;
 }
 
-/* opts.idle(), if given: the daemon's work between requests (in its own
- * namespace and directory, once the last caller has its answer). An error
- * is logged, not fatal. */
-static void run_idle(lua_State *L, const struct served *s)
+/* opts.idle(timed_out), if given: the daemon's work between requests (in
+ * its own namespace and directory, once the last caller has its answer).
+ * It may return a number of seconds: when no request has come by then, it
+ * is called again with true. Returns that wait in milliseconds, or -1 for
+ * none. An error is logged, not fatal. */
+static int run_idle(lua_State *L, const struct served *s, int timed_out)
 {
+	int wait = -1;
+
 	if (!lua_istable(L, 3))
-		return;
+		return -1;
 	lua_getfield(L, 3, "idle");
 	if (!lua_isfunction(L, -1)) {
 		lua_pop(L, 1);
-		return;
+		return -1;
 	}
-	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+	lua_pushboolean(L, timed_out);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
 		if (!s->quiet)
 			log_line("idle: %s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error)");
-		lua_pop(L, 1);
+	} else if (lua_type(L, -1) == LUA_TNUMBER) {
+		double secs = lua_tonumber(L, -1);
+
+		if (secs >= 0 && secs < 86400)
+			wait = (int)(secs * 1000 + 0.5);
 	}
+	lua_pop(L, 1);
+	return wait;
 }
 
 /* Bind PATH (mode 0600): a socket file no one listens on is replaced. */
@@ -516,7 +527,8 @@ fail:
  * @tparam[opt] table opts `quiet` (no log lines), `ready` (a function called
  *   once listening), `idle` (a function called once listening and after
  *   each request, in the daemon's own namespace: work done between
- *   requests; an error is logged)
+ *   requests; it may return seconds after which, no request having come,
+ *   it is called again with true; an error is logged)
  * @return the signal's number
  * @return[2] nil, message
  */
@@ -527,7 +539,7 @@ int brisk_host_serve(lua_State *L)
 	struct sigaction act, old_int, old_term, old_hup, old_pipe;
 	sigset_t block, old_mask, wait_mask;
 	struct stat mine;
-	int lfd, i, fatal = 0, hidx = 2;
+	int lfd, i, fatal = 0, hidx = 2, wait;
 	struct pollfd pfd;
 
 	luaL_checkstring(L, 1);
@@ -597,12 +609,17 @@ int brisk_host_serve(lua_State *L)
 	}
 	pfd.fd = lfd;
 	pfd.events = POLLIN;
-	run_idle(L, &s);
+	wait = run_idle(L, &s, 0);
 	while (!stop_signal && !fatal) {
 		int c, r;
 		struct timeval tv = { 2, 0 };
+		struct timespec ts = { wait / 1000, (long)(wait % 1000) * 1000000L };
 
-		r = ppoll(&pfd, 1, NULL, &wait_mask);
+		r = ppoll(&pfd, 1, wait >= 0 ? &ts : NULL, &wait_mask);
+		if (r == 0) {
+			wait = run_idle(L, &s, 1);
+			continue;
+		}
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -617,7 +634,7 @@ int brisk_host_serve(lua_State *L)
 			fatal = 1;
 		close(c);
 		if (!fatal)
-			run_idle(L, &s);
+			wait = run_idle(L, &s, 0);
 	}
 
 	close(lfd);

@@ -65,25 +65,36 @@ M.spare_ttl = 1
 -- by a request from that namespace within `ttl` seconds (default
 -- `spare_ttl`, `--spare-ttl`); otherwise the namespace is made as without
 -- a daemon (netns_prepare does not replace a spare that went stale unused
--- until a namespace is made again). A daemon that may not make namespaces
--- says so once and stops trying.
-function M.idle(ttl)
+-- until a namespace is made again). A spare still held when its time is
+-- up is dropped then, not kept until the next request: the daemon asks to
+-- be woken for that (it returns the seconds to wait; `timed_out` is true
+-- on that call). A daemon that may not make namespaces says so once and
+-- stops trying.
+function M.idle(ttl, timed_out)
 	local core = require "brisk.core"
 	if not warm then
 		-- before the first request only: it is the first caller's wait
 		warm = true
 		for _, m in ipairs(WARM) do require(m) end
 		core.nft_available()      -- a failure is the firewall's to report, when used
-		return
+		return nil
 	end
-	if ttl == 0 or spare_off then return end
-	local ok, msg = core.netns_prepare(ttl or M.spare_ttl)
+	if ttl == 0 or spare_off then return nil end
+	ttl = ttl or M.spare_ttl
+	-- (a spare gone stale is dropped here, and then none is made)
+	local ok, id = core.netns_prepare(ttl)
 	if not ok then
 		-- (not permitted, a namespace limit reached, ...): said once, and
 		-- namespaces are made as without a daemon from then on
 		spare_off = true
-		error(msg .. "; no spare namespaces from now on", 0)
+		error(id .. "; no spare namespaces from now on", 0)
 	end
+	if id then
+		-- one is held: look again once it has gone stale (woken a little
+		-- early, again shortly)
+		return timed_out and 0.05 or ttl + 0.01
+	end
+	return nil
 end
 
 --- The socket a `brisk` started with BRISK_HOST=VALUE talks to.
@@ -120,7 +131,7 @@ cli.register {
 		{ "--quiet", "-q", doc = "no log line per request" },
 		{ "--spare-ttl", arg = "SECONDS",
 		  doc = "how long the spare namespace made between requests stays usable (default "
-			.. M.spare_ttl .. "; 0: make none)" },
+			.. M.spare_ttl .. "; 0: make none); one unused by then is dropped" },
 	},
 	run = function(o)
 		local okh, host = pcall(require, "brisk.host")
@@ -144,7 +155,7 @@ cli.register {
 		end
 		local sig, msg = host.serve(path, M.handle, {
 			quiet = o.quiet,
-			idle = function() M.idle(ttl) end,
+			idle = function(timed_out) return M.idle(ttl, timed_out) end,
 			ready = function()
 				io.stderr:write(string.format("brisk daemon: listening on %s\n", path))
 				io.stderr:flush()
