@@ -329,8 +329,9 @@ static int l_netns_add(lua_State *L)
  * @function netns_prepare
  * @tparam[opt=1] number ttl seconds the spare stays usable; false drops
  *   the spare (and makes none)
- * @return true, and the spare's identity ("st_dev:st_ino", as netns_id),
- *   or nil when none is kept (none wanted)
+ * @return true, and the spare's identity ("st_dev:st_ino", as netns_id)
+ *   and the seconds it stays usable, or nothing more when none is kept
+ *   (none wanted)
  * @return[2] nil, "prepare netns spare: <strerror>", errno
  */
 static int l_netns_prepare(lua_State *L)
@@ -371,7 +372,12 @@ static int l_netns_prepare(lua_State *L)
 		close(self);
 	spare.ttl = ttl;
 	lua_pushboolean(L, 1);
-	return spare.fd < 0 ? 1 : 1 + push_ns_id(L, spare.fd);
+	if (spare.fd < 0)
+		return 1;
+	if (!push_ns_id(L, spare.fd))
+		lua_pushnil(L);
+	lua_pushnumber(L, spare.made + spare.ttl - mono_now());
+	return 3;
 }
 
 /***

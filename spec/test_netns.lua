@@ -236,12 +236,17 @@ end
 
 function TestNetnsSpare:test_add_binds_the_spare_once()
 	local fds = fd_count()
-	local ok, id = core.netns_prepare()
+	local ok, id, left = core.netns_prepare()
 	lu.assertTrue(ok)
 	lu.assertStrMatches(id, "%d+:%d+")
 	lu.assertNotEquals(id, core.netns_id())
-	-- a fresh spare is kept, not made again
-	lu.assertEquals(select(2, core.netns_prepare()), id)
+	-- it stays usable for the ttl (default 1 s) from when it was made
+	lu.assertTrue(left > 0.5 and left <= 1, tostring(left))
+	-- a fresh spare is kept, not made again; its time runs from then
+	os.execute("sleep 0.2")
+	local _, id_again, left_again = core.netns_prepare()
+	lu.assertEquals(id_again, id)
+	lu.assertTrue(left_again < left - 0.1, left_again .. " after " .. left)
 	local ok1, how1 = core.netns_add("spare1")
 	lu.assertEquals({ ok1, how1 }, { true, "spare" })
 	lu.assertEquals(core.netns_id("spare1"), id)
@@ -280,7 +285,7 @@ function TestNetnsSpare:test_stale_or_foreign_spare_is_not_used()
 	lu.assertEquals(core.netns_id("spare5"), id)
 	-- dropped: none left to take
 	core.netns_prepare()
-	lu.assertTrue(core.netns_prepare(false))
+	lu.assertEquals({ core.netns_prepare(false) }, { true })
 	local ok6, how6 = core.netns_add("spare6")
 	lu.assertEquals({ ok6, how6 }, { true, nil })
 end

@@ -451,8 +451,11 @@ static int run_idle(lua_State *L, const struct served *s, int timed_out)
 	} else if (lua_type(L, -1) == LUA_TNUMBER) {
 		double secs = lua_tonumber(L, -1);
 
-		if (secs >= 0 && secs < 86400)
-			wait = (int)(secs * 1000 + 0.5);
+		/* (at least 1 ms: no spinning; at most a day) */
+		if (secs >= 0)
+			wait = secs < 86400 ? (int)(secs * 1000 + 0.5) : 86400000;
+		if (wait == 0)
+			wait = 1;
 	}
 	lua_pop(L, 1);
 	return wait;

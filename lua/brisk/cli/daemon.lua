@@ -66,11 +66,10 @@ M.spare_ttl = 1
 -- `spare_ttl`, `--spare-ttl`); otherwise the namespace is made as without
 -- a daemon (netns_prepare does not replace a spare that went stale unused
 -- until a namespace is made again). A spare still held when its time is
--- up is dropped then, not kept until the next request: the daemon asks to
--- be woken for that (it returns the seconds to wait; `timed_out` is true
--- on that call). A daemon that may not make namespaces says so once and
--- stops trying.
-function M.idle(ttl, timed_out)
+-- up is dropped then, not kept until the next request: this returns the
+-- seconds after which the daemon, no request having come, calls it again.
+-- A daemon that may not make namespaces says so once and stops trying.
+function M.idle(ttl)
 	local core = require "brisk.core"
 	if not warm then
 		-- before the first request only: it is the first caller's wait
@@ -82,19 +81,15 @@ function M.idle(ttl, timed_out)
 	if ttl == 0 or spare_off then return nil end
 	ttl = ttl or M.spare_ttl
 	-- (a spare gone stale is dropped here, and then none is made)
-	local ok, id = core.netns_prepare(ttl)
+	local ok, msg, left = core.netns_prepare(ttl)
 	if not ok then
 		-- (not permitted, a namespace limit reached, ...): said once, and
 		-- namespaces are made as without a daemon from then on
 		spare_off = true
-		error(id .. "; no spare namespaces from now on", 0)
+		error(msg .. "; no spare namespaces from now on", 0)
 	end
-	if id then
-		-- one is held: look again once it has gone stale (woken a little
-		-- early, again shortly)
-		return timed_out and 0.05 or ttl + 0.01
-	end
-	return nil
+	-- one is held: look again once it has gone stale
+	return left and math.max(left, 0) + 0.01 or nil
 end
 
 --- The socket a `brisk` started with BRISK_HOST=VALUE talks to.
@@ -155,7 +150,7 @@ cli.register {
 		end
 		local sig, msg = host.serve(path, M.handle, {
 			quiet = o.quiet,
-			idle = function(timed_out) return M.idle(ttl, timed_out) end,
+			idle = function() return M.idle(ttl) end,
 			ready = function()
 				io.stderr:write(string.format("brisk daemon: listening on %s\n", path))
 				io.stderr:flush()
