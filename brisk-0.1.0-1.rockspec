@@ -60,6 +60,7 @@ build = {
          ["brisk.cli.endpoint"] = "lua/brisk/cli/endpoint.lua",
          ["brisk.cli.graph"] = "lua/brisk/cli/graph.lua",
          ["brisk.cli.network"] = "lua/brisk/cli/network.lua",
+         ["brisk.cliutil"] = "lua/brisk/cliutil.lua",
          ["brisk.driver"] = "lua/brisk/driver.lua",
          ["brisk.endpoint"] = "lua/brisk/endpoint.lua",
          ["brisk.firewall"] = "lua/brisk/firewall.lua",

@@ -380,6 +380,13 @@ function TestCliLazy:test_network_and_endpoint_commands_leave_repl_help_and_topo
 	end
 	-- JSON output needs no pretty printer
 	lu.assertNil(modules_for("--state-dir", state, "--json", "network", "ls")["brisk.pretty"])
+	-- an endpoint command loads its group and the shared helpers, not the
+	-- network group (nor a network command the endpoint group)
+	local set = modules_for("--state-dir", state, "endpoint", "ls")
+	lu.assertTrue(set["brisk.cli.endpoint"])
+	lu.assertTrue(set["brisk.cliutil"])
+	lu.assertNil(set["brisk.cli.network"])
+	lu.assertNil(modules_for("--state-dir", state, "network", "ls")["brisk.cli.endpoint"])
 end
 
 function TestCliLazy:test_modules_load_no_repl()

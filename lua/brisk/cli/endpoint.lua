@@ -5,7 +5,7 @@
 -- its other end sits in a network namespace with the endpoint's addresses
 -- and a default route through the bridge.
 local cli = require "brisk.cli"
-local N = require "brisk.cli.network"
+local N = require "brisk.cliutil"
 
 local must, key_values = N.must, N.key_values
 

@@ -11,7 +11,7 @@
 -- or `png` renders through Graphviz's `dot`, which Debian packages as
 -- graphviz; without it the command says what to install and exits 1.
 local cli = require "brisk.cli"
-local N = require "brisk.cli.network"
+local N = require "brisk.cliutil"
 
 local G = {}
 
