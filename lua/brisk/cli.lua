@@ -227,8 +227,8 @@ local function json_encode(v, out, stack, as_array)
 				end
 				out[#out + 1] = ks
 				local x = v[k]
-				if type(x) == "string" and not find(x, '[%c"\\]') then
-					out[#out + 1] = '"' .. x .. '"'
+				if type(x) == "string" then
+					out[#out + 1] = json_string(x)
 				else
 					json_encode(x, out, stack)
 				end
