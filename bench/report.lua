@@ -26,6 +26,7 @@ local LABEL = {}
 for _, t in ipairs(TOOLS) do LABEL[t[1]] = t[2] end
 
 local meta, runs, nets, rss, order_ns, counts = {}, {}, {}, {}, {}, {}
+local nlbatch, nlreq = {}, {}
 for line in io.lines(raw) do
 	local kind, rest = line:match("^(%u+) (.*)$")
 	local f = rest and fields(rest)
@@ -47,6 +48,10 @@ for line in io.lines(raw) do
 		table.insert(byk[f.existing], f.ms)
 	elseif kind == "RSS" then
 		rss[#rss + 1] = f
+	elseif kind == "NLBATCH" then
+		nlbatch[#nlbatch + 1] = f
+	elseif kind == "NLREQ" then
+		nlreq[#nlreq + 1] = f
 	end
 end
 table.sort(counts)
@@ -164,6 +169,44 @@ if #rss > 0 then
 	p("Peak RSS (VmHWM):")
 	p("")
 	for _, r in ipairs(rss) do p("  %-26s %7.1f MB", r.what, r.kb / 1024) end
+	p("")
+end
+
+-- netlink batching: what one request per round trip costs
+local per_ep_req
+if #nlreq == 2 and nlreq[2].n ~= nlreq[1].n then
+	per_ep_req = (nlreq[2].calls - nlreq[1].calls) / (nlreq[2].n - nlreq[1].n)
+end
+if #nlbatch > 0 then
+	p("Netlink batching (bench/nlbatch.c): the same requests, each acked, sent one per")
+	p("round trip and then %d per sendmsg, on a bridge with no ports; us per request,", nlbatch[1].batch)
+	p("median of the runs. saved = the most a batched path could save per request.")
+	p("")
+	p("%-12s %12s %10s %8s", "request", "one by one", "batched", "saved")
+	local most = 0
+	for _, b in ipairs(nlbatch) do
+		local saved = b.single_us - b.batched_us
+		most = math.max(most, saved)
+		p("%-12s %12.2f %10.2f %8.2f", b.op, b.single_us, b.batched_us, saved)
+	end
+	if per_ep_req then
+		p("")
+		p("brisk's endpoint flow sends %.1f netlink requests per endpoint (strace, N=%d", per_ep_req, nlreq[1].n)
+		p("to N=%d). Batching every one of them at the largest saving above would save", nlreq[2].n)
+		local api_n
+		for _, n in ipairs(counts) do
+			if per.brisk_api and per.brisk_api[n] and (not api_n or math.abs(n - 100) < math.abs(api_n - 100)) then
+				api_n = n
+			end
+		end
+		if api_n then
+			local ms = per_ep_req * most / 1000
+			p("%.2f ms per endpoint: %.1f%% of the Lua API's %.2f ms per endpoint at N=%d.", ms,
+				ms * 100 / per.brisk_api[api_n], per.brisk_api[api_n], api_n)
+		else
+			p("%.2f ms per endpoint.", per_ep_req * most / 1000)
+		end
+	end
 	p("")
 end
 

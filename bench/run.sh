@@ -52,6 +52,7 @@ make >/dev/null
 mkdir -p build/bench
 # shellcheck disable=SC2046 # the flags are words
 gcc -O2 -Wall -Wextra -shared -fPIC $(pkg-config --cflags lua5.4) bench/clock.c -o build/bench/benchclock.so
+gcc -O2 -Wall -Wextra bench/nlbatch.c -o build/bench/nlbatch -lmnl
 
 raw="$out.raw"
 : >"$raw"
@@ -179,6 +180,20 @@ done
 log "peak RSS"
 settle
 $NICE scripts/isolate.sh bench/rss.sh | tee -a "$raw" >&2 || log "RSS measurement failed"
+
+log "netlink batching"
+settle
+$NICE scripts/isolate.sh build/bench/nlbatch | tee -a "$raw" >&2 || log "netlink batching failed"
+# the netlink requests brisk's endpoint flow sends: counted at N=10 and at
+# N=20 (the difference is 10 endpoints' worth)
+if command -v strace >/dev/null; then
+	for n in 10 20; do
+		settle
+		scripts/isolate.sh bench/nlrequests.sh "$n" | tee -a "$raw" >&2 || log "netlink request count failed"
+	done
+else
+	log "strace missing: brisk's netlink requests per endpoint are not counted"
+fi
 
 meta runtime "$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f s", b - a }')"
 lua5.4 bench/report.lua "$raw" >"$out"
