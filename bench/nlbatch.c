@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,7 @@ enum op { OP_GETLINK, OP_ADDR_ADD, OP_ADDR_DEL, OP_MTU, OP_COUNT };
 static const char *const op_name[OP_COUNT] = { "getlink", "addr_add", "addr_del", "mtu" };
 
 static struct mnl_socket *nl;
-static unsigned int portid, seq;
+static unsigned int portid, seq;    /* seq: the last request's, from 0 */
 static int ifindex;
 static char rbuf[1 << 16];
 
@@ -65,10 +66,12 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-/* Request i of `op` at buf; its sequence number is s. */
-static struct nlmsghdr *build(void *buf, enum op op, int i, unsigned int s)
+/* Request i of `op` at buf (MSGSZ bytes of room); its sequence number is s. */
+static void build(void *buf, enum op op, int i, unsigned int s)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	bool ok;
+
 	nlh->nlmsg_seq = s;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
 	if (op == OP_GETLINK || op == OP_MTU) {
@@ -77,10 +80,10 @@ static struct nlmsghdr *build(void *buf, enum op op, int i, unsigned int s)
 		ifi->ifi_index = ifindex;
 		if (op == OP_GETLINK) {
 			nlh->nlmsg_type = RTM_GETLINK;
-			mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+			ok = mnl_attr_put_u32_check(nlh, MSGSZ, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 		} else {
 			nlh->nlmsg_type = RTM_NEWLINK;
-			mnl_attr_put_u32(nlh, IFLA_MTU, 1280 + (unsigned int)(i % 200));
+			ok = mnl_attr_put_u32_check(nlh, MSGSZ, IFLA_MTU, 1280 + (unsigned int)(i % 200));
 		}
 	} else {
 		struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
@@ -91,10 +94,13 @@ static struct nlmsghdr *build(void *buf, enum op op, int i, unsigned int s)
 		ifa->ifa_family = AF_INET;
 		ifa->ifa_prefixlen = 32;
 		ifa->ifa_index = (unsigned int)ifindex;
-		mnl_attr_put(nlh, IFA_LOCAL, 4, &a);
-		mnl_attr_put(nlh, IFA_ADDRESS, 4, &a);
+		ok = mnl_attr_put_check(nlh, MSGSZ, IFA_LOCAL, 4, &a) &&
+		     mnl_attr_put_check(nlh, MSGSZ, IFA_ADDRESS, 4, &a);
 	}
-	return nlh;
+	if (!ok) {
+		fprintf(stderr, "nlbatch: request too long\n");
+		exit(1);
+	}
 }
 
 struct acks {
@@ -200,16 +206,18 @@ static void setup(void)
 		die("bind");
 	portid = mnl_socket_get_portid(nl);
 	setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-	seq = (unsigned int)time(NULL);
 
 	nlh->nlmsg_type = RTM_NEWLINK;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
 	nlh->nlmsg_seq = a.first = ++seq;
 	ifi->ifi_family = AF_UNSPEC;
 	ifi->ifi_change = ifi->ifi_flags = IFF_UP;
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, DEV);
-	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
+	if (!mnl_attr_put_strz_check(nlh, sizeof(buf), IFLA_IFNAME, DEV) ||
+	    !(info = mnl_attr_nest_start_check(nlh, sizeof(buf), IFLA_LINKINFO)) ||
+	    !mnl_attr_put_strz_check(nlh, sizeof(buf), IFLA_INFO_KIND, "bridge")) {
+		fprintf(stderr, "nlbatch: request too long\n");
+		exit(1);
+	}
 	mnl_attr_nest_end(nlh, info);
 	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
 		die("send");
