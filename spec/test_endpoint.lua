@@ -324,6 +324,39 @@ function TestEndpointDelete:test_network_with_endpoints_needs_force()
 	lu.assertEquals(H.must("nft list ruleset"), "")
 end
 
+-- A namespace the first endpoint's create made, that a second endpoint was
+-- then connected into: it stays while the second uses it, and goes with
+-- the last (found by a review: the first's delete took the second's link)
+function TestEndpointDelete:test_shared_namespace_goes_with_its_last_endpoint()
+	assert(self.d:create_network{ name = "s", subnet = "172.18.0.0/24" })
+	local a = assert(self.d:create_endpoint("s", { name = "a", netns = "n1" }))
+	local b = assert(self.d:create_endpoint("s", { name = "b", netns = "n1" }))
+	lu.assertEquals(a.created_netns, "n1")
+	lu.assertNil(b.created_netns)
+	assert(self.d:delete_endpoint("a"))
+	lu.assertEquals(H.must("ip netns list"):gsub(" %(id: %d+%)", ""), "n1\n")
+	lu.assertNotNil(H.iplink(b.ifname, "n1"))
+	lu.assertNotNil(H.iplink(b.host_ifname))
+	lu.assertEquals(self.d:check(), {})
+	-- b owns it now
+	lu.assertEquals(self.d:endpoint("b").created_netns, "n1")
+	assert(self.d:delete_endpoint("b"))
+	lu.assertEquals(H.must("ip netns list"), "")
+	-- the same through leave, and a namespace named by its path
+	a = assert(self.d:create_endpoint("s", { name = "a", netns = "n2" }))
+	b = assert(self.d:create_endpoint("s", { name = "b", netns = "/run/netns/n2" }))
+	assert(self.d:leave("a"))
+	lu.assertNotNil(H.iplink(b.ifname, "n2"))
+	lu.assertEquals(self.d:check(), {})
+	assert(self.d:delete_endpoint("b"))
+	lu.assertEquals(H.must("ip netns list"), "")
+	assert(self.d:delete_endpoint("a"))
+	-- alone in its namespace, an endpoint takes it with it (as before)
+	assert(self.d:create_endpoint("s", { name = "c", netns = "n3" }))
+	assert(self.d:delete_endpoint("c"))
+	lu.assertEquals(H.must("ip netns list"), "")
+end
+
 function TestEndpointDelete:test_marshalling_round_trip()
 	-- TestEndpointMarshalling: the stored record survives a new driver
 	assert(self.d:create_network{ name = "m", subnet = { "172.16.0.0/24", "fd16::/64" }, ipv6 = true })

@@ -472,3 +472,25 @@ function TestPortsDriver:test_publish_reach_and_delete()
 	lu.assertFalse(send(self.out, "tcp", "192.0.2.1", 8080, "t3"))
 	assert(d:delete_network(net.id))
 end
+
+-- restore rebuilds the firewall of every network: the published ports of
+-- its endpoints are programmed again, not lost
+function TestPortsDriver:test_restore_keeps_published_ports()
+	local d = self.d
+	assert(d:create_network{ name = "pub", subnet = "172.30.0.0/16" })
+	local ep = assert(d:create_endpoint("pub", { name = "web", netns = H.name("pep"), publish = { "8080:80" } }))
+	self.servers[#self.servers + 1] = serve(ep.netns, 80)
+	lu.assertTrue(send(self.out, "tcp", "192.0.2.1", 8080, "t1"))
+	local rules = H.must("nft list ruleset")
+	for _, r in ipairs(d:restore()) do lu.assertTrue(r.ok, r.msg) end
+	lu.assertEquals(d:check(), {})
+	lu.assertStrContains(H.must("nft list ruleset"), "dport 8080 dnat ip to 172.30.0.2:80")
+	lu.assertEquals(select(2, H.must("nft list ruleset"):gsub("\n", "")), select(2, rules:gsub("\n", "")))
+	lu.assertTrue(send(self.out, "tcp", "192.0.2.1", 8080, "t2"))
+	-- with the rules flushed, restore programs the network and the port again
+	H.must("nft flush ruleset")
+	lu.assertFalse(send(self.out, "tcp", "192.0.2.1", 8080, "t3"))
+	for _, r in ipairs(d:restore()) do lu.assertTrue(r.ok, r.msg) end
+	lu.assertEquals(d:check(), {})
+	lu.assertTrue(send(self.out, "tcp", "192.0.2.1", 8080, "t4"))
+end

@@ -722,6 +722,35 @@ function D:join(epkey, netns, o)
 	end)
 end
 
+-- The namespace an endpoint's create made goes when the endpoint leaves
+-- it, unless another stored endpoint was connected into it since (a second
+-- `--netns` of the same name): that one then owns it, and removes it when
+-- it goes in turn. Only when the namespace still holds a link other than
+-- lo (the endpoint's own is gone by now) are the endpoints read.
+local function release_netns(self, ep)
+	local ns = ep.created_netns
+	if not ns then return true end
+	local hs = core.open(ns)
+	local busy = false
+	for _, l in ipairs(hs and hs:link_list() or {}) do
+		if l.ifname ~= "lo" then busy = true end
+	end
+	if hs then hs:close() end
+	if busy then
+		local path = "/run/netns/" .. ns
+		for _, other in ipairs(self.store:list("endpoint")) do
+			if other.id ~= ep.id and (other.netns == ns or other.netns == path) then
+				other.created_netns = ns
+				local ok, msg, err = self.store:put("endpoint", other)
+				if not ok then return nil, msg, M.store_errno(err) end
+				return true
+			end
+		end
+	end
+	core.netns_del(ns)
+	return true
+end
+
 --- Leave: move the container side back to the driver's namespace under its
 -- original name, down, without addresses.
 function D:leave(epkey)
@@ -739,7 +768,8 @@ function D:leave(epkey)
 		if ok then ok, msg, err = hs:link_set{ dev = ep.peer_ifname, netns = host_ref(self) } end
 		hs:close()
 		if not ok then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
-		if ep.created_netns then core.netns_del(ep.created_netns) end
+		local rok, rmsg, rerr = release_netns(self, ep)
+		if not rok then return nil, rmsg, rerr end
 		ep.netns, ep.ifname, ep.created_netns = nil, nil, nil
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
 		if not pok then return nil, pmsg, M.store_errno(perr) end
@@ -768,7 +798,8 @@ function D:delete_endpoint(epkey)
 		if not ok and err ~= errno.ENODEV then
 			return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err
 		end
-		if ep.created_netns then core.netns_del(ep.created_netns) end
+		local rok, rmsg, rerr = release_netns(self, ep)
+		if not rok then return nil, rmsg, rerr end
 		local ok2, dmsg, derr = self.store:delete("endpoint", ep.id)
 		if not ok2 then return nil, dmsg, M.store_errno(derr) end
 		if net then
@@ -813,6 +844,16 @@ function D:restore_endpoints(net, out)
 		if ep.state == "creating" then
 			local ok, msg = self:delete_endpoint(ep.id)
 			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok == true, undone = true, msg = msg }
+		elseif self.fw and type(ep.ports) == "table" then
+			-- restore rebuilt the network's firewall, which took the
+			-- endpoint's published ports with it: they are published again
+			for _, b in ipairs(ep.ports) do
+				local ok, msg = self.fw.port_add(self:nft_runner(), M.fw_net(net), { id = ep.id }, b)
+				if not ok then
+					out[#out + 1] = { name = "endpoint " .. ep.name, ok = false, msg = msg }
+					break
+				end
+			end
 		end
 	end
 end
