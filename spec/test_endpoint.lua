@@ -185,6 +185,30 @@ function TestEndpointIPv6:test_self_generated_from_mac()
 	lu.assertTrue(has(ns_addrs("n1", "eth0"), "2001:db8:2600:2700:2800:aabb:ccdd:eeff/80"))
 end
 
+-- An address made from a MAC that another endpoint already has (the same
+-- MAC given twice, or an endpoint given that address) is refused, and the
+-- refusal changes nothing (libnetwork hands it out twice)
+function TestEndpointIPv6:test_self_generated_address_taken()
+	assert(self.d:create_network{ name = "sg", subnet = { "10.9.0.0/24", "fd00:1::/64" },
+		ipv6 = true, options = { ipv6_alloc = false } })
+	local c = assert(self.d:create_endpoint("sg", { name = "c", ip6 = "fd00:1::242:a09:5", netns = "n1" }))
+	lu.assertEquals(c.ipv6, "fd00:1::242:a09:5/64")
+	local before = world(self)
+	local ok, msg, err = self.d:create_endpoint("sg", { name = "d", ip = "10.9.0.5", netns = "n2" })
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "address fd00:1::242:a09:5 (made from MAC 02:42:0a:09:00:05) is already in use on network sg")
+	lu.assertEquals(err, E.EADDRINUSE)
+	lu.assertEquals(world(self), before)
+	assert(self.d:create_endpoint("sg", { name = "e", mac = "02:00:00:00:00:01", netns = "n3" }))
+	ok, msg, err = self.d:create_endpoint("sg", { name = "f", mac = "02:00:00:00:00:01", netns = "n4" })
+	lu.assertNil(ok)
+	lu.assertEquals(err, E.EADDRINUSE)
+	-- the refused create booked nothing: its IPv4 address is free
+	local g = assert(self.d:create_endpoint("sg", { name = "g", ip = "10.9.0.5", mac = "02:00:00:00:00:02" }))
+	lu.assertEquals(g.ipv4, "10.9.0.5/24")
+	lu.assertEquals(g.ipv6, "fd00:1::200:0:2/64")
+end
+
 function TestEndpointIPv6:test_self_generation_needs_48_host_bits()
 	assert(self.d:create_network{ name = "sg", subnet = { "172.23.0.0/24", "2001:db8::/96" },
 		ipv6 = true, options = { ipv6_alloc = false } })

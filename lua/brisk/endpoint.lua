@@ -387,8 +387,15 @@ local function resolve_endpoint(self, net, spec)
 					net.name), errno.EPERM)
 			end
 			local a = assert(ipnet.ipv6_from_mac(p, ep.mac))
+			local s = ipnet.format(ipnet.addr(a))
+			-- taken: by an endpoint with the same MAC, or one given this
+			-- address (libnetwork hands it out twice)
+			if net.ipam.v6[s] or reserved(net, 6)[s] then
+				return fail(string.format("address %s (made from MAC %s) is already in use on network %s", s,
+					ep.mac, net.name), errno.EADDRINUSE)
+			end
 			ep.ipv6 = ipnet.format(a)
-			net.ipam.v6[ipnet.format(ipnet.addr(a))] = id
+			net.ipam.v6[s] = id
 		end
 		ep.gateway6 = net.gateway6 or (net.enable_ipv6 and nil)
 	elseif spec.ip6 ~= nil then
