@@ -177,15 +177,23 @@ function M.derived(d, kind, name, build, update)
 end
 
 --- The summary of a kind whose id, else name, is `key` (from `lk`, a
--- brisk.store `by_fields` lookup over "id" and "name"), else the first
--- whose id starts with `key` (4 characters or more; a walk); nil if none.
+-- brisk.store `by_fields` lookup over "id" and "name"), else the one whose
+-- id starts with `key` (4 characters or more; a walk); nil if none, and
+-- nil, N when N ids start with it (ambiguous: Docker refuses it too).
 function M.find_summary(d, kind, lk, key)
 	local s = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
 	if s or #key < 4 then return s end
+	local found, n = nil, 0
 	for _, x in ipairs(M.summaries(d, kind)) do
-		if x.id:sub(1, #key) == key then return x end
+		if x.id:sub(1, #key) == key then found, n = x, n + 1 end
 	end
-	return nil
+	if n > 1 then return nil, n end
+	return found
+end
+
+--- The message for a key that matched `n` ids by prefix.
+function M.ambiguous(kind, key, n)
+	return string.format("%s %s is ambiguous (%d matches found based on ID prefix)", kind, key, n)
 end
 
 local open_schema = {
@@ -974,7 +982,8 @@ function D:network(key)
 	if type(key) ~= "string" or key == "" then
 		return nil, "invalid network id " .. tostring(key), EINVAL
 	end
-	local n = find_network(self, key)
+	local n, many = find_network(self, key)
+	if many then return nil, M.ambiguous("network", key, many), EINVAL end
 	if not n then return nil, "network " .. key .. " not found", ENOENT end
 	local doc, msg, code = self.store:get("network", n.id)
 	if not doc then

@@ -288,11 +288,13 @@ local function names(self)
 	return M.derived(self, "endpoint", "names", by_build, by_update)
 end
 
--- An endpoint by id, else by name, else by id prefix (M.find_summary).
+-- An endpoint by id, else by name, else by id prefix (M.find_summary); nil,
+-- msg, EINVAL when the prefix is ambiguous.
 local function find_endpoint(self, key)
 	if type(key) == "table" then key = key.id end
 	if type(key) ~= "string" or key == "" then return nil end
-	local e = M.find_summary(self, "endpoint", names(self), key)
+	local e, many = M.find_summary(self, "endpoint", names(self), key)
+	if many then return nil, M.ambiguous("endpoint", key, many), errno.EINVAL end
 	return e and self.store:get("endpoint", e.id) or nil
 end
 
@@ -691,8 +693,8 @@ end
 function D:join(epkey, netns, o)
 	o = o or {}
 	return self.store:transaction(function()
-		local ep = find_endpoint(self, epkey)
-		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
+		local ep, emsg, eerr = find_endpoint(self, epkey)
+		if not ep then return fail(emsg or ("endpoint not found: " .. tostring(epkey)), eerr or errno.ENOENT) end
 		if ep.netns then return fail("endpoint " .. ep.name .. " is already joined to " .. tostring(ep.netns), errno.EBUSY) end
 		local net = assert(self:network(ep.network))
 		local ref, rmsg = sandbox_ref(netns)
@@ -762,8 +764,8 @@ end
 -- original name, down, without addresses.
 function D:leave(epkey)
 	return self.store:transaction(function()
-		local ep = find_endpoint(self, epkey)
-		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
+		local ep, emsg, eerr = find_endpoint(self, epkey)
+		if not ep then return fail(emsg or ("endpoint not found: " .. tostring(epkey)), eerr or errno.ENOENT) end
 		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
 		local hs, msg, err = core.open(ep.netns)
 		if not hs then return nil, msg, err end
@@ -789,8 +791,8 @@ end
 -- @return true, or nil, msg, errno
 function D:delete_endpoint(epkey)
 	return self.store:transaction(function()
-		local ep = find_endpoint(self, epkey)
-		if not ep then return fail("endpoint not found: " .. tostring(epkey), errno.ENOENT) end
+		local ep, emsg, eerr = find_endpoint(self, epkey)
+		if not ep then return fail(emsg or ("endpoint not found: " .. tostring(epkey)), eerr or errno.ENOENT) end
 		local net = self:network(ep.network)
 		if ep.state == "creating" and self.fw and ep.ports then
 			-- an interrupted create: its bindings were never stored, its rules go by their tag
@@ -839,8 +841,8 @@ end
 
 --- One endpoint by name, id or id prefix.
 function D:endpoint(key)
-	local e = find_endpoint(self, key)
-	if not e then return nil, "endpoint not found: " .. tostring(key), errno.ENOENT end
+	local e, msg, err = find_endpoint(self, key)
+	if not e then return nil, msg or ("endpoint not found: " .. tostring(key)), err or errno.ENOENT end
 	return e
 end
 
