@@ -220,6 +220,15 @@ row{ "cli_bridge_is_loopback", "cli",
 	"existing interface lo is not a bridge" }
 row{ "cli_iface_prefix_empty", "cli", { "network", "create", "-o", "container_iface_prefix=", "x" }, 1,
 	"invalid container_iface_prefix ''" }
+-- '%d' is a kernel name template: a bridge "br%d" was made as br0 and left
+-- behind by the rollback, which looked for "br%d"
+row{ "cli_bridge_name_template", "cli", { "network", "create", "--subnet", "10.1.0.0/24", "-o", "bridge=br%d", "x" },
+	1, "interface name contains '%' (a kernel name template)" }
+row{ "cli_iface_prefix_template", "cli",
+	{ "network", "create", "--subnet", "10.1.0.0/24", "-o", "container_iface_prefix=c%d", "x" }, 1,
+	"invalid container_iface_prefix 'c%d'" }
+row{ "cli_ifname_template", "cli", { "endpoint", "create", "--netns", "fresh3", "--ifname", "e%d", "base" }, 1,
+	"invalid interface name 'e%d'" }
 row{ "cli_endpoint_name_space", "cli", { "endpoint", "create", "--name", "a b", "base" }, 1,
 	"invalid endpoint name 'a b'" }
 row{ "cli_endpoint_name_taken", "cli", { "endpoint", "create", "--name", "e1", "base" }, 1,

@@ -406,7 +406,7 @@ local function resolve_endpoint(self, net, spec)
 	ep.prefix = net.container_iface_prefix or "eth"
 	if spec.ifname ~= nil then
 		if type(spec.ifname) ~= "string" then return fail("ifname must be a string") end
-		local bad = spec.ifname == "" or #spec.ifname > 15 or spec.ifname:find("[%s/:]")
+		local bad = spec.ifname == "" or #spec.ifname > 15 or spec.ifname:find("[%s/:%%]")
 			or spec.ifname == "." or spec.ifname == ".."
 		if bad then return fail(string.format("invalid interface name '%s'", spec.ifname),
 			#spec.ifname > 15 and errno.ENAMETOOLONG or errno.EINVAL) end

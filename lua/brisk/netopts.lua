@@ -17,8 +17,8 @@ local function mtu_check(v)
 end
 
 local function prefix_check(v)
-	if #v == 0 or #v > 13 or v:find("[%s/:]") then
-		return nil, string.format("invalid container_iface_prefix '%s' (1..13 bytes, no '/', ':' or space)", v)
+	if #v == 0 or #v > 13 or v:find("[%s/:%%]") then
+		return nil, string.format("invalid container_iface_prefix '%s' (1..13 bytes, no '/', ':', '%%' or space)", v)
 	end
 	return true
 end

@@ -72,6 +72,8 @@ local function ifname_invalid(s)
 	if #s >= 16 then return "interface name longer than 15 bytes" end
 	if s == "." or s == ".." then return "interface name cannot be . or .." end
 	if s:find("[/:%s]") then return "interface name contains '/', ':' or whitespace" end
+	-- the kernel reads '%d' as a template and makes a name of its own
+	if s:find("%", 1, true) then return "interface name contains '%' (a kernel name template)" end
 	return nil
 end
 
