@@ -196,6 +196,11 @@ row{ "cli_mtu_not_a_number", "cli", { "network", "create", "-o", "mtu=abc", "x" 
 row{ "cli_mtu_67", "cli", { "network", "create", "-o", "mtu=67", "x" }, 1,
 	"invalid MTU number: 67 (must be 68..65535, or 0 for the default)" }
 row{ "cli_mtu_negative", "cli", { "network", "create", "-o", "mtu=-1", "x" }, 1, "invalid MTU number: -1" }
+-- below 1280 the kernel takes IPv6 off the bridge: the network would be
+-- made without its IPv6 addresses, and every endpoint create would fail
+row{ "cli_mtu_below_ipv6_minimum", "cli", { "network", "create", "--ipv6", "--subnet", "10.1.0.0/24",
+	"--subnet", "fd00:9::/64", "-o", "mtu=1000", "x" }, 1,
+	"invalid MTU number: 1000 (an IPv6 network needs at least 1280)" }
 row{ "cli_mtu_label_too_big", "cli",
 	{ "network", "create", "-o", "com.docker.network.driver.mtu=99999", "x" }, 1, "invalid MTU number: 99999" }
 row{ "lua_mtu_float", "lua", function(d)

@@ -693,6 +693,10 @@ function D:resolve_network(spec)
 	if v6[1] and not cfg.enable_ipv6 then
 		return fail("an IPv6 subnet needs --ipv6 (com.docker.network.enable_ipv6)")
 	end
+	-- the kernel takes IPv6 off a device whose MTU is below IPv6's minimum
+	if cfg.enable_ipv6 and (cfg.mtu or 0) > 0 and cfg.mtu < 1280 then
+		return fail(string.format("invalid MTU number: %d (an IPv6 network needs at least 1280)", cfg.mtu))
+	end
 
 	local gws = {}
 	for _, g in ipairs(as_list(spec.gateway)) do
