@@ -334,6 +334,22 @@ row{ "cli_netns_pid_zero", "cli", { "endpoint", "create", "--netns", "0", "base"
 	"invalid netns pid 0" }
 row{ "cli_netns_pid_missing", "cli", { "endpoint", "create", "--netns", "99999999", "base" }, 1,
 	"open netns 99999999: No such file or directory" }
+-- the driver's own namespace is no sandbox: eth0 landed next to the bridge,
+-- with a second route to the subnet
+row{ "cli_netns_own", "cli", { "endpoint", "create", "--netns", "/proc/self/ns/net", "base" }, 1,
+	"netns /proc/self/ns/net is the namespace the driver manages, not a sandbox" }
+row{ "lua_netns_own_pid", "lua", function(d)
+	local f = assert(io.open("/proc/self/stat"))
+	local pid = f:read("n")
+	f:close()
+	return d:create_endpoint("base", { netns = math.tointeger(pid) })
+end, "EINVAL", "is the namespace the driver manages, not a sandbox" }
+row{ "lua_join_own_namespace", "lua", function(d)
+	assert(d:create_endpoint("spare", { name = "unjoined" }))
+	local ok, msg, err = d:join("unjoined", "/proc/thread-self/ns/net")
+	assert(d:delete_endpoint("unjoined"))
+	return ok, msg, err
+end, "EINVAL", "netns /proc/thread-self/ns/net is the namespace the driver manages, not a sandbox" }
 row{ "lua_netns_negative_pid", "lua", function(d)
 	return d:create_endpoint("base", { netns = -5 })
 end, "EINVAL", "invalid netns pid -5" }

@@ -421,15 +421,26 @@ local function netns_to_create(ref)
 	return type(ref) == "string" and not ref:find("/") and not core.netns_exists(ref)
 end
 
+-- A handle in the namespace `ref` names, which exists; refused when it is
+-- the driver's own (the container side would land next to the bridge).
+local function open_other(self, ref)
+	local hs, msg, err = core.open(ref)
+	if not hs then return nil, msg, err end
+	if core.netns_id(hs) == core.netns_id(self.h) then
+		hs:close()
+		return fail(string.format("netns %s is the namespace the driver manages, not a sandbox", tostring(ref)))
+	end
+	return hs
+end
+
 local function open_sandbox(self, ref, ctx)
 	if netns_to_create(ref) then
 		local ok, msg, err = core.netns_add(ref)
 		if not ok then return nil, msg, err end
 		ctx.created_netns = ref
+		return core.open(ref)
 	end
-	local hs, msg, err = core.open(ref)
-	if not hs then return nil, msg, err end
-	return hs
+	return open_other(self, ref)
 end
 
 local function host_ref(self)
@@ -543,7 +554,7 @@ function D:create_endpoint(netkey, spec)
 			-- a namespace that exists is opened now: a bad one fails having written nothing
 			if not creates_netns then
 				local smsg, serr
-				hs, smsg, serr = core.open(ref)
+				hs, smsg, serr = open_other(self, ref)
 				if not hs then return nil, smsg, serr end
 			end
 		else
@@ -628,7 +639,7 @@ function D:plan_endpoint(netkey, spec)
 				r.ops[#r.ops + 1] = { op = "netns_add", args = { ref } }
 				ctx.sandbox = handle.recorder(handle.fresh_namespace())
 			else
-				hs, msg, err = core.open(ref)
+				hs, msg, err = open_other(self, ref)
 				if not hs then return nil, msg, err end
 				ctx.sandbox = handle.recorder(hs)
 			end
