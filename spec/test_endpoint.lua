@@ -531,8 +531,22 @@ function TestIpam:test_exhausted_pool()
 end
 
 function TestIpam:test_ip_range()
+	-- the range's first address is a host of the subnet: handed out first,
+	-- as libnetwork does (a review found it skipped)
 	assert(self.d:create_network{ name = "r", subnet = "10.102.0.0/16", ip_range = "10.102.5.0/24" })
+	lu.assertEquals(assert(self.d:create_endpoint("r", {})).ipv4, "10.102.5.0/16")
 	lu.assertEquals(assert(self.d:create_endpoint("r", {})).ipv4, "10.102.5.1/16")
+	-- a range of one address: that address, then full
+	assert(self.d:create_network{ name = "one", subnet = "10.104.0.0/24", ip_range = "10.104.0.5/32" })
+	lu.assertEquals(assert(self.d:create_endpoint("one", {})).ipv4, "10.104.0.5/24")
+	local ok, msg, err = self.d:create_endpoint("one", {})
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "address pool of network one exhausted")
+	lu.assertEquals(err, E.ENOSPC)
+	-- a range at the start of the subnet: its first address is the
+	-- subnet's own, and the second the gateway
+	assert(self.d:create_network{ name = "lo8", subnet = "10.106.0.0/24", ip_range = "10.106.0.0/29" })
+	lu.assertEquals(assert(self.d:create_endpoint("lo8", {})).ipv4, "10.106.0.2/24")
 end
 
 function TestIpam:test_two_processes_no_duplicates()
@@ -665,13 +679,15 @@ function TestIpam:test_ip_range_and_wrap_in_one_process()
 	assert(self.d:create_network{ name = "w", subnet = "10.105.0.0/24", ip_range = "10.105.0.248/29" })
 	local got = {}
 	for i = 1, 6 do got[i] = assert(self.d:create_endpoint("w", { name = "w" .. i })).ipv4 end
-	lu.assertEquals(got, { "10.105.0.249/24", "10.105.0.250/24", "10.105.0.251/24", "10.105.0.252/24",
-		"10.105.0.253/24", "10.105.0.254/24" })
+	lu.assertEquals(got, { "10.105.0.248/24", "10.105.0.249/24", "10.105.0.250/24", "10.105.0.251/24",
+		"10.105.0.252/24", "10.105.0.253/24" })
+	got[7] = assert(self.d:create_endpoint("w", { name = "w7" })).ipv4
+	lu.assertEquals(got[7], "10.105.0.254/24")
 	-- .255 is the broadcast address: full
 	local ok, msg, err = self.d:create_endpoint("w", {})
 	lu.assertNil(ok)
 	lu.assertStrContains(msg, "exhausted")
 	lu.assertEquals(err, E.ENOSPC)
 	assert(self.d:delete_endpoint("w2"))
-	lu.assertEquals(assert(self.d:create_endpoint("w", {})).ipv4, "10.105.0.250/24")
+	lu.assertEquals(assert(self.d:create_endpoint("w", {})).ipv4, "10.105.0.249/24")
 end

@@ -120,7 +120,7 @@ function ipam.allocate(net, family, owner)
 	local lowkey = family == 4 and "low4" or "low6"
 	-- the driver's cursor, else the first address that may be free
 	local low = net.ipam[lowkey]
-	local start = net.ipam[key] or low or 1
+	local start = net.ipam[key] or low or 0
 	-- the n-th address of the range as text, and whether it is the
 	-- subnet's own address. IPv4 counts in integers: a new process walks
 	-- from the first address past every one in use, so each step must be
@@ -143,8 +143,11 @@ function ipam.allocate(net, family, owner)
 			return ipnet.format(ip), same_ip(ip, subnet)
 		end
 	end
+	-- every address of the range, its first too (10.9.0.128 of
+	-- 10.9.0.128/25, as libnetwork's SetAnyInRange), but the subnet's own
+	-- and its broadcast address
 	for i = 0, limit - 1 do
-		local n = (start - 1 + i) % limit + 1
+		local n = (start + i) % limit
 		if n < size then
 			local s, is_net = nth(n)
 			if not book[s] and not res[s] and s ~= bcast and not is_net then
@@ -152,7 +155,7 @@ function ipam.allocate(net, family, owner)
 				net.ipam[key] = n + 1
 				-- a walk from the hint that did not wrap passed only
 				-- addresses that cannot be handed out
-				if start == (low or 1) and n >= start then net.ipam[lowkey] = n + 1 end
+				if start == (low or 0) and n >= start then net.ipam[lowkey] = n + 1 end
 				return s
 			end
 		end
