@@ -20,7 +20,7 @@
 
 int brisk_field_link(lua_State *L, int t, const char *k, bool required, char *label, size_t len)
 {
-	int ty = lua_getfield(L, t, k);
+	int ty = brisk_rawfield(L, t, k);
 
 	switch (ty) {
 	case LUA_TNIL:
@@ -41,7 +41,7 @@ int brisk_field_link(lua_State *L, int t, const char *k, bool required, char *la
 		break;
 	}
 	case LUA_TTABLE:
-		if (lua_getfield(L, -1, "ifname") == LUA_TSTRING)
+		if (brisk_rawfield(L, -1, "ifname") == LUA_TSTRING)
 			snprintf(label, len, "%s", lua_tostring(L, -1));
 		else
 			snprintf(label, len, "%s", "?");
@@ -111,7 +111,7 @@ const char *brisk_scope_name(unsigned int scope, char *buf)
 
 int brisk_optscope(lua_State *L, int t, const char *k, int def)
 {
-	int i, v = def, ty = lua_getfield(L, t, k);
+	int i, v = def, ty = brisk_rawfield(L, t, k);
 
 	if (ty == LUA_TSTRING) {
 		const char *s = lua_tostring(L, -1);
@@ -197,7 +197,7 @@ int brisk_fill_devnames(lua_State *L, struct brisk_nl *h, int list, const char *
 	n = (lua_Integer)lua_rawlen(L, list);
 	for (i = 1; i <= n; i++) {
 		lua_rawgeti(L, list, i);
-		if (lua_getfield(L, -1, from) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+		if (brisk_rawfield(L, -1, from) == LUA_TNUMBER && lua_isinteger(L, -1)) {
 			ifindex = lua_tointeger(L, -1);
 			if (lua_rawgeti(L, cache, ifindex) != LUA_TSTRING) {
 				lua_pop(L, 1);
@@ -479,7 +479,7 @@ static const char *required_string(lua_State *L, int t, const char *k)
 static lua_Integer opt_u32(lua_State *L, int t, const char *k)
 {
 	lua_Integer v;
-	bool absent = lua_getfield(L, t, k) == LUA_TNIL;
+	bool absent = brisk_rawfield(L, t, k) == LUA_TNIL;
 
 	lua_pop(L, 1);
 	if (absent)
@@ -575,7 +575,7 @@ static int l_addr_add(lua_State *L)
 	brisk_checkkeys(L, 2, "addr_add", keys);
 	memset(&a, 0, sizeof(a));
 	addr = required_string(L, 2, "address");
-	switch (lua_getfield(L, 2, "broadcast")) {
+	switch (brisk_rawfield(L, 2, "broadcast")) {
 	case LUA_TNIL:
 		break;
 	case LUA_TBOOLEAN:

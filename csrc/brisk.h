@@ -88,6 +88,12 @@ int brisk_netns_fd(lua_State *L, int idx);
  * or "..". Returns NULL when fine, else a static reason. */
 const char *brisk_ifname_invalid(const char *name);
 
+/* t[k] without metamethods, pushed; returns its type. Option tables are
+ * read raw, as their keys are checked (lua_next): a string read from one
+ * stays reachable from the table once popped, which a string an __index
+ * function made would not (it could be collected while still in use). */
+int brisk_rawfield(lua_State *L, int t, const char *k);
+
 /* Read an optional field of the option table at `t`; raise naming the field
  * when it has the wrong type. */
 const char *brisk_optstring(lua_State *L, int t, const char *k, const char *def);

@@ -790,16 +790,16 @@ static void resolve_names(lua_State *L, struct brisk_nl *h, struct names *n, int
 	unsigned int lflags;
 
 	t = lua_absindex(L, t);
-	if (lua_getfield(L, t, "master") == LUA_TNUMBER) {
+	if (brisk_rawfield(L, t, "master") == LUA_TNUMBER) {
 		names_lookup(L, h, n, (int)lua_tointeger(L, -1));
 		lua_setfield(L, t, "master");
 	}
 	lua_pop(L, 1);
-	if (lua_getfield(L, t, "link") == LUA_TNUMBER) {
+	if (brisk_rawfield(L, t, "link") == LUA_TNUMBER) {
 		lflags = names_lookup(L, h, n, (int)lua_tointeger(L, -1));
 		lua_setfield(L, t, "link");
 		if (!(lflags & IFF_UP)) {
-			lua_getfield(L, t, "flags");
+			brisk_rawfield(L, t, "flags");
 			lua_pushliteral(L, "M-DOWN");
 			lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 			lua_pop(L, 1);
@@ -1256,7 +1256,7 @@ static void setter_spec(lua_State *L, const char *what, const char *const keys[]
 	luaL_checktype(L, 2, LUA_TTABLE);
 	noextra(L, 2);
 	brisk_checkkeys(L, 2, what, keys);
-	if (lua_getfield(L, 2, "dev") == LUA_TNIL)
+	if (brisk_rawfield(L, 2, "dev") == LUA_TNIL)
 		luaL_error(L, "%s: field 'dev' is required", what);
 }
 
@@ -1283,11 +1283,11 @@ static int link_arg(lua_State *L, int idx, const char *what, int *ifindex, const
 		s = lua_tostring(L, idx);
 		break;
 	case LUA_TTABLE:
-		if (lua_getfield(L, idx, "ifindex") == LUA_TNUMBER) {
+		if (brisk_rawfield(L, idx, "ifindex") == LUA_TNUMBER) {
 			i = lua_tointegerx(L, -1, &isint);
 			if (!isint)
 				luaL_error(L, "%s: ifindex must be an integer", what);
-		} else if (lua_getfield(L, idx, "ifname") == LUA_TSTRING)
+		} else if (brisk_rawfield(L, idx, "ifname") == LUA_TSTRING)
 			s = lua_tostring(L, -1);     /* stays reachable from the table */
 		else
 			luaL_error(L, "%s: link table needs 'ifindex' or 'ifname'", what);
@@ -1341,7 +1341,7 @@ static int link_arg_index(lua_State *L, struct brisk_nl *h, int idx, const char 
 
 static bool opt_present(lua_State *L, int t, const char *k)
 {
-	bool p = lua_getfield(L, t, k) != LUA_TNIL;
+	bool p = brisk_rawfield(L, t, k) != LUA_TNIL;
 	lua_pop(L, 1);
 	return p;
 }
@@ -1361,7 +1361,7 @@ static int64_t opt_u32(lua_State *L, int t, const char *what, const char *k)
 /* A boolean, or 0/1, as 0/1; -1 when absent. */
 static int opt_flag(lua_State *L, int t, const char *what, const char *k)
 {
-	int ty = lua_getfield(L, t, k), v = -1;
+	int ty = brisk_rawfield(L, t, k), v = -1;
 
 	if (ty == LUA_TBOOLEAN)
 		v = lua_toboolean(L, -1);
@@ -1404,7 +1404,7 @@ static void opt_address(lua_State *L, int t, const char *what, struct brisk_link
  * misuse raises naming the field; opened later by brisk_netns_fd. */
 static bool opt_netns_check(lua_State *L, int t, const char *what)
 {
-	int ty = lua_getfield(L, t, "netns");
+	int ty = brisk_rawfield(L, t, "netns");
 	bool present = ty != LUA_TNIL;
 
 	if (ty == LUA_TSTRING && lua_rawlen(L, -1) == 0)
@@ -1423,7 +1423,7 @@ static int opt_netns_open(lua_State *L, int t, char *label, size_t labellen)
 {
 	int fd;
 
-	lua_getfield(L, t, "netns");
+	brisk_rawfield(L, t, "netns");
 	snprintf(label, labellen, "%s", luaL_tolstring(L, -1, NULL));
 	lua_pop(L, 1);
 	fd = brisk_netns_fd(L, lua_gettop(L));
@@ -1496,7 +1496,7 @@ static int l_link_list(lua_State *L)
 		brisk_checkkeys(L, 2, "link_list", keys);
 		g.kind = brisk_optstring(L, 2, "kind", NULL);
 		if (opt_present(L, 2, "master")) {
-			lua_getfield(L, 2, "master");
+			brisk_rawfield(L, 2, "master");
 			err = link_arg(L, -1, "link_list: field 'master'", &mindex, &mname,
 				       label, sizeof(label), &why);
 			if (err)
@@ -1625,7 +1625,7 @@ static int l_link_add(lua_State *L)
 	if (s.link.up == 0)
 		s.link.up = -1;         /* a new link is down anyway */
 
-	if (lua_getfield(L, 2, "bridge") != LUA_TNIL) {
+	if (brisk_rawfield(L, 2, "bridge") != LUA_TNIL) {
 		if (!lua_istable(L, -1))
 			return luaL_error(L, "link_add: field 'bridge' must be a table");
 		if (strcmp(s.kind, "bridge"))
@@ -1635,7 +1635,7 @@ static int l_link_add(lua_State *L)
 	}
 	lua_pop(L, 1);
 
-	if (lua_getfield(L, 2, "peer") != LUA_TNIL) {
+	if (brisk_rawfield(L, 2, "peer") != LUA_TNIL) {
 		int p = lua_gettop(L);
 		if (!lua_istable(L, p))
 			return luaL_error(L, "link_add: field 'peer' must be a table");
@@ -1661,7 +1661,7 @@ static int l_link_add(lua_State *L)
 	if (perr)
 		return brisk_failmsg(L, "link_add peer", s.peer.ifname, perr, pwhy);
 	if (opt_present(L, 2, "master")) {
-		lua_getfield(L, 2, "master");
+		brisk_rawfield(L, 2, "master");
 		s.link.master = link_arg_index(L, h, -1, "link_add master", "link_add: field 'master'",
 					       nslabel, sizeof(nslabel), &pushed);
 		if (!s.link.master)
@@ -1669,7 +1669,7 @@ static int l_link_add(lua_State *L)
 		lua_pop(L, 1);
 	}
 	if (peer_netns) {
-		lua_getfield(L, 2, "peer");
+		brisk_rawfield(L, 2, "peer");
 		s.peer.netns_fd = opt_netns_open(L, lua_gettop(L), nslabel, sizeof(nslabel));
 		lua_pop(L, 1);
 		if (s.peer.netns_fd < 0)
@@ -1741,7 +1741,7 @@ static int l_link_set(lua_State *L)
 	check_ifname(L, 2, "link_set", &a.ifname, &nerr, &nwhy);
 	parse_common(L, 2, "link_set", &a);
 	netns = opt_netns_check(L, 2, "link_set");
-	if (lua_getfield(L, 2, "master") == LUA_TBOOLEAN && lua_toboolean(L, -1))
+	if (brisk_rawfield(L, 2, "master") == LUA_TBOOLEAN && lua_toboolean(L, -1))
 		return luaL_error(L, "link_set: field 'master' must be a link or false");
 	lua_pop(L, 1);
 
@@ -1749,7 +1749,7 @@ static int l_link_set(lua_State *L)
 		return brisk_failmsg(L, "link_set", label, err, why);
 	if (nerr)
 		return brisk_failmsg(L, "link_set ifname", a.ifname, nerr, nwhy);
-	if (lua_getfield(L, 2, "master") == LUA_TBOOLEAN) {
+	if (brisk_rawfield(L, 2, "master") == LUA_TBOOLEAN) {
 		a.master = 0;
 	} else if (!lua_isnil(L, -1)) {
 		a.master = link_arg_index(L, h, -1, "link_set master", "link_set: field 'master'",
@@ -1844,20 +1844,20 @@ static int l_brport_get(lua_State *L)
 	if (get_link(L, h, ifindex, name) < 0)
 		return brisk_nlfail(L, h, "brport_get", label);
 	t = lua_gettop(L);
-	lua_getfield(L, t, "linkinfo");
-	if (!lua_istable(L, -1) || lua_getfield(L, -1, "info_slave_kind") != LUA_TSTRING ||
+	brisk_rawfield(L, t, "linkinfo");
+	if (!lua_istable(L, -1) || brisk_rawfield(L, -1, "info_slave_kind") != LUA_TSTRING ||
 	    strcmp(lua_tostring(L, -1), "bridge") ||
-	    lua_getfield(L, -2, "info_slave_data") != LUA_TTABLE)
+	    brisk_rawfield(L, -2, "info_slave_data") != LUA_TTABLE)
 		return brisk_failmsg(L, "brport_get", label, EOPNOTSUPP, "not a bridge port");
 	data = lua_gettop(L);
 	lua_createtable(L, 0, 24);
 	out = lua_gettop(L);
 	for (i = 0; link_keys[i]; i++) {
-		lua_getfield(L, t, link_keys[i]);
+		brisk_rawfield(L, t, link_keys[i]);
 		lua_setfield(L, out, link_keys[i]);
 	}
 	for (i = 0; i < sizeof(port_keys) / sizeof(port_keys[0]); i++) {
-		lua_getfield(L, data, port_keys[i].from);
+		brisk_rawfield(L, data, port_keys[i].from);
 		lua_setfield(L, out, port_keys[i].to);
 	}
 	return 1;

@@ -402,10 +402,17 @@ const char *brisk_ifname_invalid(const char *name)
 	return NULL;
 }
 
+int brisk_rawfield(lua_State *L, int t, const char *k)
+{
+	t = lua_absindex(L, t);
+	lua_pushstring(L, k);
+	return lua_rawget(L, t);
+}
+
 const char *brisk_optstring(lua_State *L, int t, const char *k, const char *def)
 {
 	const char *s = def;
-	int ty = lua_getfield(L, t, k);
+	int ty = brisk_rawfield(L, t, k);
 	if (ty == LUA_TSTRING)
 		s = lua_tostring(L, -1);
 	else if (ty != LUA_TNIL)
@@ -417,7 +424,7 @@ const char *brisk_optstring(lua_State *L, int t, const char *k, const char *def)
 lua_Integer brisk_optinteger(lua_State *L, int t, const char *k, lua_Integer def)
 {
 	lua_Integer v = def;
-	int isnum, ty = lua_getfield(L, t, k);
+	int isnum, ty = brisk_rawfield(L, t, k);
 	if (ty != LUA_TNIL) {
 		v = lua_tointegerx(L, -1, &isnum);
 		if (!isnum)
@@ -430,7 +437,7 @@ lua_Integer brisk_optinteger(lua_State *L, int t, const char *k, lua_Integer def
 
 int brisk_optboolean(lua_State *L, int t, const char *k, int def)
 {
-	int v = def, ty = lua_getfield(L, t, k);
+	int v = def, ty = brisk_rawfield(L, t, k);
 	if (ty == LUA_TBOOLEAN)
 		v = lua_toboolean(L, -1);
 	else if (ty != LUA_TNIL)
@@ -466,12 +473,10 @@ static int cb_ifindex(const struct nlmsghdr *nlh, void *data)
 {
 	struct getname_ctx *g = data;
 	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
-	if (nlh->nlmsg_type == RTM_NEWLINK)
+	if (nlh->nlmsg_type == RTM_NEWLINK && mnl_nlmsg_get_payload_len(nlh) >= sizeof(*ifm))
 		g->ifindex = ifm->ifi_index;
 	return MNL_CB_OK;
 }
-
-
 
 int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, size_t labellen)
 {
@@ -485,9 +490,9 @@ int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, siz
 
 	idx = lua_absindex(L, idx);
 	if (lua_type(L, idx) == LUA_TTABLE) {
-		if (lua_getfield(L, idx, "ifindex") == LUA_TNUMBER)
+		if (brisk_rawfield(L, idx, "ifindex") == LUA_TNUMBER)
 			ifindex = lua_tointeger(L, -1);
-		else if (lua_getfield(L, idx, "ifname") == LUA_TSTRING)
+		else if (brisk_rawfield(L, idx, "ifname") == LUA_TSTRING)
 			name = lua_tostring(L, -1);
 		else
 			luaL_error(L, "link table needs 'ifindex' or 'ifname'");

@@ -97,7 +97,7 @@ static lua_Integer opt_named(lua_State *L, int t, const char *k, const struct na
 {
 	lua_Integer v = def;
 	unsigned int u = 0;
-	int ty = lua_getfield(L, t, k);
+	int ty = brisk_rawfield(L, t, k);
 
 	if (ty == LUA_TSTRING) {
 		if (value_of(names, lua_tostring(L, -1), &u) < 0)
@@ -121,7 +121,7 @@ static uint32_t opt_table(lua_State *L, int t, bool all)
 {
 	lua_Integer v = RT_TABLE_MAIN;
 	unsigned int u = 0;
-	int ty = lua_getfield(L, t, "table");
+	int ty = brisk_rawfield(L, t, "table");
 
 	if (ty == LUA_TSTRING) {
 		const char *s = lua_tostring(L, -1);
@@ -497,7 +497,7 @@ static int route_modify(lua_State *L, const char *op, uint16_t cmd, uint16_t fla
 	r.table = opt_table(L, 2, false);
 	scope = brisk_optscope(L, 2, "scope", -1);
 	metric = -1;
-	if (lua_getfield(L, 2, "metric") != LUA_TNIL) {
+	if (brisk_rawfield(L, 2, "metric") != LUA_TNIL) {
 		metric = brisk_optinteger(L, 2, "metric", 0);
 		if (metric < 0 || metric > (lua_Integer)UINT32_MAX)
 			luaL_error(L, "field 'metric' must be 0..4294967295");

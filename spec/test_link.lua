@@ -175,6 +175,30 @@ function TestLinkGet:test_bad_arguments()
 	lu.assertErrorMsgContains("brisk.nl", function() h.link_get({}, "lo") end)
 end
 
+-- Link and option tables are read raw (their own fields), as their keys
+-- are checked: a value an __index function makes is not seen. It was, and
+-- the string it made could be collected while the request still used it
+-- (a use after free under ASan; found by a review).
+function TestLinkGet:test_tables_are_read_raw()
+	local h = self.h
+	local function made(_, k) if k == "ifname" then return "lo" end end
+	lu.assertErrorMsgContains("needs 'ifindex' or 'ifname'", function()
+		h:link_get(setmetatable({}, { __index = made }))
+	end)
+	-- many, collected as they go: each refused, none read freed memory
+	collectgarbage("incremental", 0, 1000, 0)
+	for i = 1, 2000 do
+		local ok = pcall(h.link_get, h, setmetatable({}, { __index = function(_, k)
+			if k == "ifname" then return ("zz%d"):format(i) end
+		end }))
+		lu.assertFalse(ok)
+	end
+	collectgarbage("incremental", 200, 100, 0)
+	-- a table's own fields, as before
+	lu.assertEquals(assert(h:link_get{ ifname = "lo" }).ifindex, 1)
+	lu.assertEquals(assert(h:link_get(setmetatable({ ifname = "lo" }, { __index = made }))).ifindex, 1)
+end
+
 ---------------------------------------------------------------------------
 TestLinkList = class()
 

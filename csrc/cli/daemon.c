@@ -302,7 +302,7 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	struct ucred cred = { 0, 0, 0 };
 	socklen_t clen = sizeof(cred);
 	struct timespec t0;
-	int fds[REQ_FDS], nfds = 0, i, ret = 0, peer_ok;
+	int fds[REQ_FDS], nfds = 0, i, ret = 0, peer_ok, rerr = 0;
 	int32_t code = REPLY_LOCAL;
 	const char *p, *end, *why = NULL, *label = "?";
 	ssize_t n;
@@ -315,6 +315,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	msg.msg_control = u.buf;
 	msg.msg_controllen = sizeof(u.buf);
 	n = recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		msg.msg_controllen = 0;    /* the kernel left it as it was: u.buf holds no descriptor */
 	peer_ok = getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && cred.uid == geteuid();
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
@@ -328,7 +330,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 					close(fd);
 			}
 		}
-	if (n < (ssize_t)sizeof(h) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || nfds != REQ_FDS) {
+	if (n < (ssize_t)sizeof(h) || n > REQ_MAX || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    nfds != REQ_FDS) {
 		why = "malformed request";
 		goto answer;
 	}
@@ -387,8 +390,10 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	if (fchdir(fds[4]) < 0 || dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0) {
 		lua_pop(L, 3);
 		why = "cannot take the caller's descriptors";
-		if (!restore_own(s))
+		if (!restore_own(s)) {
+			rerr = errno;
 			ret = -1;
+		}
 		goto answer;
 	}
 	/* handler(argv, env) -> exit code (integer) and the command's name,
@@ -407,8 +412,10 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		/* the label stays on the stack until the log line is written */
 		label = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
 	}
-	if (!restore_own(s))
+	if (!restore_own(s)) {
+		rerr = errno;
 		ret = -1;
+	}
 	if (code == REPLY_LOCAL)
 		why = "not served";
 answer:
@@ -424,7 +431,7 @@ answer:
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
 	if (ret < 0)
-		log_line("cannot return to its own namespace or directory: %s", strerror(errno));
+		log_line("cannot return to its own namespace or directory: %s", strerror(rerr));
 	return ret;
 }
 
@@ -542,7 +549,7 @@ int brisk_host_serve(lua_State *L)
 	struct sigaction act, old_int, old_term, old_hup, old_pipe;
 	sigset_t block, old_mask, wait_mask;
 	struct stat mine;
-	int lfd, i, fatal = 0, hidx = 2, wait;
+	int lfd, i, fatal = 0, hidx = 2, wait, reserve;
 	struct pollfd pfd;
 
 	luaL_checkstring(L, 1);
@@ -612,6 +619,7 @@ int brisk_host_serve(lua_State *L)
 	}
 	pfd.fd = lfd;
 	pfd.events = POLLIN;
+	reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	wait = run_idle(L, &s, 0);
 	while (!stop_signal && !fatal) {
 		int c, r;
@@ -629,8 +637,28 @@ int brisk_host_serve(lua_State *L)
 			break;
 		}
 		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
+		if (c < 0) {
+			/* The connection stays queued, and ppoll would report it
+			 * at once, forever (the stop signals pending but never let
+			 * in). Out of descriptors, the reserve one makes room to
+			 * take it and tell the caller to run its command itself;
+			 * otherwise a pause in which the signals can come. */
+			if ((errno == EMFILE || errno == ENFILE) && reserve >= 0) {
+				close(reserve);
+				c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+				if (c >= 0) {
+					reply_to(c, REPLY_LOCAL);
+					close(c);
+				}
+				reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				if (!s.quiet)
+					log_line("out of file descriptors: a caller was left to run its command");
+			} else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+				struct timespec pause = { 0, 10 * 1000000L };
+				ppoll(NULL, 0, &pause, &wait_mask);
+			}
 			continue;
+		}
 		/* a caller that connects and sends nothing cannot hold it */
 		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		if (serve_one(L, hidx, &s, c) < 0)
@@ -641,6 +669,8 @@ int brisk_host_serve(lua_State *L)
 	}
 
 	close(lfd);
+	if (reserve >= 0)
+		close(reserve);
 	{
 		struct stat now;
 		if (stat(sa.sun_path, &now) == 0 && now.st_ino == mine.st_ino && now.st_dev == mine.st_dev)
