@@ -90,6 +90,19 @@ function TestReplSession:test_errors_with_trimmed_traceback()
 	lu.assertEquals(take(), "2\n")
 end
 
+-- a value that cannot be printed is that line's error; the session goes
+-- on (it ended the REPL; found by a review)
+function TestReplSession:test_a_value_that_cannot_print()
+	local s, take = session()
+	lu.assertEquals(s:feed('setmetatable({}, { __tostring = function() error("bad tostring") end })'), "error")
+	local o, e = take()
+	lu.assertEquals(o, "")
+	lu.assertStrContains(e, "bad tostring")
+	lu.assertEquals(s.errors, 1)
+	lu.assertEquals(s:feed("1 + 1"), "ok")
+	lu.assertEquals(take(), "2\n")
+end
+
 function TestReplSession:test_syntax_errors()
 	local s, take = session()
 	lu.assertEquals(s:feed("x = = 1"), "error")

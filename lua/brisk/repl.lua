@@ -360,7 +360,12 @@ end
 function Session:exec(fn)
 	local r = table.pack(xpcall(fn, handler))
 	if not r[1] then return self:fail(r[2]) end
-	if r.n > 1 then self:print(table.unpack(r, 2, r.n)) end
+	if r.n > 1 then
+		-- a value whose __tostring (or __name) raises is an error of this
+		-- line, not the end of the session
+		local ok, err = xpcall(self.print, handler, self, table.unpack(r, 2, r.n))
+		if not ok then return self:fail(err) end
+	end
 	return "ok"
 end
 
