@@ -647,6 +647,13 @@ int brisk_host_serve(lua_State *L)
 				close(reserve);
 				c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 				if (c >= 0) {
+					/* the request is read (and dropped, its
+					 * descriptors with it) before the answer: a
+					 * socket closed with a request unread is reset,
+					 * and the caller would lose the answer */
+					char drop[64];
+					setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+					(void)recv(c, drop, sizeof(drop), 0);
 					reply_to(c, REPLY_LOCAL);
 					close(c);
 				}
