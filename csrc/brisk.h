@@ -84,7 +84,7 @@ int brisk_netns_fd(lua_State *L, int idx);
 
 /* --- arguments --- */
 
-/* Check an interface name: 1..15 bytes, no '/', ':' or whitespace, not "."
+/* Check an interface name: 1..15 bytes, no '/', ':', '%' or whitespace, not "."
  * or "..". Returns NULL when fine, else a static reason. */
 const char *brisk_ifname_invalid(const char *name);
 

@@ -398,6 +398,9 @@ const char *brisk_ifname_invalid(const char *name)
 	for (p = name; *p; p++) {
 		if (*p == '/' || *p == ':' || isspace((unsigned char)*p))
 			return "interface name contains '/', ':' or whitespace";
+		/* the kernel reads '%d' as a template and makes a name of its own */
+		if (*p == '%')
+			return "interface name contains '%' (a kernel name template)";
 	}
 	return NULL;
 }

@@ -344,6 +344,12 @@ row{ "lua_netns_own_pid", "lua", function(d)
 	f:close()
 	return d:create_endpoint("base", { netns = math.tointeger(pid) })
 end, "EINVAL", "is the namespace the driver manages, not a sandbox" }
+row{ "lua_join_ifname_template", "lua", function(d)
+	assert(d:create_endpoint("spare", { name = "unjoined" }))
+	local ok, msg, err = d:join("unjoined", "ns1", { ifname = "e%d" })
+	assert(d:delete_endpoint("unjoined"))
+	return ok, msg, err
+end, "EINVAL", "invalid interface name 'e%d'" }
 row{ "lua_join_own_namespace", "lua", function(d)
 	assert(d:create_endpoint("spare", { name = "unjoined" }))
 	local ok, msg, err = d:join("unjoined", "/proc/thread-self/ns/net")

@@ -76,6 +76,7 @@ local BAD_NAMES = {
 	{ "abcdefghijklmnop", E.ENAMETOOLONG },     -- 16 bytes
 	{ "a/b", E.EINVAL }, { "a:b", E.EINVAL }, { "a b", E.EINVAL },
 	{ ".", E.EINVAL }, { "..", E.EINVAL }, { "", E.EINVAL },
+	{ "e%d", E.EINVAL },                          -- a kernel name template
 }
 
 local function open()

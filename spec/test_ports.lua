@@ -493,4 +493,21 @@ function TestPortsDriver:test_restore_keeps_published_ports()
 	for _, r in ipairs(d:restore()) do lu.assertTrue(r.ok, r.msg) end
 	lu.assertEquals(d:check(), {})
 	lu.assertTrue(send(self.out, "tcp", "192.0.2.1", 8080, "t4"))
+	-- a network whose restore fails gets no ports back either (they would
+	-- stand without the network's own rules)
+	assert(d:create_network{ name = "other", subnet = "172.31.0.0/16" })
+	assert(d:create_endpoint("other", { name = "web2", publish = { "9090:90" } }))
+	H.must("nft flush ruleset")
+	d:replace_step("setup_device_up", function(h, n)
+		if n.name == "other" then return nil, "injected failure", core.errno.EIO end
+		return h:link_set{ dev = n.bridge, up = true }
+	end)
+	local failed = {}
+	for _, r in ipairs(d:restore()) do
+		if not r.ok then failed[#failed + 1] = r.name end
+	end
+	lu.assertEquals(failed, { "other" })
+	local rules = H.must("nft list ruleset")
+	lu.assertStrContains(rules, "dport 8080 dnat ip to 172.30.0.2:80")
+	lu.assertNotStrContains(rules, "9090")
 end

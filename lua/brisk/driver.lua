@@ -1105,7 +1105,7 @@ function D:restore(o)
 				out[#out + 1] = { name = net.name, ok = false, msg = msg }
 			end
 			if o.on_network then o.on_network(out[#out]) end
-			if self.restore_endpoints then self:restore_endpoints(net, out) end
+			if self.restore_endpoints then self:restore_endpoints(net, out, log ~= nil) end
 		end
 	end)
 	return out

@@ -311,6 +311,17 @@ local function free_ifname(hs, prefix)
 	return nil
 end
 
+-- The container side's name, given by the caller: nil, msg, errno when the
+-- kernel would refuse it or read it as a template ('%d').
+local function check_ifname(name)
+	if type(name) ~= "string" then return fail("ifname must be a string") end
+	if name == "" or #name > 15 or name:find("[%s/:%%]") or name == "." or name == ".." then
+		return fail(string.format("invalid interface name '%s'", name),
+			#name > 15 and errno.ENAMETOOLONG or errno.EINVAL)
+	end
+	return true
+end
+
 -- Build the endpoint record (touches nothing but the in-memory IPAM book).
 local function resolve_endpoint(self, net, spec)
 	for _, k in ipairs{ "ip", "ip6", "mac", "name", "id" } do
@@ -408,11 +419,8 @@ local function resolve_endpoint(self, net, spec)
 	end
 	ep.prefix = net.container_iface_prefix or "eth"
 	if spec.ifname ~= nil then
-		if type(spec.ifname) ~= "string" then return fail("ifname must be a string") end
-		local bad = spec.ifname == "" or #spec.ifname > 15 or spec.ifname:find("[%s/:%%]")
-			or spec.ifname == "." or spec.ifname == ".."
-		if bad then return fail(string.format("invalid interface name '%s'", spec.ifname),
-			#spec.ifname > 15 and errno.ENAMETOOLONG or errno.EINVAL) end
+		local ok, msg, err = check_ifname(spec.ifname)
+		if not ok then return nil, msg, err end
 		ep.ifname = spec.ifname
 	end
 	return ep
@@ -713,6 +721,10 @@ function D:join(epkey, netns, o)
 		local net = assert(self:network(ep.network))
 		local ref, rmsg = sandbox_ref(netns)
 		if not ref then return fail(rmsg) end
+		if o.ifname ~= nil then
+			local ok, imsg, ierr = check_ifname(o.ifname)
+			if not ok then return nil, imsg, ierr end
+		end
 		local ctx = { driver = self, move = true, network = net }
 		ctx.journal = handle.journal(self.h)
 		local hs, smsg, serr = open_sandbox(self, ref, ctx)
@@ -760,9 +772,12 @@ local function release_netns(self, ep)
 	end
 	if hs then hs:close() end
 	if busy then
-		local path = "/run/netns/" .. ns
+		-- the same namespace however another endpoint named it (a name, a
+		-- path such as /var/run/netns/N, a pid)
+		local id = core.netns_id(ns)
 		for _, other in ipairs(self.store:list("endpoint")) do
-			if other.id ~= ep.id and (other.netns == ns or other.netns == path) then
+			if other.id ~= ep.id and other.netns ~= nil
+				and (other.netns == ns or (id and core.netns_id(other.netns) == id)) then
 				other.created_netns = ns
 				local ok, msg, err = self.store:put("endpoint", other)
 				if not ok then return nil, msg, M.store_errno(err) end
@@ -862,12 +877,14 @@ end
 
 --- Undo the interrupted creates of a network's endpoints (used by restore):
 -- each adds {name = "endpoint NAME", ok =, undone = true, msg =} to `out`.
-function D:restore_endpoints(net, out)
+-- When the network itself was restored (`net_ok`), its endpoints' published
+-- ports are programmed again.
+function D:restore_endpoints(net, out, net_ok)
 	for _, ep in ipairs(self:endpoints(net.id)) do
 		if ep.state == "creating" then
 			local ok, msg = self:delete_endpoint(ep.id)
 			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok == true, undone = true, msg = msg }
-		elseif self.fw and type(ep.ports) == "table" then
+		elseif net_ok and self.fw and type(ep.ports) == "table" then
 			-- restore rebuilt the network's firewall, which took the
 			-- endpoint's published ports with it: they are published again
 			for _, b in ipairs(ep.ports) do

@@ -19,7 +19,7 @@ local DEF_FLAGS = {
 	{ "--ip6", arg = "IP", doc = "IPv6 address (IPv6 networks; default: allocated)" },
 	{ "--mac", arg = "MAC", doc = "MAC address of the namespace side (default: 02:42 + the IPv4 address)" },
 	{ "--netns", arg = "NAME|PATH|PID",
-	  doc = "join this namespace too: a name (created when missing), a path or a pid" },
+	  doc = "join this namespace too: a name (created when missing), a path or a pid (not brisk's own)" },
 	{ "--ifname", arg = "NAME", doc = "interface name inside the namespace (default: the first free ethN)" },
 	{ "-o", "--opt", arg = "KEY=VALUE", multi = true,
 	  doc = "endpoint option: mac (com.docker.network.endpoint.macaddress), hairpin" },
@@ -182,8 +182,9 @@ cli.register {
 	summary = "delete endpoints",
 	usage = "NAME|ID...",
 	description = "Deletes the veth pair (wherever its other end is), frees the addresses, and\n"
-		.. "deletes a namespace the endpoint created. Prints each endpoint removed; one that\n"
-		.. "cannot be removed is reported and the others are still tried (exit 1).",
+		.. "deletes a namespace the endpoint created (unless another endpoint is in it, which\n"
+		.. "then owns it). Prints each endpoint removed; one that cannot be removed is\n"
+		.. "reported and the others are still tried (exit 1).",
 	example = "brisk endpoint rm web1 web2",
 	min_args = 1,
 	list = true,
@@ -224,7 +225,8 @@ cli.register {
 	summary = "bring an endpoint's other end back from its namespace",
 	usage = "NAME|ID",
 	description = "The namespace side loses its addresses, goes down and returns under its host\n"
-		.. "name; a namespace the endpoint created is deleted. The endpoint stays on its network.",
+		.. "name; a namespace the endpoint created is deleted (unless another endpoint is in\n"
+		.. "it, which then owns it). The endpoint stays on its network.",
 	example = "brisk endpoint leave web1",
 	min_args = 1, max_args = 1,
 	run = function(_, pos, ctx)
