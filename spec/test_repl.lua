@@ -447,6 +447,16 @@ local function run_pipe(input, env)
 	return code, out, err
 end
 
+-- SIGINT interrupts the line that runs, not the session (a review)
+function TestReplPipe:test_sigint_interrupts_the_line()
+	local code, out, err = run_pipe('f = assert(io.open("/proc/self/stat")); pid = f:read("n"); f:close()\n'
+		.. 'io.popen("kill -INT " .. math.tointeger(pid)):close() for i = 1, 1e9 do end\n'
+		.. 'print("next line")\n')
+	lu.assertEquals(out, "next line\n")
+	lu.assertStrContains(err, "interrupted")
+	lu.assertEquals(code, 1)
+end
+
 function TestReplPipe:test_pipe_runs_chunks()
 	local code, out, err = run_pipe("1+1\nfunction f(a)\nreturn a .. '!'\nend\nf('hi')\n:help\n:quit\nprint('after quit')\n")
 	lu.assertEquals(err, "")

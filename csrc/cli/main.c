@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,7 +343,72 @@ static int host_isatty(lua_State *L)
 	return 1;
 }
 
+/* --- Ctrl-C in user code --- */
+
+/* While a script of the user's (brisk run) or a REPL line runs, SIGINT
+ * raises "interrupted" in it, as lua.c does, so that its error handling
+ * (a topology's teardown) runs; a second SIGINT ends the process. The
+ * error is held back while brisk's journal is between a kernel change and
+ * its record (brisk.handle's `busy`), so that a rollback knows every
+ * change it has to undo. */
+static lua_State *sig_L;
+
+static int rawget_str(lua_State *L, int t, const char *k)
+{
+	t = lua_absindex(L, t);
+	lua_pushstring(L, k);
+	return lua_rawget(L, t);
+}
+
+static int journal_busy(lua_State *L)
+{
+	int busy = 0;
+
+	if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+		if (rawget_str(L, -1, "brisk.handle") == LUA_TTABLE) {
+			rawget_str(L, -1, "busy");
+			busy = lua_toboolean(L, -1);
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return busy;
+}
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	if (journal_busy(L))
+		return;          /* still armed: raised once the record is kept */
+	lua_sethook(L, NULL, 0, 0);
+	lua_pushliteral(L, "interrupted");
+	lua_error(L);
+}
+
+static void on_sigint(int sig)
+{
+	signal(sig, SIG_DFL);
+	lua_sethook(sig_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
+/* host.interrupts(on): SIGINT raises "interrupted" in the running Lua code
+ * (on), or ends the process (off, the default). */
+static int host_interrupts(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TBOOLEAN);
+	if (lua_toboolean(L, 1)) {
+		sig_L = L;
+		signal(SIGINT, on_sigint);
+	} else {
+		signal(SIGINT, SIG_DFL);
+		lua_sethook(L, NULL, 0, 0);
+	}
+	return 0;
+}
+
 static const luaL_Reg host_funcs[] = {
+	{ "interrupts", host_interrupts },
 	{ "readline", host_readline },
 	{ "add_history", host_add_history },
 	{ "read_history", host_read_history },

@@ -1068,7 +1068,8 @@ M.register {
 	summary = "run a Lua script with brisk on the path",
 	usage = "SCRIPT [ARGS...]",
 	description = "The script gets its arguments in `arg` (arg[0] is the script) and as `...`.\n"
-		.. "Use `local brisk = require \"brisk\"`. SCRIPT `-` reads the script from stdin.",
+		.. "Use `local brisk = require \"brisk\"`. SCRIPT `-` reads the script from stdin.\n"
+		.. "Ctrl-C raises \"interrupted\" in the script (a topology is then torn down).",
 	example = "brisk run setup.lua mynet 10.1.0.0/24",
 	min_args = 1,
 	passthrough = true,
@@ -1079,6 +1080,11 @@ M.register {
 		local chunkname = script ~= "-" and ("@" .. script) or "=stdin"
 		local args = { [-1] = "brisk", [0] = script, table.unpack(pos, 2) }
 		_G.arg = args
+		-- Ctrl-C raises "interrupted" in the script (its topology is torn
+		-- down as on any error), as under lua5.4
+		local hok, host = pcall(require, "brisk.host")
+		local interrupts = hok and host.interrupts or function() end
+		interrupts(true)
 		local ok, e = xpcall(chunk, function(e)
 			if M.is_error(e) and e.exit == 2 then return e end
 			local msg = error_text(e)
@@ -1093,6 +1099,7 @@ M.register {
 			return setmetatable({ message = msg, exit = M.is_error(e) and e.exit or 1,
 				traced = debug_on() }, Error)
 		end, table.unpack(args, 1, #pos - 1))
+		interrupts(false)
 		if not ok then error(e, 0) end
 		return nil
 	end,

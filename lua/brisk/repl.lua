@@ -358,7 +358,11 @@ function Session:fail(msg)
 end
 
 function Session:exec(fn)
+	-- in the brisk program, Ctrl-C interrupts the line, not the session
+	local interrupts = self.interrupts or function() end
+	interrupts(true)
 	local r = table.pack(xpcall(fn, handler))
+	interrupts(false)
 	if not r[1] then return self:fail(r[2]) end
 	if r.n > 1 then
 		-- a value whose __tostring (or __name) raises is an error of this
@@ -524,6 +528,7 @@ function M.run(opts)
 	local interactive = opts.interactive
 	if interactive == nil then interactive = host ~= nil and host.isatty(0) end
 	local s <close> = M.session { env = opts.env, state_dir = opts.state_dir }
+	if host and host.interrupts then s.interrupts = host.interrupts end
 	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
 
 	if not interactive then
