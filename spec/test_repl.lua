@@ -230,12 +230,20 @@ function TestReplComplete:test_names_inside_strings()
 	lu.assertEquals(c("rcn", "driver:network('rcn"), { "rcnet", "rcns0" })
 	lu.assertEquals(c("rc", "rc"), {})                          -- not inside a string
 	lu.assertEquals(c("rcbr", 'f("rcbr", 1)'), { "rcbr0" })     -- cursor before the end
+	-- '-' ends a word for the line editor: "br-rc" comes as "rc" after
+	-- "br-", and br-rcnet is offered from there (a review found nothing was)
+	lu.assertEquals(c("rc", 'h:link_get("br-rc'), { "rcnet" })
+	lu.assertEquals(c("", 'h:link_get("br-'), { "rcnet" })
+	lu.assertEquals(c("rc", 'h:link_get("br-rc", 1)'), { "rcnet" })
 	-- through repl.complete, as Tab does
 	table.insert(repl.completers, c)
 	local env = repl.new_env()
 	local got = repl.complete(env, "rcb", 'brisk.open():link_get("rcb')
+	-- inside a string, after "br-": names, not Lua's globals and keywords
+	local after_dash = repl.complete(env, "", 'x = "br-')
 	table.remove(repl.completers)
 	lu.assertEquals(got, { "rcbr0" })
+	lu.assertEquals(after_dash, { "rcnet" })
 	assert(d:delete_network("rcnet", { force = true }))
 	d:close()
 	os.execute("rm -rf " .. q(dir))

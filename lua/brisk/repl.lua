@@ -185,6 +185,15 @@ local function resolve(env, path)
 	return v
 end
 
+-- When `text` (the word being completed) is inside a string literal on
+-- `line`: the literal's content before the word, which the line editor
+-- took as other words ('-' ends a word: "my-w" comes as "w" after "my-");
+-- nil when the cursor is not in a string.
+local function string_prefix(text, line)
+	local esc = text:gsub("%p", "%%%0")
+	return line:match("[\"']([%w_.%-]-)" .. esc .. "$") or line:match("[\"']([%w_.%-]-)" .. esc .. "[^%w_.%-]")
+end
+
 --- Completion candidates for `text` (the word before the cursor) on `line`.
 -- @tparam table env the environment names are looked up in
 -- @tparam string text
@@ -206,7 +215,7 @@ function M.complete(env, text, line)
 					if k:sub(1, #prefix) == prefix then found[base .. sep .. k] = true end
 				end
 			end
-		elseif text:match("^[%a_]?[%w_]*$") then
+		elseif text:match("^[%a_]?[%w_]*$") and not string_prefix(text, line) then
 			for k in pairs(field_names(env, {})) do
 				if k:sub(1, #text) == text then found[k] = true end
 			end
@@ -227,13 +236,6 @@ function M.complete(env, text, line)
 	for c in pairs(found) do out[#out + 1] = c end
 	table.sort(out)
 	return out
-end
-
--- Whether `text` (the word being completed) follows a quote on `line`:
--- the cursor is in a string literal.
-local function after_quote(text, line)
-	local esc = text:gsub("%p", "%%%0")
-	return line:find("[\"']" .. esc .. "$") ~= nil or line:find("[\"']" .. esc .. "[^%w_.-]") ~= nil
 end
 
 --- The names worth completing inside a string literal: the interfaces of
@@ -275,10 +277,12 @@ end
 -- @treturn function fn(text, line) -> sorted array of names
 function M.name_completer(state_dir)
 	return function(text, line)
-		if not after_quote(text, line or text) then return {} end
-		local out = {}
+		local pre = string_prefix(text, line or text)
+		if not pre then return {} end
+		-- a name is offered from where the word starts: "my-web" as "web"
+		local want, out = pre .. text, {}
 		for _, n in ipairs(M.names(state_dir)) do
-			if n:sub(1, #text) == text then out[#out + 1] = n end
+			if n:sub(1, #want) == want then out[#out + 1] = n:sub(#pre + 1) end
 		end
 		return out
 	end
