@@ -370,6 +370,13 @@ function TestDaemon:test_same_output_and_exit_codes_as_without_daemon()
 	-- the refused creates changed nothing
 	local nets = json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json")))
 	lu.assertEquals(#nets, 1)
+	-- output into a pipe whose reader is gone: SIGPIPE in the caller's
+	-- shell terms (128 + 13), served or not (served, it was 0; a review)
+	local function piped(env)
+		return H.must("bash -c " .. q(env .. " " .. q(BIN) .. " help | (exec 0<&-; sleep 0.3); echo ${PIPESTATUS[0]}"))
+	end
+	lu.assertEquals(piped(""), "141\n")
+	lu.assertEquals(piped("BRISK_HOST=" .. q(dm.sock)), "141\n")
 end
 
 function TestDaemon:test_another_network_namespace_is_entered_and_left()

@@ -412,6 +412,15 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		/* the label stays on the stack until the log line is written */
 		label = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
 	}
+	if (code != REPLY_LOCAL) {
+		/* Its output went to a pipe nobody reads any more: run in the
+		 * caller, the command would have died of SIGPIPE (which the
+		 * daemon ignores), so the caller exits as a shell reports that */
+		struct pollfd out = { 1, POLLOUT, 0 };
+		int failed = fflush(stdout) == EOF || ferror(stdout);
+		if (failed && poll(&out, 1, 0) == 1 && (out.revents & POLLERR))
+			code = 128 + SIGPIPE;
+	}
 	if (!restore_own(s)) {
 		rerr = errno;
 		ret = -1;
