@@ -138,6 +138,28 @@ function TestGraphCli:topology()
 	H.netns_add("gempty")
 end
 
+-- One namespace however its endpoints named it, one node for a host port
+-- published on both families (a review found three clusters and two
+-- identical nodes)
+function TestGraphCli:test_one_cluster_per_namespace_one_node_per_port()
+	self:must("network create --ipv6 --subnet 10.73.0.0/24 --subnet fd00:73::/64 gds")
+	self:must("endpoint create --name gx1 --netns gx gds")
+	self:must("endpoint create --name gx2 --netns /run/netns/gx -p 9090:90 gds")
+	local code, out, err = self:brisk("graph")
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(select(2, out:gsub('label="netns gx"', "")), 1)
+	lu.assertNotStrContains(out, "/run/netns/gx")
+	lu.assertEquals(select(2, out:gsub('label="%*:9090/tcp"', "")), 1)
+	lu.assertStrContains(out, 'label="10.73.0.3:90/tcp"')
+	lu.assertStrContains(out, 'label="[fd00:73::3]:90/tcp"')
+	local m = cjson.decode((select(2, self:brisk("--json graph"))))
+	for _, e in ipairs(m.endpoints) do lu.assertEquals(e.netns, "gx") end
+	if HAS_DOT then
+		local ok, svg = dot_accepts(out)
+		lu.assertTrue(ok, svg)
+	end
+end
+
 function TestGraphCli:test_model_json_matches_kernel()
 	self:topology()
 	local code, out, err = self:brisk("--json graph")
@@ -175,7 +197,8 @@ function TestGraphCli:test_dot_output_is_valid_and_complete()
 	lu.assertStrMatches(out, "graph brisk {\n.*}\n")
 	for _, s in ipairs({ "br-gweb", "br-gdb", "network gweb", "10.71.0.1/24", "fd00:72::1/64", "internal",
 		'label="netns gh1"', 'label="netns gempty"', "eth0 (gw1)", "eth1 (gd1)", "(gloose)",
-		"10.71.0.2/24", '"*:8080/tcp"', '"127.0.0.1:5353/udp"', 'label="80/tcp"', 'label="53/udp"' }) do
+		"10.71.0.2/24", '"*:8080/tcp"', '"127.0.0.1:5353/udp"', 'label="10.71.0.2:80/tcp"',
+		'label="10.71.0.2:53/udp"' }) do
 		lu.assertStrContains(out, s)
 	end
 	lu.assertNotStrContains(out, "bridge missing")

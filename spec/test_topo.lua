@@ -258,6 +258,21 @@ function TestTopoUp:test_second_run_changes_nothing_and_says_so()
 	same(deep_world(self.dir), after_first)
 end
 
+-- a port published on both families is said once in the endpoint's line
+-- (two identical "port" items before; a review)
+function TestTopoUp:test_dual_stack_port_said_once()
+	local t = new(self)
+	t:network{ name = "ds", subnet = { "10.51.0.0/24", "fd00:51::/64" }, ipv6 = true }
+	t:host "d1"
+	t:connect("d1", "ds", { publish = { "9090:90" } })
+	t:up()
+	local line
+	for _, l in ipairs(self.lines) do if l:find("d1 on ds", 1, true) then line = l end end
+	lu.assertNotNil(line, table.concat(self.lines, "\n"))
+	lu.assertEquals(select(2, line:gsub("port 9090%->90/tcp", "")), 1)
+	t:close()
+end
+
 function TestTopoUp:test_up_twice_in_one_script()
 	local t = lab(self)
 	t:up()

@@ -709,9 +709,15 @@ local function ep_text(ep)
 	local t = { sfmt("%s %s", ep.ifname, ep.ipv4) }
 	if ep.ipv6 then t[#t + 1] = ep.ipv6 end
 	t[#t + 1] = "mac " .. ep.mac
+	-- a port published on both families is one binding per family: said once
+	local said = {}
 	for _, p in ipairs(ep.ports or {}) do
-		t[#t + 1] = sfmt("port %s%d->%d/%s", p.host_ip and (p.host_ip .. ":") or "", p.host_port,
+		local s = sfmt("port %s%d->%d/%s", p.host_ip and (p.host_ip .. ":") or "", p.host_port,
 			p.container_port, p.proto)
+		if not said[s] then
+			said[s] = true
+			t[#t + 1] = s
+		end
 	end
 	return concat(t, ", ")
 end

@@ -47,22 +47,35 @@ function G.model(d)
 		}
 	end
 	local ns = {}
+	-- a namespace however an endpoint named it (a name, a path, a pid) is
+	-- drawn once, under its name in /run/netns when it has one
+	local ok, core = pcall(require, "brisk.core")
+	local named = {}
+	if ok and core.netns_list then
+		for _, n in ipairs(core.netns_list() or {}) do
+			ns[n] = true
+			local id = core.netns_id(n)
+			if id and not named[id] then named[id] = n end
+		end
+	end
+	local function ns_name(ref)
+		if ref == nil then return nil end
+		local id = ok and core.netns_id and core.netns_id(ref)
+		return id and named[id] or tostring(ref)
+	end
 	for _, e in ipairs(eps) do
 		local ports = cli.array()
 		for _, p in ipairs(e.ports or {}) do
 			ports[#ports + 1] = { proto = p.proto, host_ip = p.host_ip, host_port = p.host_port,
-				container_port = p.container_port }
+				container_ip = p.container_ip, container_port = p.container_port }
 		end
+		local netns = ns_name(e.netns)
 		m.endpoints[#m.endpoints + 1] = {
 			id = e.id, name = e.name, network = e.network, host_ifname = e.host_ifname,
-			netns = e.netns ~= nil and tostring(e.netns) or nil, ifname = e.ifname,
+			netns = netns, ifname = e.ifname,
 			peer_ifname = e.peer_ifname, ipv4 = e.ipv4, ipv6 = e.ipv6, mac = e.mac, ports = ports,
 		}
-		if e.netns ~= nil then ns[tostring(e.netns)] = true end
-	end
-	local ok, core = pcall(require, "brisk.core")
-	if ok and core.netns_list then
-		for _, n in ipairs(core.netns_list() or {}) do ns[n] = true end
+		if netns ~= nil then ns[netns] = true end
 	end
 	for n in pairs(ns) do m.namespaces[#m.namespaces + 1] = n end
 	table.sort(m.namespaces)
@@ -147,13 +160,22 @@ function G.dot(model)
 		if not n.present then a.color = "red" end
 		add(2, q("net:" .. n.id) .. " " .. attrs(a) .. ";")
 	end
+	-- one node per published host port of an endpoint: a dual-stack
+	-- binding (one for IPv4, one for IPv6) is one node with two edges
+	local port_node = {}      -- endpoint id -> binding index -> node id
 	for _, e in ipairs(model.endpoints) do
+		local seen = {}
+		port_node[e.id] = {}
 		for i, p in ipairs(e.ports or {}) do
 			local host = (p.host_ip and (tostring(p.host_ip):find(":", 1, true) and ("[" .. p.host_ip .. "]")
 				or p.host_ip) or "*") .. ":" .. tostring(p.host_port) .. "/" .. tostring(p.proto)
-			add(2, q("port:" .. e.id .. ":" .. i) .. " " .. attrs {
-				shape = "cds", style = "filled", fillcolor = "\"#fbe3c2\"", label = q(host),
-			} .. ";")
+			if not seen[host] then
+				seen[host] = "port:" .. e.id .. ":" .. i
+				add(2, q(seen[host]) .. " " .. attrs {
+					shape = "cds", style = "filled", fillcolor = "\"#fbe3c2\"", label = q(host),
+				} .. ";")
+			end
+			port_node[e.id][i] = seen[host]
 		end
 	end
 	for _, e in ipairs(loose) do ep_node(2, e) end
@@ -177,9 +199,11 @@ function G.dot(model)
 			add(1, q(from) .. " -- " .. q("ep:" .. e.id) .. " " .. attrs { label = q(e.host_ifname or "") } .. ";")
 		end
 		for i, p in ipairs(e.ports or {}) do
-			add(1, q("port:" .. e.id .. ":" .. i) .. " -- " .. q("ep:" .. e.id) .. " " .. attrs {
+			local to = p.container_ip and (tostring(p.container_ip):find(":", 1, true)
+				and ("[" .. p.container_ip .. "]:") or (p.container_ip .. ":")) or ""
+			add(1, q(port_node[e.id][i]) .. " -- " .. q("ep:" .. e.id) .. " " .. attrs {
 				dir = "forward", style = "dashed", color = "darkorange",
-				label = q(tostring(p.container_port) .. "/" .. tostring(p.proto)),
+				label = q(to .. tostring(p.container_port) .. "/" .. tostring(p.proto)),
 			} .. ";")
 		end
 	end
