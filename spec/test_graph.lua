@@ -158,6 +158,15 @@ function TestGraphCli:test_one_cluster_per_namespace_one_node_per_port()
 		local ok, svg = dot_accepts(out)
 		lu.assertTrue(ok, svg)
 	end
+	-- an unnamed namespace, by pid and by path: one cluster too
+	local pid = H.must("unshare -n sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s+$", "")
+	os.execute("sleep 0.2")
+	self:must("endpoint create --name gp1 --netns " .. pid .. " gds")
+	self:must("endpoint create --name gp2 --netns /proc/" .. pid .. "/ns/net gds")
+	_, out = self:brisk("graph")
+	os.execute("kill " .. pid)
+	lu.assertEquals(select(2, out:gsub('label="netns ' .. pid .. '"', "")), 1)
+	lu.assertNotStrContains(out, "/proc/" .. pid)
 end
 
 function TestGraphCli:test_model_json_matches_kernel()

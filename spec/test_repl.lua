@@ -229,19 +229,23 @@ function TestReplComplete:test_names_inside_strings()
 	lu.assertEquals(c("rc", 'h:link_get("rc'), { "rcbr0", "rcep", "rcnet", "rcns0" })
 	lu.assertEquals(c("rcn", "driver:network('rcn"), { "rcnet", "rcns0" })
 	lu.assertEquals(c("rc", "rc"), {})                          -- not inside a string
-	lu.assertEquals(c("rcbr", 'f("rcbr", 1)'), { "rcbr0" })     -- cursor before the end
+	-- (the line is what comes before the cursor, as the brisk program gives it)
 	-- '-' ends a word for the line editor: "br-rc" comes as "rc" after
 	-- "br-", and br-rcnet is offered from there (a review found nothing was)
 	lu.assertEquals(c("rc", 'h:link_get("br-rc'), { "rcnet" })
 	lu.assertEquals(c("", 'h:link_get("br-'), { "rcnet" })
-	lu.assertEquals(c("rc", 'h:link_get("br-rc", 1)'), { "rcnet" })
+	-- a string earlier on the line: Lua names are still completed after it
+	lu.assertEquals(c("rc", 'h:link_get("br-rc", rc'), {})
 	-- through repl.complete, as Tab does
 	table.insert(repl.completers, c)
 	local env = repl.new_env()
 	local got = repl.complete(env, "rcb", 'brisk.open():link_get("rcb')
 	-- inside a string, after "br-": names, not Lua's globals and keywords
 	local after_dash = repl.complete(env, "", 'x = "br-')
+	-- past a string, Lua names again (a review found them gone)
+	local past = repl.complete(env, "pri", 'x = {"pri", pri')
 	table.remove(repl.completers)
+	lu.assertTableContains(past, "print")
 	lu.assertEquals(got, { "rcbr0" })
 	lu.assertEquals(after_dash, { "rcnet" })
 	assert(d:delete_network("rcnet", { force = true }))
@@ -463,6 +467,30 @@ function TestReplPipe:test_sigint_interrupts_the_line()
 	lu.assertEquals(out, "next line\n")
 	lu.assertStrContains(err, "interrupted")
 	lu.assertEquals(code, 1)
+end
+
+-- A Ctrl-C that comes while brisk waits for its store's lock lets the
+-- brisk call finish (and let go of the lock), then interrupts the line: the
+-- next line's create does not wait for ever on a lock nobody holds (a
+-- review found it did when the error came as the lock was taken)
+function TestReplPipe:test_sigint_while_brisk_holds_its_lock()
+	local st = H.scratch("replsig")
+	local code, out, err = run_pipe(string.format([[
+d = require("brisk.driver").open{ state_dir = %q }
+f = assert(io.open("/proc/self/stat")); pid = f:read("n"); f:close()
+io.popen("flock %s/.lock sleep 0.6"); os.execute("sleep 0.1"); bg = io.popen("sleep 0.2; kill -INT " .. math.tointeger(pid)); print(assert(d:create_network{ name = "a", subnet = "10.52.0.0/24" }).name)
+print(assert(d:create_network{ name = "b", subnet = "10.53.0.0/24" }).name, #d:networks())
+d:delete_network("a"); d:delete_network("b")
+]], st, st), "timeout 20")
+	lu.assertEquals(out, "b\t2\n")
+	lu.assertStrContains(err, "interrupted")
+	lu.assertEquals(code, 1)
+end
+
+-- a debug hook the user set stays set from one line to the next
+function TestReplPipe:test_users_debug_hook_is_kept()
+	local code, out, err = run_pipe('debug.sethook(function() end, "c")\nprint(debug.gethook() ~= nil)\n')
+	lu.assertEquals({ code, out, err }, { 0, "true\n", "" })
 end
 
 function TestReplPipe:test_pipe_runs_chunks()

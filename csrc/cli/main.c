@@ -285,8 +285,12 @@ static char **complete(const char *text, int start, int end)
 	char **matches = NULL;
 	int top;
 
+	const char *line = *ed.line_buffer ? *ed.line_buffer : "";
+	size_t upto = strlen(line);
+
 	(void)start;
-	(void)end;
+	if (end >= 0 && (size_t)end < upto)
+		upto = (size_t)end;              /* the line up to the cursor */
 	*ed.attempted_completion_over = 1;   /* never fall back to file names */
 	if (L == NULL || comp.fn == LUA_NOREF)
 		return NULL;
@@ -295,7 +299,7 @@ static char **complete(const char *text, int start, int end)
 		return NULL;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, comp.fn);
 	lua_pushstring(L, text);
-	lua_pushstring(L, *ed.line_buffer ? *ed.line_buffer : "");
+	lua_pushlstring(L, line, upto);
 	/* A Lua error must not unwind through libedit: protected call only. */
 	if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
 		comp.cands = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -348,39 +352,18 @@ static int host_isatty(lua_State *L)
 /* While a script of the user's (brisk run) or a REPL line runs, SIGINT
  * raises "interrupted" in it, as lua.c does, so that its error handling
  * (a topology's teardown) runs; a second SIGINT ends the process. The
- * error is held back while brisk's journal is between a kernel change and
- * its record (brisk.handle's `busy`), so that a rollback knows every
- * change it has to undo. */
+ * error is raised only in the user's own Lua code: brisk's modules (their
+ * source names start with lib_prefix) and C functions run on until they
+ * return to it, so that no store lock, journal entry or topology record
+ * is left half made. */
 static lua_State *sig_L;
-
-static int rawget_str(lua_State *L, int t, const char *k)
-{
-	t = lua_absindex(L, t);
-	lua_pushstring(L, k);
-	return lua_rawget(L, t);
-}
-
-static int journal_busy(lua_State *L)
-{
-	int busy = 0;
-
-	if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
-		if (rawget_str(L, -1, "brisk.handle") == LUA_TTABLE) {
-			rawget_str(L, -1, "busy");
-			busy = lua_toboolean(L, -1);
-			lua_pop(L, 1);
-		}
-		lua_pop(L, 1);
-	}
-	lua_pop(L, 1);
-	return busy;
-}
+static char lib_prefix[PATH_MAX + 16];
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
-	(void)ar;
-	if (journal_busy(L))
-		return;          /* still armed: raised once the record is kept */
+	if (!lua_getinfo(L, "S", ar) || ar->what[0] == 'C' ||
+	    (lib_prefix[0] && !strncmp(ar->source, lib_prefix, strlen(lib_prefix))))
+		return;          /* still armed: raised once the user's code runs */
 	lua_sethook(L, NULL, 0, 0);
 	lua_pushliteral(L, "interrupted");
 	lua_error(L);
@@ -392,19 +375,29 @@ static void on_sigint(int sig)
 	lua_sethook(sig_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
-/* host.interrupts(on): SIGINT raises "interrupted" in the running Lua code
- * (on), or ends the process (off, the default). */
+/* host.interrupts(true, prefix): SIGINT raises "interrupted" in the
+ * user's Lua code; `prefix` is the source name brisk's modules start with
+ * ("@/usr/local/share/lua/5.4/brisk/"). host.interrupts(false): SIGINT
+ * ends the process again (the default); returns whether an interrupt was
+ * still waiting for the user's code (a user's own debug hook is kept). */
 static int host_interrupts(lua_State *L)
 {
+	int pending = 0;
+
 	luaL_checktype(L, 1, LUA_TBOOLEAN);
 	if (lua_toboolean(L, 1)) {
+		snprintf(lib_prefix, sizeof(lib_prefix), "%s", luaL_optstring(L, 2, ""));
 		sig_L = L;
 		signal(SIGINT, on_sigint);
 	} else {
 		signal(SIGINT, SIG_DFL);
-		lua_sethook(L, NULL, 0, 0);
+		if (lua_gethook(L) == interrupt_hook) {
+			pending = 1;
+			lua_sethook(L, NULL, 0, 0);
+		}
 	}
-	return 0;
+	lua_pushboolean(L, pending);
+	return 1;
 }
 
 static const luaL_Reg host_funcs[] = {

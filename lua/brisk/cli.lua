@@ -1062,6 +1062,20 @@ local function script_where(chunkname, level)
 	end
 end
 
+--- Ctrl-C in the user's code (the brisk program's brisk.host.interrupts):
+-- `arm()` makes SIGINT raise "interrupted" once the user's own Lua code
+-- runs (brisk's modules and C functions finish first); `disarm()` makes it
+-- end the process again and says whether one was still waiting. Without
+-- the brisk program, both do nothing.
+function M.interrupts()
+	local host = package.preload["brisk.host"] and require("brisk.host")
+	if not (host and host.interrupts) then
+		return function() end, function() return false end
+	end
+	local prefix = debug.getinfo(1, "S").source:match("^(@.*/)cli%.lua$") or ""
+	return function() host.interrupts(true, prefix) end, function() return host.interrupts(false) end
+end
+
 M.register {
 	name = "run",
 	raw = true,
@@ -1082,9 +1096,8 @@ M.register {
 		_G.arg = args
 		-- Ctrl-C raises "interrupted" in the script (its topology is torn
 		-- down as on any error), as under lua5.4
-		local hok, host = pcall(require, "brisk.host")
-		local interrupts = hok and host.interrupts or function() end
-		interrupts(true)
+		local arm, disarm = M.interrupts()
+		arm()
 		local ok, e = xpcall(chunk, function(e)
 			if M.is_error(e) and e.exit == 2 then return e end
 			local msg = error_text(e)
@@ -1099,8 +1112,10 @@ M.register {
 			return setmetatable({ message = msg, exit = M.is_error(e) and e.exit or 1,
 				traced = debug_on() }, Error)
 		end, table.unpack(args, 1, #pos - 1))
-		interrupts(false)
+		local pending = disarm()
 		if not ok then error(e, 0) end
+		-- the script ended in brisk's code, with a Ctrl-C still waiting
+		if pending then M.error("interrupted") end
 		return nil
 	end,
 }

@@ -16,10 +16,6 @@
 local M = {}
 
 --- The methods that change kernel state.
---- True while a journal is between a kernel change and its record (read
--- by the brisk program, which holds a Ctrl-C back until then).
-M.busy = false
-
 M.MUTATORS = {
 	link_add = true, link_del = true, link_set = true, bridge_set = true,
 	brport_set = true, addr_add = true, addr_del = true, route_add = true,
@@ -280,14 +276,8 @@ function M.journal(real, log, o)
 			and made[link_name(set.dev)] == true))
 		local undo, why
 		if not covered then undo, why = undoers[op](real, ...) end
-		-- from the change until its record: an interruption (Ctrl-C in
-		-- the brisk program) waits, so that a rollback sees the change
-		M.busy = true
 		local r = pack(method(real, op)(real, ...))
-		if r[1] == nil then
-			M.busy = false
-			return table.unpack(r, 1, r.n)
-		end
+		if r[1] == nil then return table.unpack(r, 1, r.n) end
 		if after_undoers[op] and not covered then undo, why = after_undoers[op](r[1], ...), nil end
 		if op == "link_add" and type(a) == "table" then
 			if a.ifname then made[a.ifname] = true end
@@ -304,7 +294,6 @@ function M.journal(real, log, o)
 		end
 		if op == "nft" then args = { (...) } end -- the undo script is not part of the call
 		log[#log + 1] = { op = op, args = copy(args), undo = undo, why = why, covered = covered or nil }
-		M.busy = false
 		return table.unpack(r, 1, r.n)
 	end)
 	rawset(j, "log", log)

@@ -186,12 +186,12 @@ local function resolve(env, path)
 end
 
 -- When `text` (the word being completed) is inside a string literal on
--- `line`: the literal's content before the word, which the line editor
--- took as other words ('-' ends a word: "my-w" comes as "w" after "my-");
--- nil when the cursor is not in a string.
+-- `line` (the line up to the cursor): the literal's content before the
+-- word, which the line editor took as other words ('-' ends a word: "my-w"
+-- comes as "w" after "my-"); nil when the cursor is not in a string.
 local function string_prefix(text, line)
 	local esc = text:gsub("%p", "%%%0")
-	return line:match("[\"']([%w_.%-]-)" .. esc .. "$") or line:match("[\"']([%w_.%-]-)" .. esc .. "[^%w_.%-]")
+	return line:match("[\"']([%w_.%-]-)" .. esc .. "$")
 end
 
 --- Completion candidates for `text` (the word before the cursor) on `line`.
@@ -532,7 +532,12 @@ function M.run(opts)
 	local interactive = opts.interactive
 	if interactive == nil then interactive = host ~= nil and host.isatty(0) end
 	local s <close> = M.session { env = opts.env, state_dir = opts.state_dir }
-	if host and host.interrupts then s.interrupts = host.interrupts end
+	if host and host.interrupts then
+		-- brisk's own code (this module's directory) finishes before a
+		-- Ctrl-C interrupts the line
+		local prefix = debug.getinfo(1, "S").source:match("^(@.*/)repl%.lua$") or ""
+		s.interrupts = function(on) return host.interrupts(on, prefix) end
+	end
 	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
 
 	if not interactive then

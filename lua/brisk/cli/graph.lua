@@ -61,7 +61,10 @@ function G.model(d)
 	local function ns_name(ref)
 		if ref == nil then return nil end
 		local id = ok and core.netns_id and core.netns_id(ref)
-		return id and named[id] or tostring(ref)
+		if not id then return tostring(ref) end
+		-- unnamed: under the first way an endpoint named it
+		named[id] = named[id] or tostring(ref)
+		return named[id]
 	end
 	for _, e in ipairs(eps) do
 		local ports = cli.array()
