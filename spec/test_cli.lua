@@ -374,6 +374,49 @@ for i = 1, 1e9 do local _ = i end
 	lu.assertEquals(H.snapshot(), before)
 	lu.assertEquals(H.must("ip netns list"), "")
 	lu.assertEquals(H.must("ls " .. st .. "/network " .. st .. "/endpoint"), st .. "/endpoint:\n\n" .. st .. "/network:\n")
+	-- from the user's functions brisk calls (a step hook; a topology's log
+	-- function during its teardown): brisk's work finishes, the script
+	-- stops at its next line of its own (a review found the first soft-
+	-- failed one create and went on, the second aborted the teardown)
+	spit(d .. "/h.lua", string.format([[
+local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close()
+local function sigint() io.popen("kill -INT " .. math.tointeger(pid)):close() end
+local d = require("brisk.driver").open{ state_dir = %q }
+d:after("setup_device", function() sigint(); return true end)
+for i = 1, 3 do
+	assert(d:create_network{ name = "h" .. i, subnet = "10.6" .. i .. ".0.0/24" })
+	print("created h" .. i)
+end
+]], st))
+	code, out, err = brisk("run h.lua", { cwd = d })
+	lu.assertEquals({ code, out }, { 1, "" })
+	lu.assertStrMatches(err, ".*brisk: h%.lua:6: interrupted\n$")
+	lu.assertEquals(#cjson.decode((select(2, brisk("--state-dir " .. q(st) .. " network ls --json")))), 1)
+	lu.assertEquals(select(1, brisk("--state-dir " .. q(st) .. " network rm h1")), 0)
+	spit(d .. "/l.lua", string.format([[
+local topo = require "brisk.topo"
+local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close()
+local sent = false
+local function log(line)
+	if line:match("^%%- host") and not sent then
+		sent = true
+		io.popen("kill -INT " .. math.tointeger(pid)):close()
+	end
+end
+do
+	local t <close> = topo.new{ name = "lg", state_dir = %q, log = log }
+	t:network{ name = "n", subnet = "10.54.0.0/24" }
+	for i = 1, 4 do t:host("lg" .. i); t:connect("lg" .. i, "n") end
+	t:up()
+end
+print("after")
+]], st))
+	before = H.snapshot()
+	code, out, err = brisk("run l.lua", { cwd = d })
+	lu.assertEquals({ code, out }, { 1, "" })
+	lu.assertStrMatches(err, ".*brisk: l%.lua:1[56]: interrupted\n$")
+	lu.assertEquals(H.snapshot(), before)
+	lu.assertEquals(H.must("ip netns list"), "")
 end
 
 function TestCliRun:test_run_error_object_gets_script_line()

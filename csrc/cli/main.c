@@ -351,19 +351,56 @@ static int host_isatty(lua_State *L)
 
 /* While a script of the user's (brisk run) or a REPL line runs, SIGINT
  * raises "interrupted" in it, as lua.c does, so that its error handling
- * (a topology's teardown) runs; a second SIGINT ends the process. The
- * error is raised only in the user's own Lua code: brisk's modules (their
- * source names start with lib_prefix) and C functions run on until they
- * return to it, so that no store lock, journal entry or topology record
- * is left half made. */
+ * (a topology's teardown) runs; a second SIGINT ends the process. It is
+ * raised only where every Lua function between the run and the running
+ * one is the user's own chunk (`user_source`): inside a brisk call, and
+ * in a user's function that brisk called (a step hook, a log function),
+ * brisk finishes first, so that no store lock, journal entry or topology
+ * record is left half made. While it waits, the hook runs only when a
+ * function returns, and looks again at the next instruction. */
 static lua_State *sig_L;
-static char lib_prefix[PATH_MAX + 16];
+static char user_source[PATH_MAX + 16];
+static int arm_depth;        /* frames below the user's code when armed */
+
+static int stack_depth(lua_State *L)
+{
+	lua_Debug d;
+	int n = 0;
+
+	while (lua_getstack(L, n, &d))
+		n++;
+	return n;
+}
+
+static int in_user_code(lua_State *L)
+{
+	lua_Debug d;
+	int level, inside = stack_depth(L) - arm_depth;
+
+	for (level = 0; level < inside; level++) {
+		if (!lua_getstack(L, level, &d) || !lua_getinfo(L, "S", &d))
+			return 0;
+		if (d.what[0] == 'C') {
+			if (level == 0)
+				return 0;      /* wait for Lua code */
+			continue;              /* pcall, table.sort: the user's own */
+		}
+		if (strcmp(d.source, user_source) != 0)
+			return 0;
+	}
+	return inside > 0;
+}
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
-	if (!lua_getinfo(L, "S", ar) || ar->what[0] == 'C' ||
-	    (lib_prefix[0] && !strncmp(ar->source, lib_prefix, strlen(lib_prefix))))
-		return;          /* still armed: raised once the user's code runs */
+	if (ar->event == LUA_HOOKRET) {
+		lua_sethook(L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
+		return;
+	}
+	if (!in_user_code(L)) {
+		lua_sethook(L, interrupt_hook, LUA_MASKRET, 0);
+		return;
+	}
 	lua_sethook(L, NULL, 0, 0);
 	lua_pushliteral(L, "interrupted");
 	lua_error(L);
@@ -372,21 +409,22 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 static void on_sigint(int sig)
 {
 	signal(sig, SIG_DFL);
-	lua_sethook(sig_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+	lua_sethook(sig_L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-/* host.interrupts(true, prefix): SIGINT raises "interrupted" in the
- * user's Lua code; `prefix` is the source name brisk's modules start with
- * ("@/usr/local/share/lua/5.4/brisk/"). host.interrupts(false): SIGINT
- * ends the process again (the default); returns whether an interrupt was
- * still waiting for the user's code (a user's own debug hook is kept). */
+/* host.interrupts(true, source): SIGINT raises "interrupted" in the user's
+ * code, the chunk named `source` ("@lab.lua", "=stdin") that the caller is
+ * about to run. host.interrupts(false): SIGINT ends the process again
+ * (the default); returns whether an interrupt was still waiting for the
+ * user's code (a user's own debug hook is kept). */
 static int host_interrupts(lua_State *L)
 {
 	int pending = 0;
 
 	luaL_checktype(L, 1, LUA_TBOOLEAN);
 	if (lua_toboolean(L, 1)) {
-		snprintf(lib_prefix, sizeof(lib_prefix), "%s", luaL_optstring(L, 2, ""));
+		snprintf(user_source, sizeof(user_source), "%s", luaL_checkstring(L, 2));
+		arm_depth = stack_depth(L) - 1;     /* less this function's own frame */
 		sig_L = L;
 		signal(SIGINT, on_sigint);
 	} else {

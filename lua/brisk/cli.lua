@@ -1063,17 +1063,18 @@ local function script_where(chunkname, level)
 end
 
 --- Ctrl-C in the user's code (the brisk program's brisk.host.interrupts):
--- `arm()` makes SIGINT raise "interrupted" once the user's own Lua code
--- runs (brisk's modules and C functions finish first); `disarm()` makes it
--- end the process again and says whether one was still waiting. Without
--- the brisk program, both do nothing.
-function M.interrupts()
+-- `arm()` makes SIGINT raise "interrupted" in the chunk named `source`
+-- (the user's, about to run), once no brisk call is under way (brisk's
+-- code, and the user's functions it calls, finish first); `disarm()` makes
+-- it end the process again and says whether one was still waiting.
+-- Without the brisk program, both do nothing.
+-- @tparam string source the chunk name of the user's code ("@lab.lua")
+function M.interrupts(source)
 	local host = package.preload["brisk.host"] and require("brisk.host")
 	if not (host and host.interrupts) then
 		return function() end, function() return false end
 	end
-	local prefix = debug.getinfo(1, "S").source:match("^(@.*/)cli%.lua$") or ""
-	return function() host.interrupts(true, prefix) end, function() return host.interrupts(false) end
+	return function() host.interrupts(true, source) end, function() return host.interrupts(false) end
 end
 
 M.register {
@@ -1096,7 +1097,7 @@ M.register {
 		_G.arg = args
 		-- Ctrl-C raises "interrupted" in the script (its topology is torn
 		-- down as on any error), as under lua5.4
-		local arm, disarm = M.interrupts()
+		local arm, disarm = M.interrupts(chunkname)
 		arm()
 		local ok, e = xpcall(chunk, function(e)
 			if M.is_error(e) and e.exit == 2 then return e end

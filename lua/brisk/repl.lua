@@ -366,7 +366,11 @@ function Session:exec(fn)
 	local interrupts = self.interrupts or function() end
 	interrupts(true)
 	local r = table.pack(xpcall(fn, handler))
-	interrupts(false)
+	-- a Ctrl-C that came in a brisk call the line ended with (`return
+	-- d:create_network{...}`: no code of the line ran after it)
+	if interrupts(false) and r[1] then
+		r = { false, "interrupted", n = 2 }
+	end
 	if not r[1] then return self:fail(r[2]) end
 	if r.n > 1 then
 		-- a value whose __tostring (or __name) raises is an error of this
@@ -533,10 +537,8 @@ function M.run(opts)
 	if interactive == nil then interactive = host ~= nil and host.isatty(0) end
 	local s <close> = M.session { env = opts.env, state_dir = opts.state_dir }
 	if host and host.interrupts then
-		-- brisk's own code (this module's directory) finishes before a
-		-- Ctrl-C interrupts the line
-		local prefix = debug.getinfo(1, "S").source:match("^(@.*/)repl%.lua$") or ""
-		s.interrupts = function(on) return host.interrupts(on, prefix) end
+		-- a Ctrl-C interrupts the line (its own code: a brisk call finishes)
+		s.interrupts = function(on) return host.interrupts(on, "=stdin") end
 	end
 	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
 
