@@ -591,6 +591,20 @@ function TestReplTty:test_tty_expression_prints()
 	self:wait("EXIT=0")
 end
 
+-- Ctrl-C on a terminal: a running line is interrupted and the REPL goes
+-- on (it ended the REPL; a review)
+function TestReplTty:test_tty_ctrl_c()
+	self:start()
+	self:type("for i = 1, 1e12 do end", "Enter")
+	os.execute("sleep 0.3")
+	self:type("", "C-c")
+	self:wait("interrupted")
+	self:type("print('alive')", "Enter")
+	self:wait("alive\n> ")
+	self:type("", "C-d")
+	self:wait("EXIT=0")
+end
+
 function TestReplTty:test_tty_multiline_function()
 	self:start()
 	self:type("function sq(x)", "Enter")
