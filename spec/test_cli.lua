@@ -350,6 +350,23 @@ print("not reached")
 	lu.assertEquals(out, "caught\tfalse\tinterrupted\n")
 	lu.assertEquals(err, "")
 	lu.assertEquals(code, 130)
+	-- the user's own modules are the user's code too (a review found a
+	-- module's loop not interrupted)
+	spit(d .. "/spin.lua", "return function(n) for i = 1, n do local _ = i end return 'spun' end\n")
+	spit(d .. "/m.lua", [[
+package.path = "./?.lua;" .. package.path
+local spin = require "spin"
+print(spin(10))
+local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close()
+local bg = io.popen("sleep 0.2; kill -INT " .. math.tointeger(pid))
+do
+	local _ <close> = setmetatable({}, { __close = function() print("cleaned up") end })
+	spin(1e10)
+end
+]])
+	code, out, err = brisk("run m.lua", { cwd = d })
+	lu.assertEquals({ code, out }, { 1, "spun\ncleaned up\n" })
+	lu.assertStrContains(err, "interrupted")
 	-- a topology interrupted while it comes up finishes coming up (brisk's
 	-- code), then the script is interrupted and everything is torn down
 	local st = d .. "/st"

@@ -352,31 +352,49 @@ static int host_isatty(lua_State *L)
 /* While a script of the user's (brisk run) or a REPL line runs, SIGINT
  * raises "interrupted" in it, as lua.c does, so that its error handling
  * (a topology's teardown) runs; a second SIGINT ends the process. It is
- * raised only where every Lua function between the run and the running
- * one is the user's own chunk (`user_source`): inside a brisk call, and
- * in a user's function that brisk called (a step hook, a log function),
- * brisk finishes first, so that no store lock, journal entry or topology
- * record is left half made. While it waits, the hook runs only when a
- * function returns, and looks again at the next instruction. */
+ * raised only where no function of brisk's own is running between the
+ * run and the running function: inside a brisk call, and in a user's
+ * function that brisk called (a step hook, a log function), brisk
+ * finishes first, so that no store lock, journal entry or topology record
+ * is left half made. brisk's functions are told by their source names
+ * (`lib`: the directories brisk's modules were loaded from, "=?" for
+ * stripped chunks). Only the main thread is interrupted (as lua.c does);
+ * while an interrupt waits, the hook runs when a function returns, and
+ * looks again at the next instruction when it returns into a Lua function
+ * that is not brisk's. Runs nest (a script that runs another): each disarm
+ * puts the outer run's depth back. */
+#define MAX_LIB 4
+#define MAX_RUNS 8
+#define MAX_LOOK 64          /* frames looked at: deeper waits */
 static lua_State *sig_L;
-static char user_source[PATH_MAX + 16];
-static int arm_depth;        /* frames below the user's code when armed */
+static char lib[MAX_LIB][PATH_MAX + 16];
+static int nlib;
+static int runs[MAX_RUNS], nruns;   /* frames below each run's user code */
 
-static int stack_depth(lua_State *L)
+static int is_lib(const char *source)
 {
-	lua_Debug d;
-	int n = 0;
+	int i;
 
-	while (lua_getstack(L, n, &d))
-		n++;
-	return n;
+	for (i = 0; i < nlib; i++) {
+		size_t n = strlen(lib[i]);
+		if (lib[i][n - 1] == '/' ? !strncmp(source, lib[i], n) : !strcmp(source, lib[i]))
+			return 1;
+	}
+	return 0;
 }
 
+/* Whether the main thread runs the user's code: up to the run's own
+ * frames, none of brisk's, and a Lua function on top. */
 static int in_user_code(lua_State *L)
 {
 	lua_Debug d;
-	int level, inside = stack_depth(L) - arm_depth;
+	int level, depth = 0, inside;
 
+	while (depth < runs[nruns - 1] + MAX_LOOK + 1 && lua_getstack(L, depth, &d))
+		depth++;
+	inside = depth - runs[nruns - 1];
+	if (inside <= 0 || inside > MAX_LOOK)
+		return 0;
 	for (level = 0; level < inside; level++) {
 		if (!lua_getstack(L, level, &d) || !lua_getinfo(L, "S", &d))
 			return 0;
@@ -385,16 +403,23 @@ static int in_user_code(lua_State *L)
 				return 0;      /* wait for Lua code */
 			continue;              /* pcall, table.sort: the user's own */
 		}
-		if (strcmp(d.source, user_source) != 0)
+		if (is_lib(d.source))
 			return 0;
 	}
-	return inside > 0;
+	return 1;
 }
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
+	(void)ar;
+	if (L != sig_L || nruns == 0) {
+		lua_sethook(L, NULL, 0, 0);    /* a coroutine (it took the hook along) */
+		return;
+	}
 	if (ar->event == LUA_HOOKRET) {
-		lua_sethook(L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
+		lua_Debug d;
+		if (lua_getstack(L, 1, &d) && lua_getinfo(L, "S", &d) && d.what[0] != 'C' && !is_lib(d.source))
+			lua_sethook(L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
 		return;
 	}
 	if (!in_user_code(L)) {
@@ -412,27 +437,51 @@ static void on_sigint(int sig)
 	lua_sethook(sig_L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-/* host.interrupts(true, source): SIGINT raises "interrupted" in the user's
- * code, the chunk named `source` ("@lab.lua", "=stdin") that the caller is
- * about to run. host.interrupts(false): SIGINT ends the process again
- * (the default); returns whether an interrupt was still waiting for the
- * user's code (a user's own debug hook is kept). */
+static int stack_depth(lua_State *L)
+{
+	lua_Debug d;
+	int n = 0;
+
+	while (lua_getstack(L, n, &d))
+		n++;
+	return n;
+}
+
+/* host.interrupts(true, {source prefix or name, ...}): until the matching
+ * host.interrupts(false), SIGINT raises "interrupted" in the user's code
+ * that the caller is about to run (its frames are those above the
+ * caller's). host.interrupts(false) returns whether an interrupt was still
+ * waiting; after the outermost run, SIGINT ends the process again (the
+ * default), and a user's own debug hook is kept. */
 static int host_interrupts(lua_State *L)
 {
 	int pending = 0;
 
 	luaL_checktype(L, 1, LUA_TBOOLEAN);
 	if (lua_toboolean(L, 1)) {
-		snprintf(user_source, sizeof(user_source), "%s", luaL_checkstring(L, 2));
-		arm_depth = stack_depth(L) - 1;     /* less this function's own frame */
+		lua_Integer i, n;
+		luaL_checktype(L, 2, LUA_TTABLE);
+		if (nruns == MAX_RUNS)
+			return luaL_error(L, "interrupts: runs nested too deep");
+		n = (lua_Integer)lua_rawlen(L, 2);
+		for (i = 1, nlib = 0; i <= n && nlib < MAX_LIB; i++) {
+			lua_rawgeti(L, 2, i);
+			if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0)
+				snprintf(lib[nlib++], sizeof(lib[0]), "%s", lua_tostring(L, -1));
+			lua_pop(L, 1);
+		}
+		runs[nruns++] = stack_depth(L) - 1;   /* less this function's own frame */
 		sig_L = L;
 		signal(SIGINT, on_sigint);
 	} else {
-		signal(SIGINT, SIG_DFL);
 		if (lua_gethook(L) == interrupt_hook) {
 			pending = 1;
 			lua_sethook(L, NULL, 0, 0);
 		}
+		if (nruns > 0)
+			nruns--;
+		/* the outer run, if any, catches the next one */
+		signal(SIGINT, nruns > 0 ? on_sigint : SIG_DFL);
 	}
 	lua_pushboolean(L, pending);
 	return 1;

@@ -1063,18 +1063,23 @@ local function script_where(chunkname, level)
 end
 
 --- Ctrl-C in the user's code (the brisk program's brisk.host.interrupts):
--- `arm()` makes SIGINT raise "interrupted" in the chunk named `source`
--- (the user's, about to run), once no brisk call is under way (brisk's
--- code, and the user's functions it calls, finish first); `disarm()` makes
--- it end the process again and says whether one was still waiting.
--- Without the brisk program, both do nothing.
--- @tparam string source the chunk name of the user's code ("@lab.lua")
-function M.interrupts(source)
+-- `arm()` makes SIGINT raise "interrupted" in the code the caller runs
+-- next, once no brisk call is under way (brisk's code, and the user's
+-- functions it calls, finish first); `disarm()` ends that (an outer run
+-- takes over again) and says whether one was still waiting. Without the
+-- brisk program, both do nothing.
+function M.interrupts()
 	local host = package.preload["brisk.host"] and require("brisk.host")
 	if not (host and host.interrupts) then
 		return function() end, function() return false end
 	end
-	return function() host.interrupts(true, source) end, function() return host.interrupts(false) end
+	-- brisk's modules by their source names: where the chunks say they
+	-- came from, where the sources are now (a source newer than its
+	-- chunk is loaded from there), and stripped chunks
+	local lib = { debug.getinfo(1, "S").source:match("^(@.*/)cli%.lua$"), "=?" }
+	local src = package.searchpath("brisk.cli", package.path)
+	if src then lib[#lib + 1] = "@" .. src:match("^(.*/)cli%.lua$") end
+	return function() host.interrupts(true, lib) end, function() return host.interrupts(false) end
 end
 
 M.register {
@@ -1097,7 +1102,7 @@ M.register {
 		_G.arg = args
 		-- Ctrl-C raises "interrupted" in the script (its topology is torn
 		-- down as on any error), as under lua5.4
-		local arm, disarm = M.interrupts(chunkname)
+		local arm, disarm = M.interrupts()
 		arm()
 		local ok, e = xpcall(chunk, function(e)
 			if M.is_error(e) and e.exit == 2 then return e end

@@ -538,7 +538,8 @@ function M.run(opts)
 	local s <close> = M.session { env = opts.env, state_dir = opts.state_dir }
 	if host and host.interrupts then
 		-- a Ctrl-C interrupts the line (its own code: a brisk call finishes)
-		s.interrupts = function(on) return host.interrupts(on, "=stdin") end
+		local arm, disarm = require("brisk.cli").interrupts()
+		s.interrupts = function(on) if on then return arm() end return disarm() end
 	end
 	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
 
