@@ -58,13 +58,21 @@ function G.model(d)
 			if id and not named[id] then named[id] = n end
 		end
 	end
+	-- unnamed: under the shortest way an endpoint named it (a pid before
+	-- /proc/PID/ns/net), the same whatever the endpoints' order
+	local unnamed = {}
+	for _, e in ipairs(eps) do
+		local id = e.netns ~= nil and ok and core.netns_id and core.netns_id(e.netns)
+		if id and not named[id] then
+			local r, best = tostring(e.netns), unnamed[id]
+			if not best or #r < #best or (#r == #best and r < best) then unnamed[id] = r end
+		end
+	end
 	local function ns_name(ref)
 		if ref == nil then return nil end
 		local id = ok and core.netns_id and core.netns_id(ref)
 		if not id then return tostring(ref) end
-		-- unnamed: under the first way an endpoint named it
-		named[id] = named[id] or tostring(ref)
-		return named[id]
+		return named[id] or unnamed[id]
 	end
 	for _, e in ipairs(eps) do
 		local ports = cli.array()
