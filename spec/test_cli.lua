@@ -350,6 +350,27 @@ print("not reached")
 	lu.assertEquals(out, "caught\tfalse\tinterrupted\n")
 	lu.assertEquals(err, "")
 	lu.assertEquals(code, 130)
+	-- a Ctrl-C at the terminal reaches the whole process group: t:ping's
+	-- ping ends, and the script is interrupted (a review found it lost:
+	-- os.execute's system() ignores SIGINT while it waits)
+	spit(d .. "/p.lua", string.format([[
+local topo = require "brisk.topo"
+local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close()
+local t <close> = topo.new{ name = "pg", state_dir = %q }
+t:network{ name = "n", subnet = "10.55.0.0/24" }
+t:host "pg1"; t:host "pg2"
+t:connect("pg1", "n"); t:connect("pg2", "n")
+t:up()
+local bg = io.popen("sleep 0.5; kill -INT -" .. math.tointeger(pid))
+for i = 1, 4 do t:ping("pg1", "pg2", { count = 5 }); print("pinged " .. i) end
+print("finished")
+]], st))
+	local ok, status = H.sh("cd " .. q(d) .. " && setsid -w " .. q(BIN) .. " run p.lua >out 2>err; echo $?")
+	lu.assertTrue(ok)
+	lu.assertEquals(status, "1\n")
+	lu.assertNotStrContains(slurp(d .. "/out"), "finished")
+	lu.assertStrContains(slurp(d .. "/err"), "interrupted")
+	lu.assertEquals(H.must("ip netns list"), "")
 	-- the user's own modules are the user's code too (a review found a
 	-- module's loop not interrupted)
 	spit(d .. "/spin.lua", "return function(n) for i = 1, n do local _ = i end return 'spun' end\n")

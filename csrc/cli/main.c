@@ -363,13 +363,14 @@ static int host_isatty(lua_State *L)
  * looks again at the next instruction when it returns into a Lua function
  * that is not brisk's. Runs nest (a script that runs another): each disarm
  * puts the outer run's depth back. */
-#define MAX_LIB 4
+#define MAX_LIB 6
 #define MAX_RUNS 8
 #define MAX_LOOK 64          /* frames looked at: deeper waits */
-static lua_State *sig_L;
+static lua_State *sig_L;             /* the thread SIGINT interrupts */
 static char lib[MAX_LIB][PATH_MAX + 16];
 static int nlib;
 static int runs[MAX_RUNS], nruns;   /* frames below each run's user code */
+static lua_State *run_L[MAX_RUNS];  /* and its thread */
 
 static int is_lib(const char *source)
 {
@@ -434,7 +435,8 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 static void on_sigint(int sig)
 {
 	signal(sig, SIG_DFL);
-	lua_sethook(sig_L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
+	if (sig_L)
+		lua_sethook(sig_L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 static int stack_depth(lua_State *L)
@@ -470,6 +472,7 @@ static int host_interrupts(lua_State *L)
 				snprintf(lib[nlib++], sizeof(lib[0]), "%s", lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
+		run_L[nruns] = L;
 		runs[nruns++] = stack_depth(L) - 1;   /* less this function's own frame */
 		sig_L = L;
 		signal(SIGINT, on_sigint);
@@ -480,7 +483,8 @@ static int host_interrupts(lua_State *L)
 		}
 		if (nruns > 0)
 			nruns--;
-		/* the outer run, if any, catches the next one */
+		/* the outer run, if any, catches the next one, in its thread */
+		sig_L = nruns > 0 ? run_L[nruns - 1] : NULL;
 		signal(SIGINT, nruns > 0 ? on_sigint : SIG_DFL);
 	}
 	lua_pushboolean(L, pending);

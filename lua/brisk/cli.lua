@@ -1073,12 +1073,20 @@ function M.interrupts()
 	if not (host and host.interrupts) then
 		return function() end, function() return false end
 	end
-	-- brisk's modules by their source names: where the chunks say they
-	-- came from, where the sources are now (a source newer than its
-	-- chunk is loaded from there), and stripped chunks
-	local lib = { debug.getinfo(1, "S").source:match("^(@.*/)cli%.lua$"), "=?" }
-	local src = package.searchpath("brisk.cli", package.path)
-	if src then lib[#lib + 1] = "@" .. src:match("^(.*/)cli%.lua$") end
+	-- brisk's modules by their source names: this module's, where the
+	-- chunks say they came from (a chunk is read, not run, to learn it:
+	-- this module may be loaded from a newer source elsewhere), where the
+	-- sources are now (a source newer than its chunk is loaded from
+	-- there), and stripped chunks
+	local lib = { "=?" }
+	local function add(source)
+		local dir = type(source) == "string" and source:match("^(@.*/)[^/]*%.lua$")
+		if dir then lib[#lib + 1] = dir end
+	end
+	add(debug.getinfo(1, "S").source)
+	local chunk = host.chunks and loadfile(host.chunks .. "/brisk/cli.luac", "b")
+	if chunk then add(debug.getinfo(chunk, "S").source) end
+	add("@" .. (package.searchpath("brisk.cli", package.path) or ""))
 	return function() host.interrupts(true, lib) end, function() return host.interrupts(false) end
 end
 

@@ -1330,8 +1330,15 @@ function T:ping(from, to, o)
 	end
 	self:_emit(sfmt("$ %s: %s", from, cmd))
 	io.stdout:flush()
-	local ok = core.netns_run(h.netns, os.execute, cmd)
-	return ok == true
+	-- through a pipe, not os.execute: system() ignores SIGINT while it
+	-- waits, so a Ctrl-C would end ping and be lost to the script
+	local p = core.netns_run(h.netns, io.popen, cmd, "r")
+	if not p then return false end
+	for line in p:lines() do
+		io.stdout:write(line, "\n")
+		io.stdout:flush()
+	end
+	return p:close() == true
 end
 
 --- Start a command inside a host in the background, in a process group
