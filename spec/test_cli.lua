@@ -350,6 +350,7 @@ print("not reached")
 	lu.assertEquals(out, "caught\tfalse\tinterrupted\n")
 	lu.assertEquals(err, "")
 	lu.assertEquals(code, 130)
+	local st = d .. "/st"
 	-- a Ctrl-C at the terminal reaches the whole process group: t:ping's
 	-- ping ends, and the script is interrupted (a review found it lost:
 	-- os.execute's system() ignores SIGINT while it waits)
@@ -390,7 +391,6 @@ end
 	lu.assertStrContains(err, "interrupted")
 	-- a topology interrupted while it comes up finishes coming up (brisk's
 	-- code), then the script is interrupted and everything is torn down
-	local st = d .. "/st"
 	spit(d .. "/t.lua", string.format([[
 local topo = require "brisk.topo"
 local t <close> = topo.new{ name = "sig", state_dir = %q }
