@@ -292,13 +292,16 @@ local function names(self)
 end
 
 -- An endpoint by id, else by name, else by id prefix (M.find_summary); nil,
--- msg, EINVAL when the prefix is ambiguous.
+-- "endpoint not found: KEY", ENOENT, or nil, msg, EINVAL when the prefix is
+-- ambiguous.
 local function find_endpoint(self, key)
-	if type(key) == "table" then key = key.id end
-	if type(key) ~= "string" or key == "" then return nil end
-	local e, many = M.find_summary(self, "endpoint", names(self), key)
-	if many then return nil, M.ambiguous("endpoint", key, many), errno.EINVAL end
-	return e and self.store:get("endpoint", e.id) or nil
+	local k = type(key) == "table" and key.id or key
+	local e, many
+	if type(k) == "string" and k ~= "" then e, many = M.find_summary(self, "endpoint", names(self), k) end
+	if many then return nil, M.ambiguous("endpoint", k, many), errno.EINVAL end
+	local ep = e and self.store:get("endpoint", e.id)
+	if not ep then return nil, "endpoint not found: " .. tostring(k), errno.ENOENT end
+	return ep
 end
 
 -- The first free prefix+N inside the sandbox.
@@ -315,7 +318,7 @@ end
 -- kernel would refuse it or read it as a template ('%d').
 local function check_ifname(name)
 	if type(name) ~= "string" then return fail("ifname must be a string") end
-	if name == "" or #name > 15 or name:find("[%s/:%%]") or name == "." or name == ".." then
+	if schema.ifname_invalid(name) then
 		return fail(string.format("invalid interface name '%s'", name),
 			#name > 15 and errno.ENAMETOOLONG or errno.EINVAL)
 	end
@@ -716,7 +719,7 @@ function D:join(epkey, netns, o)
 	o = o or {}
 	return self.store:transaction(function()
 		local ep, emsg, eerr = find_endpoint(self, epkey)
-		if not ep then return fail(emsg or ("endpoint not found: " .. tostring(epkey)), eerr or errno.ENOENT) end
+		if not ep then return nil, emsg, eerr end
 		if ep.netns then return fail("endpoint " .. ep.name .. " is already joined to " .. tostring(ep.netns), errno.EBUSY) end
 		local net = assert(self:network(ep.network))
 		local ref, rmsg = sandbox_ref(netns)
@@ -794,7 +797,7 @@ end
 function D:leave(epkey)
 	return self.store:transaction(function()
 		local ep, emsg, eerr = find_endpoint(self, epkey)
-		if not ep then return fail(emsg or ("endpoint not found: " .. tostring(epkey)), eerr or errno.ENOENT) end
+		if not ep then return nil, emsg, eerr end
 		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
 		local hs, msg, err = core.open(ep.netns)
 		if not hs then return nil, msg, err end
@@ -821,7 +824,7 @@ end
 function D:delete_endpoint(epkey)
 	return self.store:transaction(function()
 		local ep, emsg, eerr = find_endpoint(self, epkey)
-		if not ep then return fail(emsg or ("endpoint not found: " .. tostring(epkey)), eerr or errno.ENOENT) end
+		if not ep then return nil, emsg, eerr end
 		local net = self:network(ep.network)
 		if ep.state == "creating" and self.fw and ep.ports then
 			-- an interrupted create: its bindings were never stored, its rules go by their tag
@@ -870,9 +873,7 @@ end
 
 --- One endpoint by name, id or id prefix.
 function D:endpoint(key)
-	local e, msg, err = find_endpoint(self, key)
-	if not e then return nil, msg or ("endpoint not found: " .. tostring(key)), err or errno.ENOENT end
-	return e
+	return find_endpoint(self, key)
 end
 
 --- Undo the interrupted creates of a network's endpoints (used by restore):

@@ -67,6 +67,8 @@ local function atoi(s)
 	return v
 end
 
+--- Why `s` cannot be an interface name (empty, longer than 15 bytes, "."
+-- or "..", '/', ':', whitespace, '%'), or nil when it can.
 local function ifname_invalid(s)
 	if #s == 0 then return "empty interface name" end
 	if #s >= 16 then return "interface name longer than 15 bytes" end
@@ -344,5 +346,7 @@ function Schema:keys()
 	end
 	return r
 end
+
+M.ifname_invalid = ifname_invalid
 
 return M
