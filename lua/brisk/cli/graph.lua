@@ -60,27 +60,23 @@ function G.model(d)
 	end
 	-- unnamed: under the shortest way an endpoint named it (a pid before
 	-- /proc/PID/ns/net), the same whatever the endpoints' order
-	local unnamed = {}
-	for _, e in ipairs(eps) do
+	local ids, unnamed = {}, {}   -- endpoint index -> its namespace's identity
+	for i, e in ipairs(eps) do
 		local id = e.netns ~= nil and ok and core.netns_id and core.netns_id(e.netns)
+		ids[i] = id or nil
 		if id and not named[id] then
 			local r, best = tostring(e.netns), unnamed[id]
 			if not best or #r < #best or (#r == #best and r < best) then unnamed[id] = r end
 		end
 	end
-	local function ns_name(ref)
-		if ref == nil then return nil end
-		local id = ok and core.netns_id and core.netns_id(ref)
-		if not id then return tostring(ref) end
-		return named[id] or unnamed[id]
-	end
-	for _, e in ipairs(eps) do
+	for i, e in ipairs(eps) do
 		local ports = cli.array()
 		for _, p in ipairs(e.ports or {}) do
 			ports[#ports + 1] = { proto = p.proto, host_ip = p.host_ip, host_port = p.host_port,
 				container_ip = p.container_ip, container_port = p.container_port }
 		end
-		local netns = ns_name(e.netns)
+		local id = ids[i]
+		local netns = id and (named[id] or unnamed[id]) or (e.netns ~= nil and tostring(e.netns) or nil)
 		m.endpoints[#m.endpoints + 1] = {
 			id = e.id, name = e.name, network = e.network, host_ifname = e.host_ifname,
 			netns = netns, ifname = e.ifname,
