@@ -386,14 +386,21 @@ static int is_lib(const char *source)
 
 /* Whether the main thread runs the user's code: up to the run's own
  * frames, none of brisk's, and a Lua function on top. */
+static int stack_depth(lua_State *L, int max)
+{
+	lua_Debug d;
+	int n = 0;
+
+	while (n < max && lua_getstack(L, n, &d))
+		n++;
+	return n;
+}
+
 static int in_user_code(lua_State *L)
 {
 	lua_Debug d;
-	int level, depth = 0, inside;
+	int level, inside = stack_depth(L, runs[nruns - 1] + MAX_LOOK + 1) - runs[nruns - 1];
 
-	while (depth < runs[nruns - 1] + MAX_LOOK + 1 && lua_getstack(L, depth, &d))
-		depth++;
-	inside = depth - runs[nruns - 1];
 	if (inside <= 0 || inside > MAX_LOOK)
 		return 0;
 	for (level = 0; level < inside; level++) {
@@ -412,7 +419,6 @@ static int in_user_code(lua_State *L)
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
-	(void)ar;
 	if (L != sig_L || nruns == 0) {
 		lua_sethook(L, NULL, 0, 0);    /* a coroutine (it took the hook along) */
 		return;
@@ -439,16 +445,6 @@ static void on_sigint(int sig)
 		lua_sethook(sig_L, interrupt_hook, LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-static int stack_depth(lua_State *L)
-{
-	lua_Debug d;
-	int n = 0;
-
-	while (lua_getstack(L, n, &d))
-		n++;
-	return n;
-}
-
 /* host.interrupts(true, {source prefix or name, ...}): until the matching
  * host.interrupts(false), SIGINT raises "interrupted" in the user's code
  * that the caller is about to run (its frames are those above the
@@ -473,7 +469,7 @@ static int host_interrupts(lua_State *L)
 			lua_pop(L, 1);
 		}
 		run_L[nruns] = L;
-		runs[nruns++] = stack_depth(L) - 1;   /* less this function's own frame */
+		runs[nruns++] = stack_depth(L, INT_MAX) - 1;   /* less this function's own frame */
 		sig_L = L;
 		signal(SIGINT, on_sigint);
 	} else {

@@ -363,12 +363,11 @@ end
 
 function Session:exec(fn)
 	-- in the brisk program, Ctrl-C interrupts the line, not the session
-	local interrupts = self.interrupts or function() end
-	interrupts(true)
+	if self.arm then self.arm() end
 	local r = table.pack(xpcall(fn, handler))
 	-- a Ctrl-C that came in a brisk call the line ended with (`return
 	-- d:create_network{...}`: no code of the line ran after it)
-	if interrupts(false) and r[1] then
+	if self.disarm and self.disarm() and r[1] then
 		r = { false, "interrupted", n = 2 }
 	end
 	if not r[1] then return self:fail(r[2]) end
@@ -536,11 +535,8 @@ function M.run(opts)
 	local interactive = opts.interactive
 	if interactive == nil then interactive = host ~= nil and host.isatty(0) end
 	local s <close> = M.session { env = opts.env, state_dir = opts.state_dir }
-	if host and host.interrupts then
-		-- a Ctrl-C interrupts the line (its own code: a brisk call finishes)
-		local arm, disarm = require("brisk.cli").interrupts()
-		s.interrupts = function(on) if on then return arm() end return disarm() end
-	end
+	-- a Ctrl-C interrupts the line (its own code: a brisk call finishes)
+	s.arm, s.disarm = require("brisk.cli").interrupts()
 	if s.warning then s.ewrite("brisk: warning: require \"brisk\" failed: " .. s.warning .. "\n") end
 
 	if not interactive then
