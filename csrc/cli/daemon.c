@@ -252,11 +252,11 @@ static void reply_to(int c, int32_t code)
 	(void)send(c, &code, sizeof(code), MSG_NOSIGNAL);
 }
 
-/* Put the daemon's own descriptors, directory and namespace back; false
- * (errno set) when the namespace cannot be re-entered. */
+/* Put the daemon's own descriptors, directory and namespace back; 0, or
+ * the errno of a directory or namespace that cannot be re-entered. */
 static int restore_own(struct served *s)
 {
-	int i, ok = 1;
+	int i, err = 0;
 
 	fflush(stdout);
 	fflush(stderr);
@@ -267,10 +267,10 @@ static int restore_own(struct served *s)
 	for (i = 0; i < 3; i++)
 		dup2(s->own[i], i);
 	if (fchdir(s->own_cwd) < 0)
-		ok = 0;
+		err = errno;
 	if (setns(s->own_net, CLONE_NEWNET) < 0)
-		ok = 0;
-	return ok;
+		err = errno;
+	return err;
 }
 
 static double ms_since(const struct timespec *t0)
@@ -390,10 +390,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	if (fchdir(fds[4]) < 0 || dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0) {
 		lua_pop(L, 3);
 		why = "cannot take the caller's descriptors";
-		if (!restore_own(s)) {
-			rerr = errno;
+		if ((rerr = restore_own(s)) != 0)
 			ret = -1;
-		}
 		goto answer;
 	}
 	/* handler(argv, env) -> exit code (integer) and the command's name,
@@ -421,10 +419,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		if (failed && poll(&out, 1, 0) == 1 && (out.revents & POLLERR))
 			code = 128 + SIGPIPE;
 	}
-	if (!restore_own(s)) {
-		rerr = errno;
+	if ((rerr = restore_own(s)) != 0)
 		ret = -1;
-	}
 	if (code == REPLY_LOCAL)
 		why = "not served";
 answer:
