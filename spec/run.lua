@@ -11,11 +11,27 @@
 
 local here = arg[0]:match("^(.*)/spec/[^/]*$") or "."
 
-if os.getenv("BRISK_ISOLATED") ~= "1" then
-	local quoted = {}
-	for i = 0, #arg do quoted[#quoted + 1] = "'" .. arg[i]:gsub("'", "'\\''") .. "'" end
-	local ok, how, code = os.execute("bash " .. here .. "/scripts/isolate.sh lua5.4 " ..
+-- A test that forgets its state directory must not write the default one
+-- (/var/lib/brisk, the host's): unless BRISK_STATE_DIR is set, the run gets
+-- a scratch directory as its default, and anything left in it fails the run
+-- (BRISK_SPEC_STATE names it to the run; it is removed after).
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+if os.getenv("BRISK_ISOLATED") ~= "1" or not os.getenv("BRISK_STATE_DIR") then
+	local quoted, env, scratch = {}, "", nil
+	for i = 0, #arg do quoted[#quoted + 1] = q(arg[i]) end
+	if not os.getenv("BRISK_STATE_DIR") then
+		local p = io.popen("mktemp -d /tmp/brisk-spec-state.XXXXXX")
+		scratch = p:read("l")
+		p:close()
+		if not scratch or scratch == "" then
+			io.stderr:write("spec/run.lua: cannot make a scratch state directory\n")
+			os.exit(1)
+		end
+		env = "BRISK_STATE_DIR=" .. q(scratch) .. " BRISK_SPEC_STATE=" .. q(scratch) .. " "
+	end
+	local ok, how, code = os.execute("env " .. env .. "bash " .. here .. "/scripts/isolate.sh lua5.4 " ..
 		table.concat(quoted, " ", 1))
+	if scratch then os.execute("rm -rf " .. q(scratch)) end
 	if how == "exit" then os.exit(code) end
 	os.exit(1)
 end
@@ -58,6 +74,18 @@ local hok, helper = pcall(require, "helper")
 if hok then helper.scratch_cleanup() end
 local r = runner.result
 local failed = r.failureCount + r.errorCount + load_failures
+-- what a test wrote to the default state directory (see the top)
+local spec_state = os.getenv("BRISK_SPEC_STATE")
+if spec_state and os.getenv("BRISK_STATE_DIR") == spec_state then
+	local p = io.popen("find " .. q(spec_state) .. " -mindepth 1 -maxdepth 2 2>/dev/null | head -n 5")
+	local left = p:read("a")
+	p:close()
+	if left ~= "" then
+		failed = failed + 1
+		io.stderr:write("FAILURE: a test used the default state directory (BRISK_STATE_DIR unset "
+			.. "would be /var/lib/brisk); left there:\n", left)
+	end
+end
 local line = string.format("%d passed, %d failed", r.successCount, failed)
 if r.skippedCount > 0 then line = line .. string.format(", %d skipped", r.skippedCount) end
 print(line)

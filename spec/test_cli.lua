@@ -202,7 +202,8 @@ function TestCliCommands:test_version()
 end
 
 function TestCliCommands:test_flags_parsed()
-	local env = fake_tree()
+	-- the default state directory: the runner sets BRISK_STATE_DIR to a scratch one
+	local env = "-u BRISK_STATE_DIR " .. fake_tree()
 	local code, out, err = brisk("--json fake create --subnet 10.0.0.0/24 --subnet=fd00::/64 "
 		.. "-o a=b -oc=d --opt e=f --ipv6 --ip-range 10.0.0.0/25 -d null n1", { env = env })
 	lu.assertEquals(err, "")
