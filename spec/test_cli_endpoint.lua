@@ -191,7 +191,7 @@ end
 function TestCliEndpointCreate:test_network_rm_refuses_with_endpoints_force_deletes()
 	local a = json_run(self, "endpoint create --json --name fa --netns h1 n1")
 	local b = json_run(self, "endpoint create --json --name fb n1")
-	fails(self, "network rm n1", 1, "brisk: network n1 has 2 active endpoints")
+	fails(self, "network rm n1", 1, "brisk: network n1 has 2 active endpoints (fa, fb)")
 	lu.assertNotNil(H.iplink("bre1"))
 	lu.assertEquals(ok_run(self, "network rm --force n1"), "n1\n")
 	lu.assertNil(H.iplink("bre1"))

@@ -336,7 +336,10 @@ function TestEndpointDelete:test_network_with_endpoints_needs_force()
 	local b = assert(self.d:create_endpoint("web", { netns = "n2" }))
 	local ok, msg, err = self.d:delete_network("web")
 	lu.assertNil(ok)
-	lu.assertStrContains(msg, "network web has 2 active endpoints")
+	lu.assertStrContains(msg, "network web has 2 active endpoints (")
+	-- it names them
+	lu.assertStrContains(msg, a.name)
+	lu.assertStrContains(msg, b.name)
 	lu.assertEquals(err, E.EBUSY)
 	assert(self.d:delete_network("web", { force = true }))
 	for _, ep in ipairs{ a, b } do lu.assertNil(H.iplink(ep.host_ifname)) end

@@ -1034,8 +1034,13 @@ function D:delete_network(key, o)
 		local eps = self.endpoints and self:endpoints(net.id) or {}
 		if #eps > 0 then
 			if not o.force then
-				return nil, string.format("network %s has %d active endpoint%s", net.name, #eps,
-					#eps == 1 and "" or "s"), EBUSY
+				-- named, so that the caller knows what keeps it (a few of them)
+				local names = {}
+				for i = 1, math.min(#eps, 3) do names[i] = eps[i].name or eps[i].id:sub(1, 12) end
+				table.sort(names)
+				if #eps > 3 then names[#names + 1] = "..." end
+				return nil, string.format("network %s has %d active endpoint%s (%s)", net.name, #eps,
+					#eps == 1 and "" or "s", table.concat(names, ", ")), EBUSY
 			end
 			for _, ep in ipairs(eps) do
 				local ok, emsg, eerr = self:delete_endpoint(ep.id)
