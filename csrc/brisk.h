@@ -107,6 +107,12 @@ void brisk_checkkeys(lua_State *L, int t, const char *what, const char *const al
  * needed. Returns the ifindex (>0), 0 when the name is unknown (h->err =
  * ENODEV), or -1 on another failure. `label` receives a printable form. */
 int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, size_t labellen);
+/* The link reference at `idx` (a name, an ifindex or a link table) without
+ * asking the kernel: sets *ifindex (>0) or *name, and `label`. Raises on
+ * misuse (messages start with `what`); returns 0, or an errno (EINVAL /
+ * ENAMETOOLONG, the reason in *why) for an invalid name. */
+int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const char **name,
+		   char *label, size_t labellen, const char **why);
 
 /* Parse "addr[/plen]" (IPv4 or IPv6). Returns the family (AF_INET/AF_INET6)
  * or 0 when invalid; plen is -1 when absent. */

@@ -1260,57 +1260,6 @@ static void setter_spec(lua_State *L, const char *what, const char *const keys[]
 		luaL_error(L, "%s: field 'dev' is required", what);
 }
 
-/* A link argument at idx: a name, an ifindex or a link table. Sets
- * *ifindex (>0) or *name, and label. Raises on misuse; returns 0, or an
- * errno (EINVAL / ENAMETOOLONG, reason in *why) for an invalid name. */
-static int link_arg(lua_State *L, int idx, const char *what, int *ifindex, const char **name,
-		    char *label, size_t labellen, const char **why)
-{
-	lua_Integer i = 0;
-	const char *s = NULL;
-	int isint;
-
-	idx = lua_absindex(L, idx);
-	*ifindex = 0;
-	*name = NULL;
-	switch (lua_type(L, idx)) {
-	case LUA_TNUMBER:
-		i = lua_tointegerx(L, idx, &isint);
-		if (!isint)
-			luaL_error(L, "%s: ifindex must be an integer", what);
-		break;
-	case LUA_TSTRING:
-		s = lua_tostring(L, idx);
-		break;
-	case LUA_TTABLE:
-		if (brisk_rawfield(L, idx, "ifindex") == LUA_TNUMBER) {
-			i = lua_tointegerx(L, -1, &isint);
-			if (!isint)
-				luaL_error(L, "%s: ifindex must be an integer", what);
-		} else if (brisk_rawfield(L, idx, "ifname") == LUA_TSTRING)
-			s = lua_tostring(L, -1);     /* stays reachable from the table */
-		else
-			luaL_error(L, "%s: link table needs 'ifindex' or 'ifname'", what);
-		lua_settop(L, lua_gettop(L) - (s ? 2 : 1));
-		break;
-	default:
-		luaL_error(L, "%s: link must be a name, an ifindex or a link table (got %s)",
-			   what, luaL_typename(L, idx));
-	}
-	if (s) {
-		snprintf(label, labellen, "%s", s);
-		*name = s;
-		if ((*why = brisk_ifname_invalid(s)))
-			return strlen(s) >= IFNAMSIZ ? ENAMETOOLONG : EINVAL;
-		return 0;
-	}
-	if (i <= 0 || i > INT32_MAX)
-		luaL_error(L, "%s: ifindex must be a positive integer", what);
-	snprintf(label, labellen, "%lld", (long long)i);
-	*ifindex = (int)i;
-	return 0;
-}
-
 /* A link argument that must become an ifindex (GET by name when needed).
  * Returns the ifindex, or 0 after pushing the failure triple. */
 static int link_arg_index(lua_State *L, struct brisk_nl *h, int idx, const char *op,
@@ -1320,7 +1269,7 @@ static int link_arg_index(lua_State *L, struct brisk_nl *h, int idx, const char 
 	int ifindex, err;
 
 	*pushed = 0;
-	err = link_arg(L, idx, what, &ifindex, &name, label, labellen, &why);
+	err = brisk_link_arg(L, idx, what, &ifindex, &name, label, labellen, &why);
 	if (err) {
 		*pushed = brisk_failmsg(L, op, label, err, why);
 		return 0;
@@ -1458,7 +1407,7 @@ static int l_link_get(lua_State *L)
 
 	luaL_checkany(L, 2);
 	noextra(L, 2);
-	err = link_arg(L, 2, "link_get", &ifindex, &name, label, sizeof(label), &why);
+	err = brisk_link_arg(L, 2, "link_get", &ifindex, &name, label, sizeof(label), &why);
 	if (err)
 		return brisk_failmsg(L, "link_get", label, err, why);
 	if (get_link(L, h, ifindex, name) < 0)
@@ -1497,7 +1446,7 @@ static int l_link_list(lua_State *L)
 		g.kind = brisk_optstring(L, 2, "kind", NULL);
 		if (opt_present(L, 2, "master")) {
 			brisk_rawfield(L, 2, "master");
-			err = link_arg(L, -1, "link_list: field 'master'", &mindex, &mname,
+			err = brisk_link_arg(L, -1, "link_list: field 'master'", &mindex, &mname,
 				       label, sizeof(label), &why);
 			if (err)
 				return brisk_failmsg(L, "link_list master", label, err, why);
@@ -1701,7 +1650,7 @@ static int l_link_del(lua_State *L)
 
 	luaL_checkany(L, 2);
 	noextra(L, 2);
-	err = link_arg(L, 2, "link_del", &ifindex, &name, label, sizeof(label), &why);
+	err = brisk_link_arg(L, 2, "link_del", &ifindex, &name, label, sizeof(label), &why);
 	if (err)
 		return brisk_failmsg(L, "link_del", label, err, why);
 	if (brisk_link_del(h, ifindex, name) < 0)
@@ -1736,7 +1685,7 @@ static int l_link_set(lua_State *L)
 
 	setter_spec(L, "link_set", keys);
 	brisk_link_attrs_init(&a);
-	err = link_arg(L, -1, "link_set: field 'dev'", &ifindex, &name, label, sizeof(label), &why);
+	err = brisk_link_arg(L, -1, "link_set: field 'dev'", &ifindex, &name, label, sizeof(label), &why);
 	lua_pop(L, 1);
 	check_ifname(L, 2, "link_set", &a.ifname, &nerr, &nwhy);
 	parse_common(L, 2, "link_set", &a);
@@ -1793,7 +1742,7 @@ static int l_bridge_set(lua_State *L)
 	int ifindex, err;
 
 	setter_spec(L, "bridge_set", keys);
-	err = link_arg(L, -1, "bridge_set: field 'dev'", &ifindex, &name, label, sizeof(label), &why);
+	err = brisk_link_arg(L, -1, "bridge_set: field 'dev'", &ifindex, &name, label, sizeof(label), &why);
 	lua_pop(L, 1);
 	brisk_bridge_attrs_init(&b);
 	parse_bridge(L, 2, "bridge_set", &b);
@@ -1838,7 +1787,7 @@ static int l_brport_get(lua_State *L)
 
 	luaL_checkany(L, 2);
 	noextra(L, 2);
-	err = link_arg(L, 2, "brport_get", &ifindex, &name, label, sizeof(label), &why);
+	err = brisk_link_arg(L, 2, "brport_get", &ifindex, &name, label, sizeof(label), &why);
 	if (err)
 		return brisk_failmsg(L, "brport_get", label, err, why);
 	if (get_link(L, h, ifindex, name) < 0)

@@ -468,73 +468,71 @@ void brisk_checkkeys(lua_State *L, int t, const char *what, const char *const al
 	}
 }
 
-struct getname_ctx {
-	int ifindex;
-};
-
-static int cb_ifindex(const struct nlmsghdr *nlh, void *data)
+int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const char **name,
+		   char *label, size_t labellen, const char **why)
 {
-	struct getname_ctx *g = data;
-	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
-	if (nlh->nlmsg_type == RTM_NEWLINK && mnl_nlmsg_get_payload_len(nlh) >= sizeof(*ifm))
-		g->ifindex = ifm->ifi_index;
-	return MNL_CB_OK;
+	lua_Integer i = 0;
+	const char *s = NULL;
+	int isint;
+
+	idx = lua_absindex(L, idx);
+	*ifindex = 0;
+	*name = NULL;
+	switch (lua_type(L, idx)) {
+	case LUA_TNUMBER:
+		i = lua_tointegerx(L, idx, &isint);
+		if (!isint)
+			luaL_error(L, "%s: ifindex must be an integer", what);
+		break;
+	case LUA_TSTRING:
+		s = lua_tostring(L, idx);
+		break;
+	case LUA_TTABLE:
+		if (brisk_rawfield(L, idx, "ifindex") == LUA_TNUMBER) {
+			i = lua_tointegerx(L, -1, &isint);
+			if (!isint)
+				luaL_error(L, "%s: ifindex must be an integer", what);
+		} else if (brisk_rawfield(L, idx, "ifname") == LUA_TSTRING)
+			s = lua_tostring(L, -1);     /* stays reachable from the table */
+		else
+			luaL_error(L, "%s: link table needs 'ifindex' or 'ifname'", what);
+		lua_settop(L, lua_gettop(L) - (s ? 2 : 1));
+		break;
+	default:
+		luaL_error(L, "%s: link must be a name, an ifindex or a link table (got %s)",
+			   what, luaL_typename(L, idx));
+	}
+	if (s) {
+		snprintf(label, labellen, "%s", s);
+		*name = s;
+		if ((*why = brisk_ifname_invalid(s)))
+			return strlen(s) >= IFNAMSIZ ? ENAMETOOLONG : EINVAL;
+		return 0;
+	}
+	if (i <= 0 || i > INT32_MAX)
+		luaL_error(L, "%s: ifindex must be a positive integer", what);
+	snprintf(label, labellen, "%lld", (long long)i);
+	*ifindex = (int)i;
+	return 0;
 }
 
 int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, size_t labellen)
 {
-	const char *name = NULL;
-	const char *why;
-	struct nlmsghdr *nlh;
-	struct ifinfomsg *ifm;
-	struct getname_ctx g = { 0 };
-	lua_Integer ifindex = 0;
-	int top = lua_gettop(L);
+	const char *name, *why;
+	int ifindex, err, top = lua_gettop(L);
 
-	idx = lua_absindex(L, idx);
-	if (lua_type(L, idx) == LUA_TTABLE) {
-		if (brisk_rawfield(L, idx, "ifindex") == LUA_TNUMBER)
-			ifindex = lua_tointeger(L, -1);
-		else if (brisk_rawfield(L, idx, "ifname") == LUA_TSTRING)
-			name = lua_tostring(L, -1);
-		else
-			luaL_error(L, "link table needs 'ifindex' or 'ifname'");
-	} else if (lua_type(L, idx) == LUA_TNUMBER) {
-		ifindex = luaL_checkinteger(L, idx);
-	} else if (lua_type(L, idx) == LUA_TSTRING) {
-		name = lua_tostring(L, idx);
-	} else {
-		luaL_error(L, "link must be a name, an ifindex or a link table (got %s)",
-			   luaL_typename(L, idx));
-	}
-	if (name) {
-		snprintf(label, labellen, "%s", name);
-		if ((why = brisk_ifname_invalid(name))) {
-			h->err = strlen(name) >= IFNAMSIZ ? ENAMETOOLONG : EINVAL;
-			snprintf(h->ext, sizeof(h->ext), "%s", why);
-			lua_settop(L, top);
-			return -1;
-		}
-	} else {
-		snprintf(label, labellen, "%lld", (long long)ifindex);
-		if (ifindex <= 0 || ifindex > INT32_MAX)
-			luaL_error(L, "ifindex must be a positive integer");
+	err = brisk_link_arg(L, idx, "link", &ifindex, &name, label, labellen, &why);
+	if (err) {
+		h->err = err;
+		snprintf(h->ext, sizeof(h->ext), "%s", why);
 		lua_settop(L, top);
-		return (int)ifindex;
+		return -1;
 	}
-	nlh = brisk_msg(h, RTM_GETLINK, NLM_F_ACK);
-	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-	ifm->ifi_family = AF_UNSPEC;
-	mnl_attr_put_strz_check(nlh, BRISK_BUFSZ, IFLA_IFNAME, name);
-	mnl_attr_put_u32_check(nlh, BRISK_BUFSZ, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	/* a name stays reachable (from the stack or the link table) */
+	if (!ifindex)
+		ifindex = brisk_link_ifindex(h, name);
 	lua_settop(L, top);
-	if (brisk_talk(h, nlh, cb_ifindex, &g) < 0)
-		return h->err == ENODEV ? 0 : -1;
-	if (!g.ifindex) {
-		h->err = ENODEV;
-		return 0;
-	}
-	return g.ifindex;
+	return ifindex;
 }
 
 int brisk_parse_prefix(const char *s, void *addr, int *plen)
