@@ -645,6 +645,24 @@ function TestStoreIndex:test_concurrent_processes_keep_it_right()
 	self:assert_trusted()
 end
 
+-- A reader outside a transaction that rebuilds while a writer is between
+-- its new .gen and its document sees the state before the write, under the
+-- new generation: that index must not be kept, nor written as the index
+-- by the reader's next transaction (every process would then trust it).
+function TestStoreIndex:test_unlocked_rebuild_is_not_kept()
+	self:put_some()
+	local reader = fresh(self.dir)
+	-- the writer: its new generation, its document not deleted yet
+	writefile(self.dir .. "/.gen", string.format("%020d:%s", 1000, "writer000000"))
+	lu.assertEquals(#reader:summaries("endpoint"), 6)
+	-- the writer deletes it (and dies before its index line)
+	assert(os.remove(self.dir .. "/endpoint/e5.json"))
+	reader:transaction(function(s) lu.assertEquals(#s:summaries("endpoint"), 5) end)
+	lu.assertEquals(#reader:summaries("endpoint"), 5)
+	lu.assertEquals(fresh(self.dir):summaries("endpoint"), expected(reader, "endpoint"))
+	self:assert_trusted()
+end
+
 function TestStoreIndex:test_corrupt_document_while_rebuilding()
 	self:put_some()
 	writefile(self.dir .. "/endpoint/bad.json", "{")

@@ -687,7 +687,11 @@ function Store:_ix()
 			ix, msg, code = self:_index_build(gen)
 			if not ix then return nil, msg, code end
 		end
-		c.ix = ix
+		-- built without the lock, it serves this read only: a writer bumps
+		-- .gen before it changes a document, so the build may show the state
+		-- before a write under the generation of that write, and a later
+		-- transaction would trust it (and write it as the index)
+		if intx or ix.file then c.ix = ix end
 	end
 	if intx and not ix.file then
 		-- as a write, under a new generation: a process that cached the
