@@ -434,6 +434,7 @@ function TestStoreIndex:test_summaries_follow_put_and_delete()
 	lu.assertEquals(st:summaries("endpoint")[1].name, "n1")
 	lu.assertIs(st:summaries("endpoint", true), st:summaries("endpoint", true))
 	lu.assertEquals(mode_of(self.dir .. "/.index"), "600")
+	lu.assertEquals(mode_of(self.dir .. "/.gen"), "600")
 end
 
 function TestStoreIndex:test_other_process_reads_index_not_documents()

@@ -251,12 +251,16 @@ local function bump_gen(self)
 	-- ext4 flush it (auto_da_alloc) on every write
 	local gen = sfmt("%020d:%s", n, (core.random_bytes(6):gsub(".", function(c)
 		return sfmt("%02x", c:byte()) end)))
-	local f, msg = io.open(self.dir .. "/.gen", "r+b")
-	if not f then f, msg = io.open(self.dir .. "/.gen", "wb") end
-	if not f then return nil, msg end
-	local ok, wmsg = f:write(gen)
-	f:close()
-	if not ok then return nil, wmsg end
+	local f = io.open(self.dir .. "/.gen", "r+b")
+	if f then
+		local ok, wmsg = f:write(gen)
+		f:close()
+		if not ok then return nil, wmsg end
+	else
+		-- the first: made 0600, as every file of the store
+		local ok, wmsg = core.file_write_atomic(self.dir .. "/.gen", gen, 384, false)
+		if not ok then return nil, wmsg end
+	end
 	self._c.gen = gen
 	return true
 end
