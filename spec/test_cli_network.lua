@@ -396,13 +396,18 @@ function TestCliNetworkCheck:test_check_drift_and_restore()
 	lu.assertNotNil(H.iplink(net.bridge))
 	lu.assertEquals(addrs(net.bridge), { "10.41.0.1/24" })
 	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
-	-- a second restore adopts the bridge (the firewall is rebuilt on every
-	-- restore, so it reports a change or more)
+	-- a second restore adopts the bridge: no change (the firewall is
+	-- rebuilt whole every time, which its record holds already), and the
+	-- record does not grow
 	local ifindex = H.iplink(net.bridge).ifindex
+	local journal = #json_run(self, "network inspect --json nd").journal
 	local res = json_run(self, "network restore --json")
 	lu.assertEquals(#res, 1)
 	lu.assertEquals(res[1].name, "nd")
 	lu.assertTrue(res[1].ok)
+	lu.assertEquals(res[1].changes, 0)
+	lu.assertEquals(ok_run(self, "network restore"), "nd: ok (already matches)\n")
+	lu.assertEquals(#json_run(self, "network inspect --json nd").journal, journal)
 	lu.assertEquals(H.iplink(net.bridge).ifindex, ifindex)
 	lu.assertEquals(addrs(net.bridge), { "10.41.0.1/24" })
 	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
@@ -412,6 +417,51 @@ function TestCliNetworkCheck:test_check_drift_and_restore()
 	lu.assertEquals(code3, 1)
 	lu.assertStrContains(out3, "is down")
 	ok_run(self, "network rm nd")
+end
+
+-- restore finishes an interrupted create, but the store is full: the
+-- network is reported failed (exit 1) and its record still says so
+function TestCliNetworkCheck:test_restore_reports_a_record_it_cannot_write()
+	local st = self.dir .. "/st"
+	H.must("mkdir " .. q(st) .. " && mount -t tmpfs -o size=256k brisk-full " .. q(st))
+	local function run(args)
+		local out = self.dir .. "/out"
+		local _, _, code = os.execute(("%s --state-dir %s %s >%s 2>&1"):format(q(H.BIN), q(st), args, q(out)))
+		return code, H.slurp(out)
+	end
+	local ok, err = pcall(function()
+		lu.assertEquals(run("network create --subnet 10.43.0.0/24 nf"), 0)
+		-- an interrupted create, as a killed process leaves it
+		H.must(H.lua_cmd(([[local st = require('brisk.store').open(%q)
+			local n = st:list('network')[1]; n.state = 'creating'; assert(st:put('network', n))]]):format(st)))
+		-- full, and no spare inode (one would have blocks to write over)
+		H.must("rm -f " .. q(st) .. "/.spare " .. q(st) .. "/network/.spare")
+		H.sh("dd if=/dev/zero of=" .. q(st .. "/fill") .. " bs=4k 2>/dev/null")
+		local code, out = run("network restore")
+		lu.assertEquals(code, 1, out)
+		lu.assertStrContains(out, "nf: failed: store: ")
+		os.remove(st .. "/fill")
+		local _, check = run("network check")
+		lu.assertStrContains(check, "its create was interrupted")
+		code, out = run("network restore")
+		lu.assertEquals(code, 0, out)
+		lu.assertEquals(out, "nf: ok (interrupted create finished)\n")
+		lu.assertEquals(run("network rm nf"), 0)
+	end)
+	H.sh("umount " .. q(st))
+	if not ok then error(err, 0) end
+end
+
+function TestCliNetworkCheck:test_restore_fails_when_the_store_cannot_be_locked()
+	json_run(self, "network create --json --subnet 10.42.0.0/24 nl")
+	os.remove(self.dir .. "/.lock")
+	H.must("mkdir " .. q(self.dir .. "/.lock"))
+	local code, out, err = brisk(self, "network restore")
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertStrContains(err, "brisk: lock ")
+	H.must("rmdir " .. q(self.dir .. "/.lock"))
+	ok_run(self, "network rm nl")
 end
 
 ---------------------------------------------------------------------------

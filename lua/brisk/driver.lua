@@ -1073,15 +1073,30 @@ end
 -- Restore and check
 ---------------------------------------------------------------------------
 
+-- A journal entry as a string that is the same for equal entries (keys
+-- sorted): restore appends only what the journal does not hold already.
+local function entry_key(v)
+	if type(v) ~= "table" then return type(v) .. ":" .. tostring(v) end
+	local keys = {}
+	for k in pairs(v) do keys[#keys + 1] = k end
+	table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+	local parts = {}
+	for i, k in ipairs(keys) do parts[i] = entry_key(k) .. "=" .. entry_key(v[k]) end
+	return "{" .. table.concat(parts, ",") .. "}"
+end
+
 --- Re-run create for every stored network (after a reboot or a namespace
 -- rebuild), adopting a bridge that exists and matches.
 -- @tparam[opt] table o {on_network=function(result)} called after each network
--- @return array of {name=, ok=bool, msg=}
+-- @return array of {name=, ok=bool, msg=, changes=}
+-- @return[2] nil, msg, errno when the store cannot be locked or read
 function D:restore(o)
 	o = o or {}
 	local out = {}
-	self.store:transaction(function()
-		for _, net in ipairs(self.store:list("network")) do
+	local done, tmsg, terr = self.store:transaction(function()
+		local nets, lmsg, lerr = self.store:list("network")
+		if not nets then return nil, lmsg, lerr end
+		for _, net in ipairs(nets) do
 			-- the firewall is rebuilt whole, as libnetwork does after a restart
 			if self.fw then self.fw.network_del(self:nft_runner(), M.fw_net(net)) end
 			local log, msg
@@ -1099,20 +1114,37 @@ function D:restore(o)
 				log, msg = apply_network(self, net)
 			end
 			if log then
-				-- keep the original journal: it says what brisk created
-				if #log > 0 or interrupted then
-					net.journal = net.journal or {}
-					for _, e in ipairs(log) do net.journal[#net.journal + 1] = e end
-					self.store:put("network", net)
+				-- keep the original journal: it says what brisk created, each
+				-- thing once. The firewall, rebuilt whole every time, is a
+				-- change only when the journal does not hold it yet.
+				net.journal = net.journal or {}
+				local have, new, changes = {}, 0, 0
+				for _, e in ipairs(net.journal) do have[entry_key(e)] = true end
+				for _, e in ipairs(log) do
+					local known = have[entry_key(e)]
+					if not known then
+						new = new + 1
+						net.journal[#net.journal + 1] = e
+					end
+					if not (known and e.op == "firewall") then changes = changes + 1 end
 				end
-				out[#out + 1] = { name = net.name, ok = true, changes = #log, finished = interrupted or nil }
+				local pok, pmsg = true, nil
+				if new > 0 or interrupted then pok, pmsg = self.store:put("network", net) end
+				if pok then
+					out[#out + 1] = { name = net.name, ok = true, changes = changes, finished = interrupted or nil }
+				else
+					log = nil
+					out[#out + 1] = { name = net.name, ok = false, msg = "store: " .. tostring(pmsg) }
+				end
 			else
 				out[#out + 1] = { name = net.name, ok = false, msg = msg }
 			end
 			if o.on_network then o.on_network(out[#out]) end
 			if self.restore_endpoints then self:restore_endpoints(net, out, log ~= nil) end
 		end
+		return true
 	end)
+	if not done then return nil, tmsg, M.store_errno(terr) end
 	return out
 end
 

@@ -249,7 +249,9 @@ cli.register {
 	usage = "",
 	description = "Re-runs create for every stored network, adopting what already matches.\n"
 		.. "A network whose create was interrupted (the process was killed) is undone and\n"
-		.. "created again; an endpoint whose create was interrupted is removed.\n"
+		.. "created again; an endpoint whose create was interrupted is removed. Each network's\n"
+		.. "firewall is rebuilt whole, as libnetwork does when it starts; only what the network's\n"
+		.. "record did not hold yet counts as a change.\n"
 		.. "Exit 1 when any network could not be restored.",
 	example = "brisk network restore",
 	max_args = 0,
@@ -257,8 +259,9 @@ cli.register {
 	run = function(_, _, ctx)
 		local d <close> = M.open_driver(ctx)
 		local p <close> = cli.progress(#d:networks(), "restore")
-		local res = d:restore{ on_network = function(r) p:step(r.name) end } or {}
+		local res, msg = d:restore{ on_network = function(r) p:step(r.name) end }
 		p:done()
+		if not res then cli.error(msg) end
 		local code = 0
 		for _, r in ipairs(res) do if not r.ok then code = 1 end end
 		return setmetatable(res, cli.array_mt), code
