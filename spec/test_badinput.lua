@@ -232,6 +232,16 @@ row{ "cli_bridge_name_template", "cli", { "network", "create", "--subnet", "10.1
 row{ "cli_iface_prefix_template", "cli",
 	{ "network", "create", "--subnet", "10.1.0.0/24", "-o", "container_iface_prefix=c%d", "x" }, 1,
 	"invalid container_iface_prefix 'c%d'" }
+-- names brisk makes go into the firewall's rules (nft and iptables read
+-- '*' and '+' as wildcards) and JSON: A-Z a-z 0-9 _ . - only; the kernel
+-- takes more, and the firewall step refused them half way
+row{ "cli_bridge_name_wildcard", "cli", { "network", "create", "--subnet", "10.1.0.0/24", "-o", "bridge=br+1", "x" },
+	1, "invalid bridge name 'br+1' (A-Z a-z 0-9 _ . - only)" }
+row{ "cli_bridge_name_not_utf8", "cli", { "network", "create", "--subnet", "10.1.0.0/24", "-o", "bridge=br\xff", "x" },
+	1, "invalid bridge name 'br\\xff'" }
+row{ "cli_iface_prefix_control_byte", "cli",
+	{ "network", "create", "--subnet", "10.1.0.0/24", "-o", "container_iface_prefix=e\1", "x" }, 1,
+	"invalid container_iface_prefix 'e\\x01' (1..13 of A-Z a-z 0-9 _ . -)" }
 row{ "cli_ifname_template", "cli", { "endpoint", "create", "--netns", "fresh3", "--ifname", "e%d", "base" }, 1,
 	"invalid interface name 'e%d'" }
 row{ "cli_endpoint_name_space", "cli", { "endpoint", "create", "--name", "a b", "base" }, 1,

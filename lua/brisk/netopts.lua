@@ -16,9 +16,27 @@ local function mtu_check(v)
 	return true
 end
 
+-- The names brisk makes from options (the bridge, the container side from
+-- its prefix) keep to characters that need no quoting where they go: the
+-- firewall's rules (nft reads a trailing '*' as a wildcard, iptables '+'),
+-- JSON, a shell. The kernel takes more, control bytes included.
+local PLAIN, PLAIN_TEXT = "^[%w_.%-]+$", "A-Z a-z 0-9 _ . -"
+
+-- %q-like: the bytes of a refused value, printable
+local function shown(v)
+	return (v:gsub("[^\32-\126]", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+
+local function bridge_check(v)
+	if not v:match(PLAIN) then
+		return nil, string.format("invalid bridge name '%s' (%s only)", shown(v), PLAIN_TEXT)
+	end
+	return true
+end
+
 local function prefix_check(v)
-	if #v == 0 or #v > 13 or v:find("[%s/:%%]") then
-		return nil, string.format("invalid container_iface_prefix '%s' (1..13 bytes, no '/', ':', '%%' or space)", v)
+	if #v == 0 or #v > 13 or not v:match(PLAIN) then
+		return nil, string.format("invalid container_iface_prefix '%s' (1..13 of %s)", shown(v), PLAIN_TEXT)
 	end
 	return true
 end
@@ -26,7 +44,8 @@ end
 --- The network option schema.
 M.network = schema.new{
 	{ key = "bridge", type = "ifname", label = "com.docker.network.bridge.name",
-	  aliases = { "bridge_name", "name" }, doc = "bridge device name (default br-<id[:12]>)" },
+	  aliases = { "bridge_name", "name" }, check = bridge_check,
+	  doc = "bridge device name (default br-<id[:12]>; A-Z a-z 0-9 _ . -)" },
 	{ key = "icc", type = "bool", default = true, label = "com.docker.network.bridge.enable_icc",
 	  aliases = { "enable_icc" }, doc = "allow traffic between endpoints of this network" },
 	{ key = "masquerade", type = "bool", default = true,
