@@ -569,6 +569,10 @@ function TestCliApi:test_json_always_valid()
 	lu.assertEquals(cli.json({ [1] = "a", [3] = "c" }), '{"1":"a","3":"c"}')
 	-- keys are sorted: output is stable
 	lu.assertEquals(cli.json({ b = 1, a = 2, c = { z = 1, y = 2 } }), '{"a":2,"b":1,"c":{"y":2,"z":1}}')
+	-- bytes that are not UTF-8 (the kernel takes any in a name) become
+	-- U+FFFD, keys too; UTF-8 passes as it is
+	lu.assertEquals(cli.json({ ["k\xff"] = "e\xff\xfe\"x", ok = "\u{e9}\u{1F600}", cut = "\xe2\x82" }),
+		'{"cut":"\u{FFFD}\u{FFFD}","k\u{FFFD}":"e\u{FFFD}\u{FFFD}\\"x","ok":"\u{e9}\u{1F600}"}')
 	-- rows that share keys (each key is encoded once per document), keys and
 	-- values that need escapes, null in objects and arrays, mixed key types
 	local rows = cli.array()
@@ -582,7 +586,7 @@ function TestCliApi:test_json_always_valid()
 		'{"2":true,"k\\"ey\\n":"v/3","name":"n3","none":null,"tab":"a\\tb"},[null,"x"]]')
 	lu.assertEquals(cjson.decode(cli.json(rows))[2]['k"ey\n'], "v/2")
 	lu.assertEquals(cli.json({ a = cjson.null }), '{"a":null}')
-	lu.assertEquals(cli.json("\127\200é"), cjson.encode("\127\200é"))
+	lu.assertEquals(cli.json("\127\200é"), cjson.encode("\127\u{FFFD}é"))
 end
 
 -- brisk.pretty -----------------------------------------------------------------

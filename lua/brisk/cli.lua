@@ -143,8 +143,25 @@ local cjson
 local find, math_type, huge = string.find, math.type, math.huge
 -- json_encode's stack[KEYS]: the object keys encoded so far in a document
 local KEYS = {}
+-- Bytes that are not UTF-8 (a name the kernel took: it takes any byte)
+-- become U+FFFD, as Go's encoding/json does: a parser rejects them raw.
+local function valid_utf8(s)
+	if utf8.len(s) then return s end
+	local out, i, n = {}, 1, #s
+	while i <= n do
+		local len, bad = utf8.len(s, i)
+		if len then out[#out + 1] = s:sub(i); break end
+		out[#out + 1] = s:sub(i, bad - 1)
+		out[#out + 1] = "\u{FFFD}"
+		i = bad + 1
+	end
+	return table.concat(out)
+end
+
 local function json_string(s)
 	-- most strings (names, ids, addresses) need no escape
+	if not find(s, '[%c"\\\128-\255]') then return '"' .. s .. '"' end
+	s = valid_utf8(s)
 	if not find(s, '[%c"\\]') then return '"' .. s .. '"' end
 	cjson = cjson or require "cjson"
 	-- cjson escapes '/' as '\/' (valid, but noisy): an odd run of
