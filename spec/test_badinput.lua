@@ -103,6 +103,17 @@ row{ "cli_subnet_octet_300", "cli", { "network", "create", "--subnet", "300.1.0.
 	"invalid CIDR '300.1.0.0/16'" }
 row{ "cli_subnet_overlaps", "cli", { "network", "create", "--subnet", "10.77.0.128/25", "x" }, 1,
 	"networks have overlapping IPv4 (10.77.0.0/24 and 10.77.0.128/25)" }
+-- IPv6 prefixes the kernel keeps for itself: the gateway address failed
+-- half way (and plan said the create would work)
+for _, c in ipairs{ { "::/0", "ff00::/8 (multicast)" }, { "ff02::/64", "ff00::/8 (multicast)" },
+	{ "fe80::/64", "fe80::/64 (link-local" }, { "fe80::/10", "fe80::/64 (link-local" },
+	{ "::/64", "::1/128 (loopback)" } } do
+	for _, verb in ipairs{ "create", "plan" } do
+		row{ "cli_subnet_v6_reserved_" .. verb .. "_" .. c[1], "cli",
+			{ "network", verb, "--ipv6", "--subnet", "10.1.0.0/24", "--subnet", c[1], "x" }, 1,
+			"subnet " .. c[1] .. " overlaps " .. c[2] }
+	end
+end
 row{ "cli_subnet_v6_without_ipv6", "cli", { "network", "create", "--subnet", "fd00:1::/64", "x" }, 1,
 	"an IPv6 subnet needs --ipv6" }
 row{ "cli_subnet_all", "cli", { "network", "create", "--subnet", "0.0.0.0/0", "x" }, 1,

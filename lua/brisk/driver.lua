@@ -600,6 +600,14 @@ function D:conflict(net)
 end
 
 -- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
+-- IPv6 prefixes no network's subnet may overlap (resolve_network)
+local RESERVED6 = {
+	{ "ff00::/8", "multicast" },
+	{ "fe80::/64", "link-local: every bridge has fe80::1 there" },
+	{ "::1/128", "loopback" },
+	{ "::/128", "the unspecified address" },
+}
+
 local function default_pools()
 	local t = {}
 	for i = 17, 31 do t[#t + 1] = string.format("172.%d.0.0/16", i) end
@@ -760,6 +768,14 @@ function D:resolve_network(spec)
 		if s6.plen > 126 then
 			return fail(string.format("subnet %s has no room for a gateway and endpoints (at most /126)",
 				net.subnet6))
+		end
+		-- prefixes the kernel keeps for itself (newer moby refuses the first
+		-- two as well): the bridge's gateway address would be refused
+		for _, r in ipairs(RESERVED6) do
+			local p = ipnet.parse_cidr(r[1])
+			if ipnet.contains(p, s6) or ipnet.contains(s6, p) then
+				return fail(string.format("subnet %s overlaps %s (%s)", net.subnet6, r[1], r[2]))
+			end
 		end
 		local gw6 = gws[6] or ipnet.host(s6, 1)
 		if not ipnet.contains(s6, gw6) then
