@@ -117,8 +117,9 @@ cli.register {
 	usage = "[FLAGS] NETWORK",
 	description = "Takes the flags of 'endpoint create'. Resolves the endpoint as create would (the\n"
 		.. "addresses the network's IPAM would hand out now, the MAC, the namespace) and lists\n"
-		.. "the endpoint steps that would run. Unlike 'network plan' it lists no kernel\n"
-		.. "operations: the driver has no dry run for endpoints yet.",
+		.. "the endpoint steps that would run, with the kernel operations each would perform\n"
+		.. "('skipped' for steps not queued, 'already matches' for those with nothing to do).\n"
+		.. "The endpoint's id, and with it the host-side name, is drawn afresh at create time.",
 	example = "brisk endpoint plan --netns h1 web",
 	min_args = 1, max_args = 1,
 	flags = DEF_FLAGS,

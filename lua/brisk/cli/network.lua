@@ -114,8 +114,9 @@ cli.register {
 	usage = "[FLAGS] NAME",
 	description = "Takes the flags of 'network create'. Lists libnetwork's steps in order with the\n"
 		.. "kernel operations each would perform against the current state: 'skipped' for steps\n"
-		.. "not queued, 'already matches' for queued steps with nothing to do. The bridge name\n"
-		.. "and MAC are drawn afresh at create time unless given with -o.",
+		.. "not queued, 'already matches' for queued steps with nothing to do. The network's id\n"
+		.. "(and with it the default bridge name, br-<id>) and the bridge's MAC are drawn afresh\n"
+		.. "at create time; -o com.docker.network.bridge.name=NAME fixes the name.",
 	example = "brisk network plan --subnet 10.10.0.0/24 -o com.docker.network.bridge.name=br-web web",
 	min_args = 1, max_args = 1,
 	flags = DEF_FLAGS,
