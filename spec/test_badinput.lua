@@ -194,9 +194,20 @@ row{ "cli_mac_five_bytes", "cli", { "endpoint", "create", "--mac", "02:42:ac:11:
 	"invalid MAC address '02:42:ac:11:00'" }
 row{ "cli_mac_option_bad", "cli", { "endpoint", "create", "-o", "mac=nonsense", "base" }, 1,
 	"invalid MAC address 'nonsense'" }
-row{ "cli_mac_multicast_rolls_back", "cli",
+-- the kernel refuses a group or all-zero MAC at the veth's create: refused
+-- before (the namespace fresh1 is not made)
+row{ "cli_mac_multicast", "cli",
 	{ "endpoint", "create", "--netns", "fresh1", "--mac", "01:00:5e:00:00:01", "base" }, 1,
-	"Cannot assign requested address" }
+	"invalid MAC address '01:00:5e:00:00:01' (a multicast address: the first byte is odd)" }
+row{ "cli_mac_broadcast", "cli", { "endpoint", "create", "--mac", "ff:ff:ff:ff:ff:ff", "base" }, 1,
+	"invalid MAC address 'ff:ff:ff:ff:ff:ff' (a multicast address" }
+row{ "cli_mac_zero", "cli", { "endpoint", "create", "--mac", "00:00:00:00:00:00", "base" }, 1,
+	"invalid MAC address '00:00:00:00:00:00' (all zeros)" }
+row{ "cli_mac_option_multicast", "cli", { "endpoint", "create", "-o", "mac=03:00:00:00:00:01", "base" }, 1,
+	"invalid MAC address '03:00:00:00:00:01' (a multicast address" }
+row{ "cli_mac_given_twice", "cli",
+	{ "endpoint", "create", "--mac", "02:42:ac:11:00:02", "-o", "mac=02:42:ac:11:00:03", "base" }, 1,
+	"MAC address given twice: 02:42:ac:11:00:02 (mac) and 02:42:ac:11:00:03 (option mac)" }
 row{ "lua_mac_seven_bytes", "lua", function(d)
 	return d:create_endpoint("base", { mac = "02:42:ac:11:00:02:03" })
 end, "EINVAL", "invalid MAC address '02:42:ac:11:00:02:03'" }

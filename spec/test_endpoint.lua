@@ -134,9 +134,15 @@ function TestEndpointCreate:test_requested_ip_and_mac_option()
 		options = { ["com.docker.network.endpoint.macaddress"] = "02:00:00:00:00:77" } }))
 	lu.assertEquals(ep.ipv4, "172.28.0.77/24")
 	lu.assertEquals(H.iplink("eth0", "n1").address, "02:00:00:00:00:77")
-	-- the caller's MAC wins over the option
+	-- a MAC given both ways must be the same one
+	local before = world(self)
+	local no, msg = self.d:create_endpoint("web", { mac = "02:00:00:00:00:78", netns = "n2",
+		options = { mac = "02:00:00:00:00:79" } })
+	lu.assertNil(no)
+	lu.assertStrContains(msg, "MAC address given twice")
+	lu.assertEquals(world(self), before)
 	local ep2 = assert(self.d:create_endpoint("web", { mac = "02:00:00:00:00:78", netns = "n2",
-		options = { mac = "02:00:00:00:00:79" } }))
+		options = { mac = "02:00:00:00:00:78" } }))
 	lu.assertEquals(H.iplink("eth0", "n2").address, "02:00:00:00:00:78")
 	lu.assertEquals(ep2.ipv4, "172.28.0.2/24")
 end

@@ -261,9 +261,20 @@ end
 -- Endpoint options
 ---------------------------------------------------------------------------
 
+-- A MAC an interface can have: the kernel refuses a group (multicast or
+-- broadcast) address, and all zeros, at the veth's create.
+local function mac_check(s)
+	local b = ipnet.mac_parse(s)
+	if b and b:byte(1) & 1 == 1 then
+		return nil, string.format("invalid MAC address '%s' (a multicast address: the first byte is odd)", s)
+	end
+	if b == string.rep("\0", 6) then return nil, string.format("invalid MAC address '%s' (all zeros)", s) end
+	return true
+end
+
 local epopts = schema.new{
 	{ key = "mac", type = "mac", label = "com.docker.network.endpoint.macaddress",
-	  aliases = { "macaddress" }, doc = "MAC address of the container side" },
+	  aliases = { "macaddress" }, check = mac_check, doc = "MAC address of the container side" },
 	{ key = "hairpin", type = "bool", default = false, aliases = { "hairpin_mode" },
 	  doc = "hairpin mode on the host side's bridge port" },
 }
@@ -356,7 +367,13 @@ local function resolve_endpoint(self, net, spec)
 	if spec.mac ~= nil then
 		local m, mmsg = ipnet.mac_parse(spec.mac)
 		if not m then return fail(mmsg) end
-		opts.mac = ipnet.mac_format(m)
+		m = ipnet.mac_format(m)
+		local ok, cmsg = mac_check(m)
+		if not ok then return fail(cmsg) end
+		if opts.mac and opts.mac ~= m then
+			return fail(string.format("MAC address given twice: %s (mac) and %s (option mac)", m, opts.mac))
+		end
+		opts.mac = m
 	end
 	local ep = {
 		id = id, name = name, network = net.id, network_name = net.name, bridge = net.bridge,
