@@ -532,6 +532,23 @@ function TestCliApi:test_suggest()
 	lu.assertEquals(cli.suggest("netwrok", { "network", "endpoint" }), "network")
 	lu.assertEquals(cli.suggest("--sub", { "--subnet", "--ipv6" }), "--subnet")
 	lu.assertNil(cli.suggest("zzzz", { "network", "endpoint" }))
+	-- one or two letters are close to too much: '-x' is not '-f' (--force),
+	-- 'rm' and 'up' are not 'run'; two letters get one edit after the first
+	lu.assertNil(cli.suggest("-x", { "-f", "-h", "--force" }))
+	lu.assertNil(cli.suggest("-n", { "-f", "-h" }))
+	lu.assertNil(cli.suggest("rm", { "run", "repl", "down" }))
+	lu.assertNil(cli.suggest("up", { "run", "repl", "down" }))
+	lu.assertEquals(cli.suggest("h2", { "h1", "r1" }), "h1")
+	lu.assertEquals(cli.suggest("ls", { "lsof", "run" }), "lsof")
+	-- the order of the candidates does not matter
+	lu.assertEquals(cli.suggest("netwok", { "networks", "network" }), "network")
+	lu.assertEquals(cli.suggest("netwok", { "network", "networks" }), "network")
+end
+
+function TestCliApi:test_help_suggests_groups()
+	local code, _, err = brisk("help netwrk")
+	lu.assertEquals(code, 2)
+	lu.assertStrContains(err, "no help for 'netwrk'; did you mean 'network'?")
 end
 
 function TestCliApi:test_register_bad_specs_raise()

@@ -87,41 +87,16 @@ local debug_on, error_text = M.debug_on, M.error_text
 
 -- Did you mean ----------------------------------------------------------
 
--- Optimal string alignment distance (Levenshtein with transpositions).
-local function distance(a, b)
-	local la, lb = #a, #b
-	local d = {}
-	for i = 0, la do d[i] = { [0] = i } end
-	for j = 0, lb do d[0][j] = j end
-	for i = 1, la do
-		for j = 1, lb do
-			local cost = a:byte(i) == b:byte(j) and 0 or 1
-			local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-			if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
-				v = math.min(v, d[i - 2][j - 2] + 1)
-			end
-			d[i][j] = v
-		end
-	end
-	return d[la][lb]
-end
-
---- The candidate closest to `word`, or nil when none is close.
--- A candidate that `word` is a prefix of counts as close.
+--- The candidate closest to `word`, or nil when none is close (brisk.schema's
+-- rule: a few edits for the word's length, or a candidate the word begins).
 -- @tparam string word
 -- @tparam table candidates array of strings
 -- @treturn string|nil
 function M.suggest(word, candidates)
-	local best, best_d
-	local limit = math.max(2, #word // 3)
-	for _, c in ipairs(candidates) do
-		local d = distance(word, c)
-		if #word >= 2 and c:sub(1, #word) == word then d = math.min(d, 1) end
-		if d <= limit and (not best_d or d < best_d or (d == best_d and c < best)) then
-			best, best_d = c, d
-		end
-	end
-	return best
+	-- only on the way to an error: brisk.schema is not loaded before
+	local names = { table.unpack(candidates) }
+	table.sort(names)
+	return require("brisk.schema").closest(word, names)
 end
 
 local function did_you_mean(word, candidates)
@@ -1043,7 +1018,13 @@ M.register {
 		if M.commands[topic] then return M.command_help(topic) end
 		if #pos == 1 and is_group(pos[1]) then return M.group_help(pos[1]) end
 		M.load_all()
-		local words = names_sorted()
+		-- commands, their groups ('network'), topics
+		local words, seen = names_sorted(), {}
+		for _, n in ipairs(words) do seen[n] = true end
+		for _, n in ipairs(names_sorted()) do
+			local g = group_of(n)
+			if not seen[g] then seen[g] = true; words[#words + 1] = g end
+		end
 		for _, n in ipairs(topics and topics.names() or {}) do words[#words + 1] = n end
 		M.usage_error("no help for '" .. topic .. "'" .. did_you_mean(topic, words))
 	end,

@@ -191,16 +191,30 @@ local function distance(a, b)
 	return d[la][lb]
 end
 
--- The closest of `names` (an array) to `name`, when it is close enough.
+-- The closest of `names` (an array) to `name`, when it is close enough:
+-- a third of its length in edits (at most 2, or a fifth of a long name;
+-- a flag's dashes not counted), or it begins the name. A word of one or
+-- two letters is close to too much ('-x' to '-f', 'rm' to 'run'): it
+-- gets a name it begins, or for two letters one edit after the first.
 local function closest(name, names)
+	local core = name:gsub("^%-+", "")
+	local limit = math.min(#core // 3, math.max(2, #core // 5))
 	local best, bestd
 	for _, n in ipairs(names) do
 		local dist = distance(name, n)
-		if not bestd or dist < bestd then best, bestd = n, dist end
+		local l = limit
+		if #name >= 2 and n:sub(1, #name) == name then
+			dist, l = math.min(dist, 1), math.max(l, 1)
+		elseif #core == 2 and n:gsub("^%-+", ""):sub(1, 1) == core:sub(1, 1) then
+			l = 1
+		end
+		if dist <= l and (not bestd or dist < bestd or (dist == bestd and n < best)) then
+			best, bestd = n, dist
+		end
 	end
-	if best and bestd <= math.max(2, #name // 5) then return best end
-	return nil
+	return best
 end
+M.closest = closest
 
 local function suggest(self, name)
 	return closest(name, self._names)
