@@ -545,6 +545,16 @@ function TestCliApi:test_suggest()
 	lu.assertEquals(cli.suggest("netwok", { "network", "networks" }), "network")
 end
 
+function TestCliApi:test_version_after_the_command()
+	-- global flags go before the command or anywhere after it
+	local code, out = brisk("network ls --version")
+	lu.assertEquals(code, 0)
+	lu.assertStrMatches(out, "brisk %S+ %(Lua 5%.4%)\n")
+	code, out = brisk("network create --version --json")
+	lu.assertEquals(code, 0)
+	lu.assertEquals(cjson.decode(out).lua, "Lua 5.4")
+end
+
 function TestCliApi:test_help_suggests_groups()
 	local code, _, err = brisk("help netwrk")
 	lu.assertEquals(code, 2)

@@ -686,6 +686,11 @@ local function parse_command(spec, args, ctx)
 		i = i + 1
 		::continue::
 	end
+	-- --version after the command: the version, whatever else was given
+	if ctx.version then
+		if opts.json ~= nil and spec.flag_index["--json"] then ctx.json = ctx.json or opts.json end
+		return "version"
+	end
 	if spec.min_args and #pos < spec.min_args then
 		M.usage_error("'" .. cmd .. "' needs " .. (spec.min_args == spec.max_args and "" or "at least ")
 			.. spec.min_args .. " argument" .. (spec.min_args == 1 and "" or "s"), cmd)
@@ -849,6 +854,12 @@ local function dispatch(argv, ctx)
 	if opts == "help" then
 		stdout:write(M.command_help(spec.name), "\n")
 		return 0
+	end
+	if opts == "version" then        -- after the command, as before it
+		ctx.version = nil
+		spec = M.commands.version
+		ctx.command = spec
+		opts, pos = parse_command(spec, {}, ctx)
 	end
 	local result, extra = spec.run(opts, pos, ctx)
 	if result == nil and type(extra) == "string" then
