@@ -133,13 +133,7 @@ cli.register {
 		if not okh or type(host) ~= "table" or not host.serve then
 			cli.error("daemon: only the brisk program can serve (not a Lua interpreter)")
 		end
-		local path = o.socket or M.socket_path(os.getenv("BRISK_HOST")) or M.default_socket
-		local dir = path:match("^(.*)/[^/]*$")
-		if dir and dir ~= "" then
-			local core = require "brisk.core"
-			local ok, msg = core.mkdir_p(dir, 493)     -- 0755
-			if not ok then cli.error("daemon: " .. msg) end
-		end
+		-- every flag checked before anything is made
 		local ttl = M.spare_ttl
 		if o.spare_ttl ~= nil then
 			ttl = tonumber(o.spare_ttl)
@@ -147,6 +141,13 @@ cli.register {
 				cli.usage_error("--spare-ttl takes a number of seconds >= 0, got '" .. o.spare_ttl .. "'",
 					"daemon")
 			end
+		end
+		local path = o.socket or M.socket_path(os.getenv("BRISK_HOST")) or M.default_socket
+		local dir = path:match("^(.*)/[^/]*$")
+		if dir and dir ~= "" then
+			local core = require "brisk.core"
+			local ok, msg = core.mkdir_p(dir, 493)     -- 0755
+			if not ok then cli.error("daemon: " .. msg) end
 		end
 		local sig, msg = host.serve(path, M.handle, {
 			quiet = o.quiet,
