@@ -65,6 +65,26 @@ function TestNetFirewall:test_isolation_between_networks_and_delete_restores()
 	lu.assertEquals(H.must("nft list ruleset"), "")
 end
 
+-- With two networks, restore rebuilt each network's part but not the
+-- constant chains (another network's part kept the tables): drift that
+-- check reported stayed, and ICC off and isolation were gone.
+function TestNetFirewall:test_restore_rebuilds_the_constant_chains()
+	assert(self.d:create_network{ name = "u", subnet = "10.67.0.0/24", options = { icc = false } })
+	assert(self.d:create_network{ name = "v", subnet = "10.68.0.0/24" })
+	assert(self.d:create_endpoint("u", { netns = "u1" }))
+	local u2 = assert(self.d:create_endpoint("u", { netns = "u2" }))
+	local v1 = assert(self.d:create_endpoint("v", { netns = "v1" }))
+	lu.assertFalse(ping("u1", bare(u2.ipv4)))
+	lu.assertFalse(ping("u1", bare(v1.ipv4)))
+	H.must("nft flush chain bridge brisk forward && nft flush chain inet brisk forward")
+	lu.assertTrue(ping("u1", bare(v1.ipv4)))
+	lu.assertTrue(#self.d:check() > 0)
+	for _, r in ipairs(self.d:restore()) do lu.assertTrue(r.ok, r.msg) end
+	lu.assertEquals(self.d:check(), {})
+	lu.assertFalse(ping("u1", bare(u2.ipv4)))
+	lu.assertFalse(ping("u1", bare(v1.ipv4)))
+end
+
 function TestNetFirewall:test_masquerade_and_internal()
 	-- "out" plays the upstream network: reached through a veth from here
 	H.netns_add("out")

@@ -1112,9 +1112,15 @@ function D:restore(o)
 	local done, tmsg, terr = self.store:transaction(function()
 		local nets, lmsg, lerr = self.store:list("network")
 		if not nets then return nil, lmsg, lerr end
+		-- the firewall is rebuilt whole, as libnetwork does when it starts:
+		-- brisk's tables go (their constant chains too: another network's
+		-- part would keep them), and each network, then its endpoints'
+		-- ports, programs its part again
+		if self.fw and #nets > 0 then
+			local fok, fmsg, ferr = self.fw.remove(self:nft_runner())
+			if not fok then return nil, fmsg, ferr end
+		end
 		for _, net in ipairs(nets) do
-			-- the firewall is rebuilt whole, as libnetwork does after a restart
-			if self.fw then self.fw.network_del(self:nft_runner(), M.fw_net(net)) end
 			local log, msg
 			local interrupted = net.state == "creating"
 			if interrupted then
