@@ -296,6 +296,11 @@ row{ "cli_option_not_key_value", "cli", { "network", "create", "-o", "mtu", "x" 
 	"flag --opt: 'mtu' is not KEY=VALUE" }
 row{ "cli_option_same_key_twice", "cli", { "network", "create", "-o", "mtu=1500", "-o", "mtu=1400", "x" }, 2,
 	"flag --opt: mtu given more than once" }
+row{ "cli_host_binding_loopback", "cli",
+	{ "network", "create", "--subnet", "10.1.0.0/24", "-o", "host_binding_ipv4=127.0.0.1", "x" }, 1,
+	"cannot publish on loopback address 127.0.0.1" }
+row{ "cli_publish_loopback", "cli", { "endpoint", "create", "-p", "127.0.0.1:8080:80", "base" }, 1,
+	"cannot publish on loopback address 127.0.0.1" }
 row{ "cli_host_binding_v6", "cli", { "network", "create", "-o", "host_binding_ipv4=::1", "x" }, 1,
 	"not an IPv4 address: '::1'" }
 row{ "cli_endpoint_option_unknown", "cli", { "endpoint", "create", "-o", "colour=red", "base" }, 1,

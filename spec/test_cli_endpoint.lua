@@ -231,11 +231,11 @@ end
 
 function TestCliEndpointCreate:test_publish_programs_the_firewall()
 	local ep = json_run(self, "endpoint create --json --name pub -p 8080:80 "
-		.. "-p 127.0.0.1:8443:443/tcp --netns h1 n1")
+		.. "-p 192.0.2.1:8443:443/tcp --netns h1 n1")
 	lu.assertEquals(#ep.ports, 2)
 	lu.assertEquals(ep.ports[1].host_port, 8080)
 	lu.assertEquals(ep.ports[1].container_port, 80)
-	lu.assertEquals(ep.ports[2].host_ip, "127.0.0.1")
+	lu.assertEquals(ep.ports[2].host_ip, "192.0.2.1")
 	local rules = H.must("nft list ruleset")
 	lu.assertStrContains(rules, "dport 8080")
 	lu.assertStrContains(rules, "dport 8443")
@@ -355,8 +355,8 @@ function TestCliEndpointModule:test_parse_publish()
 	-- the flag takes what brisk.ports takes (its own spec has the full table)
 	local parse = require("brisk.cli.endpoint").parse_publish
 	lu.assertEquals(parse("8080:80"), { { proto = "tcp", host_port = 8080, container_port = 80 } })
-	lu.assertEquals(parse("127.0.0.1:8080:80/udp"),
-		{ { proto = "udp", host_ip = "127.0.0.1", host_port = 8080, container_port = 80 } })
+	lu.assertEquals(parse("192.0.2.1:8080:80/udp"),
+		{ { proto = "udp", host_ip = "192.0.2.1", host_port = 8080, container_port = 80 } })
 	lu.assertEquals(parse("0:80")[1].host_port, 0)
 	for _, bad in ipairs{ "", "8080:65536", "80:80/icmp", "a:80", "1:2:3:4", "300.1.1.1:80:80", "[::1]80" } do
 		local p, msg = parse(bad)

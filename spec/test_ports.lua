@@ -20,15 +20,15 @@ end
 function TestPortsParse:test_valid_specs()
 	local cases = {
 		{ "8080:80", { proto = "tcp", host_port = 8080, container_port = 80 } },
-		{ "127.0.0.1:8080:80/udp", { proto = "udp", host_ip = "127.0.0.1", host_port = 8080, container_port = 80 } },
+		{ "192.0.2.1:8080:80/udp", { proto = "udp", host_ip = "192.0.2.1", host_port = 8080, container_port = 80 } },
 		{ "0:80", { proto = "tcp", host_port = 0, container_port = 80 } },
 		{ "80", { proto = "tcp", host_port = 0, container_port = 80 } },
 		{ "80/sctp", { proto = "sctp", host_port = 0, container_port = 80 } },
 		{ "8000-8010:80/tcp", { proto = "tcp", host_port = 8000, host_port_end = 8010, container_port = 80 } },
 		{ "8000-8000:80", { proto = "tcp", host_port = 8000, container_port = 80 } },
-		{ "[::1]:8080:80", { proto = "tcp", host_ip = "::1", host_port = 8080, container_port = 80 } },
+		{ "[2001:db8::1]:8080:80", { proto = "tcp", host_ip = "2001:db8::1", host_port = 8080, container_port = 80 } },
 		{ "[FD00:0::0001]:53:53/UDP", { proto = "udp", host_ip = "fd00::1", host_port = 53, container_port = 53 } },
-		{ "127.0.0.1::80", { proto = "tcp", host_ip = "127.0.0.1", host_port = 0, container_port = 80 } },
+		{ "192.0.2.1::80", { proto = "tcp", host_ip = "192.0.2.1", host_port = 0, container_port = 80 } },
 		{ "[::]::80", { proto = "tcp", host_ip = "::", host_port = 0, container_port = 80 } },
 		{ "0.0.0.0:65535:65535", { proto = "tcp", host_ip = "0.0.0.0", host_port = 65535, container_port = 65535 } },
 		{ { container_port = 80 }, { proto = "tcp", host_port = 0, container_port = 80 } },
@@ -62,6 +62,12 @@ function TestPortsParse:test_invalid_specs()
 		{ "1.2.3:8080:80", "invalid IP address: 1.2.3" },
 		{ "[10.0.0.1]:8080:80", "invalid IP address: [10.0.0.1]" },
 		{ "::1:8080:80", "in brackets" },
+		-- loopback: brisk has no userland proxy, and the kernel routes no
+		-- loopback traffic to a bridge (Docker's proxy answers there)
+		{ "127.0.0.1:8080:80", "cannot publish on loopback address 127.0.0.1: brisk has no userland proxy" },
+		{ "127.9.9.9::80", "cannot publish on loopback address 127.9.9.9" },
+		{ "[::1]:8080:80", "cannot publish on loopback address ::1" },
+		{ { host_ip = "127.0.0.1", container_port = 80 }, "cannot publish on loopback address 127.0.0.1" },
 		{ ":8080:80", "invalid IP address" },
 		{ "8010-8000:80", "range end below its start" },
 		{ "0-10:80", "cannot start at 0" },
@@ -160,17 +166,17 @@ end
 
 function TestPortsPublish:test_fixed_and_allocated_ports()
 	local r = handle.recorder(self.h)
-	local e = ep({ ports = { "8080:80", "0:81/udp", "127.0.0.1::82", "9000-9002:83" } })
+	local e = ep({ ports = { "8080:80", "0:81/udp", "192.0.2.1::82", "9000-9002:83" } })
 	lu.assertTrue(ports.publish(r, e, { network = NET, driver = fake_driver({}) }))
 	lu.assertEquals(recorded(r), {
 		"port_add tcp *:8080 -> 172.30.0.2:80",
 		"port_add udp *:40000 -> 172.30.0.2:81",
-		"port_add tcp 127.0.0.1:40000 -> 172.30.0.2:82",
+		"port_add tcp 192.0.2.1:40000 -> 172.30.0.2:82",
 		"port_add tcp *:9000 -> 172.30.0.2:83",
 	})
 	-- the bindings are written back, as the firewall takes them
 	lu.assertEquals(e.ports[2], { proto = "udp", host_port = 40000, container_ip = "172.30.0.2", container_port = 81 })
-	lu.assertEquals(e.ports[3].host_ip, "127.0.0.1")
+	lu.assertEquals(e.ports[3].host_ip, "192.0.2.1")
 	lu.assertEquals(#e.ports, 4)
 	-- the network as the firewall sees it, the endpoint by id
 	lu.assertEquals(r.ops[1].args[2].bridge, NET.bridge)
@@ -193,12 +199,12 @@ function TestPortsPublish:test_allocation_skips_stored_bindings()
 	local stored = {
 		{ id = "other1", ports = {
 			{ proto = "tcp", host_port = 40000, container_ip = "172.30.0.9", container_port = 1 },
-			{ proto = "tcp", host_ip = "127.0.0.1", host_port = 40001, container_ip = "172.30.0.9", container_port = 2 },
+			{ proto = "tcp", host_ip = "192.0.2.1", host_port = 40001, container_ip = "172.30.0.9", container_port = 2 },
 			{ proto = "tcp", host_port = 9000, container_ip = "172.30.0.9", container_port = 3 },
 		} },
 	}
 	local r = handle.recorder(self.h)
-	-- 40000 is taken on every address; 40001 only on 127.0.0.1, which every
+	-- 40000 is taken on every address; 40001 only on 192.0.2.1, which every
 	-- address includes; one call's own choices count too
 	local e = ep({ ports = { "0:80", "0:81", "10.1.1.1::82", "0:83/udp", "9000-9002:84" } })
 	lu.assertTrue(ports.publish(r, e, { network = NET, driver = fake_driver(stored) }))
@@ -214,11 +220,11 @@ end
 function TestPortsPublish:test_fixed_port_taken()
 	local stored = { { id = "other1", ports = {
 		{ proto = "tcp", host_port = 8080, container_ip = "172.30.0.9", container_port = 80 },
-		{ proto = "udp", host_ip = "127.0.0.1", host_port = 53, container_ip = "172.30.0.9", container_port = 53 },
+		{ proto = "udp", host_ip = "192.0.2.1", host_port = 53, container_ip = "172.30.0.9", container_port = 53 },
 	} } }
 	local cases = {
 		{ "8080:80", "Bind for 0.0.0.0:8080 failed: port is already allocated" },
-		{ "127.0.0.1:8080:80", "Bind for 127.0.0.1:8080 failed: port is already allocated" },
+		{ "192.0.2.1:8080:80", "Bind for 192.0.2.1:8080 failed: port is already allocated" },
 		{ "53:53/udp", "Bind for 0.0.0.0:53 failed: port is already allocated" },
 		{ { "81:81", "81:82" }, "Bind for 0.0.0.0:81 failed: port is already allocated" },
 		{ "8080-8080:80", "Bind for 0.0.0.0:8080 failed: port is already allocated" },
@@ -236,7 +242,7 @@ function TestPortsPublish:test_fixed_port_taken()
 	end
 	-- another protocol, another address, another family: no clash
 	local r = handle.recorder(self.h)
-	local e = ep({ ports = { "8080:80/udp", "127.0.0.2:53:53/udp" } })
+	local e = ep({ ports = { "8080:80/udp", "192.0.2.2:53:53/udp" } })
 	lu.assertTrue(ports.publish(r, e, { network = NET, driver = fake_driver(stored) }))
 	lu.assertEquals(#r.ops, 2)
 	-- the endpoint's own stored record does not count against it
@@ -275,16 +281,41 @@ function TestPortsPublish:test_default_range_fallback()
 	lu.assertEquals(e.ports[1].host_port, 49153)
 end
 
+-- A network's host_binding_ipv4 (libnetwork's DefaultBindingIP) is the
+-- host IP of a request that names none: IPv4 only (no IPv6 copy), as
+-- libnetwork does unless it is 0.0.0.0. It was ignored: every address.
+function TestPortsPublish:test_default_binding_ip()
+	local r = handle.recorder(self.h)
+	local net = {}
+	for k, v in pairs(NET6) do net[k] = v end
+	net.host_binding_ipv4 = "192.0.2.7"
+	local e = ep({ bridge = NET6.bridge, ipv4 = "172.31.0.2/16", ipv6 = "fd00:31::2/64",
+		ports = { "8080:80", "[::]:8081:81", "10.0.0.1:8083:83" } })
+	lu.assertTrue(ports.publish(r, e, { network = net, driver = fake_driver({}) }))
+	lu.assertEquals(recorded(r), {
+		"port_add tcp 192.0.2.7:8080 -> 172.31.0.2:80",
+		"port_add tcp *:8081 -> fd00:31::2:81",
+		"port_add tcp 10.0.0.1:8083 -> 172.31.0.2:83",
+	})
+	lu.assertEquals(e.ports[1].host_ip, "192.0.2.7")
+	-- 0.0.0.0 is every address, both families
+	net.host_binding_ipv4 = "0.0.0.0"
+	r = handle.recorder(self.h)
+	e = ep({ bridge = NET6.bridge, ipv4 = "172.31.0.2/16", ipv6 = "fd00:31::2/64", ports = { "8080:80" } })
+	lu.assertTrue(ports.publish(r, e, { network = net, driver = fake_driver({}) }))
+	lu.assertEquals(recorded(r), { "port_add tcp *:8080 -> 172.31.0.2:80", "port_add tcp *:8080 -> fd00:31::2:80" })
+end
+
 function TestPortsPublish:test_ipv6()
 	local r = handle.recorder(self.h)
 	local e = ep({ bridge = NET6.bridge, ipv4 = "172.31.0.2/16", ipv6 = "fd00:31::2/64",
-		ports = { "8080:80", "[::1]:8081:81", "[::]:0:82/udp", "10.0.0.1:8083:83" } })
+		ports = { "8080:80", "[2001:db8::1]:8081:81", "[::]:0:82/udp", "10.0.0.1:8083:83" } })
 	lu.assertTrue(ports.publish(r, e, { network = NET6, driver = fake_driver({}) }))
 	-- no host IP: both families, one host port (as Docker)
 	lu.assertEquals(recorded(r), {
 		"port_add tcp *:8080 -> 172.31.0.2:80",
 		"port_add tcp *:8080 -> fd00:31::2:80",
-		"port_add tcp ::1:8081 -> fd00:31::2:81",
+		"port_add tcp 2001:db8::1:8081 -> fd00:31::2:81",
 		"port_add udp *:40000 -> fd00:31::2:82",
 		"port_add tcp 10.0.0.1:8083 -> 172.31.0.2:83",
 	})
@@ -293,7 +324,7 @@ function TestPortsPublish:test_ipv6()
 	e = ep({ ipv6 = "fe80::42:acff:fe1e:2/64", ports = { "8080:80" } })
 	lu.assertTrue(ports.publish(r, e, { network = NET, driver = fake_driver({}) }))
 	lu.assertEquals(recorded(r), { "port_add tcp *:8080 -> 172.30.0.2:80" })
-	local ok, msg, err = ports.publish(handle.recorder(self.h), ep({ ports = { "[::1]:8080:80" } }),
+	local ok, msg, err = ports.publish(handle.recorder(self.h), ep({ ports = { "[2001:db8::1]:8080:80" } }),
 		{ network = NET, driver = fake_driver({}) })
 	lu.assertNil(ok)
 	lu.assertStrContains(msg, "has no IPv6 address")

@@ -41,6 +41,13 @@ local function prefix_check(v)
 	return true
 end
 
+-- The default host IP of published ports: not a loopback address (see
+-- brisk.ports.loopback; loaded only to say no).
+local function binding_check(v)
+	if v:match("^127%.") then return nil, require("brisk.ports").loopback(v) end
+	return true
+end
+
 --- The network option schema.
 M.network = schema.new{
 	{ key = "bridge", type = "ifname", label = "com.docker.network.bridge.name",
@@ -52,7 +59,8 @@ M.network = schema.new{
 	  label = "com.docker.network.bridge.enable_ip_masquerade",
 	  aliases = { "enable_ip_masquerade", "ip_masquerade" }, doc = "masquerade traffic leaving the network" },
 	{ key = "host_binding_ipv4", type = "ipv4", label = "com.docker.network.bridge.host_binding_ipv4",
-	  aliases = { "host_binding" }, doc = "default host IP for published ports" },
+	  aliases = { "host_binding" }, check = binding_check,
+	  doc = "default host IP for published ports (IPv4 only unless 0.0.0.0; not loopback)" },
 	{ key = "default_bridge", type = "bool", default = false,
 	  label = "com.docker.network.bridge.default_bridge", doc = "the default bridge (docker0): never deleted" },
 	{ key = "inhibit_ipv4", type = "bool", default = false, label = "com.docker.network.bridge.inhibit_ipv4",

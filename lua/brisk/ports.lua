@@ -66,6 +66,8 @@ local function host_ip(s)
 	if not a or (bare ~= s and a.family ~= 6) then
 		return nil, string.format("invalid IP address: %s", s)
 	end
+	local why = M.loopback(ipnet.format(a))
+	if why then return nil, why end
 	return ipnet.format(a)
 end
 
@@ -246,9 +248,25 @@ local function bare(cidr)
 	return a and ipnet.format(a)
 end
 
+--- Why ports cannot be published on host IP `ip` (a loopback address:
+-- brisk has no userland proxy, and the kernel routes no loopback traffic
+-- to a bridge), or nil when they can.
+-- @tparam string ip
+-- @treturn string|nil
+function M.loopback(ip)
+	local a = ipnet.parse_ip(ip)
+	if a and ((a.family == 4 and ipnet.contains(ipnet.parse_cidr("127.0.0.0/8"), a))
+		or (a.family == 6 and ipnet.format(a) == "::1")) then
+		return string.format("cannot publish on loopback address %s: brisk has no userland proxy, and "
+			.. "loopback traffic is not routed to a bridge (publish on a host address, or all of them)",
+			ipnet.format(a))
+	end
+	return nil
+end
+
 -- The bindings one request asks for (host ports still to be chosen), or
 -- nil, msg, errno.
-local function wanted(req, ep, fwnet)
+local function wanted(req, ep, fwnet, defhost)
 	local v4, v6 = bare(ep.ipv4), bare(ep.ipv6)
 	-- an IPv6 address in the network's subnet (not a link-local one)
 	local v6ok = v6 and fwnet.subnet6 and ipnet.contains(fwnet.subnet6, v6)
@@ -257,7 +275,12 @@ local function wanted(req, ep, fwnet)
 		list[#list + 1] = { proto = req.proto, host_ip = hip, container_ip = cip,
 			container_port = req.container_port }
 	end
+	-- no host IP: the network's default binding (host_binding_ipv4) when it
+	-- is not 0.0.0.0, IPv4 only, as libnetwork's DefaultBindingIP
 	local hip = req.host_ip
+	if hip == nil and defhost and defhost ~= "0.0.0.0" then hip = defhost end
+	local why = hip and M.loopback(hip)
+	if why then return nil, why, EINVAL end
 	if hip == nil then
 		if not v4 and not v6ok then return nil, "endpoint " .. tostring(ep.name) .. " has no address to publish to", EINVAL end
 		if v4 then add(nil, v4) end
@@ -367,7 +390,7 @@ function M.publish(h, ep, ctx)
 	local out = {}
 	for _, req in ipairs(expand(reqs)) do
 		local list, err
-		list, msg, err = wanted(req, ep, fwnet)
+		list, msg, err = wanted(req, ep, fwnet, ctx.network.host_binding_ipv4)
 		if not list then return nil, msg, err end
 		local ok
 		ok, msg, err = choose(h, req, list, taken)

@@ -24,7 +24,8 @@ local DEF_FLAGS = {
 	{ "-o", "--opt", arg = "KEY=VALUE", multi = true,
 	  doc = "endpoint option: mac (com.docker.network.endpoint.macaddress), hairpin" },
 	{ "-p", "--publish", arg = "SPEC", multi = true,
-	  doc = "publish a port as docker run -p does: [IP:]HOSTPORT[-END]:PORT[-END][/tcp|udp|sctp]" },
+	  doc = "publish a port as docker run -p does: [IP:]HOSTPORT[-END]:PORT[-END][/tcp|udp|sctp]"
+		.. " (no IP: the network's host_binding_ipv4, else every address; not loopback)" },
 }
 
 local function port_range(s)
