@@ -143,7 +143,7 @@ function TestCreate:test_full_options_labels()
 			["com.docker.network.bridge.enable_ip_masquerade"] = "false",
 			["com.docker.network.driver.mtu"] = "1400",
 			["com.docker.network.container_iface_prefix"] = "ctr",
-			["com.docker.network.bridge.host_binding_ipv4"] = "127.0.0.1",
+			["com.docker.network.bridge.host_binding_ipv4"] = "192.0.2.1",
 			["com.docker.network.host_ipv4"] = "10.0.0.9",
 		} })
 	lu.assertEquals(net.bridge, "cu")
@@ -151,7 +151,7 @@ function TestCreate:test_full_options_labels()
 	lu.assertFalse(net.masquerade)
 	lu.assertEquals(net.mtu, 1400)
 	lu.assertEquals(net.container_iface_prefix, "ctr")
-	lu.assertEquals(net.host_binding_ipv4, "127.0.0.1")
+	lu.assertEquals(net.host_binding_ipv4, "192.0.2.1")
 	lu.assertEquals(net.address_ipv4, "192.168.100.10/24")
 	lu.assertEquals(net.address_ipv6, "fe90::22/64")
 	lu.assertEquals(H.iplink("cu").mtu, 1400)

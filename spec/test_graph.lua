@@ -132,7 +132,7 @@ function TestGraphCli:topology()
 	self:must("network create --subnet 10.71.0.0/24 -o com.docker.network.bridge.name=br-gweb gweb")
 	self:must("network create --ipv6 --internal --subnet 10.72.0.0/24 --subnet fd00:72::/64 "
 		.. "-o com.docker.network.bridge.name=br-gdb gdb")
-	self:must("endpoint create --name gw1 --netns gh1 -p 8080:80 -p 127.0.0.1:5353:53/udp gweb")
+	self:must("endpoint create --name gw1 --netns gh1 -p 8080:80 -p 192.0.2.1:5353:53/udp gweb")
 	self:must("endpoint create --name gd1 --netns gh1 gdb")
 	self:must("endpoint create --name gloose gdb")
 	H.netns_add("gempty")
@@ -206,7 +206,7 @@ function TestGraphCli:test_dot_output_is_valid_and_complete()
 	lu.assertStrMatches(out, "graph brisk {\n.*}\n")
 	for _, s in ipairs({ "br-gweb", "br-gdb", "network gweb", "10.71.0.1/24", "fd00:72::1/64", "internal",
 		'label="netns gh1"', 'label="netns gempty"', "eth0 (gw1)", "eth1 (gd1)", "(gloose)",
-		"10.71.0.2/24", '"*:8080/tcp"', '"127.0.0.1:5353/udp"', 'label="10.71.0.2:80/tcp"',
+		"10.71.0.2/24", '"*:8080/tcp"', '"192.0.2.1:5353/udp"', 'label="10.71.0.2:80/tcp"',
 		'label="10.71.0.2:53/udp"' }) do
 		lu.assertStrContains(out, s)
 	end
