@@ -4,6 +4,7 @@
 -- back with `ip -j`.
 local lu = require "luaunit"
 local H = require "helper"
+local cjson = require "cjson"
 
 local q = H.q
 
@@ -245,6 +246,20 @@ function TestCliEndpointCreate:test_publish_programs_the_firewall()
 	rules = H.must("nft list ruleset")
 	lu.assertNotStrContains(rules, "dport 8080")
 	lu.assertNotStrContains(rules, "dport 8443")
+end
+
+-- An endpoint that publishes ports reaches them through the host's address
+-- only with hairpin on its bridge port (brisk has no userland proxy: as
+-- Docker with userland-proxy=false, which turns it on)
+function TestCliEndpointCreate:test_hairpin_follows_published_ports()
+	local function hairpin(ep)
+		return cjson.decode(H.must("bridge -j -d link show dev " .. ep.host_ifname))[1].hairpin
+	end
+	lu.assertTrue(hairpin(json_run(self, "endpoint create --json --name hp -p 8080:80 --netns h1 n1")))
+	lu.assertFalse(hairpin(json_run(self, "endpoint create --json --name hn --netns h2 n1")))
+	lu.assertFalse(hairpin(json_run(self, "endpoint create --json --name hx -p 8081:80 -o hairpin=false n1")))
+	lu.assertTrue(hairpin(json_run(self, "endpoint create --json --name hy -o hairpin=true n1")))
+	for _, n in ipairs{ "hp", "hn", "hx", "hy" } do ok_run(self, "endpoint rm " .. n) end
 end
 
 ---------------------------------------------------------------------------

@@ -275,8 +275,9 @@ end
 local epopts = schema.new{
 	{ key = "mac", type = "mac", label = "com.docker.network.endpoint.macaddress",
 	  aliases = { "macaddress" }, check = mac_check, doc = "MAC address of the container side" },
-	{ key = "hairpin", type = "bool", default = false, aliases = { "hairpin_mode" },
-	  doc = "hairpin mode on the host side's bridge port" },
+	{ key = "hairpin", type = "bool", aliases = { "hairpin_mode" },
+	  doc = "hairpin mode on the host side's bridge port (default: on when the endpoint publishes "
+		.. "ports, as Docker without its userland proxy: it reaches its own ports through the host)" },
 }
 M.endpoint_options = epopts
 
@@ -387,6 +388,9 @@ local function resolve_endpoint(self, net, spec)
 		if not reqs then return fail(pmsg) end
 		ep.ports = reqs
 	end
+	-- a connection to one of its own published ports through the host's
+	-- address comes back through its own bridge port (brisk has no proxy)
+	if ep.hairpin == nil then ep.hairpin = ep.ports ~= nil and #ep.ports > 0 end
 	-- addresses: given or allocated
 	local v4
 	if spec.ip ~= nil then

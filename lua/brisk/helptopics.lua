@@ -29,7 +29,8 @@ M.step_docs = {
 	publish_ports = "pick the host ports and add the DNAT/accept rules (refused before anything else changes)",
 	create_veth = "create the veth pair: host side on the bridge, the other end created inside the namespace (a generated name that is taken: new names, recorded, then again)",
 	add_to_bridge = "attach the host side to the bridge, unless it already is",
-	set_hairpin = "hairpin mode on the host side's bridge port (endpoint option hairpin)",
+	set_hairpin = "hairpin mode on the host side's bridge port (endpoint option hairpin; on by default "
+		.. "for an endpoint that publishes ports)",
 	host_up = "bring the host side up",
 	join_move = "move the other end into the namespace (endpoint join, after create without --netns)",
 	sandbox_rename = "inside the namespace: rename the interface to ethN and give it its MAC and MTU",
