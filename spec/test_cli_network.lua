@@ -452,6 +452,39 @@ function TestCliNetworkCheck:test_restore_reports_a_record_it_cannot_write()
 	if not ok then error(err, 0) end
 end
 
+-- A record that does not parse stops every command that reads its kind;
+-- the message says how it goes, and rm by its full id removes it.
+function TestCliNetworkCheck:test_a_damaged_record_is_removed_by_its_id()
+	json_run(self, "network create --json --subnet 10.44.0.0/24 nd")
+	local e1 = json_run(self, "endpoint create --json --name e1 nd")
+	json_run(self, "endpoint create --json --name e2 nd")
+	H.spit(self.dir .. "/endpoint/" .. e1.id .. ".json", "")
+	os.remove(self.dir .. "/.index")
+	for _, c in ipairs{ "endpoint ls", "network check", "endpoint rm e2", "network rm -f nd" } do
+		local code, out, err = brisk(self, c)
+		lu.assertEquals(code, 1, c)
+		lu.assertEquals(out, "", c)
+		lu.assertStrContains(err, "store: cannot parse", false, c)
+		lu.assertStrContains(err, "brisk: a damaged endpoint record: 'brisk endpoint rm " .. e1.id
+			.. "' removes it (what it made in the kernel stays)\n", false, c)
+	end
+	lu.assertEquals(ok_run(self, "endpoint rm " .. e1.id), e1.id .. "\n")
+	lu.assertEquals(#json_run(self, "endpoint ls --json"), 1)
+	H.must("ip link del " .. e1.host_ifname)
+	lu.assertEquals(ok_run(self, "network check"), "no drift\n")
+	-- a network's record too
+	local n2 = json_run(self, "network create --json --subnet 10.45.0.0/24 n2")
+	H.spit(self.dir .. "/network/" .. n2.id .. ".json", "{")
+	os.remove(self.dir .. "/.index")
+	local code, _, err = brisk(self, "network ls")
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "'brisk network rm " .. n2.id .. "' removes it")
+	ok_run(self, "network rm " .. n2.id)
+	H.must("ip link del " .. n2.bridge)
+	ok_run(self, "network rm -f nd")
+	lu.assertEquals(ok_run(self, "network ls --json"), "[]\n")
+end
+
 function TestCliNetworkCheck:test_restore_fails_when_the_store_cannot_be_locked()
 	json_run(self, "network create --json --subnet 10.42.0.0/24 nl")
 	os.remove(self.dir .. "/.lock")

@@ -897,7 +897,14 @@ function M.main(argv, served)
 	stdout:flush()
 	if ok then return res end
 	local e = res.err
-	stderr:write("brisk: ", error_text(e), "\n")
+	local text = error_text(e)
+	stderr:write("brisk: ", text, "\n")
+	-- a damaged record stops every command that reads its kind: say how it goes
+	local kind, id = text:match("store: cannot parse .-/(%a+)/(%x+)%.json")
+	if (kind == "network" or kind == "endpoint") and #id == 64 then
+		stderr:write(string.format("brisk: a damaged %s record: 'brisk %s rm %s' removes it "
+			.. "(what it made in the kernel stays)\n", kind, kind, id))
+	end
 	if M.is_error(e) and e.exit == 2 and e.command and M.commands[e.command] then
 		local lines = usage_lines(M.commands[e.command])
 		stderr:write("usage: ", lines[1], "\n")

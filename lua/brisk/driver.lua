@@ -73,6 +73,21 @@ local function firewall()
 	end })
 end
 
+--- A record that does not parse, named by its full id, is deleted as it
+-- is: what it named cannot be read, so what it made in the kernel stays.
+-- Every command that reads the kind fails until then (the index cannot be
+-- built), and this is how it is mended (`brisk network|endpoint rm ID`).
+-- @return true when `key` named such a record and it was deleted; nil,
+--   msg, errno when that failed; nothing when `key` names no damaged record
+function M.delete_damaged(d, kind, key)
+	if type(key) ~= "string" or not key:match("^" .. string.rep("%x", 64) .. "$") then return end
+	local doc, _, code = d.store:get(kind, key)
+	if doc or code ~= "corrupt" then return end
+	local ok, msg, err = d.store:delete(kind, key)
+	if not ok then return nil, msg, M.store_errno(err) end
+	return true
+end
+
 -- The firewall's view of a network.
 function M.fw_net(n)
 	return { id = n.id, bridge = n.bridge, subnet4 = n.subnet4, subnet6 = n.subnet6, icc = n.icc,
@@ -1038,6 +1053,8 @@ function D:delete_network(key, o)
 	end
 	o = o or {}
 	return self.store:transaction(function()
+		local gone, gmsg, gerr = M.delete_damaged(self, "network", key)
+		if gone ~= nil then return gone, gmsg, gerr end
 		local net, msg, err = self:network(key)
 		if not net then return nil, msg, err end
 		if net.state == "creating" then

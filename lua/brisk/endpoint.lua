@@ -844,6 +844,8 @@ end
 -- @return true, or nil, msg, errno
 function D:delete_endpoint(epkey)
 	return self.store:transaction(function()
+		local gone, gmsg, gerr = M.delete_damaged(self, "endpoint", epkey)
+		if gone ~= nil then return gone, gmsg, gerr end
 		local ep, emsg, eerr = find_endpoint(self, epkey)
 		if not ep then return nil, emsg, eerr end
 		local net = self:network(ep.network)
