@@ -202,7 +202,10 @@ Each document is replaced atomically and carries dbIndex, bumped on each write,
 for compare-and-swap (as libnetwork's datastore does). Deleting a network undoes
 its journal newest first. After a reboot 'brisk network restore' re-creates the
 stored networks; 'brisk network check' compares the store with the kernel.
-'brisk network inspect --json NAME' prints a record exactly as stored.]]
+'brisk network inspect --json NAME' prints a record exactly as stored. A record
+that does not parse stops every command that reads its kind, until 'brisk
+network rm ID' (or 'endpoint rm ID') with its full id deletes it; what it made
+in the kernel stays.]]
 
 local FIREWALL = [[
 brisk expresses libnetwork's bridge firewall in nftables and owns two tables,
