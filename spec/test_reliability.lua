@@ -657,6 +657,55 @@ local function torn_creates(self)
 	return d, torn_net, torn_ep
 end
 
+-- A create on a bridge the user made, killed after its steps changed it:
+-- rm, and restore then rm, leave the bridge exactly as it was found (the
+-- intent keeps what it had); rm left the network's address on it.
+local CRASH_ADOPTED = [==[
+local ROOT, DIR = arg[1], arg[2]
+package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+package.cpath = ROOT .. "/build/lib/?.so;" .. package.cpath
+local d = assert(require("brisk.driver").open{ state_dir = DIR })
+d:after("setup_mtu", function() os.exit(9) end)
+d:create_network{ name = "torn", subnet = "10.63.0.0/24", ipv6 = true, subnet6 = nil,
+	options = { bridge = "mybr", mtu = 1400 } }
+os.exit(0)
+]==]
+
+function TestCrash:test_a_torn_create_on_a_user_bridge_is_undone_to_what_it_found()
+	local script = self.dir .. "/crash.lua"
+	spit(script, CRASH_ADOPTED)
+	H.must("ip link add mybr mtu 1500 type bridge && ip addr add 192.168.5.1/24 dev mybr")
+	local function bridge()
+		local l = H.ip("-d link show dev mybr")[1]
+		local a = {}
+		for _, x in ipairs(H.ip("addr show dev mybr")[1].addr_info or {}) do
+			a[#a + 1] = string.format("%s/%d", x["local"], x.prefixlen)
+		end
+		table.sort(a)
+		return { mtu = l.mtu, up = l.flags[#l.flags] == "UP" or nil, addrs = table.concat(a, " "),
+			disable_ipv6 = H.slurp("/proc/sys/net/ipv6/conf/mybr/disable_ipv6") }
+	end
+	H.must("sysctl -qw net.ipv6.conf.mybr.disable_ipv6=1")
+	local before = bridge()
+	for _, how in ipairs{ "rm", "restore" } do
+		local code = select(3, os.execute(string.format("lua5.4 %s %s %s", q(script), q(ROOT), q(self.dir))))
+		lu.assertEquals(code, 9, how)
+		local torn = bridge()
+		lu.assertEquals(torn.mtu, 1400, how)
+		lu.assertStrContains(torn.addrs, "10.63.0.1/24", false, how)
+		if how == "restore" then
+			local c, out = cli(self.dir, { "network", "restore" })
+			lu.assertEquals(c, 0, out)
+			lu.assertStrContains(out, "torn: ok (interrupted create finished)")
+			lu.assertEquals(cli(self.dir, { "network", "check" }), 0)
+		end
+		local c, out = cli(self.dir, { "network", "rm", "torn" })
+		lu.assertEquals(c, 0, out)
+		lu.assertEquals(bridge(), before, how)
+	end
+	H.must("ip link del mybr")
+end
+
 function TestCrash:test_restore_finishes_a_torn_network_and_undoes_a_torn_endpoint()
 	local d <close>, net, ep = torn_creates(self)
 	local c, out = cli(self.dir, { "network", "restore" })

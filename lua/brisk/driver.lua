@@ -912,6 +912,76 @@ function D:create_network(spec)
 	end)
 end
 
+local function is_up(l)
+	for _, f in ipairs(l.flags or {}) do if f == "UP" then return true end end
+	return false
+end
+
+-- The per-bridge sysctls a create may change on an adopted bridge.
+local ADOPTED_SYSCTLS = { "net/ipv6/conf/%s/disable_ipv6", "net/ipv4/conf/%s/route_localnet" }
+
+-- What an adopted (user-made) bridge has before a create changes it, kept
+-- in the intent record: an interrupted create is undone back to it.
+local function adopted_state(h, net)
+	local l = h:link_get(net.bridge)
+	if not l then return nil end
+	local f = { addrs = {}, mtu = l.mtu, up = is_up(l), sysctls = {} }
+	for _, a in ipairs(h:addr_list{ dev = net.bridge } or {}) do
+		-- (a kernel-made IPv6 link-local address comes back by itself)
+		if a.family == "inet" or not a["local"]:match("^fe80:") or a["local"] == "fe80::1" then
+			f.addrs[#f.addrs + 1] = { address = a["local"] .. "/" .. a.prefixlen, broadcast = a.broadcast }
+		end
+	end
+	for _, p in ipairs(ADOPTED_SYSCTLS) do
+		local path = p:format(net.bridge)
+		f.sysctls[path] = h:sysctl_get(path)
+	end
+	return f
+end
+
+-- Undo on an adopted bridge what an interrupted create may have done (as
+-- far as net.found, from the intent, says what it had): the network's
+-- addresses go, the ones it replaced come back, its sysctls, MTU and state
+-- are as they were.
+local function undo_adopted(self, net)
+	local h, f = self.h, net.found
+	local l = f and h:link_get(net.bridge)
+	if not l then return true end
+	local had, mine, have = {}, { ["fe80::1/64"] = true }, {}
+	for _, a in ipairs(f.addrs or {}) do had[a.address] = true end
+	if net.address_ipv4 then mine[net.address_ipv4] = true end
+	if net.address_ipv6 then mine[net.address_ipv6] = true end
+	for _, a in ipairs(h:addr_list{ dev = net.bridge } or {}) do
+		local s = a["local"] .. "/" .. a.prefixlen
+		have[s] = true
+		if mine[s] and not had[s] then
+			local ok, msg, err = h:addr_del{ dev = net.bridge, address = s }
+			if not ok and err ~= core.errno.EADDRNOTAVAIL then return nil, msg, err end
+		end
+	end
+	for _, a in ipairs(f.addrs or {}) do
+		if not have[a.address] then
+			local ok, msg, err = h:addr_add{ dev = net.bridge, address = a.address, broadcast = a.broadcast }
+			if not ok and err ~= EEXIST then return nil, msg, err end
+		end
+	end
+	for path, v in pairs(f.sysctls or {}) do
+		if h:sysctl_get(path) ~= v then
+			local ok, msg, err = h:sysctl_set(path, v)
+			if not ok then return nil, msg, err end
+		end
+	end
+	if f.mtu and l.mtu ~= f.mtu then
+		local ok, msg, err = h:link_set{ dev = net.bridge, mtu = f.mtu }
+		if not ok then return nil, msg, err end
+	end
+	if f.up == false and is_up(l) then
+		local ok, msg, err = h:link_set{ dev = net.bridge, up = false }
+		if not ok then return nil, msg, err end
+	end
+	return true
+end
+
 -- Apply an already-resolved network record (the one a plan carries).
 --
 -- The record is stored first, in the state "creating" (the intent), and
@@ -921,6 +991,7 @@ end
 -- step rolls back and removes the intent.
 function D:apply_resolved(net)
 	net.state, net.dbIndex = "creating", nil
+	if net.creator ~= "brisk" then net.found = adopted_state(self.h, net) end
 	local ok, smsg, serr = self.store:put("network", net, { volatile = true })
 	if not ok then
 		net.state = nil
@@ -933,7 +1004,7 @@ function D:apply_resolved(net)
 		net.state, net.dbIndex = nil, nil
 		return nil, msg, err, extra
 	end
-	net.state = nil
+	net.state, net.found = nil, nil
 	net.journal = log
 	net.created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")
 	ok, smsg, serr = self.store:put("network", net)
@@ -952,14 +1023,15 @@ function D:nft_runner()
 end
 
 -- The bridge an interrupted create (a record still "creating") was making,
--- when brisk was making it: the journal died with the process, so this
--- goes by the record's names.
+-- when brisk was making it, or what it did to an adopted one: the journal
+-- died with the process, so this goes by the record.
 local function del_interrupted_bridge(self, net)
 	if net.creator == "brisk" then
 		local ok, msg, err = self.h:link_del(net.bridge)
 		if not ok and err ~= core.errno.ENODEV then return nil, msg, err end
+		return true
 	end
-	return true
+	return undo_adopted(self, net)
 end
 
 -- Undo what an interrupted create may have left: its firewall elements and
@@ -1146,7 +1218,7 @@ function D:restore(o)
 				log, msg = del_interrupted_bridge(self, net)
 				if log then log, msg = apply_network(self, net) end
 				if log then
-					net.state, net.journal = nil, nil
+					net.state, net.journal, net.found = nil, nil, nil
 					net.created_at = net.created_at or os.date("!%Y-%m-%dT%H:%M:%SZ")
 				end
 			else
