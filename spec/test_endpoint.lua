@@ -77,6 +77,23 @@ function TestEndpointCreate:test_link_create_in_place()
 	lu.assertTrue(ping("n1", "172.30.0.1"))
 end
 
+-- The default routes go through the aux addresses DefaultGatewayIPv4/6
+-- when the network has them (libnetwork's setupGatewayIPv4/6), and through
+-- the bridge's fe80::1 on an IPv6 network without an IPv6 subnet
+function TestEndpointCreate:test_default_routes_follow_the_network_gateways()
+	assert(self.d:create_network{ name = "gw", ipv6 = true, subnet = { "10.9.0.0/24", "fd00:9::/64" },
+		aux_addresses = { DefaultGatewayIPv4 = "10.9.0.254", DefaultGatewayIPv6 = "fd00:9::fe" } })
+	local ep = assert(self.d:create_endpoint("gw", { netns = "n1" }))
+	lu.assertEquals(ep.gateway4, "10.9.0.254")
+	lu.assertEquals(H.ip("-n n1 route show default")[1].gateway, "10.9.0.254")
+	lu.assertEquals(H.ip("-n n1 -6 route show default")[1].gateway, "fd00:9::fe")
+	assert(self.d:create_network{ name = "ll", ipv6 = true, subnet = "10.8.0.0/24" })
+	assert(self.d:create_endpoint("ll", { netns = "n2" }))
+	local r6 = H.ip("-n n2 -6 route show default")[1]
+	lu.assertEquals(r6.gateway, "fe80::1")
+	lu.assertEquals(r6.dev, "eth0")
+end
+
 function TestEndpointCreate:test_invalid_ids_and_duplicates()
 	assert(self.d:create_network{ name = "web", subnet = "172.31.0.0/24" })
 	local before = world(self)

@@ -379,7 +379,9 @@ local function resolve_endpoint(self, net, spec)
 	local ep = {
 		id = id, name = name, network = net.id, network_name = net.name, bridge = net.bridge,
 		mtu = net.mtu, hairpin = opts.hairpin, enable_ipv6 = net.enable_ipv6, internal = net.internal,
-		gateway4 = not net.inhibit_ipv4 and net.gateway4 or net.gateway4,
+		-- the aux address DefaultGatewayIPv4 is the gateway when given
+		-- (libnetwork's setupGatewayIPv4), the network's otherwise
+		gateway4 = net.default_gateway_ipv4 or net.gateway4,
 		host_ifname = M.veth_name(), generated_names = true,
 	}
 	if spec.publish ~= nil then
@@ -437,7 +439,9 @@ local function resolve_endpoint(self, net, spec)
 			ep.ipv6 = ipnet.format(a)
 			net.ipam.v6[s] = id
 		end
-		ep.gateway6 = net.gateway6 or (net.enable_ipv6 and nil)
+		-- DefaultGatewayIPv6, else the network's, else the bridge's fe80::1
+		-- (libnetwork's gatewayIPv6 when the network has no IPv6 subnet)
+		ep.gateway6 = net.default_gateway_ipv6 or net.gateway6 or "fe80::1"
 	elseif spec.ip6 ~= nil then
 		return fail("network " .. net.name .. " has no IPv6")
 	end
