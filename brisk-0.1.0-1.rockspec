@@ -30,7 +30,6 @@ published ports and the nftables firewall, as Lua flows over a small C module
 Lua; a command line (`brisk network create ...`), a REPL and `brisk graph`
 come with it.
 ]],
-   -- the project has no LICENSE file yet: the lead must choose one
    license = "MIT",
    labels = { "networking", "linux", "netlink", "docker" },
 }

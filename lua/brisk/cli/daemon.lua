@@ -105,7 +105,7 @@ cli.register {
 	usage = "[--socket PATH] [--quiet] [--spare-ttl SECONDS]",
 	description = "Listens on a unix socket (mode 0600) until SIGINT, SIGTERM or SIGHUP. A brisk\n"
 		.. "started with BRISK_HOST=PATH hands its command to the daemon, which runs it with\n"
-		.. "brisk already loaded (an endpoint create in about half the time) in the\n"
+		.. "brisk already loaded (an endpoint create in about two-thirds of the time) in the\n"
 		.. "caller's network namespace and working directory, with the caller's stdin,\n"
 		.. "stdout, stderr and its BRISK_*, PATH, HOME, TERM, COLUMNS, LINES and NO_COLOR\n"
 		.. "variables; the caller exits with the command's exit code. Served: the network\n"
