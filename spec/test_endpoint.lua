@@ -280,6 +280,29 @@ function TestEndpointJoin:test_join_leave_move_path()
 	lu.assertNotNil(H.iplink("eth0", "n2"))
 end
 
+-- A leave whose link name is taken in the host's namespace changes
+-- nothing (the kernel moved the link, then could not rename it, after its
+-- addresses were gone), and a leave once the name is free works.
+function TestEndpointJoin:test_a_refused_leave_changes_nothing()
+	assert(self.d:create_network{ name = "jl", subnet = "172.22.0.0/24" })
+	local ep = assert(self.d:create_endpoint("jl", { name = "e", netns = "n1" }))
+	local function inside()
+		return { H.snapshot("n1"), H.must("ip -n n1 route show"), cjson.encode(self.d:endpoint("e")) }
+	end
+	local before = inside()
+	H.must("ip link add " .. ep.peer_ifname .. " type bridge")
+	local ok, msg, err = self.d:leave("e")
+	lu.assertNil(ok)
+	lu.assertEquals(err, E.EEXIST)
+	lu.assertStrContains(msg, ep.peer_ifname .. " exists in the host's namespace")
+	lu.assertEquals(inside(), before)
+	lu.assertEquals(H.ip("-n n1 route show default")[1].gateway, "172.22.0.1")
+	H.must("ip link del " .. ep.peer_ifname)
+	assert(self.d:leave("e"))
+	lu.assertNotNil(H.iplink(ep.peer_ifname))
+	lu.assertEquals(self.d:endpoint("e").netns, nil)
+end
+
 function TestEndpointJoin:test_a_failed_join_rolls_back_in_the_namespace()
 	-- the undo runs through the sandbox's handle before it is closed
 	assert(self.d:create_network{ name = "jf", subnet = "172.21.0.0/24" })

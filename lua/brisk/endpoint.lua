@@ -824,14 +824,25 @@ function D:leave(epkey)
 		local ep, emsg, eerr = find_endpoint(self, epkey)
 		if not ep then return nil, emsg, eerr end
 		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
+		-- the name the link takes back must be free here: a move under a
+		-- taken name fails half way (the kernel moves it, then cannot
+		-- rename it), so it is checked before anything changes
+		if self.h:link_get(ep.peer_ifname) then
+			return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
+				ep.peer_ifname), errno.EEXIST)
+		end
 		local hs, msg, err = core.open(ep.netns)
 		if not hs then return nil, msg, err end
-		for _, a in ipairs(hs:addr_list{ dev = ep.ifname } or {}) do
-			if a.scope ~= "link" then hs:addr_del{ dev = ep.ifname, address = a["local"] .. "/" .. a.prefixlen } end
-		end
+		-- down and renamed, then moved (which drops its addresses); a failed
+		-- move puts it back as it was, its default routes too
 		local ok
 		ok, msg, err = hs:link_set{ dev = ep.ifname, up = false, ifname = ep.peer_ifname }
-		if ok then ok, msg, err = hs:link_set{ dev = ep.peer_ifname, netns = host_ref(self) } end
+		if ok then
+			ok, msg, err = hs:link_set{ dev = ep.peer_ifname, netns = host_ref(self) }
+			if not ok and hs:link_set{ dev = ep.peer_ifname, ifname = ep.ifname, up = true } then
+				steps.sandbox_routes(hs, ep)
+			end
+		end
 		hs:close()
 		if not ok then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
 		local rok, rmsg, rerr = release_netns(self, ep)
