@@ -303,6 +303,28 @@ function TestEndpointJoin:test_a_refused_leave_changes_nothing()
 	lu.assertEquals(self.d:endpoint("e").netns, nil)
 end
 
+-- The endpoint that carried a namespace's default routes goes (rm or
+-- leave): the next one there that can carry them takes them, by network
+-- name, never an internal one (libnetwork's updateGateway)
+function TestEndpointJoin:test_the_default_route_is_handed_over()
+	assert(self.d:create_network{ name = "a", subnet = "172.23.0.0/24" })
+	assert(self.d:create_network{ name = "c", subnet = "172.24.0.0/24" })
+	assert(self.d:create_network{ name = "b", subnet = "172.25.0.0/24", internal = true })
+	assert(self.d:create_network{ name = "d", subnet = "172.26.0.0/24" })
+	assert(self.d:create_endpoint("a", { name = "ea", netns = "n1" }))
+	assert(self.d:create_endpoint("d", { name = "ed", netns = "n1" }))
+	assert(self.d:create_endpoint("b", { name = "eb", netns = "n1" }))
+	assert(self.d:create_endpoint("c", { name = "ec", netns = "n1" }))
+	local function gw() local r = H.ip("-n n1 route show default")[1]; return r and r.gateway end
+	lu.assertEquals(gw(), "172.23.0.1")
+	assert(self.d:delete_endpoint("ea"))
+	lu.assertEquals(gw(), "172.24.0.1")        -- c before d; b is internal
+	assert(self.d:leave("ec"))
+	lu.assertEquals(gw(), "172.26.0.1")
+	assert(self.d:delete_endpoint("ed"))
+	lu.assertNil(gw())
+end
+
 function TestEndpointJoin:test_a_failed_join_rolls_back_in_the_namespace()
 	-- the undo runs through the sandbox's handle before it is closed
 	assert(self.d:create_network{ name = "jf", subnet = "172.21.0.0/24" })

@@ -817,6 +817,35 @@ local function release_netns(self, ep)
 	return true
 end
 
+-- The namespace's default routes went with the endpoint's link: the next
+-- endpoint there that can carry them (not internal; by network name, as
+-- libnetwork's sandbox orders its endpoints) takes them, as libnetwork's
+-- updateGateway does. Only when the namespace holds another link than lo
+-- are the endpoints read.
+local function hand_over_gateway(self, ep)
+	if not ep.netns or ep.internal then return end
+	local hs = core.open(ep.netns)
+	if not hs then return end
+	local busy = false
+	for _, l in ipairs(hs:link_list() or {}) do
+		if l.ifname ~= "lo" then busy = true end
+	end
+	if busy then
+		local id = core.netns_id(ep.netns)
+		local next = {}
+		for _, o in ipairs(self.store:list("endpoint", true) or {}) do
+			if o.id ~= ep.id and o.netns ~= nil and not o.internal and o.state ~= "creating"
+				and (o.netns == ep.netns or (id and core.netns_id(o.netns) == id)) then
+				next[#next + 1] = o
+			end
+		end
+		table.sort(next, function(a, b) return (a.network_name or "") < (b.network_name or "") end)
+		-- the first takes each family's default route, the others find it taken
+		for _, o in ipairs(next) do steps.sandbox_routes(hs, o) end
+	end
+	hs:close()
+end
+
 --- Leave: move the container side back to the driver's namespace under its
 -- original name, down, without addresses.
 function D:leave(epkey)
@@ -845,6 +874,7 @@ function D:leave(epkey)
 		end
 		hs:close()
 		if not ok then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
+		hand_over_gateway(self, ep)
 		local rok, rmsg, rerr = release_netns(self, ep)
 		if not rok then return nil, rmsg, rerr end
 		ep.netns, ep.ifname, ep.created_netns = nil, nil, nil
@@ -877,6 +907,7 @@ function D:delete_endpoint(epkey)
 		if not ok and err ~= errno.ENODEV then
 			return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err
 		end
+		hand_over_gateway(self, ep)
 		local rok, rmsg, rerr = release_netns(self, ep)
 		if not rok then return nil, rmsg, rerr end
 		local ok2, dmsg, derr = self.store:delete("endpoint", ep.id)
