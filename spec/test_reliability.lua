@@ -706,6 +706,66 @@ function TestCrash:test_a_torn_create_on_a_user_bridge_is_undone_to_what_it_foun
 	H.must("ip link del mybr")
 end
 
+-- A join killed after its link moved and got its addresses, a leave killed
+-- after the link came back but before the record said so: each leaves its
+-- intent ("joining", "leaving"), which check reports and leave (or restore)
+-- undoes; rm was the only way out, and check saw nothing.
+local CRASH_JOIN = [==[
+local ROOT, DIR, WHAT = arg[1], arg[2], arg[3]
+package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+package.cpath = ROOT .. "/build/lib/?.so;" .. package.cpath
+local d = assert(require("brisk.driver").open{ state_dir = DIR })
+if WHAT == "join" then
+	d:after("sandbox_addresses", function() os.exit(9) end)
+	d:join("e1", "jns")
+else
+	-- the record's last write (the leave is done in the kernel by then)
+	local put, n = d.store.put, 0
+	d.store.put = function(...) n = n + 1; if n == 2 then os.exit(9) end return put(...) end
+	d:leave("e1")
+end
+os.exit(0)
+]==]
+
+function TestCrash:test_a_torn_join_or_leave_is_reported_and_undone()
+	local script = self.dir .. "/crash.lua"
+	spit(script, CRASH_JOIN)
+	local d <close> = assert(driver.open{ state_dir = self.dir })
+	assert(d:create_network{ name = "jn", subnet = "10.64.0.0/24" })
+	local e1 = assert(d:create_endpoint("jn", { name = "e1" }))
+	local function crash(what)
+		local code = select(3, os.execute(string.format("lua5.4 %s %s %s %s", q(script), q(ROOT), q(self.dir), what)))
+		lu.assertEquals(code, 9, what)
+	end
+	for _, how in ipairs{ "leave", "restore" } do
+		crash("join")
+		lu.assertNotNil(H.iplink("eth0", "jns"))
+		local c, out = cli(self.dir, { "network", "check" })
+		lu.assertEquals(c, 1, out)
+		lu.assertStrContains(out, "endpoint e1: its join to jns was interrupted")
+		c, out = cli(self.dir, how == "leave" and { "endpoint", "leave", "e1" } or { "network", "restore" })
+		lu.assertEquals(c, 0, out)
+		if how == "restore" then lu.assertStrContains(out, "endpoint e1: ok (interrupted join undone)") end
+		lu.assertNotNil(H.iplink(e1.peer_ifname))
+		lu.assertNotEquals(H.sh("ip netns list | grep -qw jns"), true)
+		lu.assertEquals(cli(self.dir, { "network", "check" }), 0)
+		assert(d:join("e1", "jns"))
+		-- the leave, cut short after the move
+		crash("leave")
+		lu.assertNotNil(H.iplink(e1.peer_ifname))
+		c, out = cli(self.dir, { "network", "check" })
+		lu.assertEquals(c, 1, out)
+		lu.assertStrContains(out, "endpoint e1: its leave from jns was interrupted")
+		c, out = cli(self.dir, how == "leave" and { "endpoint", "leave", "e1" } or { "network", "restore" })
+		lu.assertEquals(c, 0, out)
+		if how == "restore" then lu.assertStrContains(out, "endpoint e1: ok (interrupted leave finished)") end
+		lu.assertNil(d:endpoint("e1").netns)
+		lu.assertEquals(cli(self.dir, { "network", "check" }), 0)
+	end
+	assert(d:delete_endpoint("e1"))
+	assert(d:delete_network("jn"))
+end
+
 function TestCrash:test_restore_finishes_a_torn_network_and_undoes_a_torn_endpoint()
 	local d <close>, net, ep = torn_creates(self)
 	local c, out = cli(self.dir, { "network", "restore" })

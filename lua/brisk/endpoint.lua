@@ -27,6 +27,12 @@ local function fail(msg, err)
 	return nil, msg, err or errno.EINVAL
 end
 
+local function copy(t)
+	local c = {}
+	for k, v in pairs(t) do c[k] = v end
+	return c
+end
+
 local function random_hex(nbytes)
 	local b = core.random_bytes(nbytes)
 	return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -755,13 +761,46 @@ function D:join(epkey, netns, o)
 		end
 		local ctx = { driver = self, move = true, network = net }
 		ctx.journal = handle.journal(self.h)
-		local hs, smsg, serr = open_sandbox(self, ref, ctx)
-		if not hs then return nil, smsg, serr end
+		-- the intent (state "joining", the namespace, and whether the join
+		-- makes it), stored before the first kernel change: a process
+		-- killed half way leaves a record that check reports and that leave,
+		-- rm and restore undo (bring_back)
+		-- (a namespace that exists is opened first: a join refused there
+		-- changes nothing, not even the record)
+		local was, hs, smsg, serr = copy(ep), nil, nil, nil
+		local creates = netns_to_create(ref)
+		if not creates then
+			hs, smsg, serr = open_sandbox(self, ref, ctx)
+			if not hs then return nil, smsg, serr end
+		end
+		ep.state, ep.netns = "joining", ref
+		if creates then ep.created_netns = ref end
+		local iok, imsg, ierr = self.store:put("endpoint", ep)
+		if not iok then
+			if hs then hs:close() end
+			return nil, "join endpoint " .. ep.name .. ": store: " .. tostring(imsg), M.store_errno(ierr)
+		end
+		local function refused(msg, err)
+			was.dbIndex = ep.dbIndex
+			local pok, pmsg = self.store:put("endpoint", was)
+			if not pok then msg = tostring(msg) .. "; putting its record back failed: " .. tostring(pmsg) end
+			return nil, msg, err
+		end
+		if creates then
+			hs, smsg, serr = open_sandbox(self, ref, ctx)
+			if not hs then return refused(smsg, serr) end
+		end
 		-- (not fresh even in a namespace the join made: a failure must bring
 		-- the container side back, renamed back first)
 		ctx.sandbox = handle.journal(hs)
 		ctx.sandbox_ref = type(ref) == "string" and ref or ("/proc/self/fd/" .. hs:netns_fd())
 		ep.ifname = o.ifname or free_ifname(hs, net.container_iface_prefix or "eth")
+		iok, imsg, ierr = self.store:put("endpoint", ep)
+		if not iok then
+			close_sandbox(ctx)
+			if ctx.created_netns then core.netns_del(ctx.created_netns) end
+			return refused("join endpoint " .. ep.name .. ": store: " .. tostring(imsg), M.store_errno(ierr))
+		end
 		-- only the join part of the list runs
 		local list = {}
 		for _, s in ipairs(self.endpoint_steps) do
@@ -773,10 +812,14 @@ function D:join(epkey, netns, o)
 			-- (through the sandbox's handle: it is closed afterwards)
 			local errs = rollback(self, ctx)
 			close_sandbox(ctx)
-			return nil, string.format("join endpoint %s: step %s failed: %s%s", ep.name, step, tostring(msg),
-				#errs > 0 and ("; rollback failed: " .. table.concat(errs, "; ")) or ""), err
+			msg = string.format("join endpoint %s: step %s failed: %s%s", ep.name, step, tostring(msg),
+				#errs > 0 and ("; rollback failed: " .. table.concat(errs, "; ")) or "")
+			-- a rollback that failed leaves the intent, for leave or rm to finish
+			if #errs > 0 then return nil, msg, err end
+			return refused(msg, err)
 		end
 		close_sandbox(ctx)
+		ep.state = nil
 		ep.netns = ref
 		ep.created_netns = ctx.created_netns
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
@@ -846,38 +889,83 @@ local function hand_over_gateway(self, ep)
 	hs:close()
 end
 
+-- Bring an endpoint's container side back to the driver's namespace under
+-- its host-side name, down (the move drops its addresses), wherever a join
+-- or a leave, done or cut short, left it: here already, or in its namespace
+-- under either name. A link is taken for the endpoint's only when it is the
+-- other end of the endpoint's host side. Nothing changes when the name it
+-- takes back is another link's here; a failed move puts it back as it was.
+local function bring_back(self, ep)
+	local host = self.h:link_get(ep.host_ifname)
+	local here = self.h:link_get(ep.peer_ifname)
+	if here then
+		if host and here.link == ep.host_ifname then return true end
+		return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
+			ep.peer_ifname), errno.EEXIST)
+	end
+	local hs, msg, err = core.open(ep.netns)
+	if not hs then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
+	local function ours(name)
+		local l = name and hs:link_get(name)
+		return l and host and l.link_index == host.ifindex and l.link_netnsid ~= nil
+	end
+	local name = (ours(ep.peer_ifname) and ep.peer_ifname) or (ours(ep.ifname) and ep.ifname)
+	if not name then
+		hs:close()
+		return fail(string.format("leave endpoint %s: its link is neither in the host's namespace nor in %s",
+			ep.name, tostring(ep.netns)), errno.ENODEV)
+	end
+	local ok = true
+	if name ~= ep.peer_ifname then
+		ok, msg, err = hs:link_set{ dev = name, up = false, ifname = ep.peer_ifname }
+	end
+	if ok then
+		ok, msg, err = hs:link_set{ dev = ep.peer_ifname, netns = host_ref(self) }
+		if not ok and name ~= ep.peer_ifname and hs:link_set{ dev = ep.peer_ifname, ifname = name, up = true } then
+			steps.sandbox_routes(hs, ep)
+		end
+	end
+	hs:close()
+	if not ok then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
+	return true
+end
+
 --- Leave: move the container side back to the driver's namespace under its
--- original name, down, without addresses.
+-- original name, down, without addresses. It also undoes a join or a leave
+-- that was cut short (the record's state "joining" or "leaving").
 function D:leave(epkey)
 	return self.store:transaction(function()
 		local ep, emsg, eerr = find_endpoint(self, epkey)
 		if not ep then return nil, emsg, eerr end
 		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
-		-- the name the link takes back must be free here: a move under a
-		-- taken name fails half way (the kernel moves it, then cannot
-		-- rename it), so it is checked before anything changes
-		if self.h:link_get(ep.peer_ifname) then
+		-- the name it takes back must be free here: a move under a taken name
+		-- fails half way (the kernel moves the link, then cannot rename it),
+		-- so it is checked before anything changes, the record included
+		local here = self.h:link_get(ep.peer_ifname)
+		if here and here.link ~= ep.host_ifname then
 			return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
 				ep.peer_ifname), errno.EEXIST)
 		end
-		local hs, msg, err = core.open(ep.netns)
-		if not hs then return nil, msg, err end
-		-- down and renamed, then moved (which drops its addresses); a failed
-		-- move puts it back as it was, its default routes too
-		local ok
-		ok, msg, err = hs:link_set{ dev = ep.ifname, up = false, ifname = ep.peer_ifname }
-		if ok then
-			ok, msg, err = hs:link_set{ dev = ep.peer_ifname, netns = host_ref(self) }
-			if not ok and hs:link_set{ dev = ep.peer_ifname, ifname = ep.ifname, up = true } then
-				steps.sandbox_routes(hs, ep)
-			end
+		local was = copy(ep)
+		if not ep.state then
+			-- the intent, as join's
+			ep.state = "leaving"
+			local iok, imsg, ierr = self.store:put("endpoint", ep)
+			if not iok then return nil, "leave endpoint " .. ep.name .. ": store: " .. tostring(imsg), M.store_errno(ierr) end
 		end
-		hs:close()
-		if not ok then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
+		local ok, msg, err = bring_back(self, ep)
+		if not ok then
+			if not was.state then
+				was.dbIndex = ep.dbIndex
+				local pok, pmsg = self.store:put("endpoint", was)
+				if not pok then msg = tostring(msg) .. "; putting its record back failed: " .. tostring(pmsg) end
+			end
+			return nil, msg, err
+		end
 		hand_over_gateway(self, ep)
 		local rok, rmsg, rerr = release_netns(self, ep)
 		if not rok then return nil, rmsg, rerr end
-		ep.netns, ep.ifname, ep.created_netns = nil, nil, nil
+		ep.netns, ep.ifname, ep.created_netns, ep.state = nil, nil, nil, nil
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
 		if not pok then return nil, pmsg, M.store_errno(perr) end
 		return ep
@@ -954,6 +1042,12 @@ function D:restore_endpoints(net, out, net_ok)
 		if ep.state == "creating" then
 			local ok, msg = self:delete_endpoint(ep.id)
 			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok == true, undone = true, msg = msg }
+		elseif ep.state == "joining" or ep.state == "leaving" then
+			-- brought back to this namespace: a join undone, a leave finished
+			local joining = ep.state == "joining"
+			local ok, msg = self:leave(ep.id)
+			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok ~= nil, msg = msg,
+				what = joining and "join" or "leave", undone = joining or nil, finished = not joining or nil }
 		elseif net_ok and self.fw and type(ep.ports) == "table" then
 			-- restore rebuilt the network's firewall, which took the
 			-- endpoint's published ports with it: they are published again
@@ -976,6 +1070,10 @@ function D:check_endpoints(net, add)
 			add("endpoint %s: its create was interrupted (host link %s %s); 'brisk endpoint rm %s' "
 				.. "or 'brisk network restore' undoes it", ep.name, ep.host_ifname,
 				l and "exists" or "not created", ep.name)
+		elseif ep.state == "joining" or ep.state == "leaving" then
+			add("endpoint %s: its %s %s was interrupted; 'brisk endpoint leave %s' or 'brisk network "
+				.. "restore' brings it back, 'brisk endpoint rm %s' removes it", ep.name,
+				ep.state == "joining" and "join to" or "leave from", tostring(ep.netns), ep.name, ep.name)
 		elseif not l then
 			add("endpoint %s: host link %s is missing", ep.name, ep.host_ifname)
 		elseif l.master ~= net.bridge then

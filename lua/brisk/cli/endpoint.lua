@@ -228,7 +228,9 @@ cli.register {
 	usage = "NAME|ID",
 	description = "The namespace side loses its addresses, goes down and returns under its host\n"
 		.. "name; a namespace the endpoint created is deleted (unless another endpoint is in\n"
-		.. "it, which then owns it). The endpoint stays on its network.",
+		.. "it, which then owns it). The endpoint stays on its network, and the namespace's\n"
+		.. "default routes go to its next endpoint that can carry them. A join or a leave that\n"
+		.. "was cut short (a killed process; 'network check' reports it) is undone here.",
 	example = "brisk endpoint leave web1",
 	min_args = 1, max_args = 1,
 	run = function(_, pos, ctx)

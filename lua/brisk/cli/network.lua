@@ -272,9 +272,9 @@ cli.register {
 		local out = {}
 		for _, r in ipairs(res) do
 			if r.ok and r.undone then
-				out[#out + 1] = string.format("%s: ok (interrupted create undone)", r.name)
+				out[#out + 1] = string.format("%s: ok (interrupted %s undone)", r.name, r.what or "create")
 			elseif r.ok and r.finished then
-				out[#out + 1] = string.format("%s: ok (interrupted create finished)", r.name)
+				out[#out + 1] = string.format("%s: ok (interrupted %s finished)", r.name, r.what or "create")
 			elseif r.ok then
 				local n = r.changes or 0
 				out[#out + 1] = string.format("%s: ok (%s)", r.name,
