@@ -53,6 +53,11 @@ void brisk_open_nft(lua_State *L, int mod, int meth);
 
 /* The handle at `idx`; raises "attempt to use a closed netlink handle". */
 struct brisk_nl *brisk_checknl(lua_State *L, int idx);
+/* A socket of netlink family `proto` in namespace `nsfd`, beside a
+ * handle's own (another namespace, another family), its requests numbered
+ * from `seq`. NULL with *err set on failure; brisk_nl_temp_close frees it. */
+struct brisk_nl *brisk_nl_temp(int nsfd, int proto, unsigned int seq, int *err);
+void brisk_nl_temp_close(struct brisk_nl *t);
 
 /* Start a request in h->buf: header with type, flags (NLM_F_REQUEST is
  * added) and a fresh seq. */

@@ -1009,67 +1009,30 @@ static int setlink_once(struct brisk_nl *h, int ifindex, const char *name,
 	return brisk_talk(h, nlh, NULL, NULL);
 }
 
-/* A temporary socket in namespace nsfd, for the one request a veth peer
- * created there may need (its addrgenmode). */
-struct tmp_ctx {
-	struct brisk_nl *t;
-	int err;
-};
-
-static int tmp_open(void *ud)
-{
-	struct tmp_ctx *c = ud;
-	int one = 1;
-
-	c->t->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-	if (!c->t->sock) {
-		c->err = errno;
-		return -1;
-	}
-	mnl_socket_setsockopt(c->t->sock, NETLINK_EXT_ACK, &one, sizeof(one));
-	mnl_socket_setsockopt(c->t->sock, NETLINK_CAP_ACK, &one, sizeof(one));
-	if (mnl_socket_bind(c->t->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
-		c->err = errno;
-		mnl_socket_close(c->t->sock);
-		c->t->sock = NULL;
-		return -1;
-	}
-	return 0;
-}
-
+/* The one request a veth peer created in another namespace may need (its
+ * addrgenmode), through a socket there. */
 static int peer_addrgenmode(struct brisk_nl *h, const struct brisk_link_attrs *p)
 {
 	struct brisk_link_attrs only;
-	struct tmp_ctx c;
-	int ret;
+	struct brisk_nl *t;
+	int ret, err = 0;
 
 	brisk_link_attrs_init(&only);
 	only.addrgenmode = p->addrgenmode;
 	if (p->netns_fd < 0)
 		return setlink_once(h, 0, p->ifname, &only, false, true);
-
-	c.err = 0;
-	c.t = calloc(1, sizeof(*c.t));
-	if (!c.t) {
-		h->err = ENOMEM;
-		return -1;
-	}
-	c.t->nsfd = -1;
-	if (brisk_in_netns(p->netns_fd, tmp_open, &c) < 0) {
-		h->err = c.err ? c.err : errno;
+	t = brisk_nl_temp(p->netns_fd, NETLINK_ROUTE, h->seq, &err);
+	if (!t) {
+		h->err = err;
 		h->ext[0] = '\0';
-		free(c.t);
 		return -1;
 	}
-	c.t->portid = mnl_socket_get_portid(c.t->sock);
-	c.t->seq = h->seq;
-	ret = setlink_once(c.t, 0, p->ifname, &only, false, true);
+	ret = setlink_once(t, 0, p->ifname, &only, false, true);
 	if (ret < 0) {
-		h->err = c.t->err;
-		memcpy(h->ext, c.t->ext, sizeof(h->ext));
+		h->err = t->err;
+		memcpy(h->ext, t->ext, sizeof(h->ext));
 	}
-	mnl_socket_close(c.t->sock);
-	free(c.t);
+	brisk_nl_temp_close(t);
 	return ret;
 }
 

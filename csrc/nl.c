@@ -121,6 +121,7 @@ int brisk_netns_fd(lua_State *L, int idx)
 
 struct open_ctx {
 	struct brisk_nl *h;
+	int proto;
 	int err;
 };
 
@@ -130,14 +131,15 @@ static int open_socket(void *ud)
 	struct brisk_nl *h = c->h;
 	int one = 1;
 
-	h->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	h->sock = mnl_socket_open2(c->proto, SOCK_CLOEXEC);
 	if (!h->sock) {
 		c->err = errno;
 		return -1;
 	}
 	/* Best effort: old kernels lack these options. */
 	mnl_socket_setsockopt(h->sock, NETLINK_EXT_ACK, &one, sizeof(one));
-	mnl_socket_setsockopt(h->sock, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
+	if (c->proto == NETLINK_ROUTE)
+		mnl_socket_setsockopt(h->sock, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
 	mnl_socket_setsockopt(h->sock, NETLINK_CAP_ACK, &one, sizeof(one));
 	if (mnl_socket_bind(h->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
 		c->err = errno;
@@ -191,6 +193,7 @@ static int l_open(lua_State *L)
 	if (h->nsfd < 0)
 		return brisk_fail(L, "open netns", label, errno);
 	c.h = h;
+	c.proto = NETLINK_ROUTE;
 	c.err = 0;
 	if (brisk_in_netns(h->nsfd, open_socket, &c) < 0) {
 		int err = c.err ? c.err : errno;
@@ -200,6 +203,35 @@ static int l_open(lua_State *L)
 	h->portid = mnl_socket_get_portid(h->sock);
 	h->seq = (unsigned int)time(NULL) ^ ((unsigned int)getpid() << 16);
 	return 1;
+}
+
+struct brisk_nl *brisk_nl_temp(int nsfd, int proto, unsigned int seq, int *err)
+{
+	struct open_ctx c = { NULL, proto, 0 };
+
+	c.h = calloc(1, sizeof(*c.h));
+	if (!c.h) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	c.h->nsfd = -1;
+	if (brisk_in_netns(nsfd, open_socket, &c) < 0) {
+		*err = c.err ? c.err : errno;
+		free(c.h);
+		return NULL;
+	}
+	c.h->portid = mnl_socket_get_portid(c.h->sock);
+	c.h->seq = seq;
+	return c.h;
+}
+
+void brisk_nl_temp_close(struct brisk_nl *t)
+{
+	if (!t)
+		return;
+	if (t->sock)
+		mnl_socket_close(t->sock);
+	free(t);
 }
 
 struct brisk_nl *brisk_checknl(lua_State *L, int idx)
