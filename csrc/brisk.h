@@ -48,6 +48,7 @@ void brisk_open_sysctl(lua_State *L, int mod, int meth);
 void brisk_open_fs(lua_State *L, int mod, int meth);
 void brisk_open_steps(lua_State *L, int mod, int meth);
 void brisk_open_nft(lua_State *L, int mod, int meth);
+void brisk_open_conntrack(lua_State *L, int mod, int meth);
 
 /* --- handles (nl.c) --- */
 

@@ -20,6 +20,7 @@ static const struct { const char *name; brisk_open_fn open; } families[] = {
 	{ "fs", brisk_open_fs },
 	{ "steps", brisk_open_steps },
 	{ "nft", brisk_open_nft },
+	{ "conntrack", brisk_open_conntrack },
 	{ NULL, NULL }
 };
 

@@ -33,6 +33,9 @@ static const struct {
 	{ "addr_add_again", "return h:addr_add{dev = 'br0', address = '10.99.0.1/24'}" },
 	{ "route_add_bad", "return h:route_add{dst = '10.98.0.0/24', gateway = '10.97.0.1'}" },
 	{ "link_set_mtu_bad", "return h:link_set{dev = 'br0', mtu = 100000}" },
+	{ "conntrack_list", "return h:conntrack_list()" },
+	{ "conntrack_del", "return h:conntrack_del{proto = 17, orig = {src = '10.90.0.1', dst = '10.90.0.2', "
+	  "sport = 40000, dport = 53}}" },
 };
 
 #define NETLINK_NOPS (sizeof(netlink_ops) / sizeof(netlink_ops[0]))

@@ -11,7 +11,8 @@
 #   scripts/fuzz.sh merge [TARGET...] fold what the last run found into fuzz/corpus
 #
 # Targets (fuzz/README.md says more):
-#   netlink  brisk.core's netlink reply parsing (nl.c, link.c, addr.c, route.c)
+#   netlink  brisk.core's netlink reply parsing (nl.c, link.c, addr.c, route.c,
+#            conntrack.c)
 #   cparse   the C address, prefix, MAC and interface-name parsers (nl.c)
 #   lua      the Lua CIDR/IP/MAC, port, option-schema and store JSON parsers
 #
@@ -123,6 +124,14 @@ record() {
 		ip route add 10.91.0.0/24 via 10.90.0.2
 		ip -6 route add fd91::/64 via fd90::2 metric 7
 		ip link set vp1 alias "the other end"
+		# conntrack entries (UDP, ICMP, ICMPv6) for conntrack_list; the UDP
+		# one is conntrack_del'"'"'s
+		nft add table inet rec
+		nft add chain inet rec out "{ type filter hook output priority 0; }"
+		nft add rule inet rec out ct state new accept
+		python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"10.90.0.1\", 40000)); s.sendto(b\"x\", (\"10.90.0.2\", 53))"
+		ping -c 1 -W 1 10.90.0.2 >/dev/null || true
+		ping -6 -c 1 -W 1 fd90::2 >/dev/null || true
 		"$1" "$2"' record "$OUT/record_netlink" fuzz/corpus/netlink
 	ls -l fuzz/corpus/netlink >&2
 }

@@ -85,6 +85,49 @@ function TestNetFirewall:test_restore_rebuilds_the_constant_chains()
 	lu.assertFalse(ping("u1", bare(v1.ipv4)))
 end
 
+-- An endpoint removed takes its flows' conntrack entries with it (those
+-- NATed to its address, and UDP to its published port), as libnetwork's
+-- clearConntrackEntries: a client that keeps its source port would go on
+-- to the endpoint gone. Other flows' entries stay.
+function TestNetFirewall:test_endpoint_rm_drops_its_conntrack_entries()
+	assert(self.d:create_network{ name = "ct", subnet = "10.69.0.0/24" })
+	local u1 = assert(self.d:create_endpoint("ct", { netns = "u1", publish = { "5353:53/udp" } }))
+	local keep = assert(self.d:create_endpoint("ct", { netns = "k1", publish = { "5354:53/udp" } }))
+	local gw = u1.gateway4
+	-- one datagram each, from fixed source ports, through the published ports
+	H.must(("python3 -c 'import socket\nfor sp, dp in ((40000, 5353), (40001, 5354)):\n"
+		.. "  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\"%s\", sp)); "
+		.. "s.sendto(b\"x\", (\"%s\", dp)); s.close()'"):format(gw, gw))
+	local function flows(ip)
+		local n = 0
+		for _, e in ipairs(assert(self.d.h:conntrack_list())) do
+			if e.reply.src == ip and e.proto == 17 then n = n + 1 end
+		end
+		return n
+	end
+	lu.assertEquals(flows(bare(u1.ipv4)), 1)
+	lu.assertEquals(flows(bare(keep.ipv4)), 1)
+	assert(self.d:delete_endpoint(u1.id))
+	lu.assertEquals(flows(bare(u1.ipv4)), 0)
+	lu.assertEquals(flows(bare(keep.ipv4)), 1)
+end
+
+-- conntrack_del names an entry by its original tuple; a gone one is ENOENT,
+-- a malformed one raises
+function TestNetFirewall:test_conntrack_primitives()
+	local h = self.d.h
+	lu.assertEquals(type(h:conntrack_list{ family = "inet6" }), "table")
+	local ok, msg, err = h:conntrack_del{ proto = 17, orig = { src = "192.0.2.1", dst = "192.0.2.2", sport = 1, dport = 2 } }
+	lu.assertNil(ok)
+	lu.assertEquals(err, core.errno.ENOENT)
+	lu.assertStrContains(msg, "conntrack_del 192.0.2.1 -> 192.0.2.2")
+	lu.assertErrorMsgContains("one family", h.conntrack_del, h, { proto = 17, orig = { src = "192.0.2.1", dst = "fd00::1" } })
+	lu.assertErrorMsgContains("0..65535", h.conntrack_del, h,
+		{ proto = 17, orig = { src = "192.0.2.1", dst = "192.0.2.2", sport = 70000 } })
+	lu.assertErrorMsgContains("unknown field", h.conntrack_del, h, { proto = 17, bogus = 1, orig = {} })
+	lu.assertErrorMsgContains("proto must be", h.conntrack_del, h, { orig = { src = "192.0.2.1", dst = "192.0.2.2" } })
+end
+
 function TestNetFirewall:test_masquerade_and_internal()
 	-- "out" plays the upstream network: reached through a veth from here
 	H.netns_add("out")

@@ -996,6 +996,8 @@ function D:delete_endpoint(epkey)
 			return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err
 		end
 		hand_over_gateway(self, ep)
+		-- its flows' conntrack entries go too (best effort, as libnetwork)
+		if self.fw then require("brisk.ports").purge_conntrack(self.h, ep) end
 		local rok, rmsg, rerr = release_netns(self, ep)
 		if not rok then return nil, rmsg, rerr end
 		local ok2, dmsg, derr = self.store:delete("endpoint", ep.id)

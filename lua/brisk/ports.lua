@@ -434,4 +434,38 @@ function M.unpublish(h, ep, ctx)
 	return true
 end
 
+local PROTO_NUM = { tcp = 6, udp = 17, sctp = 132 }
+
+--- Drop the conntrack entries a removed endpoint leaves behind, as
+-- libnetwork's clearConntrackEntries does: those NATed to or from its
+-- addresses, and the UDP and SCTP ones to its published host ports, so
+-- that a flow still coming in (a client that keeps its source port)
+-- reaches what publishes the port next rather than the endpoint gone.
+-- @param h a brisk.core handle (the driver's namespace)
+-- @param ep the endpoint record
+-- @return the number of entries deleted
+-- @return[2] nil, msg, errno when the table could not be read
+function M.purge_conntrack(h, ep)
+	local ips, ports = {}, {}
+	for _, a in ipairs{ ep.ipv4 or false, ep.ipv6 or false } do
+		local b = a and bare(a)
+		if b then ips[b] = true end
+	end
+	for _, b in ipairs(type(ep.ports) == "table" and ep.ports or {}) do
+		if (b.proto == "udp" or b.proto == "sctp") and b.host_port then
+			ports[PROTO_NUM[b.proto] .. ":" .. b.host_port] = true
+		end
+	end
+	local list, msg, err = h:conntrack_list()
+	if not list then return nil, msg, err end
+	local n = 0
+	for _, e in ipairs(list) do
+		if ips[e.reply.src] or ips[e.reply.dst]
+			or (e.proto and e.orig.dport and ports[e.proto .. ":" .. e.orig.dport]) then
+			if h:conntrack_del(e) then n = n + 1 end
+		end
+	end
+	return n
+end
+
 return M

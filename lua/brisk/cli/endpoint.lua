@@ -183,10 +183,11 @@ cli.register {
 	name = "endpoint rm",
 	summary = "delete endpoints",
 	usage = "NAME|ID...",
-	description = "Deletes the veth pair (wherever its other end is), frees the addresses, and\n"
-		.. "deletes a namespace the endpoint created (unless another endpoint is in it, which\n"
-		.. "then owns it). Prints each endpoint removed; one that cannot be removed is\n"
-		.. "reported and the others are still tried (exit 1).",
+	description = "Deletes the veth pair (wherever its other end is), frees the addresses, removes\n"
+		.. "its published ports and its flows' conntrack entries (NATed to or from its addresses,\n"
+		.. "UDP and SCTP to its host ports, as Docker does), and deletes a namespace the endpoint\n"
+		.. "created (unless another endpoint is in it, which then owns it). Prints each endpoint\n"
+		.. "removed; one that cannot be removed is reported and the others are still tried (exit 1).",
 	example = "brisk endpoint rm web1 web2",
 	min_args = 1,
 	list = true,
