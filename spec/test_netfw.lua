@@ -27,6 +27,13 @@ function TestNetFirewall:tearDown()
 	H.sh("rm -rf " .. self.dir)
 end
 
+-- check reports drift, restore repairs every network, check then reports none
+function TestNetFirewall:restore_repairs()
+	lu.assertTrue(#self.d:check() > 0)
+	for _, r in ipairs(self.d:restore()) do lu.assertTrue(r.ok, r.msg) end
+	lu.assertEquals(self.d:check(), {})
+end
+
 function TestNetFirewall:test_icc_on_and_off()
 	assert(self.d:create_network{ name = "on", subnet = "10.61.0.0/24" })
 	assert(self.d:create_network{ name = "off", subnet = "10.62.0.0/24", options = { icc = false } })
@@ -52,9 +59,7 @@ function TestNetFirewall:test_isolation_between_networks_and_delete_restores()
 	H.must("nft flush ruleset")
 	lu.assertTrue(ping("x1", bare(y.ipv4)))
 	-- check sees the missing rules; restore programs them again
-	lu.assertTrue(#self.d:check() > 0)
-	for _, r in ipairs(self.d:restore()) do lu.assertTrue(r.ok, r.msg) end
-	lu.assertEquals(self.d:check(), {})
+	self:restore_repairs()
 	lu.assertNotEquals(H.must("nft list ruleset"), "")
 	lu.assertFalse(ping("x1", bare(y.ipv4)))
 	-- deleting one network removes exactly its rules
@@ -78,9 +83,7 @@ function TestNetFirewall:test_restore_rebuilds_the_constant_chains()
 	lu.assertFalse(ping("u1", bare(v1.ipv4)))
 	H.must("nft flush chain bridge brisk forward && nft flush chain inet brisk forward")
 	lu.assertTrue(ping("u1", bare(v1.ipv4)))
-	lu.assertTrue(#self.d:check() > 0)
-	for _, r in ipairs(self.d:restore()) do lu.assertTrue(r.ok, r.msg) end
-	lu.assertEquals(self.d:check(), {})
+	self:restore_repairs()
 	lu.assertFalse(ping("u1", bare(u2.ipv4)))
 	lu.assertFalse(ping("u1", bare(v1.ipv4)))
 end

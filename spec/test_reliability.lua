@@ -591,13 +591,18 @@ function TestCrash:test_kill_create_and_delete_100_times()
 		.. "and restore/rm repaired, %d of them interrupted creates]\n", kills, iter, repaired, interrupted))
 end
 
--- A crash between the kernel steps and the store write, made exactly: the
--- flow exits the process right after its first kernel step.
-local CRASH_AFTER = [==[
+-- The start of the crash scripts below (run as `lua5.4 SCRIPT ROOT DIR
+-- WHAT`): a driver over DIR.
+local CRASH_HEAD = [==[
 local ROOT, DIR, WHAT = arg[1], arg[2], arg[3]
 package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
 package.cpath = ROOT .. "/build/lib/?.so;" .. package.cpath
 local d = assert(require("brisk.driver").open{ state_dir = DIR })
+]==]
+
+-- A crash between the kernel steps and the store write, made exactly: the
+-- flow exits the process right after its first kernel step.
+local CRASH_AFTER = CRASH_HEAD .. [==[
 if WHAT == "network" then
 	d:after("setup_device", function() os.exit(9) end)
 	d:create_network{ name = "torn", subnet = "10.61.0.0/24" }
@@ -660,11 +665,7 @@ end
 -- A create on a bridge the user made, killed after its steps changed it:
 -- rm, and restore then rm, leave the bridge exactly as it was found (the
 -- intent keeps what it had); rm left the network's address on it.
-local CRASH_ADOPTED = [==[
-local ROOT, DIR = arg[1], arg[2]
-package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
-package.cpath = ROOT .. "/build/lib/?.so;" .. package.cpath
-local d = assert(require("brisk.driver").open{ state_dir = DIR })
+local CRASH_ADOPTED = CRASH_HEAD .. [==[
 d:after("setup_mtu", function() os.exit(9) end)
 d:create_network{ name = "torn", subnet = "10.63.0.0/24", ipv6 = true, subnet6 = nil,
 	options = { bridge = "mybr", mtu = 1400 } }
@@ -710,11 +711,7 @@ end
 -- after the link came back but before the record said so: each leaves its
 -- intent ("joining", "leaving"), which check reports and leave (or restore)
 -- undoes; rm was the only way out, and check saw nothing.
-local CRASH_JOIN = [==[
-local ROOT, DIR, WHAT = arg[1], arg[2], arg[3]
-package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
-package.cpath = ROOT .. "/build/lib/?.so;" .. package.cpath
-local d = assert(require("brisk.driver").open{ state_dir = DIR })
+local CRASH_JOIN = CRASH_HEAD .. [==[
 if WHAT == "join" then
 	d:after("sandbox_addresses", function() os.exit(9) end)
 	d:join("e1", "jns")
