@@ -123,6 +123,9 @@ row{ "cli_subnet_slash32", "cli", { "network", "create", "--subnet", "10.1.0.0/3
 row{ "cli_ip_range_outside", "cli",
 	{ "network", "create", "--subnet", "10.1.0.0/24", "--ip-range", "10.2.0.0/25", "x" }, 1,
 	"ip range 10.2.0.0/25 is not inside subnet 10.1.0.0/24" }
+row{ "cli_ip_range_v6", "cli",
+	{ "network", "create", "--ipv6", "--subnet", "10.1.0.0/24", "--subnet", "fd00:1::/64", "--ip-range",
+	  "fd00:1::/80", "x" }, 1, "ip range fd00:1::/80: an IPv4 range only" }
 row{ "cli_ip_range_bad", "cli",
 	{ "network", "create", "--subnet", "10.1.0.0/24", "--ip-range", "10.1.0.0/2x", "x" }, 1,
 	"invalid CIDR '10.1.0.0/2x'" }

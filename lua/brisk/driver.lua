@@ -771,6 +771,10 @@ function D:resolve_network(spec)
 	if spec.ip_range then
 		local r, err = ipnet.parse_cidr(spec.ip_range)
 		if not r then return fail(err) end
+		if r.family ~= 4 then
+			return fail(string.format("ip range %s: an IPv4 range only (IPv6 addresses are handed out "
+				.. "from the IPv6 subnet)", spec.ip_range))
+		end
 		r = ipnet.network(r)
 		if not ipnet.contains(s4, r) then
 			return fail(string.format("ip range %s is not inside subnet %s", ipnet.format(r), net.subnet4))
