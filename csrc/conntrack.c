@@ -164,18 +164,50 @@ static int entry_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-/* A ctnetlink socket in h's namespace; NULL after pushing the failure. */
+#define CT_SOCK_MT "brisk.ct_socket"
+
+/* The ctnetlink socket of one call, owned by a userdata on the stack: a
+ * Lua error raised while it is open (memory, the stack) does not leak it. */
+struct ct_box {
+	struct brisk_nl *t;
+};
+
+static int ct_box_gc(lua_State *L)
+{
+	struct ct_box *b = luaL_checkudata(L, 1, CT_SOCK_MT);
+
+	brisk_nl_temp_close(b->t);
+	b->t = NULL;
+	return 0;
+}
+
+/* Push a box holding a ctnetlink socket in h's namespace; NULL (the box
+ * popped) after pushing the failure. */
 static struct brisk_nl *ct_socket(lua_State *L, struct brisk_nl *h, const char *op, int *pushed)
 {
+	struct ct_box *b = lua_newuserdatauv(L, sizeof(*b), 0);
 	int err = 0;
-	struct brisk_nl *t = brisk_nl_temp(h->nsfd, NETLINK_NETFILTER, h->seq, &err);
 
+	b->t = NULL;
+	luaL_setmetatable(L, CT_SOCK_MT);
+	b->t = brisk_nl_temp(h->nsfd, NETLINK_NETFILTER, h->seq, &err);
 	*pushed = 0;
-	if (!t)
+	if (!b->t) {
+		lua_pop(L, 1);
 		*pushed = brisk_fail(L, op, "socket", err);
-	else
-		h->seq += 1u << 20;          /* the two sockets' numbers apart */
-	return t;
+		return NULL;
+	}
+	h->seq += 1u << 20;          /* the two sockets' numbers apart */
+	return b->t;
+}
+
+/* Close the socket of the box at `idx` now (its __gc finds it closed). */
+static void ct_close(lua_State *L, int idx)
+{
+	struct ct_box *b = luaL_checkudata(L, idx, CT_SOCK_MT);
+
+	brisk_nl_temp_close(b->t);
+	b->t = NULL;
 }
 
 /***
@@ -191,8 +223,9 @@ static int l_conntrack_list(lua_State *L)
 	struct brisk_nl *h = brisk_checknl(L, 1);
 	struct list_ctx c = { L, 0, 0 };
 	struct brisk_nl *t;
-	int family = 0, pushed, tries;
+	int family = 0, pushed, tries, box;
 
+	luaL_argcheck(L, lua_gettop(L) <= 2, 3, "no more arguments expected");
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		brisk_checkkeys(L, 2, "conntrack_list", keys);
@@ -202,6 +235,7 @@ static int l_conntrack_list(lua_State *L)
 	t = ct_socket(L, h, "conntrack_list", &pushed);
 	if (!t)
 		return pushed;
+	box = lua_gettop(L);
 	for (tries = 1;; tries++) {
 		lua_newtable(L);
 		c.list = lua_gettop(L);
@@ -212,7 +246,7 @@ static int l_conntrack_list(lua_State *L)
 				break;
 			pushed = brisk_nlfail(L, t, "conntrack_list", family == AF_INET6 ? "inet6" :
 					      family == AF_INET ? "inet" : "all");
-			brisk_nl_temp_close(t);
+			ct_close(L, box);
 			return pushed;
 		}
 		if (!t->dump_intr)
@@ -220,13 +254,30 @@ static int l_conntrack_list(lua_State *L)
 		lua_pop(L, 1);
 		if (tries >= BRISK_DUMP_TRIES) {
 			brisk_dump_gave_up(t);
-			pushed = brisk_nlfail(L, t, "conntrack_list", "all");
-			brisk_nl_temp_close(t);
+			pushed = brisk_nlfail(L, t, "conntrack_list", family == AF_INET6 ? "inet6" :
+					      family == AF_INET ? "inet" : "all");
+			ct_close(L, box);
 			return pushed;
 		}
 	}
-	brisk_nl_temp_close(t);
+	ct_close(L, box);
 	return 1;
+}
+
+/* Integer field `k` of the table at idx, 0..max, or -1 when absent
+ * (checked before it is narrowed). */
+static int field_in(lua_State *L, int idx, const char *k, lua_Integer max, const char *what)
+{
+	int present = brisk_rawfield(L, idx, k) != LUA_TNIL;
+	lua_Integer v;
+
+	lua_pop(L, 1);
+	if (!present)
+		return -1;
+	v = brisk_optinteger(L, idx, k, 0);
+	if (v < 0 || v > max)
+		luaL_error(L, "conntrack_del: %s: %s must be 0..%d", what, k, (int)max);
+	return (int)v;
 }
 
 /* Read a tuple table {src=, dst=, sport=, dport=} at idx into t. */
@@ -252,16 +303,11 @@ static void check_tuple(lua_State *L, int idx, const char *what, struct ct_tuple
 		luaL_error(L, "conntrack_del: %s: src and dst must be addresses of one family", what);
 	lua_pop(L, 2);
 	t->family = fs;
-	t->sport = (int)brisk_optinteger(L, idx, "sport", -1);
-	t->dport = (int)brisk_optinteger(L, idx, "dport", -1);
-	t->icmp_id = (int)brisk_optinteger(L, idx, "icmp_id", -1);
-	t->icmp_type = (int)brisk_optinteger(L, idx, "icmp_type", -1);
-	t->icmp_code = (int)brisk_optinteger(L, idx, "icmp_code", -1);
-	if (t->sport > 65535 || t->dport > 65535 || t->sport < -1 || t->dport < -1 ||
-	    t->icmp_id > 65535 || t->icmp_id < -1)
-		luaL_error(L, "conntrack_del: %s: ports and icmp_id must be 0..65535", what);
-	if (t->icmp_type > 255 || t->icmp_code > 255 || t->icmp_type < -1 || t->icmp_code < -1)
-		luaL_error(L, "conntrack_del: %s: icmp_type and icmp_code must be 0..255", what);
+	t->sport = field_in(L, idx, "sport", 65535, what);
+	t->dport = field_in(L, idx, "dport", 65535, what);
+	t->icmp_id = field_in(L, idx, "icmp_id", 65535, what);
+	t->icmp_type = field_in(L, idx, "icmp_type", 255, what);
+	t->icmp_code = field_in(L, idx, "icmp_code", 255, what);
 }
 
 static void put_tuple(struct nlmsghdr *nlh, int type, const struct ct_tuple *t)
@@ -308,8 +354,9 @@ static int l_conntrack_del(lua_State *L)
 	struct nlmsghdr *nlh;
 	char label[2 * INET6_ADDRSTRLEN + 8], a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
 	lua_Integer proto, zone;
-	int pushed;
+	int pushed, box;
 
+	luaL_argcheck(L, lua_gettop(L) <= 2, 3, "no more arguments expected");
 	luaL_checktype(L, 2, LUA_TTABLE);
 	brisk_checkkeys(L, 2, "conntrack_del", keys);
 	proto = brisk_optinteger(L, 2, "proto", -1);
@@ -326,16 +373,17 @@ static int l_conntrack_del(lua_State *L)
 	t = ct_socket(L, h, "conntrack_del", &pushed);
 	if (!t)
 		return pushed;
+	box = lua_gettop(L);
 	nlh = ct_msg(t, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, o.family);
 	put_tuple(nlh, CTA_TUPLE_ORIG, &o);
 	if (zone)
 		mnl_attr_put_u16(nlh, CTA_ZONE, htons((uint16_t)zone));
 	if (brisk_talk(t, nlh, NULL, NULL) < 0) {
 		pushed = brisk_nlfail(L, t, "conntrack_del", label);
-		brisk_nl_temp_close(t);
+		ct_close(L, box);
 		return pushed;
 	}
-	brisk_nl_temp_close(t);
+	ct_close(L, box);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -349,6 +397,11 @@ static const luaL_Reg methods[] = {
 void brisk_open_conntrack(lua_State *L, int mod, int meth)
 {
 	(void)mod;
+	if (luaL_newmetatable(L, CT_SOCK_MT)) {
+		lua_pushcfunction(L, ct_box_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
 	lua_pushvalue(L, meth);
 	luaL_setfuncs(L, methods, 0);
 	lua_pop(L, 1);

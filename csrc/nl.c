@@ -500,6 +500,9 @@ void brisk_checkkeys(lua_State *L, int t, const char *what, const char *const al
 	}
 }
 
+/* "what: " before a message, or nothing */
+#define W(what) (what) ? (what) : "", (what) ? ": " : ""
+
 int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const char **name,
 		   char *label, size_t labellen, const char **why)
 {
@@ -514,7 +517,7 @@ int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const 
 	case LUA_TNUMBER:
 		i = lua_tointegerx(L, idx, &isint);
 		if (!isint)
-			luaL_error(L, "%s: ifindex must be an integer", what);
+			luaL_error(L, "%s%sifindex must be an integer", W(what));
 		break;
 	case LUA_TSTRING:
 		s = lua_tostring(L, idx);
@@ -523,16 +526,16 @@ int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const 
 		if (brisk_rawfield(L, idx, "ifindex") == LUA_TNUMBER) {
 			i = lua_tointegerx(L, -1, &isint);
 			if (!isint)
-				luaL_error(L, "%s: ifindex must be an integer", what);
+				luaL_error(L, "%s%sifindex must be an integer", W(what));
 		} else if (brisk_rawfield(L, idx, "ifname") == LUA_TSTRING)
 			s = lua_tostring(L, -1);     /* stays reachable from the table */
 		else
-			luaL_error(L, "%s: link table needs 'ifindex' or 'ifname'", what);
+			luaL_error(L, "%s%slink table needs 'ifindex' or 'ifname'", W(what));
 		lua_settop(L, lua_gettop(L) - (s ? 2 : 1));
 		break;
 	default:
-		luaL_error(L, "%s: link must be a name, an ifindex or a link table (got %s)",
-			   what, luaL_typename(L, idx));
+		luaL_error(L, "%s%slink must be a name, an ifindex or a link table (got %s)",
+			   W(what), luaL_typename(L, idx));
 	}
 	if (s) {
 		snprintf(label, labellen, "%s", s);
@@ -542,7 +545,7 @@ int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const 
 		return 0;
 	}
 	if (i <= 0 || i > INT32_MAX)
-		luaL_error(L, "%s: ifindex must be a positive integer", what);
+		luaL_error(L, "%s%sifindex must be a positive integer", W(what));
 	snprintf(label, labellen, "%lld", (long long)i);
 	*ifindex = (int)i;
 	return 0;
@@ -553,7 +556,7 @@ int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, siz
 	const char *name, *why;
 	int ifindex, err, top = lua_gettop(L);
 
-	err = brisk_link_arg(L, idx, "link", &ifindex, &name, label, labellen, &why);
+	err = brisk_link_arg(L, idx, NULL, &ifindex, &name, label, labellen, &why);
 	if (err) {
 		h->err = err;
 		snprintf(h->ext, sizeof(h->ext), "%s", why);

@@ -127,6 +127,14 @@ function TestNetFirewall:test_conntrack_primitives()
 	lu.assertErrorMsgContains("one family", h.conntrack_del, h, { proto = 17, orig = { src = "192.0.2.1", dst = "fd00::1" } })
 	lu.assertErrorMsgContains("0..65535", h.conntrack_del, h,
 		{ proto = 17, orig = { src = "192.0.2.1", dst = "192.0.2.2", sport = 70000 } })
+	-- checked before it is narrowed: 2^32 + 40000 is not port 40000
+	lu.assertErrorMsgContains("sport must be 0..65535", h.conntrack_del, h,
+		{ proto = 17, orig = { src = "192.0.2.1", dst = "192.0.2.2", sport = 4294967296 + 40000 } })
+	lu.assertErrorMsgContains("icmp_type must be 0..255", h.conntrack_del, h,
+		{ proto = 1, orig = { src = "192.0.2.1", dst = "192.0.2.2", icmp_type = 4294967296 + 8 } })
+	lu.assertErrorMsgContains("no more arguments", h.conntrack_list, h, nil, "extra")
+	lu.assertErrorMsgContains("no more arguments", h.conntrack_del, h,
+		{ proto = 17, orig = { src = "192.0.2.1", dst = "192.0.2.2" } }, "extra")
 	lu.assertErrorMsgContains("unknown field", h.conntrack_del, h, { proto = 17, bogus = 1, orig = {} })
 	lu.assertErrorMsgContains("proto must be", h.conntrack_del, h, { orig = { src = "192.0.2.1", dst = "192.0.2.2" } })
 end
