@@ -922,7 +922,8 @@ local function is_up(l)
 end
 
 -- The per-bridge sysctls a create may change on an adopted bridge.
-local ADOPTED_SYSCTLS = { "net/ipv6/conf/%s/disable_ipv6", "net/ipv4/conf/%s/route_localnet" }
+local ADOPTED_SYSCTLS = { "net/ipv6/conf/%s/disable_ipv6", "net/ipv4/conf/%s/route_localnet",
+	"net/ipv6/conf/%s/accept_ra" }
 
 -- What an adopted (user-made) bridge has before a create changes it, kept
 -- in the intent record: an interrupted create is undone back to it.

@@ -27,6 +27,19 @@ local function fail(msg, err)
 	return nil, msg, err or errno.EINVAL
 end
 
+-- Why a record that an operation cut short cannot be joined (or, when its
+-- create was, left): what mends it. nil for a finished record.
+local function interrupted(ep)
+	if ep.state == "creating" then
+		return string.format("endpoint %s: its create was interrupted; 'brisk endpoint rm %s' or "
+			.. "'brisk network restore' undoes it", ep.name, ep.name)
+	elseif ep.state == "joining" or ep.state == "leaving" then
+		return string.format("endpoint %s: its %s was interrupted; 'brisk endpoint leave %s' brings it back "
+			.. "first", ep.name, ep.state == "joining" and "join" or "leave", ep.name)
+	end
+	return nil
+end
+
 local function copy(t)
 	local c = {}
 	for k, v in pairs(t) do c[k] = v end
@@ -751,6 +764,8 @@ function D:join(epkey, netns, o)
 	return self.store:transaction(function()
 		local ep, emsg, eerr = find_endpoint(self, epkey)
 		if not ep then return nil, emsg, eerr end
+		local busy = interrupted(ep)
+		if busy then return nil, busy, errno.EBUSY end
 		if ep.netns then return fail("endpoint " .. ep.name .. " is already joined to " .. tostring(ep.netns), errno.EBUSY) end
 		local net = assert(self:network(ep.network))
 		local ref, rmsg = sandbox_ref(netns)
@@ -877,7 +892,7 @@ local function hand_over_gateway(self, ep)
 		local id = core.netns_id(ep.netns)
 		local next = {}
 		for _, o in ipairs(self.store:list("endpoint", true) or {}) do
-			if o.id ~= ep.id and o.netns ~= nil and not o.internal and o.state ~= "creating"
+			if o.id ~= ep.id and o.netns ~= nil and not o.internal and o.state == nil
 				and (o.netns == ep.netns or (id and core.netns_id(o.netns) == id)) then
 				next[#next + 1] = o
 			end
@@ -897,6 +912,9 @@ end
 -- takes back is another link's here; a failed move puts it back as it was.
 local function bring_back(self, ep)
 	local host = self.h:link_get(ep.host_ifname)
+	-- the pair is gone with its host side (a reboot): nothing to bring back
+	-- (check reports the link missing; rm removes the record)
+	if not host then return true end
 	local here = self.h:link_get(ep.peer_ifname)
 	if here then
 		if host and here.link == ep.host_ifname then return true end
@@ -937,6 +955,7 @@ function D:leave(epkey)
 	return self.store:transaction(function()
 		local ep, emsg, eerr = find_endpoint(self, epkey)
 		if not ep then return nil, emsg, eerr end
+		if ep.state == "creating" then return nil, interrupted(ep), errno.EBUSY end
 		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
 		-- the name it takes back must be free here: a move under a taken name
 		-- fails half way (the kernel moves the link, then cannot rename it),
@@ -1044,20 +1063,23 @@ function D:restore_endpoints(net, out, net_ok)
 		if ep.state == "creating" then
 			local ok, msg = self:delete_endpoint(ep.id)
 			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok == true, undone = true, msg = msg }
-		elseif ep.state == "joining" or ep.state == "leaving" then
-			-- brought back to this namespace: a join undone, a leave finished
-			local joining = ep.state == "joining"
-			local ok, msg = self:leave(ep.id)
-			out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok ~= nil, msg = msg,
-				what = joining and "join" or "leave", undone = joining or nil, finished = not joining or nil }
-		elseif net_ok and self.fw and type(ep.ports) == "table" then
-			-- restore rebuilt the network's firewall, which took the
-			-- endpoint's published ports with it: they are published again
-			for _, b in ipairs(ep.ports) do
-				local ok, msg = self.fw.port_add(self:nft_runner(), M.fw_net(net), { id = ep.id }, b)
-				if not ok then
-					out[#out + 1] = { name = "endpoint " .. ep.name, ok = false, msg = msg }
-					break
+		else
+			if ep.state == "joining" or ep.state == "leaving" then
+				-- brought back to this namespace: a join undone, a leave finished
+				local joining = ep.state == "joining"
+				local ok, msg = self:leave(ep.id)
+				out[#out + 1] = { name = "endpoint " .. ep.name, ok = ok ~= nil, msg = msg,
+					what = joining and "join" or "leave", undone = joining or nil, finished = not joining or nil }
+			end
+			if net_ok and self.fw and type(ep.ports) == "table" then
+				-- restore rebuilt the network's firewall, which took the
+				-- endpoint's published ports with it: they are published again
+				for _, b in ipairs(ep.ports) do
+					local ok, msg = self.fw.port_add(self:nft_runner(), M.fw_net(net), { id = ep.id }, b)
+					if not ok then
+						out[#out + 1] = { name = "endpoint " .. ep.name, ok = false, msg = msg }
+						break
+					end
 				end
 			end
 		end
