@@ -957,15 +957,19 @@ function D:leave(epkey)
 		if not ep then return nil, emsg, eerr end
 		if ep.state == "creating" then return nil, interrupted(ep), errno.EBUSY end
 		if not ep.netns then return fail("endpoint " .. ep.name .. " is not joined", errno.EINVAL) end
-		-- the name it takes back must be free here: a move under a taken name
-		-- fails half way (the kernel moves the link, then cannot rename it),
-		-- so it is checked before anything changes, the record included
+		-- the name it takes back must be free here (a move under a taken name
+		-- fails half way: the kernel moves the link, then cannot rename it):
+		-- when it is not (an endpoint made in its namespace has its inside
+		-- name there, eth0), the link gets a name of its own, in the intent
+		local was = copy(ep)
 		local here = self.h:link_get(ep.peer_ifname)
 		if here and here.link ~= ep.host_ifname then
-			return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
-				ep.peer_ifname), errno.EEXIST)
+			if ep.state then
+				return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
+					ep.peer_ifname), errno.EEXIST)
+			end
+			ep.peer_ifname = M.veth_name()
 		end
-		local was = copy(ep)
 		if not ep.state then
 			-- the intent, as join's
 			ep.state = "leaving"
