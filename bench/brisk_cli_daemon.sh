@@ -21,8 +21,11 @@ sock="$state/brisk.sock"
 # it listens (read without polling)
 coproc DAEMON { exec "$BRISK" daemon --quiet --socket "$sock" 2>&1; }
 daemon=$DAEMON_PID
+# a descriptor of our own: bash unsets DAEMON once the coprocess has gone,
+# which the read after the kill below could then find
+exec {dout}<&"${DAEMON[0]}"
 trap 'kill "$daemon" 2>/dev/null || true' EXIT
-read -r -t 30 ready <&"${DAEMON[0]}" || true
+read -r -t 30 ready <&"$dout" || true
 case $ready in
 "brisk daemon: listening on "*) ;;
 *) echo "brisk daemon did not start: $ready" >&2; exit 1 ;;
@@ -35,7 +38,8 @@ done
 kill "$daemon"
 # what it printed until it closed its stderr, read by the shell itself: a
 # $(cat) would time a fork of the driver's shell as the daemon's stop
-IFS= read -r -d '' rest <&"${DAEMON[0]}" || true
+IFS= read -r -d '' rest <&"$dout" || true
+exec {dout}<&-
 rest=${rest%$'\n'}
 wait "$daemon" || true
 trap - EXIT
