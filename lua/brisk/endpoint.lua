@@ -46,6 +46,16 @@ local function copy(t)
 	return c
 end
 
+-- A join or leave refused after its intent was stored: the record as it
+-- was (`was`) goes back over the intent (`ep`, whose dbIndex it takes);
+-- returns nil, msg, err, with what the store said when it could not.
+local function put_back(self, was, ep, msg, err)
+	was.dbIndex = ep.dbIndex
+	local ok, pmsg = self.store:put("endpoint", was)
+	if not ok then msg = tostring(msg) .. "; putting its record back failed: " .. tostring(pmsg) end
+	return nil, msg, err
+end
+
 local function random_hex(nbytes)
 	local b = core.random_bytes(nbytes)
 	return (b:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -795,12 +805,7 @@ function D:join(epkey, netns, o)
 			if hs then hs:close() end
 			return nil, "join endpoint " .. ep.name .. ": store: " .. tostring(imsg), M.store_errno(ierr)
 		end
-		local function refused(msg, err)
-			was.dbIndex = ep.dbIndex
-			local pok, pmsg = self.store:put("endpoint", was)
-			if not pok then msg = tostring(msg) .. "; putting its record back failed: " .. tostring(pmsg) end
-			return nil, msg, err
-		end
+		local function refused(msg, err) return put_back(self, was, ep, msg, err) end
 		if creates then
 			hs, smsg, serr = open_sandbox(self, ref, ctx)
 			if not hs then return refused(smsg, serr) end
@@ -843,64 +848,68 @@ function D:join(epkey, netns, o)
 	end)
 end
 
--- The namespace an endpoint's create made goes when the endpoint leaves
--- it, unless another stored endpoint was connected into it since (a second
--- `--netns` of the same name): that one then owns it, and removes it when
--- it goes in turn. Only when the namespace still holds a link other than
--- lo (the endpoint's own is gone by now) are the endpoints read.
-local function release_netns(self, ep)
-	local ns = ep.created_netns
-	if not ns then return true end
+-- The other stored endpoints in the namespace an endpoint was in, however
+-- they named it (a name, a path such as /var/run/netns/N, a pid). The
+-- endpoints are read only when the namespace still holds a link other than
+-- lo (the endpoint's own is gone by now); a namespace gone holds none.
+-- Nor are they when neither of their readers needs them: an endpoint that
+-- made no namespace and carries no default route. The records are the
+-- store's own (read-only).
+local function others_in_netns(self, ep)
+	if not ep.created_netns and (ep.internal or not ep.netns) then return {} end
+	local ns = ep.netns or ep.created_netns
 	local hs = core.open(ns)
+	if not hs then return {} end
 	local busy = false
-	for _, l in ipairs(hs and hs:link_list() or {}) do
+	for _, l in ipairs(hs:link_list() or {}) do
 		if l.ifname ~= "lo" then busy = true end
 	end
-	if hs then hs:close() end
-	if busy then
-		-- the same namespace however another endpoint named it (a name, a
-		-- path such as /var/run/netns/N, a pid)
-		local id = core.netns_id(ns)
-		for _, other in ipairs(self.store:list("endpoint")) do
-			if other.id ~= ep.id and other.netns ~= nil
-				and (other.netns == ns or (id and core.netns_id(other.netns) == id)) then
-				other.created_netns = ns
-				local ok, msg, err = self.store:put("endpoint", other)
-				if not ok then return nil, msg, M.store_errno(err) end
-				return true
-			end
+	hs:close()
+	local out = {}
+	if not busy then return out end
+	local id = core.netns_id(ns)
+	for _, o in ipairs(self.store:list("endpoint", true) or {}) do
+		if o.id ~= ep.id and o.netns ~= nil and (o.netns == ns or (id and core.netns_id(o.netns) == id)) then
+			out[#out + 1] = o
 		end
+	end
+	return out
+end
+
+-- The namespace an endpoint's create made goes when the endpoint leaves
+-- it, unless another stored endpoint was connected into it since (a second
+-- `--netns` of the same name; `others`, from others_in_netns): that one
+-- then owns it, and removes it when it goes in turn.
+local function release_netns(self, ep, others)
+	local ns = ep.created_netns
+	if not ns then return true end
+	if others[1] then
+		local heir = copy(others[1])
+		heir.created_netns = ns
+		local ok, msg, err = self.store:put("endpoint", heir)
+		if not ok then return nil, msg, M.store_errno(err) end
+		return true
 	end
 	core.netns_del(ns)
 	return true
 end
 
 -- The namespace's default routes went with the endpoint's link: the next
--- endpoint there that can carry them (not internal; by network name, as
--- libnetwork's sandbox orders its endpoints) takes them, as libnetwork's
--- updateGateway does. Only when the namespace holds another link than lo
--- are the endpoints read.
-local function hand_over_gateway(self, ep)
+-- endpoint there (`others`, from others_in_netns) that can carry them (not
+-- internal nor unfinished; by network name, as libnetwork's sandbox orders
+-- its endpoints) takes them, as libnetwork's updateGateway does.
+local function hand_over_gateway(self, ep, others)
 	if not ep.netns or ep.internal then return end
+	local next = {}
+	for _, o in ipairs(others) do
+		if not o.internal and o.state == nil then next[#next + 1] = o end
+	end
+	if not next[1] then return end
+	table.sort(next, function(a, b) return (a.network_name or "") < (b.network_name or "") end)
 	local hs = core.open(ep.netns)
 	if not hs then return end
-	local busy = false
-	for _, l in ipairs(hs:link_list() or {}) do
-		if l.ifname ~= "lo" then busy = true end
-	end
-	if busy then
-		local id = core.netns_id(ep.netns)
-		local next = {}
-		for _, o in ipairs(self.store:list("endpoint", true) or {}) do
-			if o.id ~= ep.id and o.netns ~= nil and not o.internal and o.state == nil
-				and (o.netns == ep.netns or (id and core.netns_id(o.netns) == id)) then
-				next[#next + 1] = o
-			end
-		end
-		table.sort(next, function(a, b) return (a.network_name or "") < (b.network_name or "") end)
-		-- the first takes each family's default route, the others find it taken
-		for _, o in ipairs(next) do steps.sandbox_routes(hs, o) end
-	end
+	-- the first takes each family's default route, the others find it taken
+	for _, o in ipairs(next) do steps.sandbox_routes(hs, o) end
 	hs:close()
 end
 
@@ -917,7 +926,7 @@ local function bring_back(self, ep)
 	if not host then return true end
 	local here = self.h:link_get(ep.peer_ifname)
 	if here then
-		if host and here.link == ep.host_ifname then return true end
+		if here.link == ep.host_ifname then return true end
 		return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
 			ep.peer_ifname), errno.EEXIST)
 	end
@@ -925,7 +934,7 @@ local function bring_back(self, ep)
 	if not hs then return nil, "leave endpoint " .. ep.name .. ": " .. tostring(msg), err end
 	local function ours(name)
 		local l = name and hs:link_get(name)
-		return l and host and l.link_index == host.ifindex and l.link_netnsid ~= nil
+		return l and l.link_index == host.ifindex and l.link_netnsid ~= nil
 	end
 	local name = (ours(ep.peer_ifname) and ep.peer_ifname) or (ours(ep.ifname) and ep.ifname)
 	if not name then
@@ -961,15 +970,11 @@ function D:leave(epkey)
 		-- fails half way: the kernel moves the link, then cannot rename it):
 		-- when it is not (an endpoint made in its namespace has its inside
 		-- name there, eth0), the link gets a name of its own, in the intent
+		-- (a leave or join cut short may have renamed it already: bring_back
+		-- then refuses, with the record as it is)
 		local was = copy(ep)
 		local here = self.h:link_get(ep.peer_ifname)
-		if here and here.link ~= ep.host_ifname then
-			if ep.state then
-				return fail(string.format("leave endpoint %s: %s exists in the host's namespace", ep.name,
-					ep.peer_ifname), errno.EEXIST)
-			end
-			ep.peer_ifname = M.veth_name()
-		end
+		if here and here.link ~= ep.host_ifname and not ep.state then ep.peer_ifname = M.veth_name() end
 		if not ep.state then
 			-- the intent, as join's
 			ep.state = "leaving"
@@ -978,15 +983,12 @@ function D:leave(epkey)
 		end
 		local ok, msg, err = bring_back(self, ep)
 		if not ok then
-			if not was.state then
-				was.dbIndex = ep.dbIndex
-				local pok, pmsg = self.store:put("endpoint", was)
-				if not pok then msg = tostring(msg) .. "; putting its record back failed: " .. tostring(pmsg) end
-			end
-			return nil, msg, err
+			if was.state then return nil, msg, err end
+			return put_back(self, was, ep, msg, err)
 		end
-		hand_over_gateway(self, ep)
-		local rok, rmsg, rerr = release_netns(self, ep)
+		local others = others_in_netns(self, ep)
+		hand_over_gateway(self, ep, others)
+		local rok, rmsg, rerr = release_netns(self, ep, others)
 		if not rok then return nil, rmsg, rerr end
 		ep.netns, ep.ifname, ep.created_netns, ep.state = nil, nil, nil, nil
 		local pok, pmsg, perr = self.store:put("endpoint", ep)
@@ -1018,10 +1020,11 @@ function D:delete_endpoint(epkey)
 		if not ok and err ~= errno.ENODEV then
 			return nil, "delete endpoint " .. ep.name .. ": " .. tostring(msg), err
 		end
-		hand_over_gateway(self, ep)
+		local others = others_in_netns(self, ep)
+		hand_over_gateway(self, ep, others)
 		-- its flows' conntrack entries go too (best effort, as libnetwork)
 		if self.fw then require("brisk.ports").purge_conntrack(self.h, ep) end
-		local rok, rmsg, rerr = release_netns(self, ep)
+		local rok, rmsg, rerr = release_netns(self, ep, others)
 		if not rok then return nil, rmsg, rerr end
 		local ok2, dmsg, derr = self.store:delete("endpoint", ep.id)
 		if not ok2 then return nil, dmsg, M.store_errno(derr) end
