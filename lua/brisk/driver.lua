@@ -614,7 +614,6 @@ function D:conflict(net)
 	return nil
 end
 
--- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
 -- IPv6 prefixes no network's subnet may overlap (resolve_network)
 local RESERVED6 = {
 	{ "ff00::/8", "multicast" },
@@ -623,6 +622,7 @@ local RESERVED6 = {
 	{ "::/128", "the unspecified address" },
 }
 
+-- Docker's default local pools: 172.17-31.0.0/16, then 192.168.0.0/20 slices.
 local function default_pools()
 	local t = {}
 	for i = 17, 31 do t[#t + 1] = string.format("172.%d.0.0/16", i) end
@@ -1183,18 +1183,6 @@ end
 -- Restore and check
 ---------------------------------------------------------------------------
 
--- A journal entry as a string that is the same for equal entries (keys
--- sorted): restore appends only what the journal does not hold already.
-local function entry_key(v)
-	if type(v) ~= "table" then return type(v) .. ":" .. tostring(v) end
-	local keys = {}
-	for k in pairs(v) do keys[#keys + 1] = k end
-	table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-	local parts = {}
-	for i, k in ipairs(keys) do parts[i] = entry_key(k) .. "=" .. entry_key(v[k]) end
-	return "{" .. table.concat(parts, ",") .. "}"
-end
-
 --- Re-run create for every stored network (after a reboot or a namespace
 -- rebuild), adopting a bridge that exists and matches.
 -- @tparam[opt] table o {on_network=function(result)} called after each network
@@ -1233,11 +1221,12 @@ function D:restore(o)
 				-- keep the original journal: it says what brisk created, each
 				-- thing once. The firewall, rebuilt whole every time, is a
 				-- change only when the journal does not hold it yet.
+				-- (entries compared as the store writes them: keys sorted)
 				net.journal = net.journal or {}
 				local have, new, changes = {}, 0, 0
-				for _, e in ipairs(net.journal) do have[entry_key(e)] = true end
+				for _, e in ipairs(net.journal) do have[storemod.encode(e)] = true end
 				for _, e in ipairs(log) do
-					local known = have[entry_key(e)]
+					local known = have[storemod.encode(e)]
 					if not known then
 						new = new + 1
 						net.journal[#net.journal + 1] = e
@@ -1292,9 +1281,7 @@ function D:_check()
 			if not (l.linkinfo and l.linkinfo.info_kind == "bridge") then
 				add("network %s: %s is not a bridge", net.name, net.bridge)
 			end
-			local up = false
-			for _, f in ipairs(l.flags or {}) do if f == "UP" then up = true end end
-			if not up then add("network %s: bridge %s is down", net.name, net.bridge) end
+			if not is_up(l) then add("network %s: bridge %s is down", net.name, net.bridge) end
 			if (net.mtu or 0) > 0 and l.mtu ~= net.mtu then
 				add("network %s: bridge %s has mtu %d, expected %d", net.name, net.bridge, l.mtu, net.mtu)
 			end
