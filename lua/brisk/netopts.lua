@@ -41,10 +41,11 @@ local function prefix_check(v)
 	return true
 end
 
--- The default host IP of published ports: not a loopback address (see
--- brisk.ports.loopback; loaded only to say no).
+-- The default host IP of published ports: not a loopback address
+-- (brisk.ports.loopback; loaded only when the option is given).
 local function binding_check(v)
-	if v:match("^127%.") then return nil, require("brisk.ports").loopback(v) end
+	local why = require("brisk.ports").loopback(v)
+	if why then return nil, why end
 	return true
 end
 

@@ -31,7 +31,7 @@ local EINVAL, EADDRINUSE = 22, 98   -- Linux errno values
 -- (Docker's fallback).
 M.DEFAULT_RANGE = { 49153, 65535 }
 
-local PROTOS = { tcp = true, udp = true, sctp = true }
+local PROTOS = { tcp = 6, udp = 17, sctp = 132 }   -- and their IP protocol numbers
 
 -- --- parsing -------------------------------------------------------------
 
@@ -277,10 +277,14 @@ local function wanted(req, ep, fwnet, defhost)
 	end
 	-- no host IP: the network's default binding (host_binding_ipv4) when it
 	-- is not 0.0.0.0, IPv4 only, as libnetwork's DefaultBindingIP
+	-- (a request's own host IP was checked when it was parsed; a network's
+	-- default is checked at its create, but one stored by an older brisk was not)
 	local hip = req.host_ip
-	if hip == nil and defhost and defhost ~= "0.0.0.0" then hip = defhost end
-	local why = hip and M.loopback(hip)
-	if why then return nil, why, EINVAL end
+	if hip == nil and defhost and defhost ~= "0.0.0.0" then
+		local why = M.loopback(defhost)
+		if why then return nil, why, EINVAL end
+		hip = defhost
+	end
 	if hip == nil then
 		if not v4 and not v6ok then return nil, "endpoint " .. tostring(ep.name) .. " has no address to publish to", EINVAL end
 		if v4 then add(nil, v4) end
@@ -434,8 +438,6 @@ function M.unpublish(h, ep, ctx)
 	return true
 end
 
-local PROTO_NUM = { tcp = 6, udp = 17, sctp = 132 }
-
 --- Drop the conntrack entries a removed endpoint leaves behind, as
 -- libnetwork's clearConntrackEntries does: those NATed to or from its
 -- addresses, and the UDP and SCTP ones to its published host ports, so
@@ -453,7 +455,7 @@ function M.purge_conntrack(h, ep)
 	end
 	for _, b in ipairs(type(ep.ports) == "table" and ep.ports or {}) do
 		if (b.proto == "udp" or b.proto == "sctp") and b.host_port then
-			ports[PROTO_NUM[b.proto] .. ":" .. b.host_port] = true
+			ports[PROTOS[b.proto] .. ":" .. b.host_port] = true
 		end
 	end
 	local list, msg, err = h:conntrack_list()
