@@ -93,10 +93,9 @@ local debug_on, error_text = M.debug_on, M.error_text
 -- @tparam table candidates array of strings
 -- @treturn string|nil
 function M.suggest(word, candidates)
-	-- only on the way to an error: brisk.schema is not loaded before
-	local names = { table.unpack(candidates) }
-	table.sort(names)
-	return require("brisk.schema").closest(word, names)
+	-- only on the way to an error: brisk.schema is not loaded before (its
+	-- rule breaks ties by name, so the candidates' order does not matter)
+	return require("brisk.schema").closest(word, candidates)
 end
 
 local function did_you_mean(word, candidates)
@@ -1039,8 +1038,8 @@ M.register {
 		-- commands, their groups ('network'), topics
 		local words, seen = names_sorted(), {}
 		for _, n in ipairs(words) do seen[n] = true end
-		for _, n in ipairs(names_sorted()) do
-			local g = group_of(n)
+		for i = 1, #words do
+			local g = group_of(words[i])
 			if not seen[g] then seen[g] = true; words[#words + 1] = g end
 		end
 		for _, n in ipairs(topics and topics.names() or {}) do words[#words + 1] = n end
