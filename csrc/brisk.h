@@ -115,8 +115,8 @@ void brisk_checkkeys(lua_State *L, int t, const char *what, const char *const al
 int brisk_link_index(lua_State *L, struct brisk_nl *h, int idx, char *label, size_t labellen);
 /* The link reference at `idx` (a name, an ifindex or a link table) without
  * asking the kernel: sets *ifindex (>0) or *name, and `label`. Raises on
- * misuse (messages start with `what: ` when it is not NULL); returns 0, or an errno (EINVAL /
- * ENAMETOOLONG, the reason in *why) for an invalid name. */
+ * misuse (messages start with `what: ` when it is not NULL); returns 0, or
+ * an errno (EINVAL / ENAMETOOLONG, the reason in *why) for an invalid name. */
 int brisk_link_arg(lua_State *L, int idx, const char *what, int *ifindex, const char **name,
 		   char *label, size_t labellen, const char **why);
 
