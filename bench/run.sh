@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh [--quick | --full] [--reps R] [--tools T,...] [--out FILE]:
+# bench/run.sh [--quick | --full] [--reps R] [--tools T,...] [--counts N,...] [--out FILE]:
 # brisk's benchmarks, all in one run, every measurement in a private network
 # namespace of its own (scripts/isolate.sh). Never part of the test suite.
 #
@@ -12,6 +12,8 @@
 #            brisk_cli, brisk_cli_daemon, ip_batch, ip_plain, pyroute2,
 #            pyroute2_nofork, pyroute2_netns, cni), and no network create or
 #            RSS part: to compare a few tools with more runs
+#   --counts N,...  the endpoint counts to run instead of the mode's (e.g.
+#            500, the scale of the issue's reference figures)
 #   --out F  where the table goes (default bench/results.txt; the raw driver
 #            lines go to F.raw)
 #
@@ -25,15 +27,16 @@
 # waits until the kernel has freed the namespaces of the last one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=full reps=3 out=bench/results.txt only=
+mode=full reps=3 out=bench/results.txt only= given_counts=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--reps) reps=$2; shift ;;
 	--tools) only=$2; shift ;;
+	--counts) given_counts=$2; shift ;;
 	--out) out=$2; shift ;;
-	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -46,6 +49,14 @@ if [ "$mode" = full ]; then
 	counts=(10 100 1000) netcounts=(10 100 500 1000) netw=20 ipw=50 cliw=5 netreps=3
 else
 	counts=(10 100) netcounts=(10 100) netw=10 ipw=50 cliw=3 netreps=1
+fi
+if [ -n "$given_counts" ]; then
+	IFS=, read -r -a counts <<<"$given_counts"
+	for n in "${counts[@]}"; do
+		case $n in
+		'' | *[!0-9]* | 0) echo "bench/run.sh: --counts takes positive integers, got '$n'" >&2; exit 2 ;;
+		esac
+	done
 fi
 
 make >/dev/null
@@ -140,7 +151,7 @@ if [ -n "$only" ]; then
 fi
 
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-meta command "bench/run.sh --$mode --reps $reps${only:+ --tools $only}"
+meta command "bench/run.sh --$mode --reps $reps${only:+ --tools $only}${given_counts:+ --counts $given_counts}"
 meta machine "$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
 meta versions "brisk $(build/bin/brisk version 2>/dev/null | awk '{ print $2 }') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(ip -V | sed 's/ip utility, //; s/,.*//'), pyroute2 $(dpkg-query -W -f '${Version}' python3-pyroute2 2>/dev/null || echo '?'), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || echo '?'), $(lua5.4 -v | awk '{ print $1, $2 }'), Python $(/usr/bin/python3 -c 'import platform; print(platform.python_version())')"
 meta state "brisk's state dir on $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }') (${TMPDIR:-/tmp}), fsync'd; the tmpfs row mounts one"

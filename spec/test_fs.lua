@@ -105,6 +105,29 @@ function TestFs:test_write_atomic_spare_recycles_the_replaced_inode()
 	lu.assertEquals(#core.listdir(self.dir), 2)                    -- no temporary file left
 end
 
+function TestFs:test_write_atomic_over_writes_the_spares_bytes_and_cuts_the_rest()
+	local p, spare = self.dir .. "/doc.json", self.dir .. "/.spare"
+	lu.assertTrue(core.file_write_atomic(p, ("a"):rep(9000), nil, false, spare, true))  -- no spare yet
+	lu.assertTrue(core.file_write_atomic(p, ("b"):rep(7000), nil, false, spare, true))
+	local old = inode(spare)
+	lu.assertEquals(readfile(spare), ("a"):rep(9000))
+	-- shorter than what the spare holds: nothing of it is left after the new bytes
+	lu.assertTrue(core.file_write_atomic(p, '{"id":"x"}', 416, false, spare, true))
+	lu.assertEquals(inode(p), old)
+	lu.assertEquals(readfile(p), '{"id":"x"}')
+	lu.assertEquals(H.must("stat -c %s " .. H.q(p)), "10\n")
+	lu.assertEquals(mode_of(p), "640")
+	-- longer than it: all of it
+	lu.assertTrue(core.file_write_atomic(p, ("c"):rep(12000), nil, false, spare, true))
+	lu.assertEquals(readfile(p), ("c"):rep(12000))
+	lu.assertEquals(readfile(spare), '{"id":"x"}')
+	-- with sync the flag is ignored (a durable write empties the spare first): same bytes
+	lu.assertTrue(core.file_write_atomic(p, "d", nil, true, spare, true))
+	lu.assertEquals(readfile(p), "d")
+	lu.assertEquals(#core.listdir(self.dir), 2)
+	lu.assertErrorMsgContains("bad argument #6", function() core.file_write_atomic(p, "x", nil, false, spare, 1) end)
+end
+
 function TestFs:test_write_atomic_spare_is_never_a_shared_inode()
 	local p, spare, keep = self.dir .. "/doc", self.dir .. "/.spare", self.dir .. "/keep"
 	H.spit(keep, "precious")

@@ -319,7 +319,9 @@ end
 -- @tparam[opt] table o
 --   `volatile = {KIND,...}`: kinds whose documents are written atomically
 --   but not fsync'd (they describe kernel state that does not survive a
---   reboot either, so durability buys nothing);
+--   reboot either, so durability buys nothing), over the bytes of the inode
+--   they reuse (after a power failure one may read as corrupt: its id or
+--   its JSON no longer matches);
 --   `index = {KIND = {FIELD,...}, ...}`: kinds to keep in the index, with
 --   the fields of their summaries (see `summaries`)
 -- @return store
@@ -667,7 +669,9 @@ function Store:_index_write(ix)
 		out[#out + 1] = index_line({ g = ix.gen })
 		return concat(out)
 	end)
-	ok = ok and core.file_write_atomic(self.dir .. "/.index", text, 384, false, self.dir .. "/.spare")
+	-- written over the spare's bytes: an index a power failure left stale
+	-- names another boot, and is rebuilt
+	ok = ok and core.file_write_atomic(self.dir .. "/.index", text, 384, false, self.dir .. "/.spare", true)
 	ix.file = ok and true or false
 	if ok then ix.rows = 1 end
 	return ix.file
@@ -1016,9 +1020,12 @@ function Store:put(kind, doc, o)
 		local ix = self:_ix_for_write()
 		local wrote, werr = bump_gen(self)
 		if wrote then wrote, werr = core.mkdir_p(self.dir .. "/" .. kind, 448) end
-		-- 0600; the inode a write replaces is kept (.spare) for the next one
+		-- 0600; the inode a write replaces is kept (.spare) for the next one,
+		-- and a document of a volatile kind is written over its bytes (after
+		-- a power failure it may show some of them: _read_file checks the id)
 		if wrote then wrote, werr = core.file_write_atomic(self:_path(kind, id), text, 384,
-			not (self._c.batch or volatile), self.dir .. "/" .. kind .. "/.spare") end
+			not (self._c.batch or volatile), self.dir .. "/" .. kind .. "/.spare",
+			self._volatile[kind] == true) end
 		if wrote and self._c.batch then self._c.batch_dirty = true end
 		if not wrote then
 			doc.dbIndex = given
