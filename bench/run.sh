@@ -3,7 +3,7 @@
 # brisk's benchmarks, all in one run, every measurement in a private network
 # namespace of its own (scripts/isolate.sh). Never part of the test suite.
 #
-#   --full   (default) endpoints at N = 10, 100, 1000; network create (3 runs) with
+#   --full   (default) endpoints at N = 10, 100, 500, 1000; network create (3 runs) with
 #            10, 100, 500, 1000 networks already there; peak RSS
 #   --quick  N = 10, 100; network create at 10, 100; peak RSS (~2 min)
 #   --reps R runs per tool at each N below 1000 (default 3; the median is
@@ -46,7 +46,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 2
 fi
 if [ "$mode" = full ]; then
-	counts=(10 100 1000) netcounts=(10 100 500 1000) netw=20 ipw=50 cliw=5 netreps=3
+	counts=(10 100 500 1000) netcounts=(10 100 500 1000) netw=20 ipw=50 cliw=5 netreps=3
 else
 	counts=(10 100) netcounts=(10 100) netw=10 ipw=50 cliw=3 netreps=1
 fi
