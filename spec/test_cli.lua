@@ -543,6 +543,13 @@ function TestCliApi:test_suggest()
 	-- the order of the candidates does not matter
 	lu.assertEquals(cli.suggest("netwok", { "networks", "network" }), "network")
 	lu.assertEquals(cli.suggest("netwok", { "network", "networks" }), "network")
+	-- a word longer than any name gets nothing, and names far from it in
+	-- length are not measured (a review's 65 KB word took 4.5 s): a
+	-- prefix of a long word still names it
+	lu.assertNil(cli.suggest(("n"):rep(129), { ("n"):rep(128), "network" }))
+	lu.assertEquals(cli.suggest(("n"):rep(60), { ("n"):rep(64), "network" }), ("n"):rep(64))
+	lu.assertNil(cli.suggest("networkxxxxxxxxxxxxxxxxxxxxxxx", { "network" }))
+	lu.assertEquals(cli.suggest("--subnet6xx", { "--subnet6", "--subnet" }), "--subnet6")
 end
 
 function TestCliApi:test_version_after_the_command()

@@ -259,24 +259,44 @@ function TestDaemon:test_new_namespaces_bind_the_spare_made_between_requests()
 	lu.assertNotEquals(H.sh("test -e " .. q(dm.dir .. "/new")), true)
 end
 
--- A raw caller (python3): MODE "idle" connects and sends nothing; "send N"
--- sends a well-formed `brisk version` request padded to N bytes. Prints
--- the daemon's reply code, or "closed".
+-- A raw caller (python3): `raw.py SOCKET BRISK MODE ...` (BRISK the
+-- program whose identity the request carries). MODE "idle" connects and
+-- sends nothing; "send N [MARK]" sends a well-formed `brisk version`
+-- request padded to N bytes (then creates the file MARK, when given);
+-- "chroot DIR" sends `brisk version` from inside chroot DIR; "gone
+-- WORD..." sends the command WORD... and exits at once. Prints the
+-- daemon's reply code, or "closed".
 local RAW = [[
 import array, os, socket, struct, sys, time
-path, mode = sys.argv[1], sys.argv[2]
+path, exe, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 s.connect(path)
+def request(words, size=0):
+    e = os.stat(exe)
+    msg = struct.pack("=IIQQQQII", 0x4b535242, 2, e.st_dev, e.st_ino, e.st_mtime_ns // 10**9,
+                      e.st_mtime_ns % 10**9, len(words), 0)
+    msg += b"".join(w.encode() + b"\0" for w in words)
+    msg += b"\0" * max(0, size - len(msg))
+    return msg, [0, 1, 2, os.open("/proc/self/ns/net", os.O_RDONLY), os.open(".", os.O_RDONLY)]
+def send(msg, fds):
+    s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
 if mode == "idle":
     time.sleep(2.6)
-else:
-    m, p = os.stat("/proc/self/ns/mnt"), os.stat("/proc/self/ns/pid")
-    msg = struct.pack("=IIQQQQII", 0x4b535242, 1, m.st_dev, m.st_ino, p.st_dev, p.st_ino, 2, 0)
-    msg += b"brisk\0version\0"
-    msg += b"\0" * (int(sys.argv[3]) - len(msg))
-    fds = [0, 1, 2, os.open("/proc/self/ns/net", os.O_RDONLY), os.open(".", os.O_RDONLY)]
-    s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-r = s.recv(4)
+elif mode == "send":
+    send(*request(["brisk", "version"], int(sys.argv[4])))
+    if len(sys.argv) > 5:
+        open(sys.argv[5], "w").close()
+elif mode == "chroot":
+    msg, fds = request(["brisk", "version"])
+    os.chroot(sys.argv[4])
+    send(msg, fds)
+elif mode == "gone":
+    send(*request(sys.argv[4:]))
+    sys.exit(0)
+try:
+    r = s.recv(4)
+except ConnectionResetError:
+    r = b""
 print(struct.unpack("=i", r)[0] if len(r) == 4 else "closed")
 ]]
 
@@ -315,7 +335,7 @@ function TestDaemon:test_misbehaving_callers_leave_the_daemon_intact()
 	lu.assertEquals((brisk(dm2, "version")), 0)
 	lu.assertEquals(#spare_of(dm2, own), 1)
 	local fds = fd_table(dm2.pid)
-	lu.assertEquals(H.must("python3 " .. q(raw) .. " " .. q(dm2.sock) .. " idle"), "-1\n")
+	lu.assertEquals(H.must("python3 " .. q(raw) .. " " .. q(dm2.sock) .. " " .. q(BIN) .. " idle"), "-1\n")
 	lu.assertEquals(fd_table(dm2.pid), fds)
 	lu.assertEquals((brisk(dm2, "version")), 0)
 	lu.assertEquals(fd_table(dm2.pid), fds)
@@ -324,8 +344,8 @@ function TestDaemon:test_misbehaving_callers_leave_the_daemon_intact()
 	lu.assertEquals((brisk(dm, "--state-dir " .. q(st) .. " endpoint create --netns " .. ns .. " mis")), 0)
 	lu.assertEquals(netns_ino("/run/netns/" .. ns), spare[1])
 	-- the longest request is served; one byte more is left to the caller
-	lu.assertStrMatches(H.must("python3 " .. q(raw) .. " " .. q(dm.sock) .. " send 65536"), "brisk [^\n]+\n0\n")
-	lu.assertEquals(H.must("python3 " .. q(raw) .. " " .. q(dm.sock) .. " send 65537"), "-1\n")
+	lu.assertStrMatches(H.must("python3 " .. q(raw) .. " " .. q(dm.sock) .. " " .. q(BIN) .. " send 65536"), "brisk [^\n]+\n0\n")
+	lu.assertEquals(H.must("python3 " .. q(raw) .. " " .. q(dm.sock) .. " " .. q(BIN) .. " send 65537"), "-1\n")
 	-- out of descriptors: the caller runs its command itself, at once
 	spare_of(dm, own)
 	local open, n = fd_table(dm.pid), 0
@@ -588,4 +608,222 @@ function TestDaemon:test_a_daemon_killed_mid_command_is_reported_and_repairable(
 	lu.assertEquals(c3, 0, o3 .. e3)
 	lu.assertEquals(json(select(2, brisk(nil, "--state-dir " .. q(st) .. " endpoint ls --json"))), {})
 	lu.assertEquals(H.must("ip -o link show type veth | wc -l"):gsub("%s", ""), "0")
+end
+
+-- Who is served is read from the kernel, never from the request (found by
+-- a review: the request carried the caller's namespace ids, which a caller
+-- can write as it likes, and a root process without capabilities got its
+-- command run with all of the daemon's).
+function TestDaemon:test_callers_that_could_not_do_it_themselves_run_it_themselves()
+	local dm = daemon()
+	local st = store()
+	local raw = H.scratch("raw") .. "/raw.py"
+	spit(raw, RAW)
+	-- a root process that dropped its capabilities: left to run it itself,
+	-- where the kernel refuses it; nothing made
+	local c1, _, e1 = H.run(string.format("--inh-caps=-all --ambient-caps=-all --bounding-set=-all %s "
+		.. "--state-dir %s network create --subnet 10.72.0.0/24 nocap", q(BIN), q(st)),
+		{ bin = "setpriv", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals(c1, 1)
+	lu.assertStrContains(e1, "Operation not permitted")
+	lu.assertEquals(json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), {})
+	lu.assertEquals(H.must("ip -j link show type bridge"):gsub("%s", ""), "[]")
+	-- a caller in a chroot (the same mount namespace: its paths still differ)
+	local root = H.scratch("root")
+	lu.assertEquals(H.must(string.format("python3 %s %s %s chroot %s", q(raw), q(dm.sock), q(BIN), q(root))),
+		"-1\n")
+	local reqs = requests(dm)
+	lu.assertEquals(#reqs, 2, slurp(dm.log))
+	lu.assertStrContains(reqs[1], "left to the caller (fewer capabilities than the daemon)")
+	lu.assertStrContains(reqs[2], "left to the caller (another root directory)")
+	-- another build of brisk (here the same file, modified since the daemon
+	-- started): runs its own code
+	local ns = H.must("stat -c %.9Y " .. q(BIN)):gsub("%s+$", "")
+	local touched = pcall(function()
+		H.must("touch -d @" .. (tonumber(ns) + 1) .. " " .. q(BIN))
+		local c, out, err = brisk(dm, "version")
+		lu.assertEquals({ c, err }, { 0, "" })
+		lu.assertStrMatches(out, "^brisk .*\n$")
+	end)
+	H.must("touch -d @" .. ns .. " " .. q(BIN))
+	lu.assertTrue(touched)
+	reqs = requests(dm)
+	lu.assertStrContains(reqs[3], "left to the caller (another brisk program)")
+	-- the same build again: served
+	lu.assertEquals((brisk(dm, "version")), 0)
+	lu.assertStrContains(requests(dm)[4], "^brisk daemon: pid %d+: version: exit 0, ", true)
+end
+
+-- A caller that gave up before its turn (timed out, killed) is not served
+-- later: its command would run for no one (found by a review: a network
+-- was created after its caller had gone).
+function TestDaemon:test_a_caller_gone_before_its_turn_is_not_served()
+	local dm = daemon()
+	local st = store()
+	local raw = H.scratch("raw") .. "/raw.py"
+	spit(raw, RAW)
+	H.must("kill -STOP " .. dm.pid)
+	-- (its stdout not a pipe read here: the request holds it open until the
+	-- daemon takes it)
+	local ok = os.execute(string.format("python3 %s %s %s gone brisk --state-dir %s network create "
+		.. "--subnet 10.73.0.0/24 gone </dev/null >/dev/null 2>&1", q(raw), q(dm.sock), q(BIN), q(st)))
+	H.must("kill -CONT " .. dm.pid)
+	lu.assertTrue(ok)
+	local deadline = os.time() + 10
+	while #requests(dm) == 0 and os.time() <= deadline do os.execute("sleep 0.02") end
+	lu.assertStrContains(requests(dm)[1] or "", "left to the caller (the caller is gone)")
+	lu.assertEquals(json(select(2, brisk(nil, "--state-dir " .. q(st) .. " network ls --json"))), {})
+	lu.assertEquals(H.must("ip -j link show type bridge"):gsub("%s", ""), "[]")
+end
+
+-- A stop signal is taken even while callers keep the daemon busy (found by
+-- a review: a ppoll that finds a caller waiting puts the signal mask back
+-- without taking a pending signal, so the queue was served first). The
+-- daemon's stderr is a pipe of one page, filled: its log line after the
+-- first request blocks it, mid-request, with the stop signals held; two
+-- more callers queue, SIGTERM comes, the pipe drains.
+local HOLD = [[
+import fcntl, os, subprocess, sys, time
+exe, sock, ctl = sys.argv[1], sys.argv[2], sys.argv[3]
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)      # F_SETPIPE_SZ
+p = subprocess.Popen([exe, "daemon", "--socket", sock], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=w)
+print(p.pid, flush=True)
+log = b""
+while b"listening on" not in log:
+    log += os.read(r, 4096)
+os.set_blocking(w, False)
+filled = 0
+try:
+    while True:
+        filled += os.write(w, b"x")
+except BlockingIOError:
+    pass
+os.set_blocking(w, True)        # the daemon's stderr shares the flag
+os.close(w)
+open(ctl + "/full", "w").close()
+while not os.path.exists(ctl + "/drain"):
+    time.sleep(0.01)
+out = b""
+while True:
+    d = os.read(r, 65536)
+    if not d:
+        break
+    out += d
+p.wait()
+sys.stdout.write((log + out[filled:]).decode())
+]]
+
+function TestDaemon:test_sigterm_stops_before_queued_callers()
+	local d = H.scratch("queue")
+	spit(d .. "/raw.py", RAW)
+	spit(d .. "/hold.py", HOLD)
+	local sock = d .. "/brisk.sock"
+	local hold = io.popen(string.format("python3 %s %s %s %s", q(d .. "/hold.py"), q(BIN), q(sock), q(d)))
+	local pid = hold:read("l")
+	local function wait_for(what, cond)
+		local deadline = os.time() + 10
+		while not cond() do
+			if os.time() > deadline then error("timed out waiting for " .. what) end
+			os.execute("sleep 0.01")
+		end
+	end
+	local function exists(f) return H.sh("test -e " .. q(f)) == true end
+	local clients = {}
+	local function client(i)
+		clients[i] = io.popen(string.format("python3 %s %s %s send 0 %s 2>&1 </dev/null", q(d .. "/raw.py"),
+			q(sock), q(BIN), q(d .. "/sent" .. i)))
+		wait_for("caller " .. i, function() return exists(d .. "/sent" .. i) end)
+	end
+	local ok, err = pcall(function()
+		wait_for("the full pipe", function() return exists(d .. "/full") end)
+		client(1)
+		-- the daemon blocked in its log line, the first caller's command run
+		wait_for("the daemon to block", function()
+			return (slurp("/proc/" .. pid .. "/wchan") or ""):find("pipe_write") ~= nil
+		end)
+		client(2)
+		client(3)
+		H.must("kill -TERM " .. pid)
+	end)
+	spit(d .. "/drain", "")
+	local log = hold:read("a")
+	hold:close()
+	lu.assertTrue(ok, err)
+	lu.assertStrMatches(clients[1]:read("a"), "brisk [^\n]+\n0\n")
+	for i = 2, 3 do lu.assertEquals(clients[i]:read("a"), "closed\n") end
+	local served = 0
+	for _ in log:gmatch("version: exit 0") do served = served + 1 end
+	lu.assertEquals(served, 1, log)
+	lu.assertStrContains(log, "stopped (signal 15)")
+end
+
+-- The socket and what listens on it (found by a review): a client gave its
+-- descriptors to whatever listened, and a daemon listened in a directory
+-- anyone could write.
+function TestDaemon:test_the_socket_is_trusted_only_when_root_or_the_caller_owns_it()
+	local d = H.scratch("sockdir")
+	H.must("chmod 1777 " .. q(d))
+	local c, _, err = brisk(nil, "daemon --socket " .. q(d .. "/brisk.sock"))
+	lu.assertEquals(c, 1)
+	lu.assertStrContains(err, "the socket's directory " .. d .. " is writable by another user")
+	lu.assertNotEquals(H.sh("test -e " .. q(d .. "/brisk.sock")), true)
+	-- a server run by another user (nobody) gets nothing: the caller runs
+	-- its command itself
+	local fake = d .. "/fake.py"
+	spit(fake, [[
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1]); s.listen(1)
+open(sys.argv[2], "w").close()
+c, _ = s.accept()
+c.settimeout(5)
+try:
+    m = c.recv(65536)
+    print("got %d bytes" % len(m) if m else "nothing")
+except OSError as e:
+    print("nothing")
+]])
+	local nd = d .. "/nobody"
+	H.must("mkdir " .. q(nd) .. " && chown 65534 " .. q(nd))
+	local sock = nd .. "/brisk.sock"
+	local p = io.popen(string.format("setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 %s %s %s",
+		q(fake), q(sock), q(nd .. "/ready")))
+	local deadline = os.time() + 10
+	while H.sh("test -e " .. q(nd .. "/ready")) ~= true and os.time() <= deadline do os.execute("sleep 0.02") end
+	local c2, out2, err2 = H.run("version", { env = "BRISK_HOST=" .. q(sock) })
+	lu.assertEquals({ c2, err2 }, { 0, "" })
+	lu.assertStrMatches(out2, "^brisk .*\n$")
+	lu.assertEquals(p:read("a"), "nothing\n")
+	p:close()
+end
+
+-- A daemon runs brisk's own modules only: a command it does not serve is
+-- left to the caller before its module is looked for (found by a review:
+-- `brisk foo` loaded ./brisk/cli/foo.lua from the caller's directory into
+-- the daemon, as root, and it stayed for every later caller), and so is
+-- a command it cannot resolve (a caller's LUA_PATH may have it).
+function TestDaemon:test_modules_in_the_callers_directory_are_not_loaded_into_the_daemon()
+	local dm = daemon()
+	local d = H.scratch("plugin")
+	H.must("mkdir -p " .. q(d .. "/brisk/cli"))
+	spit(d .. "/brisk/cli/foo.lua", [[
+local cli = require "brisk.cli"
+cli.commands.version.run = function() print("HIJACKED") end
+cli.register { name = "foo", summary = "a plugin", raw = true, run = function() print("plugin foo") end }
+]])
+	local c1, out1 = brisk(dm, "foo", { cwd = d })
+	lu.assertEquals({ c1, out1 }, { 0, "plugin foo\n" })   -- as without a daemon
+	local c2, out2 = brisk(dm, "version")
+	lu.assertEquals(c2, 0)
+	lu.assertStrMatches(out2, "^brisk %S+ %(Lua[^\n]*\n$")
+	local c3, _, err3 = brisk(dm, "nosuchcommand")
+	lu.assertEquals(c3, 2)
+	lu.assertStrContains(err3, "unknown command")
+	local reqs = requests(dm)
+	lu.assertEquals(#reqs, 3, slurp(dm.log))
+	lu.assertStrContains(reqs[1], "left to the caller (not served)")
+	lu.assertStrContains(reqs[2], "^brisk daemon: pid %d+: version: exit 0, ", true)
+	lu.assertStrContains(reqs[3], "left to the caller (not served)")
 end

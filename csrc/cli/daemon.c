@@ -9,16 +9,22 @@
  * creates a Lua state, and exits with the command's exit code.
  *
  * The request is one SOCK_SEQPACKET message: a header (magic, version, the
- * caller's mount namespace, counts), the arguments and a few environment
- * variables as NUL-terminated strings, and five descriptors: the caller's
- * stdin, stdout and stderr, its network namespace and its working
- * directory. The server runs the command in that namespace and directory,
- * with those descriptors as its 0, 1 and 2, then puts its own back and
- * answers with the exit code, or with "run it yourself" (-1) when it will
- * not serve it: another user, another mount namespace (the names under
- * /run/netns would differ), a command that is not served (see
- * brisk.cli.daemon). The client runs the command itself then, as it does
- * when nothing listens on PATH.
+ * identity of the brisk program that sends it, counts), the arguments and
+ * a few environment variables as NUL-terminated strings, and five
+ * descriptors: the caller's stdin, stdout and stderr, its network
+ * namespace and its working directory. The server runs the command in
+ * that namespace and directory, with those descriptors as its 0, 1 and 2,
+ * then puts its own back and answers with the exit code, or with "run it
+ * yourself" (-1) when it will not serve it: a caller that could not do
+ * what the daemon does (another user, fewer capabilities), one that sees
+ * other paths (another mount, pid or user namespace, another root
+ * directory: the names under /run/netns and the state directory would
+ * differ), another build of brisk, a caller gone before its turn, a
+ * command that is not served (see brisk.cli.daemon). What the caller is
+ * comes from the kernel (SO_PEERCRED, /proc/<pid>), never from the
+ * request. The client runs the command itself then, as it does when
+ * nothing listens on PATH, or when what listens is not run by root or by
+ * the caller's own user.
  *
  * Mechanism only: which commands are served, and running them, is the Lua
  * handler's (brisk.cli.daemon).
@@ -37,6 +43,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,15 +54,18 @@
 #include "daemon.h"
 
 #define REQ_MAGIC 0x4b535242u   /* "BRSK" */
-#define REQ_VERSION 1u
+#define REQ_VERSION 2u
 #define REQ_MAX 65536           /* a request larger than this runs locally */
 #define REQ_FDS 5               /* stdin, stdout, stderr, netns, cwd */
 #define REPLY_LOCAL (-1)
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77         /* Linux 6.5; older kernels refuse it */
+#endif
+
 struct req_hdr {
 	uint32_t magic, version;
-	uint64_t mnt_dev, mnt_ino;   /* the caller's mount namespace */
-	uint64_t pid_dev, pid_ino;   /* and pid namespace */
+	uint64_t exe[4];             /* the sending program (program_id) */
 	uint32_t argc, envc;
 };
 
@@ -76,19 +86,19 @@ static int env_passed(const char *kv)
 	return 0;
 }
 
-/* The namespaces a served command must share with its caller: the mount
- * namespace (/run/netns, the state directory) and the pid namespace (a
- * --netns PID). */
-static int namespaces(uint64_t *mdev, uint64_t *mino, uint64_t *pdev, uint64_t *pino)
+/* The brisk program's identity: its file's device, inode and modification
+ * time. A daemon serves only callers of the same build (the command runs
+ * the daemon's code: a caller upgraded since would run an older brisk). */
+static int program_id(uint64_t id[4])
 {
-	struct stat m, p;
+	struct stat st;
 
-	if (stat("/proc/self/ns/mnt", &m) < 0 || stat("/proc/self/ns/pid", &p) < 0)
+	if (stat("/proc/self/exe", &st) < 0)
 		return -1;
-	*mdev = (uint64_t)m.st_dev;
-	*mino = (uint64_t)m.st_ino;
-	*pdev = (uint64_t)p.st_dev;
-	*pino = (uint64_t)p.st_ino;
+	id[0] = (uint64_t)st.st_dev;
+	id[1] = (uint64_t)st.st_ino;
+	id[2] = (uint64_t)st.st_mtim.tv_sec;
+	id[3] = (uint64_t)st.st_mtim.tv_nsec;
 	return 0;
 }
 
@@ -154,7 +164,9 @@ int brisk_forward(const char *host, int argc, char **argv)
 {
 	extern char **environ;
 	static char buf[REQ_MAX];
-	struct req_hdr h = { REQ_MAGIC, REQ_VERSION, 0, 0, 0, 0, 0, 0 };
+	struct req_hdr h = { REQ_MAGIC, REQ_VERSION, { 0, 0, 0, 0 }, 0, 0 };
+	struct ucred server = { 0, 0, 0 };
+	socklen_t slen = sizeof(server);
 	struct sockaddr_un sa;
 	size_t len = sizeof(h);
 	int fds[REQ_FDS] = { 0, 1, 2, -1, -1 };
@@ -163,7 +175,7 @@ int brisk_forward(const char *host, int argc, char **argv)
 	ssize_t n;
 	char **e;
 
-	if (unix_addr(host, &sa) < 0 || namespaces(&h.mnt_dev, &h.mnt_ino, &h.pid_dev, &h.pid_ino) < 0)
+	if (unix_addr(host, &sa) < 0 || program_id(h.exe) < 0)
 		return REPLY_LOCAL;
 	for (i = 0; i < argc; i++)
 		if (!put_str(buf, &len, argv[i]))
@@ -186,6 +198,15 @@ int brisk_forward(const char *host, int argc, char **argv)
 		if (debug_on())
 			fprintf(stderr, "brisk: no daemon at %s (%s): running the command here\n",
 				sa.sun_path, strerror(errno));
+		goto out;
+	}
+	/* what listens gets our descriptors and says how we exit: only a
+	 * server of root's or of our own user */
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &server, &slen) < 0 ||
+	    (server.uid != 0 && server.uid != geteuid())) {
+		if (debug_on())
+			fprintf(stderr, "brisk: %s is served by uid %d, neither root nor us: "
+				"running the command here\n", sa.sun_path, (int)server.uid);
 		goto out;
 	}
 	if (send_with_fds(sock, buf, len, fds, REQ_FDS) < 0)
@@ -243,9 +264,102 @@ struct served {
 	int own[3];     /* the daemon's own 0, 1, 2 */
 	int own_net;    /* its own network namespace */
 	int own_cwd;    /* its own working directory */
-	uint64_t mnt_dev, mnt_ino, pid_dev, pid_ino;
+	struct stat ns[3];      /* its mount, pid and user namespaces (NS_NAMES) */
+	struct stat root;       /* its root directory */
+	uint64_t caps;          /* its effective capabilities */
+	uint64_t exe[4];        /* its program (program_id) */
 	int quiet;
 };
+
+static const char *const NS_NAMES[3] = { "mnt", "pid", "user" };
+static const char *const NS_OTHER[3] = {
+	"another mount namespace", "another pid namespace", "another user namespace"
+};
+
+/* The effective capabilities of /proc/<who> ("self" or a pid), from its
+ * status file; -1 when it cannot be read. */
+static int read_caps(const char *who, uint64_t *caps)
+{
+	char path[64], buf[4096], *p;
+	unsigned long long v;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%s/status", who);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "\nCapEff:\t");
+	if (!p || sscanf(p + 9, "%llx", &v) != 1)
+		return -1;
+	*caps = (uint64_t)v;
+	return 0;
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* The daemon's own namespaces, root, capabilities and program. */
+static int own_identity(struct served *s)
+{
+	char path[64];
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", NS_NAMES[i]);
+		if (stat(path, &s->ns[i]) < 0)
+			return -1;
+	}
+	if (stat("/", &s->root) < 0 || program_id(s->exe) < 0)
+		return -1;
+	return read_caps("self", &s->caps);
+}
+
+/* Why the caller (its pid as SO_PEERCRED gives it, and its pidfd, or -1
+ * where the kernel has none) is not served, or NULL. Read from
+ * /proc/<pid>, not from the request, which the caller writes: the same
+ * mount, pid and user namespaces and root directory as the daemon's (so
+ * that paths, /run/netns names and pids mean the same), and every
+ * capability the daemon has (a root process that dropped some must not get
+ * them back through it). The pidfd, still naming a live process after the
+ * reads, proves the pid was not reused meanwhile. */
+static const char *peer_refused(const struct served *s, pid_t pid, int pidfd)
+{
+	char path[64], who[24];
+	struct stat st;
+	uint64_t caps;
+	int i;
+
+	if (pid <= 0)
+		return "a caller outside the daemon's pid namespace";
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, NS_NAMES[i]);
+		if (stat(path, &st) < 0)
+			return errno == ENOENT ? "the caller is gone" : "cannot read the caller's namespaces";
+		if (!same_file(&st, &s->ns[i]))
+			return NS_OTHER[i];
+	}
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	if (stat(path, &st) < 0)
+		return "cannot read the caller's root directory";
+	if (!same_file(&st, &s->root))
+		return "another root directory";
+	snprintf(who, sizeof(who), "%d", (int)pid);
+	if (read_caps(who, &caps) < 0)
+		return "cannot read the caller's capabilities";
+	if ((s->caps & ~caps) != 0)
+		return "fewer capabilities than the daemon";
+	if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+		return "the caller is gone";
+	return NULL;
+}
 
 static void reply_to(int c, int32_t code)
 {
@@ -300,9 +414,10 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	struct cmsghdr *cm;
 	struct req_hdr h;
 	struct ucred cred = { 0, 0, 0 };
-	socklen_t clen = sizeof(cred);
+	socklen_t clen = sizeof(cred), plen = sizeof(int);
 	struct timespec t0;
-	int fds[REQ_FDS], nfds = 0, i, ret = 0, peer_ok, rerr = 0;
+	struct pollfd gone = { c, POLLRDHUP, 0 };
+	int fds[REQ_FDS], nfds = 0, i, ret = 0, peer_ok, rerr = 0, pidfd = -1;
 	int32_t code = REPLY_LOCAL;
 	const char *p, *end, *why = NULL, *label = "?";
 	ssize_t n;
@@ -318,6 +433,8 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	if (n < 0)
 		msg.msg_controllen = 0;    /* the kernel left it as it was: u.buf holds no descriptor */
 	peer_ok = getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && cred.uid == geteuid();
+	if (getsockopt(c, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &plen) < 0)
+		pidfd = -1;
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 			int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -344,14 +461,18 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		why = "another user";
 		goto answer;
 	}
-	if (h.mnt_dev != s->mnt_dev || h.mnt_ino != s->mnt_ino) {
-		why = "another mount namespace";
+	if (memcmp(h.exe, s->exe, sizeof(h.exe)) != 0) {
+		why = "another brisk program";
 		goto answer;
 	}
-	if (h.pid_dev != s->pid_dev || h.pid_ino != s->pid_ino) {
-		why = "another pid namespace";
+	/* a caller that gave up waiting (timed out, killed) is not served
+	 * later: its command would run for no one */
+	if (poll(&gone, 1, 0) == 1 && (gone.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+		why = "the caller is gone";
 		goto answer;
 	}
+	if ((why = peer_refused(s, cred.pid, pidfd)) != NULL)
+		goto answer;
 	buf[n] = '\0';
 	p = buf + sizeof(h);
 	end = buf + n;
@@ -435,6 +556,8 @@ answer:
 	lua_settop(L, base);
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
+	if (pidfd >= 0)
+		close(pidfd);
 	if (ret < 0)
 		log_line("cannot return to its own namespace or directory: %s", strerror(rerr));
 	return ret;
@@ -473,17 +596,42 @@ static int run_idle(lua_State *L, const struct served *s, int timed_out)
 	return wait;
 }
 
-/* Bind PATH (mode 0600): a socket file no one listens on is replaced. */
+/* Bind PATH (mode 0600): a socket file no one listens on is replaced. Its
+ * directory must be the daemon user's (or root's) and writable by no one
+ * else: another user could otherwise replace the socket between two
+ * requests, or after the daemon stops, and get the callers' descriptors. */
 static int listen_on(lua_State *L, const char *path, struct sockaddr_un *sa)
 {
 	int fd, probe, err;
 	mode_t old;
 	struct stat st;
+	char dir[sizeof(sa->sun_path)], *slash;
 
 	if (unix_addr(path, sa) < 0) {
 		lua_pushnil(L);
 		lua_pushfstring(L, "daemon: socket path '%s' is empty or longer than %d bytes",
 			path, (int)sizeof(sa->sun_path) - 1);
+		return -1;
+	}
+	strcpy(dir, sa->sun_path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) < 0) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "daemon: %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		char mode[8];
+		snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
+		lua_pushnil(L);
+		lua_pushfstring(L, "daemon: the socket's directory %s is writable by another user "
+			"(owner uid %d, mode %s): choose one only its owner can write", dir, (int)st.st_uid, mode);
 		return -1;
 	}
 	if (lstat(sa->sun_path, &st) == 0) {
@@ -566,8 +714,8 @@ int brisk_host_serve(lua_State *L)
 		s.quiet = lua_toboolean(L, -1);
 		lua_pop(L, 1);
 	}
-	if (namespaces(&s.mnt_dev, &s.mnt_ino, &s.pid_dev, &s.pid_ino) < 0)
-		return luaL_fileresult(L, 0, "/proc/self/ns");
+	if (own_identity(&s) < 0)
+		return luaL_fileresult(L, 0, "/proc/self");
 	lfd = listen_on(L, lua_tostring(L, 1), &sa);
 	if (lfd < 0)
 		return 2;
@@ -632,6 +780,15 @@ int brisk_host_serve(lua_State *L)
 		struct timespec ts = { wait / 1000, (long)(wait % 1000) * 1000000L };
 
 		r = ppoll(&pfd, 1, wait >= 0 ? &ts : NULL, &wait_mask);
+		/* a ppoll that finds a caller waiting puts the mask back without
+		 * taking a pending stop signal: under steady load the signal
+		 * would wait forever */
+		if (r > 0) {
+			sigset_t pend;
+			if (sigpending(&pend) == 0 && (sigismember(&pend, SIGINT) ||
+			    sigismember(&pend, SIGTERM) || sigismember(&pend, SIGHUP)))
+				break;
+		}
 		if (r == 0) {
 			wait = run_idle(L, &s, 1);
 			continue;

@@ -825,6 +825,11 @@ local function dispatch(argv, ctx)
 		end
 		rest = { "repl" }
 	end
+	-- a daemon (brisk.cli.daemon) leaves to the caller a word it does not
+	-- serve, before looking for its module (which the caller's directory
+	-- or LUA_PATH may hold), and a command it cannot resolve
+	local served = ctx.served
+	if served and served.wants and not served.wants(rest[1]) then return nil end
 	-- a word that is a command itself (version, help, repl, run) names no
 	-- group: no module search for it
 	if not M.commands[rest[1]] then M.load_group(rest[1]) end
@@ -834,10 +839,10 @@ local function dispatch(argv, ctx)
 			stdout:write(M.group_help(rest[1]), "\n")
 			return 0
 		end
+		if served then return nil end
 		unknown_command(rest)
 	end
 	-- a daemon's filter (brisk.cli.daemon) leaves some commands to the caller
-	local served = ctx.served
 	if served then
 		if served.filter and not served.filter(spec) then return nil end
 		served.command = spec.name

@@ -196,12 +196,16 @@ end
 -- a flag's dashes not counted), or it begins the name. A word of one or
 -- two letters is close to too much ('-x' to '-f', 'rm' to 'run'): it
 -- gets a name it begins, or for two letters one edit after the first.
+-- A word longer than any name brisk has (128 bytes) gets nothing, and a
+-- name too far from the word in length is not measured: the distance
+-- costs the product of the lengths.
 local function closest(name, names)
+	if #name > 128 then return nil end
 	local core = name:gsub("^%-+", "")
 	local limit = math.min(#core // 3, math.max(2, #core // 5))
 	local best, bestd
 	for _, n in ipairs(names) do
-		local dist = distance(name, n)
+		local dist = math.abs(#name - #n) <= math.max(limit, 1) and distance(name, n) or math.huge
 		local l = limit
 		if #name >= 2 and n:sub(1, #name) == name then
 			dist, l = math.min(dist, 1), math.max(l, 1)

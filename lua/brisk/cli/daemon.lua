@@ -32,6 +32,24 @@ function M.serves(spec)
 	return M.served_groups[name:match("^%S+")] == true or M.served_commands[name] == true
 end
 
+--- Whether a command line's first word may name a served command: others
+-- are left to the caller before their module is looked for.
+function M.wants(word)
+	return M.served_groups[word] == true or M.served_commands[word] == true
+end
+
+--- A search path without the entries relative to the working directory
+-- ("./?.lua"): a served command runs in its caller's directory, and a
+-- module found there would be loaded into the daemon, as root, and stay
+-- for every later caller.
+function M.absolute_paths(path)
+	local keep = {}
+	for entry in path:gmatch("[^;]+") do
+		if entry:sub(1, 1) == "/" then keep[#keep + 1] = entry end
+	end
+	return table.concat(keep, ";")
+end
+
 -- Modules a served command would load on first use: loaded in the
 -- daemon's first idle time (while its first caller starts), so that
 -- caller does not wait for them; libnftables is opened then too.
@@ -46,7 +64,7 @@ local warm, spare_off = false, false
 -- command is left to the caller (nothing was done).
 function M.handle(argv, env)
 	local getenv = os.getenv
-	local served = { filter = M.serves }
+	local served = { filter = M.serves, wants = M.wants }
 	os.getenv = function(k) return env[k] end
 	local ok, code = pcall(cli.main, argv, served)
 	os.getenv = getenv
@@ -110,8 +128,11 @@ cli.register {
 		.. "stdout, stderr and its BRISK_*, PATH, HOME, TERM, COLUMNS, LINES and NO_COLOR\n"
 		.. "variables; the caller exits with the command's exit code. Served: the network\n"
 		.. "and endpoint commands, version and help. Everything else, and everything when\n"
-		.. "no daemon listens, runs in the caller, as does a caller of another user or in\n"
-		.. "another mount or pid namespace. One command at a time; each request is logged\n"
+		.. "no daemon listens, runs in the caller, as does a caller that could not run it as\n"
+		.. "the daemon would (another user, fewer capabilities, another mount, pid or user\n"
+		.. "namespace or root directory, another build of brisk) or that gave up before its\n"
+		.. "turn. The socket's directory must be writable by its owner only (root's or the\n"
+		.. "daemon's user). One command at a time; each request is logged\n"
 		.. "on the daemon's stderr. Between requests the daemon makes a spare network\n"
 		.. "namespace, which the next request from its own namespace that creates one\n"
 		.. "(endpoint create --netns NEW) binds instead of making it (see --spare-ttl).",
@@ -142,6 +163,8 @@ cli.register {
 					"daemon")
 			end
 		end
+		package.path = M.absolute_paths(package.path)
+		package.cpath = M.absolute_paths(package.cpath)
 		local path = o.socket or M.socket_path(os.getenv("BRISK_HOST")) or M.default_socket
 		local dir = path:match("^(.*)/[^/]*$")
 		if dir and dir ~= "" then
