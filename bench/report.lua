@@ -91,7 +91,13 @@ for tool, r in pairs(runs) do
 		if not x.fail and (not fastest[n] or ms < fastest[n]) then fastest[n] = ms end
 	end
 end
+-- the marginal's slope: from N=100 (past the fixed costs of a small run)
+-- to the largest N, as in the runs before N=500 was added; else between the
+-- two largest
 local hi, lo = counts[#counts], counts[#counts - 1]
+for _, n in ipairs(counts) do
+	if n == 100 and n < hi then lo = n end
+end
 local marginal = {}
 for tool, r in pairs(runs) do
 	if r[hi] and r[lo] then
