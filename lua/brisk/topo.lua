@@ -397,6 +397,17 @@ function T:_need_net(name)
 	return n
 end
 
+-- Names may hold '.': host a.b on network c and host a on network b.c
+-- would share an endpoint name. Refused at the second declaration.
+function T:_check_epname(host, net, epname)
+	for _, other in pairs(self.links) do
+		if other.epname == epname then
+			raise(sfmt("connect %s to %s: its endpoint name %s is that of host %s on network %s too (declared at %s); "
+				.. "rename a host or a network", host, net, epname, other.host, other.net, other.where))
+		end
+	end
+end
+
 local LINK_KEYS = { ip = true, ip6 = true, mac = true, ifname = true, publish = true, options = true }
 
 --- Connect a host to a network: an endpoint (a veth pair, one end on the
@@ -421,6 +432,7 @@ function T:connect(host, net, o)
 		raise(sfmt("connect %s to %s: endpoint name %s is longer than 64 bytes (shorter names, please)",
 			host, net, epname))
 	end
+	self:_check_epname(host, net, epname)
 	if o.publish ~= nil then
 		local ok, msg = require("brisk.ports").parse_list(o.publish)
 		if not ok then raise(sfmt("connect %s to %s: publish: %s", host, net, msg)) end
@@ -470,6 +482,10 @@ function T:router(name, o)
 		-- its link-local address is tentative, it cannot resolve the
 		-- neighbours it forwards to (the first second of traffic is lost)
 		sysctl["net/ipv6/conf/default/accept_dad"] = "0"
+	end
+	-- before the host is declared: a clash declares nothing
+	for _, net in ipairs(o.nets) do
+		self:_check_epname(name, net, self.name .. "." .. tostring(name) .. "." .. net)
 	end
 	self:host(name, { netns = o.netns, sysctl = sysctl })
 	for _, net in ipairs(o.nets) do
