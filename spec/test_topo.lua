@@ -687,8 +687,47 @@ function TestTopoPieces:test_run_spawn_and_kill_at_teardown()
 	lu.assertTrue(os.execute("kill -0 " .. p.pid))
 	-- it runs inside h2
 	lu.assertEquals(H.must("ip netns identify " .. p.pid), "h2\n")
+	-- it ends on SIGTERM: the teardown does not wait out the grace period
+	local t0 = topo.clock()
 	t:down()
+	lu.assertTrue(topo.clock() - t0 < 1.5, "down took " .. (topo.clock() - t0) .. " s")
 	lu.assertNil((os.execute("kill -0 " .. p.pid .. " 2>/dev/null")))
+end
+
+-- The processes of group `pgid` (or the process `pid`) that still run,
+-- from /proc (kill -0 finds zombies too, which the sandbox's init may
+-- reap late).
+local function running(pgid, pid)
+	local out = {}
+	for _, name in ipairs(core.listdir("/proc")) do
+		local stat = name:match("^%d+$") and slurp("/proc/" .. name .. "/stat")
+		local state, pgrp = (stat or ""):match("^.*%) (%S+) %-?%d+ (%d+) ")
+		if state and state ~= "Z" and state ~= "X" and (tonumber(pgrp) == pgid or tonumber(name) == pid) then
+			out[#out + 1] = stat
+		end
+	end
+	return out
+end
+
+-- a process that ignores SIGTERM is killed after the grace period (the
+-- teardown waited for it forever before; a review)
+function TestTopoPieces:test_spawned_process_ignoring_sigterm_is_killed()
+	local t = lab(self)
+	t:up()
+	local p = t:spawn("h1", "trap '' TERM; echo started; exec sleep 30")
+	lu.assertEquals(p:read("l"), "started")
+	-- the leader ends on SIGTERM, a child of its group ignores it
+	local q2 = t:spawn("h2", "sh -c \"trap '' TERM; exec sleep 31\" & echo $!; exec sleep 32")
+	local child = tonumber(q2:read("l"))
+	lu.assertEquals(H.must("ip netns identify " .. child), "h2\n")
+	local t0 = topo.clock()
+	local res = t:down()
+	local secs = topo.clock() - t0
+	lu.assertEquals(res.removed, 5)
+	lu.assertTrue(secs >= 1.5 and secs < 4, "down took " .. secs .. " s")
+	lu.assertEquals(running(p.pid), {})
+	lu.assertEquals(running(q2.pid, child), {})
+	lu.assertEquals(netns_list(), {})
 end
 
 function TestTopoPieces:test_ipv6_network()

@@ -189,6 +189,35 @@ local function same_ip(a, b)
 	return x ~= nil and y ~= nil and ipnet.compare(x, y) == 0
 end
 
+-- How long a spawned process group has to go after SIGTERM before SIGKILL.
+local GRACE = 2
+
+-- A shell command's output, through a pipe (system() would ignore SIGINT
+-- while it waits).
+local function sh(cmd)
+	local p = io.popen(cmd, "r")
+	if not p then return nil end
+	local out = p:read("a")
+	p:close()
+	return out
+end
+
+-- Whether a process of group `pgid` still runs: kill -0 would find its
+-- zombies too, which an init that reaps late keeps for a while.
+local function group_running(pgid)
+	for _, name in ipairs(core.listdir("/proc") or {}) do
+		if name:match("^%d+$") then
+			local f = io.open("/proc/" .. name .. "/stat", "r")
+			local stat = f and f:read("a")
+			if f then f:close() end
+			-- pid (comm) state ppid pgrp ...: comm may hold anything but ')' last
+			local state, pgrp = (stat or ""):match("^.*%) (%S+) %-?%d+ (%d+) ")
+			if tonumber(pgrp) == pgid and state ~= "Z" and state ~= "X" then return true end
+		end
+	end
+	return false
+end
+
 ---------------------------------------------------------------------------
 -- Time
 ---------------------------------------------------------------------------
@@ -1148,9 +1177,13 @@ function T:_undo(st)
 	return errs
 end
 
+-- Stop the processes spawn started: SIGTERM to all, then one grace period
+-- for all of them (see Proc:kill).
 function T:_kill_procs()
+	for i = #self.procs, 1, -1 do self.procs[i]:_term() end
+	local deadline = M.clock() + GRACE
 	for i = #self.procs, 1, -1 do
-		self.procs[i]:kill()
+		self.procs[i]:_reap(deadline)
 		self.procs[i] = nil
 	end
 end
@@ -1359,7 +1392,7 @@ end
 
 --- Start a command inside a host in the background, in a process group
 -- of its own; the group is killed at teardown (down, close) if it is still
--- running.
+-- running: SIGTERM, and SIGKILL for what is left of it 2 s later.
 -- @tparam string host
 -- @param cmd a shell command string or an argv table
 -- @return a process: `p.pid` (also the group's id), `p:read(...)` (its
@@ -1381,12 +1414,44 @@ function Proc:read(...)
 	return self.p:read(...)
 end
 
---- Stop the process and its group (SIGTERM) and wait for it. Harmless twice.
-function Proc:kill()
+-- Send SIGTERM to the process's group (once).
+function Proc:_term()
+	if self.termed or self.done then return end
+	self.termed = true
+	if self.pid then sh(sfmt("kill -TERM -%d 2>/dev/null", self.pid)) end
+end
+
+-- Wait for the process and its group, SIGKILLing what is left at `deadline`
+-- (a M.clock() time).
+function Proc:_reap(deadline)
 	if self.done then return end
 	self.done = true
-	if self.pid then os.execute("kill -TERM -" .. self.pid .. " 2>/dev/null") end
+	local pgid = self.pid
+	if not pgid then self.p:close(); return end
+	-- p:close() waits for the group's leader, which may ignore SIGTERM: a
+	-- killer in the background ends the wait at the deadline. (Until
+	-- p:close() reaps it, the leader is a zombie that kill -0 still finds,
+	-- so the wait itself cannot poll.)
+	local killer = tonumber(sh("sh -c " .. quote(sfmt(
+		"trap 'kill $s 2>/dev/null; exit 0' TERM; sleep %.2f & s=$!; wait $s && kill -KILL -%d 2>/dev/null",
+		math.max(0, deadline - M.clock()), pgid)) .. " >/dev/null 2>&1 </dev/null & echo $!") or "")
 	self.p:close()
+	-- the leader is reaped; the rest of its group gets what is left of the grace period
+	while group_running(pgid) do
+		if M.clock() >= deadline then
+			sh(sfmt("kill -KILL -%d 2>/dev/null", pgid))
+			break
+		end
+		sh("sleep 0.05")
+	end
+	if killer then sh(sfmt("kill %d 2>/dev/null", killer)) end
+end
+
+--- Stop the process and its group and wait for it: SIGTERM, then SIGKILL
+-- for what is left of the group after a grace period (2 s). Harmless twice.
+function Proc:kill()
+	self:_term()
+	self:_reap(M.clock() + GRACE)
 end
 
 return M
