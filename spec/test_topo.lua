@@ -674,6 +674,57 @@ function TestTopoPieces:test_uplink_wires_a_host_to_the_machine()
 	same(world(self.dir), before)
 end
 
+-- an uplink added to a host whose network gave it a default route takes
+-- the default route, as on a fresh run (the network's stayed, and the next
+-- run said "nothing to do"; a review)
+function TestTopoPieces:test_uplink_added_later_takes_the_default_route()
+	local before = world(self.dir)
+	local function script(with_uplink)
+		local t = new(self, { keep = true })
+		t:network{ name = "web", subnet = "10.50.0.0/24" }
+		t:host "h1"
+		t:connect("h1", "web")
+		if with_uplink then t:uplink("h1", { ip = "192.0.2.2/24", gateway = "192.0.2.1" }) end
+		return t
+	end
+	-- both at once
+	local t = script(true)
+	t:up()
+	local fresh = H.ip("-n h1 route show default")
+	lu.assertEquals(#fresh, 1)
+	lu.assertEquals({ fresh[1].gateway, fresh[1].dev }, { "192.0.2.1", "up0" })
+	t:down()
+	t:close()
+	same(world(self.dir), before)
+	-- the network first, the uplink in a later run: the same default route
+	t = script(false)
+	t:up()
+	t:close()
+	lu.assertEquals(H.ip("-n h1 route show default")[1].gateway, "10.50.0.1")
+	t = script(true)
+	local sum = t:up()
+	t:close()
+	lu.assertEquals({ sum.created, sum.changed }, { 1, 0 })
+	lu.assertEquals(H.ip("-n h1 route show default"), fresh)
+	lu.assertTrue(ping("h1", "192.0.2.1"))
+	t = script(true)
+	sum = t:up()
+	t:close()
+	lu.assertEquals({ sum.created, sum.changed, sum.unchanged }, { 0, 0, 4 })
+	-- the default route changed by hand: noticed, and the uplink's again
+	H.must("ip -n h1 route replace default via 10.50.0.1")
+	self.lines = {}
+	t = script(true)
+	sum = t:up()
+	lu.assertEquals({ sum.created, sum.changed }, { 0, 1 })
+	lu.assertStrContains(table.concat(self.lines, "\n"),
+		"~ uplink h1: default route via 192.0.2.1 (the host's default route was not the uplink's)")
+	lu.assertEquals(H.ip("-n h1 route show default"), fresh)
+	lu.assertNotNil(H.iplink("up-h1"))
+	t:down()
+	same(world(self.dir), before)
+end
+
 function TestTopoPieces:test_run_spawn_and_kill_at_teardown()
 	local t = lab(self)
 	t:up()

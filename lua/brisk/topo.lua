@@ -703,6 +703,15 @@ function T:_classify_host(h)
 	return a
 end
 
+-- Whether the host's default route (of the uplink's family) is the uplink's.
+local function uplink_default(hs, sp)
+	local fam = ipnet.parse_ip(sp.gateway).family == 6 and "inet6" or "inet"
+	for _, x in ipairs(hs:route_list{ family = fam } or {}) do
+		if x.dst == "default" and x.type == nil then return same_ip(x.gateway, sp.gateway) and x.dev == sp.peer end
+	end
+	return false
+end
+
 function T:_classify_uplink(u)
 	local d = self.driver
 	local h = self.hosts[u.host]
@@ -713,6 +722,10 @@ function T:_classify_uplink(u)
 		local hs = self:_h(h.netns)
 		local healthy = l and hs and hs:link_get(u.spec.peer) and equal(r.spec, u.spec)
 		a.action = healthy and "ok" or (l and "replace" or "create")
+		-- an endpoint made before the uplink has the default route, or one set by hand
+		if healthy and not uplink_default(hs, u.spec) then
+			a.action, a.why, a.route_only = "repair", "the host's default route was not the uplink's", true
+		end
 		return a
 	end
 	if l then
@@ -822,8 +835,15 @@ function T:_act(a, st)
 		end
 	elseif a.bucket == "uplinks" then
 		local sp, netns = decl.spec, self.hosts[decl.host].netns
-		if a.action == "replace" then d.h:link_del(decl.ifname) end
 		local hs = self:_h(netns)
+		if a.route_only then
+			local ok, msg = hs:route_replace{ dst = "default", gateway = sp.gateway, dev = sp.peer }
+			if not ok then raise(sfmt("uplink %s: %s", decl.host, tostring(msg)), decl.where) end
+			st.changed = st.changed + 1
+			self:_say("~ uplink %s: default route via %s%s", decl.host, sp.gateway, why(a))
+			return
+		end
+		if a.action == "replace" then d.h:link_del(decl.ifname) end
 		local ok, msg = d.h:link_add{ ifname = decl.ifname, kind = "veth", peer = { ifname = sp.peer, netns = netns } }
 		if not ok then raise(msg, decl.where) end
 		self:_made(st, "uplinks", decl.host, a.action)
@@ -839,8 +859,9 @@ function T:_act(a, st)
 			local sok, smsg = f()
 			if not sok then raise(sfmt("uplink %s: %s", decl.host, tostring(smsg)), decl.where) end
 		end
-		local rok, rmsg, rerr = hs:route_add{ dst = "default", gateway = sp.gateway }
-		if not rok and rerr ~= errno.EEXIST then raise(sfmt("uplink %s: %s", decl.host, tostring(rmsg)), decl.where) end
+		-- the uplink's default route replaces one through a network the host had already
+		local rok, rmsg = hs:route_replace{ dst = "default", gateway = sp.gateway, dev = sp.peer }
+		if not rok then raise(sfmt("uplink %s: %s", decl.host, tostring(rmsg)), decl.where) end
 		self:_say("%s uplink %s: %s %s/%d <-> %s %s%s", mark, decl.host, decl.ifname, sp.gateway, plen,
 			sp.peer, sp.ip, why(a))
 	elseif a.bucket == "endpoints" then
