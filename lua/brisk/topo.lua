@@ -19,7 +19,9 @@
 -- directory (`<state_dir>/topology/<name>.json`), so teardown removes
 -- exactly that and nothing else: a namespace, link or network the topology
 -- did not create is an error to declare (or, for a namespace, adopted on
--- request and left in place).
+-- request and left in place). Networks and endpoints are recorded with
+-- their ids: one removed and made again by hand under the same name is not
+-- the topology's.
 --
 -- `t:up()` is idempotent: what exists and matches its declaration is left
 -- alone (the second run of a script prints "nothing to do"); what is
@@ -662,6 +664,11 @@ function T:_classify_network(n)
 			raise(sfmt("network %s: topology %s made it from another definition; remove the topology (brisk down) to change it",
 				n.name, self.name), n.where)
 		end
+		if stored and r.id and stored.id ~= r.id then
+			-- removed and made again by hand under the same name
+			raise(sfmt("network %s exists and is not part of topology %s (made by hand, or by another topology)",
+				n.name, self.name), n.where)
+		end
 		if not stored then a.action = "create"
 		elseif not d.h:link_get(stored.bridge) then a.action, a.why = "repair", "its bridge was missing"
 		else a.action = "ok" end
@@ -748,6 +755,10 @@ function T:_classify_link(l)
 	local ep = d:endpoint(l.epname)
 	local a = { bucket = "endpoints", key = l.key, decl = l, old = ep,
 		entry = { name = l.epname, host = l.host, net = l.net, spec = l.spec } }
+	if r and ep and r.id and ep.id ~= r.id then
+		-- removed and made again by hand under the same name
+		r = nil
+	end
 	if r then
 		if not ep then a.action = "create"
 		elseif not equal(r.spec, l.spec) or ep.network_name ~= l.net then a.action, a.why = "replace", "changed"
@@ -818,6 +829,9 @@ function T:_act(a, st)
 		local net, msg = d:create_network(copy(decl.spec))
 		if not net then raise(msg, decl.where) end
 		self:_made(st, "networks", decl.name, a.action)
+		-- its id: a network made again by hand under its name is not the topology's
+		self.rec.networks[decl.name].id = net.id
+		st.dirty = true
 		self.netrecs[decl.name] = net
 		self:_say("%s network %s: %s%s", mark, decl.name, net_text(net), why(a))
 	elseif a.bucket == "hosts" then
@@ -880,6 +894,8 @@ function T:_act(a, st)
 		local ep, msg = d:create_endpoint(decl.net, spec)
 		if not ep then raise(sfmt("connect %s to %s: %s", decl.host, decl.net, tostring(msg)), decl.where) end
 		self:_made(st, "endpoints", decl.key, a.action)
+		self.rec.endpoints[decl.key].id = ep.id
+		st.dirty = true
 		self.eps[decl.key] = ep
 		self:_say("%s %s on %s: %s%s", mark, decl.host, decl.net, ep_text(ep), why(a))
 	end
@@ -1047,7 +1063,7 @@ function T:_apply(st)
 			if not wanted[b][key] then st.stale[#st.stale + 1] = b:sub(1, -2) .. " " .. key end
 		end
 	end
-	if dirty then self:_save() end
+	if dirty or st.dirty then self:_save() end
 end
 
 --- Make the kernel agree with the declarations: create what is missing,
@@ -1099,10 +1115,17 @@ end
 
 local GONE = { [errno.ENOENT] = true, [errno.ENODEV] = true, [errno.ESRCH] = true }
 
--- Remove one recorded object; returns true, or nil, msg.
+-- A network or endpoint whose recorded id is not the one of that name.
+local REMADE = "it was re-created outside the topology: left in place"
+
+-- Remove one recorded object; returns true, or nil, msg and whether the
+-- record forgets it anyway (the topology's object is gone: what has its
+-- name now is someone else's).
 function T:_remove(bucket, key, e)
 	local d = self.driver
 	if bucket == "networks" then
+		local cur = e.id and d:network(key)
+		if cur and cur.id ~= e.id then return nil, REMADE, true end
 		local ok, msg, err = d:delete_network(key)
 		if not ok and not GONE[err] then return nil, msg end
 	elseif bucket == "hosts" then
@@ -1119,6 +1142,8 @@ function T:_remove(bucket, key, e)
 			if not ok and not GONE[err] then return nil, msg end
 		end
 	elseif bucket == "endpoints" then
+		local cur = e.id and d:endpoint(e.name)
+		if cur and cur.id ~= e.id then return nil, REMADE, true end
 		local ok, msg, err = d:delete_endpoint(e.name)
 		if not ok and not GONE[err] then return nil, msg end
 	elseif bucket == "uplinks" then
@@ -1152,7 +1177,7 @@ end
 -- returns the number removed and the failures.
 function T:_teardown(pick)
 	local rec = self.rec
-	local removed, errs = 0, {}
+	local removed, errs, forgot = 0, {}, false
 	for _, b in ipairs(REMOVE_ORDER) do
 		for _, key in ipairs(sorted_keys(rec[b])) do
 			if not pick or pick(b, key) then
@@ -1160,19 +1185,23 @@ function T:_teardown(pick)
 				-- routes die with a namespace the topology made and removes now
 				local host = b == "routes" and rec.hosts[e.host]
 				local skip = host and not host.adopted and (not pick or pick("hosts", e.host))
-				local ok, msg = true, nil
-				if not skip then ok, msg = self:_remove(b, key, e) end
+				local ok, msg, forget = true, nil, false
+				if not skip then ok, msg, forget = self:_remove(b, key, e) end
 				if ok then
 					rec[b][key] = nil
 					removed = removed + 1
 					if b ~= "routes" then self:_say("- %s", label(b, key)) end
 				else
 					errs[#errs + 1] = label(b, key) .. ": " .. tostring(msg)
+					if forget then
+						rec[b][key] = nil
+						forgot = true
+					end
 				end
 			end
 		end
 	end
-	if removed > 0 then self:_save() end
+	if removed > 0 or forgot then self:_save() end
 	return removed, errs
 end
 
