@@ -595,6 +595,42 @@ function TestTopoOwnership:test_endpoint_made_again_by_hand_is_not_claimed()
 	d:close()
 end
 
+-- a namespace the topology made is left when an endpoint it did not make
+-- lives in it (it was deleted, the endpoint's veth with it, its record
+-- left dangling; a review)
+function TestTopoOwnership:test_namespace_holding_another_endpoint_is_left()
+	local t = lab(self)
+	t:up()
+	local d = assert(require("brisk.driver").open{ state_dir = self.dir })
+	local other = assert(d:create_network{ name = "other", subnet = "10.59.0.0/24" })
+	local hand = assert(d:create_endpoint("other", { name = "hand", netns = "h1" }))
+	local res = t:down()
+	lu.assertEquals(res.errors, { "host h1: namespace h1 holds endpoints topology lab did not make (hand): left in place" })
+	lu.assertEquals(res.removed, 4)
+	-- the endpoint made by hand works as before; the topology's own went
+	lu.assertEquals(netns_list(), { "h1" })
+	lu.assertEquals(ns_addrs("h1", hand.ifname), { "10.59.0.2/24" })
+	lu.assertEquals(H.iplink(hand.host_ifname).master, other.bridge)
+	local links = {}
+	for _, l in ipairs(H.ip("-n h1 link show")) do links[#links + 1] = l.ifname end
+	table.sort(links)
+	lu.assertEquals(links, { hand.ifname, "lo" })
+	lu.assertTrue(ping("h1", "10.59.0.1"))
+	lu.assertEquals(d:endpoint("hand").id, hand.id)
+	lu.assertNil(d:endpoint("lab.h1.web"))
+	lu.assertNil(d:network("web"))
+	-- the record keeps the namespace: once the endpoint is gone, down removes it
+	local rec = cjson.decode(slurp(self.dir .. "/topology/lab.json"))
+	lu.assertNotNil(rec.hosts.h1)
+	lu.assertEquals({ next(rec.hosts, "h1"), next(rec.endpoints), next(rec.networks) }, {})
+	assert(d:delete_endpoint("hand"))
+	assert(d:delete_network("other"))
+	d:close()
+	res = topo.down("lab", { state_dir = self.dir, log = false })
+	lu.assertEquals({ res.removed, #res.errors }, { 1, 0 })
+	lu.assertEquals(netns_list(), {})
+end
+
 function TestTopoOwnership:test_two_topologies_remove_only_their_own()
 	local a = lab(self, { name = "a" })
 	a:up()

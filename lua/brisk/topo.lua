@@ -1173,20 +1173,53 @@ local function label(bucket, key)
 	return bucket:sub(1, -2) .. " " .. key
 end
 
+-- The namespaces the topology made and is to remove (pick as for
+-- _teardown) that hold endpoints it did not make: host -> their names.
+-- Removing one would take their veths, leaving their records dangling.
+function T:_blocked_hosts(pick)
+	local rec, blocked = self.rec, {}
+	local hosts = {}
+	for key, e in pairs(rec.hosts) do
+		if not e.adopted and (not pick or pick("hosts", key)) then hosts[e.netns] = key end
+	end
+	if next(hosts) == nil then return blocked end
+	local mine = {}
+	for _, e in pairs(rec.endpoints) do mine[e.name] = e.id or true end
+	local eps, msg = self.driver:endpoints()
+	if not eps then raise(sfmt("topology %s: %s", self.name, tostring(msg))) end
+	for _, ep in ipairs(eps) do
+		local netns = type(ep.netns) == "string" and ep.netns:gsub("^/run/netns/", "") or nil
+		local key = netns and hosts[netns]
+		local id = mine[ep.name]
+		if key and (id == nil or (id ~= true and id ~= ep.id)) then
+			blocked[key] = blocked[key] or {}
+			blocked[key][#blocked[key] + 1] = ep.name
+		end
+	end
+	for _, names in pairs(blocked) do table.sort(names) end
+	return blocked
+end
+
 -- Remove the recorded objects `pick(bucket, key)` selects (all when nil);
 -- returns the number removed and the failures.
 function T:_teardown(pick)
 	local rec = self.rec
 	local removed, errs, forgot = 0, {}, false
+	local blocked = self:_blocked_hosts(pick)
 	for _, b in ipairs(REMOVE_ORDER) do
 		for _, key in ipairs(sorted_keys(rec[b])) do
 			if not pick or pick(b, key) then
 				local e = rec[b][key]
 				-- routes die with a namespace the topology made and removes now
 				local host = b == "routes" and rec.hosts[e.host]
-				local skip = host and not host.adopted and (not pick or pick("hosts", e.host))
+				local skip = host and not host.adopted and (not pick or pick("hosts", e.host)) and not blocked[e.host]
 				local ok, msg, forget = true, nil, false
-				if not skip then ok, msg, forget = self:_remove(b, key, e) end
+				if b == "hosts" and blocked[key] then
+					ok, msg = nil, sfmt("namespace %s holds endpoints topology %s did not make (%s): left in place",
+						e.netns, self.name, concat(blocked[key], ", "))
+				elseif not skip then
+					ok, msg, forget = self:_remove(b, key, e)
+				end
 				if ok then
 					rec[b][key] = nil
 					removed = removed + 1
