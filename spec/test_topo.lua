@@ -901,7 +901,7 @@ end
 
 local SCRIPT = [[
 local topo = require "brisk.topo"
-local t <close> = topo.new{ name = "cli", keep = os.getenv("KEEP") == "1" }
+local t <close> = topo.new{ name = "cli", keep = os.getenv("KEEP") == "1", takeover = os.getenv("TAKEOVER") == "1" }
 t:network{ name = "cnet", subnet = "10.55.0.0/24" }
 t:host "c1"
 t:host "c2"
@@ -1006,6 +1006,109 @@ function TestTopoScripts:test_error_after_up_tears_down()
 		lu.assertStrContains(out, "5 objects removed")
 		same(world(self.dir), before)
 	end
+end
+
+-- The record's script, as stored.
+local function recorded(self, name)
+	local text = slurp(self.dir .. "/topology/" .. (name or "cli") .. ".json")
+	return text and cjson.decode(text)
+end
+
+-- a second script with a topology name the first recorded is refused, and
+-- its teardown leaves the first's topology (it was torn down; a review)
+function TestTopoScripts:test_another_scripts_topology_is_refused_and_left()
+	local before = world(self.dir)
+	local code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	-- recorded absolute
+	lu.assertEquals(recorded(self).script, self.dir .. "/lab.lua")
+	local up = deep_world(self.dir)
+	H.must("mkdir " .. q(self.dir .. "/sub"))
+	spit(self.dir .. "/sub/other.lua", SCRIPT)
+	for _, keep in ipairs{ "0", "1" } do
+		code, out, err = run(self, q(BIN) .. " run sub/other.lua", { KEEP = keep })
+		lu.assertEquals(code, 1, out)
+		lu.assertStrContains(err, "brisk: sub/other.lua:8: topology cli belongs to script " .. self.dir ..
+			"/lab.lua, not to script " .. self.dir .. "/sub/other.lua: choose another name, remove it "
+			.. "(brisk down cli), or give topo.new takeover = true\n")
+		-- the teardown after the error leaves it, and says so
+		if keep == "0" then
+			lu.assertStrContains(err, "brisk: topology cli belongs to script " .. self.dir .. "/lab.lua, not to "
+				.. "script " .. self.dir .. "/sub/other.lua: left in place (brisk down cli removes it)\n")
+		end
+		lu.assertNotStrContains(out, "removed")
+		same(deep_world(self.dir), up)
+	end
+	-- a script that declares nothing and never calls up: its close leaves it too
+	spit(self.dir .. "/closer.lua", 'local t <close> = require("brisk.topo").new{ name = "cli" }\n')
+	code, out, err = run(self, q(BIN) .. " run closer.lua")
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(err, "brisk: topology cli belongs to script " .. self.dir .. "/lab.lua, not to script "
+		.. self.dir .. "/closer.lua: left in place (brisk down cli removes it)\n")
+	same(deep_world(self.dir), up)
+	-- t:down() raises, at the script's line, and changes nothing
+	spit(self.dir .. "/downer.lua", 'local t = require("brisk.topo").new{ name = "cli" }\nt:down()\n')
+	code, out, err = run(self, q(BIN) .. " run downer.lua")
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "brisk: downer.lua:2: down: topology cli belongs to script " .. self.dir
+		.. "/lab.lua, not to script " .. self.dir .. "/downer.lua: left in place (brisk down cli removes it)\n")
+	same(deep_world(self.dir), up)
+	-- in process: a topology made interactively (no script) is another owner
+	local chunk = assert(load("local t = require('brisk.topo').new{ name = 'cli', state_dir = ...,"
+		.. " log = false }; return t", "=stdin"))
+	local t = chunk(self.dir)
+	self.open[#self.open + 1] = t
+	lu.assertNil(t.script)
+	t:network{ name = "cnet", subnet = "10.55.0.0/24" }
+	local ok, e = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(e, "topology cli belongs to script " .. self.dir .. "/lab.lua, not to no script "
+		.. "(it was made interactively)")
+	t:close()
+	same(deep_world(self.dir), up)
+	-- takeover = true: the other script takes it (nothing to change), and owns it now
+	code, out, err = run(self, q(BIN) .. " run sub/../sub/./other.lua", { KEEP = "1", TAKEOVER = "1" })
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: nothing to do")
+	lu.assertEquals(recorded(self).script, self.dir .. "/sub/other.lua")
+	code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "topology cli belongs to script " .. self.dir .. "/sub/other.lua, not to script "
+		.. self.dir .. "/lab.lua")
+	-- its own teardown removes it
+	code, out, err = run(self, "sh -c " .. q("cd sub && " .. q(BIN) .. " run other.lua"))
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: down: 5 objects removed")
+	same(world(self.dir), before)
+end
+
+-- a record written when the script was recorded as given (relative)
+-- matches the script whose path ends with it
+function TestTopoScripts:test_relative_script_in_an_old_record()
+	local code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	local path = self.dir .. "/topology/cli.json"
+	spit(path, (slurp(path):gsub('"script": "[^"]*"', '"script": "./lab.lua"')))
+	lu.assertEquals(recorded(self).script, "./lab.lua")
+	code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology cli: nothing to do")
+	lu.assertEquals(recorded(self).script, self.dir .. "/lab.lua")
+	-- another script's relative path does not match
+	spit(path, (slurp(path):gsub('"script": "[^"]*"', '"script": "b/lab.lua"')))
+	local up = deep_world(self.dir)
+	code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "topology cli belongs to script b/lab.lua, not to script " .. self.dir .. "/lab.lua")
+	same(deep_world(self.dir), up)
+	lu.assertEquals(recorded(self).script, "b/lab.lua")
+	-- the same-script rule itself
+	lu.assertTrue(topo.same_script("x/lab.lua", "/a/x/lab.lua"))
+	lu.assertFalse(topo.same_script("x/lab.lua", "/a/xx/lab.lua"))
+	lu.assertTrue(topo.same_script("/a/./b/../lab.lua", "/a/lab.lua"))
+	lu.assertFalse(topo.same_script(nil, "/a/lab.lua"))
+	lu.assertTrue(topo.same_script(nil, nil))
+	lu.assertEquals(topo.script_path("/a//b/./c/../d.lua"), "/a/b/d.lua")
 end
 
 function TestTopoScripts:test_plain_lua_script()

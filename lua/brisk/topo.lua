@@ -80,6 +80,22 @@ local function caller()
 	end
 end
 
+-- The source of the script calling: the innermost main chunk outside brisk
+-- on the stack (a wrapper function of the user's, or a function of the
+-- script's, may be the caller), else the caller's.
+local function calling_source()
+	local first
+	for level = 2, 200 do
+		local info = debug.getinfo(level, "S")
+		if not info then break end
+		if not internal(info) then
+			if info.what == "main" then return info.source end
+			first = first or info.source
+		end
+	end
+	return first
+end
+
 -- Raise `msg` located at `where` (default: the caller outside brisk).
 local function raise(msg, where)
 	where = where or caller()
@@ -242,7 +258,7 @@ local function default_state_dir()
 end
 
 local NEW_KEYS = { name = true, state_dir = true, keep = true, quiet = true, log = true,
-	firewall = true, userland_proxy = true }
+	firewall = true, userland_proxy = true, takeover = true }
 
 local BUCKETS = { "networks", "hosts", "uplinks", "endpoints", "routes" }
 
@@ -250,6 +266,60 @@ local function empty_record(name, script)
 	local r = { id = name, name = name, script = script }
 	for _, b in ipairs(BUCKETS) do r[b] = {} end
 	return r
+end
+
+local function empty(rec)
+	for _, b in ipairs(BUCKETS) do
+		if next(rec[b]) ~= nil then return false end
+	end
+	return true
+end
+
+-- `path` with its "." and ".." components and repeated '/' resolved
+-- (lexically: symbolic links stay).
+local function normpath(path)
+	local abs = path:sub(1, 1) == "/"
+	local parts = {}
+	for seg in path:gmatch("[^/]+") do
+		if seg == ".." then
+			if #parts > 0 and parts[#parts] ~= ".." then parts[#parts] = nil
+			elseif not abs then parts[#parts + 1] = ".." end
+		elseif seg ~= "." then
+			parts[#parts + 1] = seg
+		end
+	end
+	return (abs and "/" or "") .. concat(parts, "/")
+end
+
+--- A script's path as a topology records it: absolute (a relative one is
+-- taken from the working directory), normalised.
+-- @tparam string path
+-- @treturn string
+function M.script_path(path)
+	if path:sub(1, 1) ~= "/" then
+		local cwd = core.getcwd()
+		if cwd then path = cwd .. "/" .. path end
+	end
+	return normpath(path)
+end
+
+--- Whether a record's script is `script` (an absolute path, as
+-- script_path gives it; nil for a topology made interactively, which
+-- matches only another). A record written before scripts were recorded
+-- absolute holds the path as it was given: it matches a script whose path
+-- ends with it.
+-- @tparam string|nil stored the record's `script`
+-- @tparam string|nil script
+-- @treturn boolean
+function M.same_script(stored, script)
+	if stored == nil or script == nil then return stored == script end
+	stored = normpath(stored)
+	if stored:sub(1, 1) == "/" then return stored == script end
+	return script == stored or script:sub(-(#stored + 1)) == "/" .. stored
+end
+
+local function owner_text(script)
+	return script and ("script " .. script) or "no script (it was made interactively)"
 end
 
 -- The error `topo.new` raises to stop a script under `brisk down`.
@@ -262,13 +332,18 @@ M.down_mode = nil
 
 --- Open a topology.
 -- @tparam table|string o the name, or `{name=, state_dir=, keep=, quiet=,
---   log=, firewall=, userland_proxy=}`:
---   `name` (required) keys the record;
+--   log=, firewall=, userland_proxy=, takeover=}`:
+--   `name` (required) keys the record, which also names the script that
+--   made the topology (none when made interactively, as in the REPL): a
+--   topology recorded by another script is refused by up(), and never torn
+--   down by this one (`brisk down NAME` removes it);
 --   `state_dir` default `$BRISK_STATE_DIR` or /var/lib/brisk;
 --   `keep` leave the topology up when a `<close>` scope ends without error;
 --   `quiet` print only the summary line of up and down;
 --   `log` a function(line) that gets the output lines (false: silent);
---   `firewall`, `userland_proxy` as for brisk.driver.open.
+--   `firewall`, `userland_proxy` as for brisk.driver.open;
+--   `takeover` let up() take over a topology recorded by another script
+--   (or interactively): the record then names this script.
 -- @return the topology object (misuse and failures raise, naming the
 --   script's line)
 function M.new(o)
@@ -281,11 +356,21 @@ function M.new(o)
 	check_type(o.quiet, "boolean", "topo.new: quiet")
 	check_type(o.firewall, "boolean", "topo.new: firewall")
 	check_type(o.userland_proxy, "boolean", "topo.new: userland_proxy")
+	check_type(o.takeover, "boolean", "topo.new: takeover")
 	if o.log ~= nil and o.log ~= false and type(o.log) ~= "function" then
 		raise("topo.new: log must be a function or false")
 	end
-	local _, info = caller()
-	local script = info and info.source:match("^@(.*)$") or nil
+	local src = (calling_source() or ""):match("^@(.*)$")
+	local script = src and M.script_path(src) or nil
+	-- the script's arguments, when it is the main script (brisk run, lua5.4):
+	-- `brisk down SCRIPT ARGS` picks the topologies they made
+	local args
+	local a = rawget(_G, "arg")
+	if script and type(a) == "table" and type(a[0]) == "string" and a[0] ~= "-"
+		and M.script_path(a[0]) == script then
+		args = {}
+		for i = 1, #a do args[i] = tostring(a[i]) end
+	end
 	local opts = { state_dir = o.state_dir or default_state_dir(), firewall = o.firewall,
 		userland_proxy = o.userland_proxy, quiet = o.quiet, log = o.log }
 	if type(M.down_mode) == "table" then
@@ -297,7 +382,7 @@ function M.new(o)
 	if not d then raise("topology " .. o.name .. ": " .. tostring(msg)) end
 	return setmetatable({
 		name = o.name, driver = d, keep = o.keep == true, quiet = o.quiet == true, log = o.log,
-		script = script,
+		script = script, args = args, takeover = o.takeover == true,
 		nets = {}, net_order = {}, hosts = {}, host_order = {}, links = {}, link_order = {},
 		routes = {}, route_order = {}, routers = {}, uplinks = {}, uplink_order = {},
 		procs = {}, eps = {}, netrecs = {}, handles = {}, run_made = {},
@@ -615,12 +700,8 @@ end
 
 function T:_save()
 	local rec = self.rec
-	local empty = true
-	for _, b in ipairs(BUCKETS) do
-		if next(rec[b]) ~= nil then empty = false end
-	end
 	local st = self.driver.store
-	if empty then
+	if empty(rec) then
 		if rec.dbIndex then
 			local ok, msg, code = st:delete("topology", self.name, rec.dbIndex)
 			if not ok and code ~= "notfound" then raise(sfmt("topology %s: record: %s", self.name, msg)) end
@@ -1005,9 +1086,25 @@ function T:_ensure_route(rt, st)
 	return true
 end
 
+-- The record's owner when it is not this topology's script (nil when it
+-- is, or when the record is empty).
+function T:_other_owner(rec)
+	if empty(rec) or M.same_script(rec.script, self.script) then return nil end
+	return owner_text(rec.script)
+end
+
 function T:_apply(st)
 	local rec = self:_load()
-	rec.script = self.script or rec.script
+	local other = self:_other_owner(rec)
+	if other and not self.takeover then
+		raise(sfmt("topology %s belongs to %s, not to %s: choose another name, remove it (brisk down %s), "
+			.. "or give topo.new takeover = true", self.name, other, owner_text(self.script), self.name))
+	end
+	-- the record names this script (absolute) and its arguments
+	if rec.script ~= self.script or not equal(rec.args, self.args) then
+		rec.script, rec.args = self.script, self.args
+		st.dirty = true
+	end
 	local plan = {}
 	st.net_action = {}
 	for _, name in ipairs(self.net_order) do
@@ -1272,14 +1369,25 @@ function T:_kill_procs()
 end
 
 -- Tear down (pick as for _teardown) under the store lock; the summary.
--- `tell_empty`: say so when there was nothing to remove.
-function T:_down(pick, verb, tell_empty)
+-- `tell_empty`: say so when there was nothing to remove. `guard`: what to
+-- do when the record belongs to another script: "raise", or "leave" (say
+-- so on stderr); nil: remove it all the same (topo.down by name).
+function T:_down(pick, verb, tell_empty, guard)
 	local t0 = M.clock()
 	self:_kill_procs()
 	local res
 	local ok, err = self.driver.store:transaction(function()
 		local rok, rerr = pcall(function()
-			self:_load()
+			local other = guard and self:_other_owner(self:_load())
+			if other then
+				local msg = sfmt("topology %s belongs to %s, not to %s: left in place (brisk down %s removes it)",
+					self.name, other, owner_text(self.script), self.name)
+				if guard == "raise" then raise("down: " .. msg) end
+				io.stderr:write("brisk: ", msg, "\n")
+				res = { removed = 0, errors = {}, left = true }
+				return
+			end
+			if not guard then self:_load() end
 			local removed, errs = self:_teardown(pick)
 			res = { removed = removed, errors = errs }
 		end)
@@ -1295,7 +1403,7 @@ function T:_down(pick, verb, tell_empty)
 	elseif res.removed > 0 then
 		self:_emit(sfmt("topology %s: %s: %s removed (%.2f s)", self.name, verb, plural(res.removed, "object"),
 			res.seconds))
-	elseif tell_empty then
+	elseif tell_empty and not res.left then
 		self:_emit(sfmt("topology %s: nothing to remove", self.name))
 	end
 	return res
@@ -1303,27 +1411,30 @@ end
 
 --- Remove everything the topology made (recorded in this run or earlier),
 -- and kill the processes `spawn` started. What was adopted stays; what was
--- made by hand is never touched.
+-- made by hand is never touched. A topology recorded by another script (or
+-- interactively) is not removed: that raises (`brisk down NAME` removes it).
 -- @return summary `{removed=n, errors={msg...}, seconds=s}`
 function T:down()
 	self:_check_open("down")
-	return self:_down(nil, "down", true)
+	return self:_down(nil, "down", true, "raise")
 end
 
 --- Close the topology (what a `<close>` variable does at the end of its
 -- scope): kill the spawned processes, then tear down everything, or, with
 -- `keep`, nothing unless `err` is given, in which case what this run made.
+-- A topology recorded by another script is left, which it says on stderr.
 -- Never raises: failures are written to stderr. Harmless twice.
 -- @param[opt] err the error that is ending the scope
 function T:close(err)
 	if self.closed then return end
 	local ok, e = pcall(function()
 		if not self.keep then
-			self:_down(nil, "down")
+			self:_down(nil, "down", false, "leave")
 		elseif err ~= nil then
 			local made = self.run_made
 			if next(made) ~= nil then
-				self:_down(function(b, key) return made[b .. "\0" .. key] end, "rolled back after an error")
+				self:_down(function(b, key) return made[b .. "\0" .. key] end, "rolled back after an error", false,
+					"leave")
 			else
 				self:_kill_procs()
 			end
