@@ -926,6 +926,12 @@ local function run(self, cmd, env)
 	return code, o, e
 end
 
+-- A topology's record (default cli's), as stored; nil when there is none.
+local function recorded(self, name)
+	local text = slurp(self.dir .. "/topology/" .. (name or "cli") .. ".json")
+	return text and cjson.decode(text)
+end
+
 TestTopoScripts = {}
 
 function TestTopoScripts:setUp()
@@ -948,7 +954,7 @@ function TestTopoScripts:test_run_twice_then_down()
 	lu.assertStrMatches(out, "topology cli: nothing to do %(5 objects up to date, [%d.]+ s%)\n.*")
 	same(deep_world(self.dir), first)
 	lu.assertEquals(store_text(self.dir), first_store)
-	-- down runs the script until topo.new, which removes the topology and stops it
+	-- down removes what the script recorded, without running it
 	local mark = self.dir .. "/mark"
 	code, out, err = run(self, q(BIN) .. " down lab.lua", { KEEP = "1", MARK = mark })
 	lu.assertEquals(code, 0, err)
@@ -956,9 +962,12 @@ function TestTopoScripts:test_run_twice_then_down()
 	lu.assertEquals(err, "")
 	lu.assertNil(slurp(mark))
 	same(world(self.dir), before)
-	code, out = run(self, q(BIN) .. " down lab.lua", { KEEP = "1" })
-	lu.assertEquals(code, 0)
-	lu.assertEquals(out, "topology cli: nothing to remove\n")
+	-- again: nothing is recorded, which is an error
+	code, out, err = run(self, q(BIN) .. " down lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertEquals(err, "brisk: no topology is recorded as made by " .. self.dir .. "/lab.lua: nothing removed "
+		.. "(recorded: none; 'brisk down NAME' removes one by its name)\n")
 end
 
 function TestTopoScripts:test_down_by_name_and_down_errors()
@@ -973,16 +982,95 @@ function TestTopoScripts:test_down_by_name_and_down_errors()
 	spit(self.dir .. "/plain.lua", "print('no topology here')\n")
 	code, out, err = run(self, q(BIN) .. " down plain.lua")
 	lu.assertEquals(code, 1)
-	lu.assertEquals(err, "brisk: plain.lua made no topology (it never called topo.new): nothing to remove\n")
+	lu.assertEquals(err, "brisk: no topology is recorded as made by " .. self.dir .. "/plain.lua: nothing removed "
+		.. "(recorded: none; 'brisk down NAME' removes one by its name)\n")
 	code, out, err = run(self, q(BIN) .. " down missing.lua")
 	lu.assertEquals(code, 1)
-	lu.assertEquals(err, "brisk: cannot open missing.lua\n")
+	lu.assertEquals(err, "brisk: cannot open missing.lua, and no topology is recorded as made by " .. self.dir
+		.. "/missing.lua: nothing removed (recorded: none; 'brisk down NAME' removes one by its name)\n")
+	code, out, err = run(self, q(BIN) .. " down -")
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "give the topology's name (brisk down NAME)")
+	code, out, err = run(self, q(BIN) .. " down cli x")
+	lu.assertEquals(code, 1)
+	lu.assertStrContains(err, "brisk down NAME takes no arguments")
 	code, out, err = run(self, q(BIN) .. " down")
 	lu.assertEquals(code, 2)
 	lu.assertStrContains(err, "'down' needs at least 1 argument")
 	code, out = run(self, q(BIN) .. " help down")
 	lu.assertEquals(code, 0)
 	lu.assertStrContains(out, "usage: brisk down SCRIPT|NAME [ARGS...]")
+	same(world(self.dir), before)
+end
+
+-- A script with two topologies named after its arguments, and a side
+-- effect before the first topo.new.
+local MULTI = [[
+local topo = require "brisk.topo"
+local f = io.open(os.getenv("MARK"), "a"); f:write("ran\n"); f:close()
+local site, n = arg[1], arg[2]
+local t <close> = topo.new{ name = "s-" .. site, keep = true }
+t:network{ name = "n" .. site, subnet = "10.56." .. n .. ".0/24" }
+t:host("h" .. site)
+t:connect("h" .. site, "n" .. site)
+t:up()
+local u <close> = topo.new{ name = "s-" .. site .. "-2", keep = true }
+u:host("g" .. site)
+u:up()
+]]
+
+-- brisk down SCRIPT removes every topology the script recorded, without
+-- running it; with ARGS those it made with these arguments (it ran the
+-- script until its first topo.new before: the code before ran, and only
+-- the first topology went; a review)
+function TestTopoScripts:test_down_script_removes_its_topologies_without_running_it()
+	local before = world(self.dir)
+	local mark = self.dir .. "/mark"
+	spit(self.dir .. "/multi.lua", MULTI)
+	local code, out, err = run(self, q(BIN) .. " run lab.lua", { KEEP = "1" })
+	lu.assertEquals(code, 0, err)
+	local lab_only = deep_world(self.dir)
+	for _, a in ipairs{ "a 1", "b 2" } do
+		code, out, err = run(self, q(BIN) .. " run multi.lua " .. a, { MARK = mark })
+		lu.assertEquals(code, 0, err)
+	end
+	lu.assertEquals(slurp(mark), "ran\nran\n")
+	lu.assertEquals(recorded(self, "s-a").args, { "a", "1" })
+	lu.assertEquals(recorded(self, "s-b-2").args, { "b", "2" })
+	lu.assertEquals(recorded(self, "s-b-2").script, self.dir .. "/multi.lua")
+	lu.assertEquals(netns_list(), { "c1", "c2", "ga", "gb", "ha", "hb" })
+	-- with ARGS: site b's two topologies, nothing else; the script does not run
+	code, out, err = run(self, q(BIN) .. " down ./multi.lua b 2", { MARK = mark })
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(err, "")
+	lu.assertStrContains(out, "- host hb\n")
+	lu.assertStrContains(out, "topology s-b: down: 3 objects removed")
+	lu.assertStrContains(out, "- host gb\n")
+	lu.assertStrContains(out, "topology s-b-2: down: 1 object removed")
+	lu.assertEquals(slurp(mark), "ran\nran\n")
+	lu.assertEquals(netns_list(), { "c1", "c2", "ga", "ha" })
+	lu.assertNil(recorded(self, "s-b"))
+	lu.assertNil(recorded(self, "s-b-2"))
+	-- arguments that match nothing: an error that lists what is recorded, nothing removed
+	local mid = deep_world(self.dir)
+	code, out, err = run(self, q(BIN) .. " down multi.lua c 3")
+	lu.assertEquals(code, 1)
+	lu.assertEquals(out, "")
+	lu.assertEquals(err, "brisk: no topology is recorded as made by " .. self.dir .. "/multi.lua with arguments "
+		.. "c 3: nothing removed (recorded: cli (script " .. self.dir .. "/lab.lua), s-a (script " .. self.dir
+		.. "/multi.lua, arguments a 1), s-a-2 (script " .. self.dir .. "/multi.lua, arguments a 1); "
+		.. "'brisk down NAME' removes one by its name)\n")
+	same(deep_world(self.dir), mid)
+	-- without ARGS: all of the script's, whatever their arguments; lab.lua's stays
+	code, out, err = run(self, "sh -c " .. q("mkdir -p sub && cd sub && " .. q(BIN) .. " down ../multi.lua"))
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "topology s-a: down: 3 objects removed")
+	lu.assertStrContains(out, "topology s-a-2: down: 1 object removed")
+	lu.assertEquals(slurp(mark), "ran\nran\n")
+	H.must("rmdir " .. q(self.dir .. "/sub"))
+	same(deep_world(self.dir), lab_only)
+	code, out, err = run(self, q(BIN) .. " down lab.lua")
+	lu.assertEquals(code, 0, err)
 	same(world(self.dir), before)
 end
 
@@ -1006,12 +1094,6 @@ function TestTopoScripts:test_error_after_up_tears_down()
 		lu.assertStrContains(out, "5 objects removed")
 		same(world(self.dir), before)
 	end
-end
-
--- The record's script, as stored.
-local function recorded(self, name)
-	local text = slurp(self.dir .. "/topology/" .. (name or "cli") .. ".json")
-	return text and cjson.decode(text)
 end
 
 -- a second script with a topology name the first recorded is refused, and

@@ -254,6 +254,11 @@ local EXAMPLES = [[
   # take it down
   brisk endpoint rm web1 web2; brisk network rm web
 
+  # a topology script (brisk.topo): up (a second run: nothing to do), then
+  # remove every topology it recorded, without running it (or one, by name)
+  brisk run examples/router.lua
+  brisk down examples/router.lua        # or: brisk down router
+
   # the same from Lua (brisk run setup.lua, or in the REPL: brisk)
   local brisk = require "brisk"
   local d <close> = assert(brisk.driver{ state_dir = "/tmp/brisk" })

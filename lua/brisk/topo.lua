@@ -30,8 +30,9 @@
 -- * when a `<close>` variable holding the topology goes out of scope:
 --   everything, unless `keep = true`, in which case only an error removes
 --   something (what this run made: the topology is left as it was);
--- * on `t:down()`, and on `brisk down SCRIPT` (the script runs until it
---   calls topo.new, which removes the recorded topology and stops it);
+-- * on `t:down()`; on `brisk down SCRIPT [ARGS]`, which removes, without
+--   running the script, every topology recorded as made by it (with those
+--   arguments, when given); on `brisk down NAME`;
 -- * when `t:up()` fails: what that call made is removed again.
 --
 -- Errors name the script's line: a bad declaration the line declaring it,
@@ -322,14 +323,6 @@ local function owner_text(script)
 	return script and ("script " .. script) or "no script (it was made interactively)"
 end
 
--- The error `topo.new` raises to stop a script under `brisk down`.
-local Stop = { __tostring = function(e) return e.message end }
-
---- Set by `brisk down` (brisk.cli.down): while it is a table, topo.new
--- removes the recorded topology, stores the summary in `M.down_mode.result`
--- and stops the script.
-M.down_mode = nil
-
 --- Open a topology.
 -- @tparam table|string o the name, or `{name=, state_dir=, keep=, quiet=,
 --   log=, firewall=, userland_proxy=, takeover=}`:
@@ -371,14 +364,8 @@ function M.new(o)
 		args = {}
 		for i = 1, #a do args[i] = tostring(a[i]) end
 	end
-	local opts = { state_dir = o.state_dir or default_state_dir(), firewall = o.firewall,
-		userland_proxy = o.userland_proxy, quiet = o.quiet, log = o.log }
-	if type(M.down_mode) == "table" then
-		M.down_mode.result = M.down(o.name, opts)
-		error(setmetatable({ message = sfmt("topology %s removed (brisk down); the rest of the script is skipped",
-			o.name) }, Stop), 0)
-	end
-	local d, msg = driver.open{ state_dir = opts.state_dir, firewall = o.firewall, userland_proxy = o.userland_proxy }
+	local d, msg = driver.open{ state_dir = o.state_dir or default_state_dir(), firewall = o.firewall,
+		userland_proxy = o.userland_proxy }
 	if not d then raise("topology " .. o.name .. ": " .. tostring(msg)) end
 	return setmetatable({
 		name = o.name, driver = d, keep = o.keep == true, quiet = o.quiet == true, log = o.log,
@@ -1466,6 +1453,36 @@ function M.down(name, o)
 	d:close()
 	if not ok then error(res, 0) end
 	return res
+end
+
+--- The recorded topologies, and those a script made (`brisk down SCRIPT
+-- [ARGS]`), read from the records without running anything.
+-- @tparam[opt] string script a script's path (relative: from the working
+--   directory); nil: no selection
+-- @tparam[opt] table args the script's arguments (strings): only the
+--   topologies it made when run with exactly these; nil: whatever they were
+-- @tparam[opt] table o `state_dir`
+-- @return the names of the topologies `script` made (sorted), and every
+--   record as `{name=, script=, args=}` (sorted by name)
+function M.recorded(script, args, o)
+	o = o or {}
+	local d, msg = driver.open{ state_dir = o.state_dir or default_state_dir(), firewall = false }
+	if not d then raise(tostring(msg)) end
+	local recs, lmsg = d.store:list("topology")
+	d:close()
+	if not recs then raise(tostring(lmsg)) end
+	local path = script and M.script_path(script)
+	local names, all = {}, {}
+	for _, r in ipairs(recs) do
+		local name = r.name or r.id
+		all[#all + 1] = { name = name, script = r.script, args = r.args }
+		if path and M.same_script(r.script, path) and (args == nil or equal(r.args, args)) then
+			names[#names + 1] = name
+		end
+	end
+	table.sort(names)
+	table.sort(all, function(a, b) return a.name < b.name end)
+	return names, all
 end
 
 ---------------------------------------------------------------------------
