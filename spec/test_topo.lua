@@ -1144,8 +1144,8 @@ function TestTopoScripts:test_another_scripts_topology_is_refused_and_left()
 	t:network{ name = "cnet", subnet = "10.55.0.0/24" }
 	local ok, e = pcall(t.up, t)
 	lu.assertFalse(ok)
-	lu.assertStrContains(e, "topology cli belongs to script " .. self.dir .. "/lab.lua, not to no script "
-		.. "(it was made interactively)")
+	lu.assertStrContains(e, "topology cli belongs to script " .. self.dir .. "/lab.lua, not to an interactive "
+		.. "session (no script): choose another name")
 	t:close()
 	same(deep_world(self.dir), up)
 	-- takeover = true: the other script takes it (nothing to change), and owns it now

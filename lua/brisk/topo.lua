@@ -320,7 +320,7 @@ function M.same_script(stored, script)
 end
 
 local function owner_text(script)
-	return script and ("script " .. script) or "no script (it was made interactively)"
+	return script and ("script " .. script) or "an interactive session (no script)"
 end
 
 --- Open a topology.
