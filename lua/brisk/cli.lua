@@ -814,7 +814,7 @@ local function dispatch(argv, ctx)
 	ctx.help, ctx.version = nil, nil
 	ctx.state_dir = ctx.state_dir or os.getenv("BRISK_STATE_DIR") or M.default_state_dir
 	if ctx.state_dir == "" then ctx.state_dir = M.default_state_dir end
-	M.state_dir = ctx.state_dir   -- for scripts run by `brisk run` / `brisk down`
+	M.state_dir = ctx.state_dir   -- for scripts run by `brisk run`, and `brisk down`
 	local rest = table.move(args, i, #args, 1, {})
 
 	if version then rest = { "version" } end
