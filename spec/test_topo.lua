@@ -1209,3 +1209,41 @@ function TestTopoScripts:test_plain_lua_script()
 		": connect c2 to cnet: address 10.66.0.9 is outside the subnet 10.55.0.0/24 of network cnet\n")
 	same(world(self.dir), before)
 end
+
+-- A run that replaces an endpoint (its declaration changed) and then fails
+-- makes it again as it was (found by a review: the rollback removed the
+-- new one and never brought the old one back, so a failed re-run left the
+-- topology smaller than before it).
+function TestTopoUp:test_failed_rerun_makes_a_replaced_endpoint_again()
+	local t = lab(self, { keep = true })
+	t:up()
+	local old = t:endpoint("h2", "web")
+	t:close()
+	local function record()
+		return (slurp(self.dir .. "/topology/lab.json"):gsub('\n\t"dbIndex": %d+,', ""))
+	end
+	local rec_before = record()
+	local t2 = new(self, { keep = true })
+	t2:network{ name = "web", subnet = "10.50.0.0/24" }
+	t2:host "h1"
+	t2:host "h2"
+	t2:host "h3"
+	t2:connect("h1", "web")
+	t2:connect("h2", "web", { ip = "10.50.0.77" })
+	t2:connect("h3", "web", { ip = "10.60.0.9" }) -- outside the subnet: fails after h2 was replaced
+	local ok, err = pcall(t2.up, t2)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, "outside the subnet 10.50.0.0/24")
+	lu.assertStrContains(table.concat(self.lines, "\n"), "~ h2 on web: made again as it was")
+	-- h2 is on web again, with its address and MAC, and reachable
+	lu.assertEquals(ns_addrs("h2", "eth0"), { old.ipv4 })
+	local now = t2.driver:endpoint("lab.h2.web")
+	lu.assertNotNil(now)
+	lu.assertEquals({ now.ipv4, now.mac }, { old.ipv4, old.mac })
+	lu.assertTrue(ping("h1", (old.ipv4:gsub("/%d+$", ""))))
+	lu.assertEquals(#t2.driver:endpoints(), 2)
+	-- the record is as before but for the endpoint's new id
+	lu.assertEquals((record():gsub(now.id, old.id)), rec_before)
+	t2:close("the error")
+	lu.assertEquals(ns_addrs("h2", "eth0"), { old.ipv4 })
+end

@@ -372,7 +372,7 @@ function M.new(o)
 		script = script, args = args, takeover = o.takeover == true,
 		nets = {}, net_order = {}, hosts = {}, host_order = {}, links = {}, link_order = {},
 		routes = {}, route_order = {}, routers = {}, uplinks = {}, uplink_order = {},
-		procs = {}, eps = {}, netrecs = {}, handles = {}, run_made = {},
+		procs = {}, eps = {}, netrecs = {}, handles = {}, run_made = {}, run_replaced = {},
 	}, T)
 end
 
@@ -951,6 +951,7 @@ function T:_act(a, st)
 		if a.action == "replace" then
 			local ok, msg, err = d:delete_endpoint(decl.epname)
 			if not ok and err ~= errno.ENOENT then raise(msg, decl.where) end
+			if a.prev then self.run_replaced[#self.run_replaced + 1] = a end
 			-- a repair keeps the addresses it had, on the network it had
 			local netact = st.net_action[decl.net]
 			if a.old and a.why ~= "changed" and netact == "ok" then
@@ -1108,6 +1109,8 @@ function T:_apply(st)
 	for _, a in ipairs(plan) do
 		if a.action ~= "ok" then
 			if not rec[a.bucket][a.key] then st.intents[#st.intents + 1] = a end
+			-- what a replaced endpoint was: a rollback makes it again
+			if a.action == "replace" and a.bucket == "endpoints" then a.prev = rec[a.bucket][a.key] end
 			rec[a.bucket][a.key] = a.entry
 			dirty = true
 		end
@@ -1341,6 +1344,45 @@ function T:_undo(st)
 		if not sok then errs[#errs + 1] = tostring(serr) end
 	end
 	if removed > 0 then self:_say("topology %s: rolled back %s", self.name, plural(removed, "object")) end
+	for _, e in ipairs(self:_restore_replaced()) do errs[#errs + 1] = e end
+	return errs
+end
+
+-- Make again, as they were, the endpoints this run replaced (deleted to
+-- create them anew) and then rolled back: a failed or rolled-back run
+-- leaves the topology as it found it, not without them. Their addresses
+-- and MAC are the old ones. Returns the failures.
+function T:_restore_replaced()
+	local errs, d = {}, self.driver
+	for i = #self.run_replaced, 1, -1 do
+		local a = self.run_replaced[i]
+		self.run_replaced[i] = nil
+		local prev, old, decl = a.prev, a.old, a.decl
+		if not self.rec.endpoints[a.key] and not d:endpoint(decl.epname) then
+			local h = self.rec.hosts[prev.host]
+			local spec = copy(prev.spec or {})
+			spec.name, spec.netns = prev.name or decl.epname, h and h.netns or self.hosts[prev.host].netns
+			if old then
+				spec.ip = spec.ip or (old.ipv4 and bare(old.ipv4)) or nil
+				spec.ip6 = spec.ip6 or (old.ipv6 and bare(old.ipv6)) or nil
+				spec.mac = spec.mac or old.mac
+			end
+			local ep, msg = nil, "its namespace " .. tostring(spec.netns) .. " is gone"
+			if core.netns_exists(spec.netns) then ep, msg = d:create_endpoint(prev.net, spec) end
+			if ep then
+				local e = copy(prev)
+				e.id = ep.id
+				self.rec.endpoints[a.key] = e
+				self.eps[a.key] = ep
+				local sok, serr = pcall(self._save, self)
+				if not sok then errs[#errs + 1] = tostring(serr) end
+				self:_say("~ %s on %s: made again as it was (%s)", prev.host, prev.net, ep_text(ep))
+			else
+				errs[#errs + 1] = sfmt("%s on %s: cannot make it again as it was: %s", prev.host, prev.net,
+					tostring(msg))
+			end
+		end
+	end
 	return errs
 end
 
@@ -1422,6 +1464,9 @@ function T:close(err)
 			if next(made) ~= nil then
 				self:_down(function(b, key) return made[b .. "\0" .. key] end, "rolled back after an error", false,
 					"leave")
+				for _, m in ipairs(self:_restore_replaced()) do
+					io.stderr:write("brisk: topology ", self.name, ": ", m, "\n")
+				end
 			else
 				self:_kill_procs()
 			end
@@ -1448,7 +1493,7 @@ function M.down(name, o)
 		userland_proxy = o.userland_proxy }
 	if not d then raise("topology " .. name .. ": " .. tostring(msg)) end
 	local t = setmetatable({ name = name, driver = d, quiet = o.quiet == true, log = o.log, procs = {},
-		handles = {}, run_made = {}, eps = {}, netrecs = {} }, T)
+		handles = {}, run_made = {}, run_replaced = {}, eps = {}, netrecs = {} }, T)
 	local ok, res = pcall(t._down, t, nil, "down", true)
 	d:close()
 	if not ok then error(res, 0) end
