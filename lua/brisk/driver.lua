@@ -1183,6 +1183,46 @@ end
 -- Restore and check
 ---------------------------------------------------------------------------
 
+-- The firewall's drift from what the stored networks (records) and their
+-- endpoints' ports want (brisk.firewall check); nil, msg when it cannot be
+-- listed.
+function D:_fw_drift(nets)
+	local fwnets, ports = {}, {}
+	for _, net in ipairs(nets) do
+		-- what an interrupted create programmed is not expected: it shows as extra
+		if net.state ~= "creating" then fwnets[#fwnets + 1] = M.fw_net(net) end
+		for _, ep in ipairs(self.endpoints and self:endpoints(net.id) or {}) do
+			for _, p in ipairs(ep.state ~= "creating" and ep.ports or {}) do
+				ports[#ports + 1] = { net = M.fw_net(net), ep = { id = ep.id }, mapping = p }
+			end
+		end
+	end
+	return self.fw.check(self:nft_runner(), fwnets, ports)
+end
+
+-- How many of the firewall drift messages `drift` concern `net`: those
+-- naming its bridge or a subnet of its, and those naming no network (the
+-- shared tables, chains and sets, the ports), which concern every one.
+local function fw_drift_of(drift, net, nets)
+	local function names(m, n)
+		return m:find(n.bridge, 1, true) or (n.subnet4 and m:find(n.subnet4, 1, true))
+			or (n.subnet6 and m:find(n.subnet6, 1, true))
+	end
+	local count = 0
+	for _, m in ipairs(drift) do
+		if names(m, net) then
+			count = count + 1
+		else
+			local other = false
+			for _, n in ipairs(nets) do
+				if n ~= net and names(m, n) then other = true; break end
+			end
+			if not other then count = count + 1 end
+		end
+	end
+	return count
+end
+
 --- Re-run create for every stored network (after a reboot or a namespace
 -- rebuild), adopting a bridge that exists and matches.
 -- @tparam[opt] table o {on_network=function(result)} called after each network
@@ -1198,7 +1238,11 @@ function D:restore(o)
 		-- brisk's tables go (their constant chains too: another network's
 		-- part would keep them), and each network, then its endpoints'
 		-- ports, programs its part again
+		-- (what it repairs of the firewall, drift check found before, is
+		-- each network's change: its own elements and the shared part)
+		local fwdrift = {}
 		if self.fw and #nets > 0 then
+			fwdrift = self:_fw_drift(nets) or {}
 			local fok, fmsg, ferr = self.fw.remove(self:nft_runner())
 			if not fok then return nil, fmsg, ferr end
 		end
@@ -1233,6 +1277,7 @@ function D:restore(o)
 					end
 					if not (known and e.op == "firewall") then changes = changes + 1 end
 				end
+				changes = changes + fw_drift_of(fwdrift, net, nets)
 				local pok, pmsg = true, nil
 				if new > 0 or interrupted then pok, pmsg = self.store:put("network", net) end
 				if pok then
@@ -1303,22 +1348,10 @@ function D:_check()
 		end
 		if self.check_endpoints then self:check_endpoints(net, add) end
 	end
-	if self.fw then
-		local fwnets, ports = {}, {}
-		for _, net in ipairs(nets) do
-			-- what an interrupted create programmed is not expected: it shows as extra
-			if net.state ~= "creating" then fwnets[#fwnets + 1] = M.fw_net(net) end
-			for _, ep in ipairs(self.endpoints and self:endpoints(net.id) or {}) do
-				for _, p in ipairs(ep.state ~= "creating" and ep.ports or {}) do
-					ports[#ports + 1] = { net = M.fw_net(net), ep = { id = ep.id }, mapping = p }
-				end
-			end
-		end
-		local fwd = self.fw.check(self:nft_runner(), fwnets, ports)
-		for _, m in ipairs(fwd or {}) do add("firewall: %s", m) end
-	end
+	for _, m in ipairs(self.fw and self:_fw_drift(nets) or {}) do add("firewall: %s", m) end
 	return drift
 end
+
 
 require("brisk.endpoint")(M, D)
 

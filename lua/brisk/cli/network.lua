@@ -251,8 +251,8 @@ cli.register {
 	description = "Re-runs create for every stored network, adopting what already matches.\n"
 		.. "A network whose create was interrupted (the process was killed) is undone and\n"
 		.. "created again; an endpoint whose create was interrupted is removed. Each network's\n"
-		.. "firewall is rebuilt whole, as libnetwork does when it starts; only what the network's\n"
-		.. "record did not hold yet counts as a change.\n"
+		.. "firewall is rebuilt whole, as libnetwork does when it starts; what the network's\n"
+		.. "record did not hold yet, and firewall drift it repaired, count as changes.\n"
 		.. "Exit 1 when any network could not be restored.",
 	example = "brisk network restore",
 	max_args = 0,
