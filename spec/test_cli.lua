@@ -236,6 +236,20 @@ function TestCliCommands:test_defaults_and_globals_after_command()
 	code, out = brisk("--json fake create n2", { env = env .. " BRISK_STATE_DIR=/tmp/env-st" })
 	lu.assertEquals(code, 0)
 	lu.assertEquals(cjson.decode(out).state_dir, "/tmp/env-st")
+	-- and between the group and its command (a usage error before)
+	code, out = brisk("fake --json --state-dir /tmp/st2 create n3", { env = env })
+	lu.assertEquals(code, 0)
+	r = cjson.decode(out)
+	lu.assertEquals({ r.name, r.state_dir, r.json }, { "n3", "/tmp/st2", true })
+	code, out = brisk("fake --state-dir=/tmp/st3 create n4", { env = env })
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "/tmp/st3")
+	-- a flag there that is not global: named, with its near miss
+	local err
+	code, out, err = brisk("fake --jsn create n5", { env = env })
+	lu.assertEquals({ code, out }, { 2, "" })
+	lu.assertStrContains(err, "unknown flag --jsn before the command of 'fake'; did you mean '--json'? "
+		.. "(its commands: create, ls;")
 end
 
 function TestCliCommands:test_text_output_pretty()

@@ -721,7 +721,16 @@ local function unknown_command(args)
 		local subs = {}
 		for _, n in ipairs(commands_in(word)) do subs[#subs + 1] = n:sub(#word + 2) end
 		local sub = args[2]
-		if sub == nil or sub:sub(1, 1) == "-" then
+		if sub ~= nil and sub:sub(1, 1) == "-" and sub ~= "-" then
+			-- (the global ones were taken already)
+			local names = {}
+			for _, f in ipairs(GLOBAL_FLAGS) do
+				for _, n in ipairs(f) do names[#names + 1] = n end
+			end
+			local n = sub:match("^(%-%-?[^=]+)=") or sub
+			M.usage_error("unknown flag " .. n .. " before the command of '" .. word .. "'" .. did_you_mean(n, names)
+				.. " (its commands: " .. table.concat(subs, ", ") .. "; see 'brisk help " .. word .. "')")
+		elseif sub == nil then
 			M.usage_error("'" .. word .. "' needs a command: " .. table.concat(subs, ", ")
 				.. " (see 'brisk help " .. word .. "')")
 		end
@@ -806,7 +815,7 @@ local function dispatch(argv, ctx)
 			end
 			local n = a:match("^(%-%-?[^=]+)=") or a
 			M.usage_error("unknown flag " .. n .. did_you_mean(n, names)
-				.. " (global flags go before the command, command flags after it)")
+				.. " (global flags go before or after the command, command flags after it)")
 		end
 		i = nxt
 	end
@@ -833,6 +842,18 @@ local function dispatch(argv, ctx)
 	-- a word that is a command itself (version, help, repl, run) names no
 	-- group: no module search for it
 	if not M.commands[rest[1]] then M.load_group(rest[1]) end
+	-- global flags may also come between a group and its command
+	-- (`brisk network --json ls`), as before the group or after the command
+	if is_group(rest[1]) then
+		while rest[2] ~= nil and rest[2]:sub(1, 1) == "-" and rest[2] ~= "-" do
+			local name = rest[2]:match("^(%-%-?[^=]+)") or rest[2]
+			if name == "-h" or name == "--help" or name == "--version" then break end
+			local nxt = take_global(rest, 2, ctx, nil)
+			if not nxt then break end
+			for _ = 2, nxt - 1 do table.remove(rest, 2) end
+		end
+		M.state_dir = ctx.state_dir
+	end
 	local spec, used = resolve(rest)
 	if not spec then
 		if (help or rest[2] == "-h" or rest[2] == "--help") and is_group(rest[1]) then
