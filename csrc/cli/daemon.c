@@ -260,13 +260,23 @@ static void log_line(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* What confines a process besides its namespaces: effective capabilities,
+ * seccomp mode, no_new_privs (from /proc/<who>/status, read whole: a long
+ * Groups: line can push them past any fixed buffer) and its LSM label
+ * (/proc/<who>/attr/current; empty where no LSM gives one). */
+struct confinement {
+	uint64_t caps;
+	int seccomp, nnp;
+	char label[256];
+};
+
 struct served {
 	int own[3];     /* the daemon's own 0, 1, 2 */
 	int own_net;    /* its own network namespace */
 	int own_cwd;    /* its own working directory */
 	struct stat ns[3];      /* its mount, pid and user namespaces (NS_NAMES) */
 	struct stat root;       /* its root directory */
-	uint64_t caps;          /* its effective capabilities */
+	struct confinement conf; /* its capabilities, seccomp, no_new_privs, LSM label */
 	uint64_t exe[4];        /* its program (program_id) */
 	int quiet;
 };
@@ -276,28 +286,41 @@ static const char *const NS_OTHER[3] = {
 	"another mount namespace", "another pid namespace", "another user namespace"
 };
 
-/* The effective capabilities of /proc/<who> ("self" or a pid), from its
- * status file; -1 when it cannot be read. */
-static int read_caps(const char *who, uint64_t *caps)
+static int read_confinement(const char *who, struct confinement *c)
 {
-	char path[64], buf[4096], *p;
+	char path[64], *line = NULL;
+	size_t cap = 0;
 	unsigned long long v;
+	int got = 0, fd;
 	ssize_t n;
-	int fd;
+	FILE *f;
 
+	memset(c, 0, sizeof(*c));
 	snprintf(path, sizeof(path), "/proc/%s/status", who);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "CapEff:\t%llx", &v) == 1) {
+			c->caps = (uint64_t)v;
+			got |= 1;
+		} else if (sscanf(line, "NoNewPrivs:\t%d", &c->nnp) == 1) {
+			got |= 2;
+		} else if (sscanf(line, "Seccomp:\t%d", &c->seccomp) == 1) {
+			got |= 4;
+		}
+	}
+	free(line);
+	fclose(f);
+	if (!(got & 1))
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%s/attr/current", who);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strstr(buf, "\nCapEff:\t");
-	if (!p || sscanf(p + 9, "%llx", &v) != 1)
-		return -1;
-	*caps = (uint64_t)v;
+	if (fd >= 0) {
+		n = read(fd, c->label, sizeof(c->label) - 1);
+		close(fd);
+		c->label[n > 0 ? n : 0] = '\0';
+	}
 	return 0;
 }
 
@@ -319,22 +342,24 @@ static int own_identity(struct served *s)
 	}
 	if (stat("/", &s->root) < 0 || program_id(s->exe) < 0)
 		return -1;
-	return read_caps("self", &s->caps);
+	return read_confinement("self", &s->conf);
 }
 
 /* Why the caller (its pid as SO_PEERCRED gives it, and its pidfd, or -1
  * where the kernel has none) is not served, or NULL. Read from
  * /proc/<pid>, not from the request, which the caller writes: the same
  * mount, pid and user namespaces and root directory as the daemon's (so
- * that paths, /run/netns names and pids mean the same), and every
- * capability the daemon has (a root process that dropped some must not get
- * them back through it). The pidfd, still naming a live process after the
- * reads, proves the pid was not reused meanwhile. */
+ * that paths, /run/netns names and pids mean the same), every capability
+ * the daemon has, and the same seccomp mode, no_new_privs and LSM label (a
+ * root process that dropped capabilities, or a service kept from netlink
+ * by a filter, must not get them back through it). The pidfd, still naming
+ * a live process after the reads, proves the pid was not reused
+ * meanwhile. */
 static const char *peer_refused(const struct served *s, pid_t pid, int pidfd)
 {
 	char path[64], who[24];
 	struct stat st;
-	uint64_t caps;
+	struct confinement c;
 	int i;
 
 	if (pid <= 0)
@@ -352,10 +377,14 @@ static const char *peer_refused(const struct served *s, pid_t pid, int pidfd)
 	if (!same_file(&st, &s->root))
 		return "another root directory";
 	snprintf(who, sizeof(who), "%d", (int)pid);
-	if (read_caps(who, &caps) < 0)
+	if (read_confinement(who, &c) < 0)
 		return "cannot read the caller's capabilities";
-	if ((s->caps & ~caps) != 0)
+	if ((s->conf.caps & ~c.caps) != 0)
 		return "fewer capabilities than the daemon";
+	if (c.seccomp != s->conf.seccomp || c.nnp != s->conf.nnp)
+		return "another seccomp filter or no_new_privs";
+	if (strcmp(c.label, s->conf.label) != 0)
+		return "another security label";
 	if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
 		return "the caller is gone";
 	return NULL;
@@ -364,6 +393,20 @@ static const char *peer_refused(const struct served *s, pid_t pid, int pidfd)
 static void reply_to(int c, int32_t code)
 {
 	(void)send(c, &code, sizeof(code), MSG_NOSIGNAL);
+}
+
+/* Answer a connection "run it yourself" without serving it. The request
+ * is read (and dropped, its descriptors with it) before the answer: a
+ * socket closed with a request unread is reset, and the caller would lose
+ * the answer. */
+static void leave_to_caller(int c, int wait_ms)
+{
+	struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
+	char drop[64];
+
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)recv(c, drop, sizeof(drop), 0);
+	reply_to(c, REPLY_LOCAL);
 }
 
 /* Put the daemon's own descriptors, directory and namespace back; 0, or
@@ -433,8 +476,11 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	if (n < 0)
 		msg.msg_controllen = 0;    /* the kernel left it as it was: u.buf holds no descriptor */
 	peer_ok = getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && cred.uid == geteuid();
-	if (getsockopt(c, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &plen) < 0)
-		pidfd = -1;
+	/* (a kernel without SO_PEERPIDFD says ENOPROTOOPT; any other failure,
+	 * e.g. a caller already reaped, is not served) */
+	if (getsockopt(c, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &plen) < 0) {
+		pidfd = errno == ENOPROTOOPT ? -1 : -2;
+	}
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 			int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -468,6 +514,10 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	/* a caller that gave up waiting (timed out, killed) is not served
 	 * later: its command would run for no one */
 	if (poll(&gone, 1, 0) == 1 && (gone.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+		why = "the caller is gone";
+		goto answer;
+	}
+	if (pidfd == -2) {
 		why = "the caller is gone";
 		goto answer;
 	}
@@ -809,14 +859,7 @@ int brisk_host_serve(lua_State *L)
 				close(reserve);
 				c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 				if (c >= 0) {
-					/* the request is read (and dropped, its
-					 * descriptors with it) before the answer: a
-					 * socket closed with a request unread is reset,
-					 * and the caller would lose the answer */
-					char drop[64];
-					setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-					(void)recv(c, drop, sizeof(drop), 0);
-					reply_to(c, REPLY_LOCAL);
+					leave_to_caller(c, 2000);
 					close(c);
 				}
 				reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -837,6 +880,17 @@ int brisk_host_serve(lua_State *L)
 			wait = run_idle(L, &s, 0);
 	}
 
+	/* callers already queued run their commands themselves: closing the
+	 * socket under them would make them report a connection lost mid
+	 * command */
+	if (!fatal) {
+		int c, fl = fcntl(lfd, F_GETFL);
+		if (fl >= 0 && fcntl(lfd, F_SETFL, fl | O_NONBLOCK) == 0)
+			while ((c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+				leave_to_caller(c, 200);
+				close(c);
+			}
+	}
 	close(lfd);
 	if (reserve >= 0)
 		close(reserve);
