@@ -512,6 +512,25 @@ static int l_getcwd(lua_State *L)
 }
 
 /***
+ * The absolute path of a file with every symlink, "." and ".." resolved
+ * (realpath(3)): one name per file.
+ * @function realpath
+ * @tparam string path
+ * @return string
+ * @return[2] nil, "realpath <path>: <strerror>", errno (ENOENT, ...)
+ */
+static int l_realpath(lua_State *L)
+{
+	const char *path = check_path(L, 1);
+	char buf[PATH_MAX];
+
+	if (realpath(path, buf) == NULL)
+		return brisk_fail(L, "realpath", path, errno);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+/***
  * Random bytes from the kernel (getrandom(2), blocking until the pool is
  * initialised).
  * @function random_bytes
@@ -577,6 +596,7 @@ static const luaL_Reg fs_mod[] = {
 	{ "unlink", l_unlink },
 	{ "random_bytes", l_random_bytes },
 	{ "getcwd", l_getcwd },
+	{ "realpath", l_realpath },
 	{ NULL, NULL }
 };
 

@@ -28,7 +28,8 @@ end
 function TestFs:test_module_loads_without_globals()
 	H.assert_no_globals({ "brisk.core" })
 	local c = require "brisk.core"
-	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes", "getcwd" } do
+	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes", "getcwd",
+		"realpath" } do
 		lu.assertIsFunction(c[f], f)
 	end
 	lu.assertEquals(c.errno.EWOULDBLOCK, c.errno.EAGAIN)
@@ -103,6 +104,18 @@ function TestFs:test_write_atomic_spare_recycles_the_replaced_inode()
 	lu.assertTrue(core.file_write_atomic(p, "y", nil, false, spare))
 	lu.assertEquals(readfile(p), "y")
 	lu.assertEquals(#core.listdir(self.dir), 2)                    -- no temporary file left
+end
+
+function TestFs:test_realpath_resolves_symlinks_and_dots()
+	H.must("mkdir -p " .. H.q(self.dir .. "/a/b") .. " && ln -s a/b " .. H.q(self.dir .. "/l")
+		.. " && touch " .. H.q(self.dir .. "/a/b/f"))
+	local real = H.must("realpath " .. H.q(self.dir)):gsub("%s+$", "")
+	lu.assertEquals(core.realpath(self.dir .. "/l/f"), real .. "/a/b/f")
+	lu.assertEquals(core.realpath(self.dir .. "/a/./b/../b/f"), real .. "/a/b/f")
+	local ok, msg, err = core.realpath(self.dir .. "/l/missing")
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "realpath " .. self.dir .. "/l/missing: ")
+	lu.assertEquals(err, core.errno.ENOENT)
 end
 
 function TestFs:test_write_atomic_over_writes_the_spares_bytes_and_cuts_the_rest()

@@ -292,11 +292,15 @@ local function normpath(path)
 	return (abs and "/" or "") .. concat(parts, "/")
 end
 
---- A script's path as a topology records it: absolute (a relative one is
--- taken from the working directory), normalised.
+--- A script's path as a topology records it: the file's real path (every
+-- symlink resolved: one name per file, whichever way the script was
+-- reached); for a file that is not there (a script removed since), the
+-- path made absolute (from the working directory) and normalised.
 -- @tparam string path
 -- @treturn string
 function M.script_path(path)
+	local real = core.realpath(path)
+	if real then return real end
 	if path:sub(1, 1) ~= "/" then
 		local cwd = core.getcwd()
 		if cwd then path = cwd .. "/" .. path end
@@ -315,7 +319,7 @@ end
 function M.same_script(stored, script)
 	if stored == nil or script == nil then return stored == script end
 	stored = normpath(stored)
-	if stored:sub(1, 1) == "/" then return stored == script end
+	if stored:sub(1, 1) == "/" then return stored == script or core.realpath(stored) == script end
 	return script == stored or script:sub(-(#stored + 1)) == "/" .. stored
 end
 
