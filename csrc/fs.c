@@ -512,6 +512,24 @@ static int l_getcwd(lua_State *L)
 }
 
 /***
+ * A file's last modification time (lstat), in seconds since the epoch.
+ * @function file_mtime
+ * @tparam string path
+ * @return number (fractional: nanoseconds kept)
+ * @return[2] nil, "stat <path>: <strerror>", errno
+ */
+static int l_file_mtime(lua_State *L)
+{
+	const char *path = check_path(L, 1);
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return brisk_fail(L, "stat", path, errno);
+	lua_pushnumber(L, (lua_Number)st.st_mtim.tv_sec + (lua_Number)st.st_mtim.tv_nsec / 1e9);
+	return 1;
+}
+
+/***
  * The absolute path of a file with every symlink, "." and ".." resolved
  * (realpath(3)): one name per file.
  * @function realpath
@@ -597,6 +615,7 @@ static const luaL_Reg fs_mod[] = {
 	{ "random_bytes", l_random_bytes },
 	{ "getcwd", l_getcwd },
 	{ "realpath", l_realpath },
+	{ "file_mtime", l_file_mtime },
 	{ NULL, NULL }
 };
 

@@ -29,7 +29,7 @@ function TestFs:test_module_loads_without_globals()
 	H.assert_no_globals({ "brisk.core" })
 	local c = require "brisk.core"
 	for _, f in ipairs { "file_write_atomic", "lock", "mkdir_p", "listdir", "unlink", "random_bytes", "getcwd",
-		"realpath" } do
+		"realpath", "file_mtime" } do
 		lu.assertIsFunction(c[f], f)
 	end
 	lu.assertEquals(c.errno.EWOULDBLOCK, c.errno.EAGAIN)
@@ -112,6 +112,9 @@ function TestFs:test_realpath_resolves_symlinks_and_dots()
 	local real = H.must("realpath " .. H.q(self.dir)):gsub("%s+$", "")
 	lu.assertEquals(core.realpath(self.dir .. "/l/f"), real .. "/a/b/f")
 	lu.assertEquals(core.realpath(self.dir .. "/a/./b/../b/f"), real .. "/a/b/f")
+	H.must("touch -d @1700000000.25 " .. H.q(self.dir .. "/a/b/f"))
+	lu.assertEquals(core.file_mtime(self.dir .. "/l/f"), 1700000000.25)
+	lu.assertNil(core.file_mtime(self.dir .. "/nothing"))
 	local ok, msg, err = core.realpath(self.dir .. "/l/missing")
 	lu.assertNil(ok)
 	lu.assertStrContains(msg, "realpath " .. self.dir .. "/l/missing: ")

@@ -320,8 +320,9 @@ end
 --   `volatile = {KIND,...}`: kinds whose documents are written atomically
 --   but not fsync'd (they describe kernel state that does not survive a
 --   reboot either, so durability buys nothing), over the bytes of the inode
---   they reuse (after a power failure one may read as corrupt: its id or
---   its JSON no longer matches);
+--   they reuse (after a power failure one may no longer parse: one that
+--   does not and was written before this boot reads as not found, and goes
+--   at the next transaction that reads it);
 --   `index = {KIND = {FIELD,...}, ...}`: kinds to keep in the index, with
 --   the fields of their summaries (see `summaries`)
 -- @return store
@@ -409,6 +410,18 @@ local function boot_id()
 		if f then f:close() end
 	end
 	return boot
+end
+
+-- When this boot began (/proc/stat's btime), in seconds since the epoch.
+local boot_time
+local function booted()
+	if not boot_time then
+		local f = io.open("/proc/stat", "rb")
+		local text = f and f:read("a") or ""
+		if f then f:close() end
+		boot_time = tonumber(text:match("\nbtime (%d+)")) or 0
+	end
+	return boot_time
 end
 
 local function compact(v)
@@ -933,7 +946,26 @@ function Store:_read(kind, id)
 	return doc, msg, code
 end
 
+-- A document of a volatile kind that does not parse, written before this
+-- boot: the kernel state it described went with the reboot, and its bytes
+-- may be what a power failure left (a volatile document is written over
+-- its inode's old bytes, not fsync'd). It reads as not found (and goes,
+-- under the lock) instead of failing every command that lists the kind.
+function Store:_stale_damaged(kind, id, path, msg, code)
+	local mt = self._volatile[kind] and core.file_mtime(path)
+	if not (mt and mt < booted()) then return nil, msg, code end
+	if held[self.dir] then core.unlink(path) end
+	return nil, sfmt("%s %s not found (its document, damaged before this boot, was dropped)", kind, id),
+		"notfound"
+end
+
 function Store:_read_file(kind, id)
+	local doc, msg, code = self:_parse_file(kind, id)
+	if code == "corrupt" then return self:_stale_damaged(kind, id, self:_path(kind, id), msg, code) end
+	return doc, msg, code
+end
+
+function Store:_parse_file(kind, id)
 	local path = self:_path(kind, id)
 	local f, msg, errno = io.open(path, "rb")
 	if not f then
