@@ -300,6 +300,13 @@ except ConnectionResetError:
 print(struct.unpack("=i", r)[0] if len(r) == 4 else "closed")
 ]]
 
+-- RAW in a scratch file; its path.
+local function raw_script()
+	local raw = H.scratch("raw") .. "/raw.py"
+	spit(raw, RAW)
+	return raw
+end
+
 local function fd_table(pid)
 	local t = {}
 	for l in io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null"):lines() do
@@ -318,8 +325,7 @@ end
 function TestDaemon:test_misbehaving_callers_leave_the_daemon_intact()
 	local dm = daemon{ flags = "--spare-ttl 60" }
 	local st = store()
-	local raw = H.scratch("raw") .. "/raw.py"
-	spit(raw, RAW)
+	local raw = raw_script()
 	local own = netns_ino("/proc/self/ns/net")
 	lu.assertEquals((brisk(dm, "--state-dir " .. q(st) .. " network create --subnet 10.69.0.0/24 mis")), 0)
 	local ns = H.name("dmis")
@@ -617,8 +623,7 @@ end
 function TestDaemon:test_callers_that_could_not_do_it_themselves_run_it_themselves()
 	local dm = daemon()
 	local st = store()
-	local raw = H.scratch("raw") .. "/raw.py"
-	spit(raw, RAW)
+	local raw = raw_script()
 	-- a root process that dropped its capabilities: left to run it itself,
 	-- where the kernel refuses it; nothing made
 	local c1, _, e1 = H.run(string.format("--inh-caps=-all --ambient-caps=-all --bounding-set=-all %s "
@@ -672,8 +677,7 @@ end
 function TestDaemon:test_a_caller_gone_before_its_turn_is_not_served()
 	local dm = daemon()
 	local st = store()
-	local raw = H.scratch("raw") .. "/raw.py"
-	spit(raw, RAW)
+	local raw = raw_script()
 	H.must("kill -STOP " .. dm.pid)
 	-- (its stdout not a pipe read here: the request holds it open until the
 	-- daemon takes it)
