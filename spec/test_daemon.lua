@@ -260,9 +260,10 @@ function TestDaemon:test_new_namespaces_bind_the_spare_made_between_requests()
 end
 
 -- A raw caller (python3): `raw.py SOCKET BRISK MODE ...` (BRISK the
--- program whose identity the request carries). MODE "idle" connects and
--- sends nothing; "send N [MARK]" sends a well-formed `brisk version`
--- request padded to N bytes (then creates the file MARK, when given);
+-- program whose identity the request carries). MODE "idle [S [MARK]]"
+-- connects and sends nothing (for S seconds, default 2.6; MARK as below);
+-- "send N [MARK]" sends a well-formed `brisk version` request padded to N
+-- bytes (then creates the file MARK, when given);
 -- "chroot DIR" sends `brisk version` from inside chroot DIR; "gone
 -- WORD..." sends the command WORD... and exits at once. Prints the
 -- daemon's reply code, or "closed".
@@ -281,7 +282,9 @@ def request(words, size=0):
 def send(msg, fds):
     s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
 if mode == "idle":
-    time.sleep(2.6)
+    if len(sys.argv) > 5:
+        open(sys.argv[5], "w").close()
+    time.sleep(float(sys.argv[4]) if len(sys.argv) > 4 else 2.6)
 elif mode == "send":
     send(*request(["brisk", "version"], int(sys.argv[4])))
     if len(sys.argv) > 5:
@@ -298,6 +301,21 @@ try:
 except ConnectionResetError:
     r = b""
 print(struct.unpack("=i", r)[0] if len(r) == 4 else "closed")
+]]
+
+-- `filt.py PROGRAM ARGS...`: PROGRAM under a seccomp filter that allows
+-- everything (prctl SECCOMP_MODE_FILTER, one BPF instruction).
+local FILTER = [[
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class F(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+class P(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(F))]
+prog = P(1, (F * 1)(F(0x06, 0, 0, 0x7fff0000)))
+if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:
+    sys.exit("prctl: %s" % os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[1], sys.argv[1:])
 ]]
 
 -- RAW in a scratch file; its path.
@@ -637,22 +655,30 @@ function TestDaemon:test_callers_that_could_not_do_it_themselves_run_it_themselv
 	local root = H.scratch("root")
 	lu.assertEquals(H.must(string.format("python3 %s %s %s chroot %s", q(raw), q(dm.sock), q(BIN), q(root))),
 		"-1\n")
-	-- no_new_privs (as a seccomp filter, a service's confinement the
-	-- daemon does not have): left to the caller, served there
+	-- no_new_privs the daemon lacks, and any seccomp filter (a service's
+	-- confinement; a filter's rules cannot be compared): left to the
+	-- caller, served there
 	local c4, out4, err4 = H.run("--no-new-privs " .. q(BIN) .. " version",
 		{ bin = "setpriv", env = "BRISK_HOST=" .. q(dm.sock) })
 	lu.assertEquals({ c4, err4 }, { 0, "" })
 	lu.assertStrMatches(out4, "^brisk .*\n$")
+	local filt = H.scratch("filt") .. "/filt.py"
+	spit(filt, FILTER)
+	local c6, out6, err6 = H.run(q(filt) .. " " .. q(BIN) .. " version",
+		{ bin = "/usr/bin/python3", env = "BRISK_HOST=" .. q(dm.sock) })
+	lu.assertEquals({ c6, err6 }, { 0, "" })
+	lu.assertStrMatches(out6, "^brisk .*\n$")
 	-- many supplementary groups (a status file longer than a page): served
 	local c5 = H.run("--groups " .. H.must("seq -s, 1000 1800"):gsub("%s+$", "") .. " " .. q(BIN) .. " version",
 		{ bin = "setpriv", env = "BRISK_HOST=" .. q(dm.sock) })
 	lu.assertEquals(c5, 0)
 	local reqs = requests(dm)
-	lu.assertEquals(#reqs, 4, slurp(dm.log))
+	lu.assertEquals(#reqs, 5, slurp(dm.log))
 	lu.assertStrContains(reqs[1], "left to the caller (fewer capabilities than the daemon)")
 	lu.assertStrContains(reqs[2], "left to the caller (another root directory)")
-	lu.assertStrContains(reqs[3], "left to the caller (another seccomp filter or no_new_privs)")
-	lu.assertStrContains(reqs[4], "version: exit 0")
+	lu.assertStrContains(reqs[3], "left to the caller (no_new_privs)")
+	lu.assertStrContains(reqs[4], "left to the caller (a seccomp filter)")
+	lu.assertStrContains(reqs[5], "version: exit 0")
 	-- another build of brisk (here the same file, modified since the daemon
 	-- started): runs its own code
 	local ns = H.must("stat -c %.9Y " .. q(BIN)):gsub("%s+$", "")
@@ -665,10 +691,10 @@ function TestDaemon:test_callers_that_could_not_do_it_themselves_run_it_themselv
 	H.must("touch -d @" .. ns .. " " .. q(BIN))
 	lu.assertTrue(touched)
 	reqs = requests(dm)
-	lu.assertStrContains(reqs[5], "left to the caller (another brisk program)")
+	lu.assertStrContains(reqs[6], "left to the caller (another brisk program)")
 	-- the same build again: served
 	lu.assertEquals((brisk(dm, "version")), 0)
-	lu.assertStrContains(requests(dm)[6], "^brisk daemon: pid %d+: version: exit 0, ", true)
+	lu.assertStrContains(requests(dm)[7], "^brisk daemon: pid %d+: version: exit 0, ", true)
 end
 
 -- A caller that gave up before its turn (timed out, killed) is not served
@@ -776,6 +802,25 @@ function TestDaemon:test_sigterm_stops_before_queued_callers()
 	for _ in log:gmatch("version: exit 0") do served = served + 1 end
 	lu.assertEquals(served, 1, log)
 	lu.assertStrContains(log, "stopped (signal 15)")
+	-- callers that connect and send nothing hold the stop one second at
+	-- most, all of them (it took 0.2 s each), and the socket goes first
+	local dm = daemon()
+	H.must("kill -STOP " .. dm.pid)
+	local idle = {}
+	for i = 1, 20 do
+		idle[i] = io.popen(string.format("python3 %s %s %s idle 8 %s >/dev/null 2>&1 </dev/null", q(d .. "/raw.py"),
+			q(dm.sock), q(BIN), q(d .. "/idle" .. i)))
+	end
+	for i = 1, 20 do wait_for("idle caller " .. i, function() return exists(d .. "/idle" .. i) end) end
+	H.must("kill -TERM " .. dm.pid)
+	local t0 = os.time()
+	H.must("kill -CONT " .. dm.pid)
+	local code = stop(dm)
+	lu.assertEquals(code, 0)
+	lu.assertTrue(os.time() - t0 <= 3, "stopped after " .. (os.time() - t0) .. " s")
+	lu.assertNotEquals(H.sh("test -e " .. q(dm.sock)), true)
+	H.sh("pkill -f " .. q(d .. "/raw.py"))
+	for i = 1, 20 do idle[i]:close() end
 end
 
 -- The socket and what listens on it (found by a review): a client gave its

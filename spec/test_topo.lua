@@ -1268,4 +1268,21 @@ function TestTopoUp:test_failed_rerun_makes_a_replaced_endpoint_again()
 	lu.assertEquals((record():gsub(now.id, old.id)), rec_before)
 	t2:close("the error")
 	lu.assertEquals(ns_addrs("h2", "eth0"), { old.ipv4 })
+	-- and when the replacement itself cannot be made (a second review)
+	self.lines = {}
+	local t3 = new(self, { keep = true })
+	t3:network{ name = "web", subnet = "10.50.0.0/24" }
+	t3:host "h1"
+	t3:host "h2"
+	t3:connect("h1", "web")
+	t3:connect("h2", "web", { ip = "10.60.0.77" })
+	local ok3, err3 = pcall(t3.up, t3)
+	lu.assertFalse(ok3)
+	lu.assertStrContains(err3, "outside the subnet 10.50.0.0/24")
+	lu.assertStrContains(table.concat(self.lines, "\n"), "~ h2 on web: made again as it was")
+	lu.assertEquals(ns_addrs("h2", "eth0"), { old.ipv4 })
+	local again = t3.driver:endpoint("lab.h2.web")
+	lu.assertEquals({ again.ipv4, again.mac }, { old.ipv4, old.mac })
+	lu.assertEquals((record():gsub(again.id, old.id)), rec_before)
+	t3:close("the error")
 end

@@ -350,9 +350,10 @@ static int own_identity(struct served *s)
  * /proc/<pid>, not from the request, which the caller writes: the same
  * mount, pid and user namespaces and root directory as the daemon's (so
  * that paths, /run/netns names and pids mean the same), every capability
- * the daemon has, and the same seccomp mode, no_new_privs and LSM label (a
- * root process that dropped capabilities, or a service kept from netlink
- * by a filter, must not get them back through it). The pidfd, still naming
+ * the daemon has, no seccomp filter (its rules cannot be compared), no
+ * no_new_privs the daemon lacks, and the daemon's LSM label (a root process
+ * that dropped capabilities, or a service kept from netlink by a filter,
+ * must not get them back through it). The pidfd, still naming
  * a live process after the reads, proves the pid was not reused
  * meanwhile. */
 static const char *peer_refused(const struct served *s, pid_t pid, int pidfd)
@@ -381,8 +382,12 @@ static const char *peer_refused(const struct served *s, pid_t pid, int pidfd)
 		return "cannot read the caller's capabilities";
 	if ((s->conf.caps & ~c.caps) != 0)
 		return "fewer capabilities than the daemon";
-	if (c.seccomp != s->conf.seccomp || c.nnp != s->conf.nnp)
-		return "another seccomp filter or no_new_privs";
+	/* a filter's rules cannot be compared: any filter is refused; and
+	 * no_new_privs the daemon does not have */
+	if (c.seccomp != 0)
+		return "a seccomp filter";
+	if (c.nnp && !s->conf.nnp)
+		return "no_new_privs";
 	if (strcmp(c.label, s->conf.label) != 0)
 		return "another security label";
 	if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
@@ -880,25 +885,28 @@ int brisk_host_serve(lua_State *L)
 			wait = run_idle(L, &s, 0);
 	}
 
-	/* callers already queued run their commands themselves: closing the
-	 * socket under them would make them report a connection lost mid
-	 * command */
+	/* the socket goes first (still ours: no caller can connect now), then
+	 * callers already queued are told to run their commands themselves:
+	 * closing the socket under them would make them report a connection
+	 * lost mid-command. One second at most, whatever they do. */
+	{
+		struct stat now;
+		if (stat(sa.sun_path, &now) == 0 && now.st_ino == mine.st_ino && now.st_dev == mine.st_dev)
+			unlink(sa.sun_path);
+	}
 	if (!fatal) {
+		struct timespec t0;
 		int c, fl = fcntl(lfd, F_GETFL);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (fl >= 0 && fcntl(lfd, F_SETFL, fl | O_NONBLOCK) == 0)
-			while ((c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-				leave_to_caller(c, 200);
+			while (ms_since(&t0) < 1000 && (c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+				leave_to_caller(c, 100);
 				close(c);
 			}
 	}
 	close(lfd);
 	if (reserve >= 0)
 		close(reserve);
-	{
-		struct stat now;
-		if (stat(sa.sun_path, &now) == 0 && now.st_ino == mine.st_ino && now.st_dev == mine.st_dev)
-			unlink(sa.sun_path);
-	}
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);

@@ -1203,10 +1203,22 @@ end
 -- How many of the firewall drift messages `drift` concern `net`: those
 -- naming its bridge or a subnet of its, and those naming no network (the
 -- shared tables, chains and sets, the ports), which concern every one.
+-- (a name counts whole: br0 is not in br01, fd00::/8 not in fd00::/80)
+local function mentions(m, word)
+	local i, j = 1, nil
+	while true do
+		i, j = m:find(word, i, true)
+		if not i then return false end
+		local before, after = m:sub(i - 1, i - 1), m:sub(j + 1, j + 1)
+		if not before:match("[%w_.:/-]") and not after:match("[%w_.:/-]") then return true end
+		i = i + 1
+	end
+end
+
 local function fw_drift_of(drift, net, nets)
 	local function names(m, n)
-		return m:find(n.bridge, 1, true) or (n.subnet4 and m:find(n.subnet4, 1, true))
-			or (n.subnet6 and m:find(n.subnet6, 1, true))
+		return mentions(m, n.bridge) or (n.subnet4 and mentions(m, n.subnet4))
+			or (n.subnet6 and mentions(m, n.subnet6))
 	end
 	local count = 0
 	for _, m in ipairs(drift) do

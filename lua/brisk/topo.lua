@@ -1362,7 +1362,9 @@ function T:_restore_replaced()
 		local a = self.run_replaced[i]
 		self.run_replaced[i] = nil
 		local prev, old, decl = a.prev, a.old, a.decl
-		if not self.rec.endpoints[a.key] and not d:endpoint(decl.epname) then
+		-- (the new one rolled back, or never made: the replacement's own
+		-- create failed, its record entry still the new declaration)
+		if not d:endpoint(decl.epname) then
 			local h = self.rec.hosts[prev.host]
 			local spec = copy(prev.spec or {})
 			spec.name, spec.netns = prev.name or decl.epname, h and h.netns or self.hosts[prev.host].netns
@@ -1373,18 +1375,20 @@ function T:_restore_replaced()
 			end
 			local ep, msg = nil, "its namespace " .. tostring(spec.netns) .. " is gone"
 			if core.netns_exists(spec.netns) then ep, msg = d:create_endpoint(prev.net, spec) end
+			-- the record says what the topology had (a next run makes it
+			-- when this could not)
+			local e = copy(prev)
 			if ep then
-				local e = copy(prev)
 				e.id = ep.id
-				self.rec.endpoints[a.key] = e
 				self.eps[a.key] = ep
-				local sok, serr = pcall(self._save, self)
-				if not sok then errs[#errs + 1] = tostring(serr) end
 				self:_say("~ %s on %s: made again as it was (%s)", prev.host, prev.net, ep_text(ep))
 			else
 				errs[#errs + 1] = sfmt("%s on %s: cannot make it again as it was: %s", prev.host, prev.net,
 					tostring(msg))
 			end
+			self.rec.endpoints[a.key] = e
+			local sok, serr = pcall(self._save, self)
+			if not sok then errs[#errs + 1] = tostring(serr) end
 		end
 	end
 	return errs

@@ -129,11 +129,12 @@ cli.register {
 		.. "variables; the caller exits with the command's exit code. Served: the network\n"
 		.. "and endpoint commands, version and help. Everything else, and everything when\n"
 		.. "no daemon listens, runs in the caller, as does a caller that could not run it as\n"
-		.. "the daemon would (another user, fewer capabilities, another mount, pid or user\n"
-		.. "namespace or root directory, another build of brisk) or that gave up before its\n"
-		.. "turn. The socket's directory must be writable by its owner only (root's or the\n"
-		.. "daemon's user). One command at a time; each request is logged\n"
-		.. "on the daemon's stderr. Between requests the daemon makes a spare network\n"
+		.. "the daemon would (another user, fewer capabilities, a seccomp filter or\n"
+		.. "no_new_privs, another LSM label, another mount, pid or user namespace or root\n"
+		.. "directory, another build of brisk) or that gave up before its turn; callers\n"
+		.. "queued when it stops run theirs. The socket's directory must be writable by its\n"
+		.. "owner only (root's or the daemon's user). One command at a time; each request\n"
+		.. "is logged on the daemon's stderr. Between requests the daemon makes a spare network\n"
 		.. "namespace, which the next request from its own namespace that creates one\n"
 		.. "(endpoint create --netns NEW) binds instead of making it (see --spare-ttl).",
 	example = {
