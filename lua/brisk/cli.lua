@@ -596,12 +596,19 @@ local function take_global(args, i, ctx, cmd)
 	return i + 1
 end
 
-local function all_flag_names(spec)
-	local t = {}
-	for n in pairs(spec.flag_index) do t[#t + 1] = n end
+-- Every name of the global flags (into t, when given).
+local function global_flag_names(t)
+	t = t or {}
 	for _, f in ipairs(GLOBAL_FLAGS) do
 		for _, n in ipairs(f) do t[#t + 1] = n end
 	end
+	return t
+end
+
+local function all_flag_names(spec)
+	local t = {}
+	for n in pairs(spec.flag_index) do t[#t + 1] = n end
+	global_flag_names(t)
 	table.sort(t)
 	return t
 end
@@ -723,12 +730,9 @@ local function unknown_command(args)
 		local sub = args[2]
 		if sub ~= nil and sub:sub(1, 1) == "-" and sub ~= "-" then
 			-- (the global ones were taken already)
-			local names = {}
-			for _, f in ipairs(GLOBAL_FLAGS) do
-				for _, n in ipairs(f) do names[#names + 1] = n end
-			end
 			local n = sub:match("^(%-%-?[^=]+)=") or sub
-			M.usage_error("unknown flag " .. n .. " before the command of '" .. word .. "'" .. did_you_mean(n, names)
+			M.usage_error("unknown flag " .. n .. " before the command of '" .. word .. "'"
+				.. did_you_mean(n, global_flag_names())
 				.. " (its commands: " .. table.concat(subs, ", ") .. "; see 'brisk help " .. word .. "')")
 		elseif sub == nil then
 			M.usage_error("'" .. word .. "' needs a command: " .. table.concat(subs, ", ")
@@ -809,21 +813,14 @@ local function dispatch(argv, ctx)
 		if a:sub(1, 1) ~= "-" or a == "-" then break end
 		local nxt = take_global(args, i, ctx, nil)
 		if not nxt then
-			local names = {}
-			for _, f in ipairs(GLOBAL_FLAGS) do
-				for _, n in ipairs(f) do names[#names + 1] = n end
-			end
 			local n = a:match("^(%-%-?[^=]+)=") or a
-			M.usage_error("unknown flag " .. n .. did_you_mean(n, names)
+			M.usage_error("unknown flag " .. n .. did_you_mean(n, global_flag_names())
 				.. " (global flags go before or after the command, command flags after it)")
 		end
 		i = nxt
 	end
 	help, version = ctx.help, ctx.version
 	ctx.help, ctx.version = nil, nil
-	ctx.state_dir = ctx.state_dir or os.getenv("BRISK_STATE_DIR") or M.default_state_dir
-	if ctx.state_dir == "" then ctx.state_dir = M.default_state_dir end
-	M.state_dir = ctx.state_dir   -- for scripts run by `brisk run`, and `brisk down`
 	local rest = table.move(args, i, #args, 1, {})
 
 	if version then rest = { "version" } end
@@ -852,8 +849,10 @@ local function dispatch(argv, ctx)
 			if not nxt then break end
 			for _ = 2, nxt - 1 do table.remove(rest, 2) end
 		end
-		M.state_dir = ctx.state_dir
 	end
+	ctx.state_dir = ctx.state_dir or os.getenv("BRISK_STATE_DIR") or M.default_state_dir
+	if ctx.state_dir == "" then ctx.state_dir = M.default_state_dir end
+	M.state_dir = ctx.state_dir   -- for scripts run by `brisk run`, and `brisk down`
 	local spec, used = resolve(rest)
 	if not spec then
 		if (help or rest[2] == "-h" or rest[2] == "--help") and is_group(rest[1]) then
