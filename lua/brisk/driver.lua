@@ -1200,39 +1200,32 @@ function D:_fw_drift(nets)
 	return self.fw.check(self:nft_runner(), fwnets, ports)
 end
 
--- How many of the firewall drift messages `drift` concern `net`: those
--- naming its bridge or a subnet of its, and those naming no network (the
--- shared tables, chains and sets, the ports), which concern every one.
--- (a name counts whole: br0 is not in br01, fd00::/8 not in fd00::/80)
-local function mentions(m, word)
-	local i, j = 1, nil
-	while true do
-		i, j = m:find(word, i, true)
-		if not i then return false end
-		local before, after = m:sub(i - 1, i - 1), m:sub(j + 1, j + 1)
-		if not before:match("[%w_.:/-]") and not after:match("[%w_.:/-]") then return true end
-		i = i + 1
-	end
-end
-
-local function fw_drift_of(drift, net, nets)
-	local function names(m, n)
-		return mentions(m, n.bridge) or (n.subnet4 and mentions(m, n.subnet4))
-			or (n.subnet6 and mentions(m, n.subnet6))
-	end
-	local count = 0
-	for _, m in ipairs(drift) do
-		if names(m, net) then
-			count = count + 1
-		else
-			local other = false
-			for _, n in ipairs(nets) do
-				if n ~= net and names(m, n) then other = true; break end
+-- How many of the firewall drift messages `drift` concern each network:
+-- those naming its bridge or a subnet of its (whole: br0 is not in br01,
+-- fd00::/8 not in fd00::/80), and those naming no network (the shared
+-- tables, chains and sets, the ports), which concern every one. Returns
+-- the counts by network record and the shared count, from one pass over
+-- the messages' words.
+local function fw_drift_counts(drift, nets)
+	local owner = {}
+	for _, n in ipairs(nets) do
+		for _, w in pairs{ n.bridge, n.subnet4 or false, n.subnet6 or false } do
+			if w then
+				owner[w] = owner[w] or {}
+				owner[w][#owner[w] + 1] = n
 			end
-			if not other then count = count + 1 end
 		end
 	end
-	return count
+	local counts, shared = {}, 0
+	for _, m in ipairs(drift) do
+		local named = {}
+		for w in m:gmatch("[%w_.:/-]+") do
+			for _, n in ipairs(owner[w] or {}) do named[n] = true end
+		end
+		if next(named) == nil then shared = shared + 1 end
+		for n in pairs(named) do counts[n] = (counts[n] or 0) + 1 end
+	end
+	return counts, shared
 end
 
 --- Re-run create for every stored network (after a reboot or a namespace
@@ -1252,9 +1245,9 @@ function D:restore(o)
 		-- ports, programs its part again
 		-- (what it repairs of the firewall, drift check found before, is
 		-- each network's change: its own elements and the shared part)
-		local fwdrift = {}
+		local fwcounts, fwshared = {}, 0
 		if self.fw and #nets > 0 then
-			fwdrift = self:_fw_drift(nets) or {}
+			fwcounts, fwshared = fw_drift_counts(self:_fw_drift(nets) or {}, nets)
 			local fok, fmsg, ferr = self.fw.remove(self:nft_runner())
 			if not fok then return nil, fmsg, ferr end
 		end
@@ -1289,7 +1282,7 @@ function D:restore(o)
 					end
 					if not (known and e.op == "firewall") then changes = changes + 1 end
 				end
-				changes = changes + fw_drift_of(fwdrift, net, nets)
+				changes = changes + (fwcounts[net] or 0) + fwshared
 				local pok, pmsg = true, nil
 				if new > 0 or interrupted then pok, pmsg = self.store:put("network", net) end
 				if pok then
