@@ -774,6 +774,105 @@ function TestStoreIndex:test_derived_lookup_follows_writes()
 		function() st:derived("topology", "t", build, update) end)
 end
 
+-- `first` and `scan` over a snapshot and the rows after it, as a new
+-- process reads them (the snapshot kept as the file has it: no summary
+-- built) and once the summaries were built: the same answers as a walk
+-- over `summaries`, and the snapshot's rows that changed since read as
+-- changed.
+function TestStoreIndex:test_first_and_scan_agree_with_summaries()
+	local st = self.st
+	for i = 1, 60 do
+		assert(st:put("endpoint", { id = string.format("f%02d", i), name = "n" .. i,
+			network = i % 3 == 0 and "a" or "b", ipv4 = "10.0.0." .. i .. "/24", state = i % 7 == 0 and "x" or nil,
+			ports = i == 5 and { { proto = "tcp", host_port = 8080 } } or nil }))
+	end
+	-- after the snapshot (the 34th write wrote one): a rename, a delete,
+	-- a new one, and one deleted and made again
+	local f10 = assert(st:get("endpoint", "f10"))
+	f10.name, f10.network = "renamed", "a"
+	assert(st:put("endpoint", f10))
+	assert(st:delete("endpoint", "f11"))
+	assert(st:delete("endpoint", "f60"))
+	assert(st:put("endpoint", { id = "f00", name = "n0", network = "a", ipv4 = "10.0.0.100/24" }))
+	assert(st:put("endpoint", { id = "f60", name = "again", network = "b" }))
+	local text = self:index_text()
+	lu.assertStrContains(text, '"cols":{')
+	lu.assertTrue(select(2, text:gsub("\n", "")) > 3, "rows follow the snapshot")
+	local want, by_id = nil, nil
+	local function expect()
+		want, by_id = expected(st, "endpoint"), {}
+		for _, w in ipairs(want) do by_id[w.id] = w end
+	end
+	expect()
+	-- the answers of the store `get()` gives (lazy: a new process's for
+	-- each question, whose snapshot must still be unbuilt after it)
+	local function check(get, lazy, how)
+		local function q(fn)
+			local s2 = get()
+			local r = fn(s2)
+			if lazy then lu.assertNotNil(s2._c.ix.kinds.endpoint.snap, how .. ": the snapshot stays unbuilt") end
+			return r
+		end
+		local function first(f, v) return q(function(s2) return s2:first("endpoint", f, v) end) end
+		for _, w in ipairs(want) do
+			lu.assertEquals(first("id", w.id), w, how)
+			lu.assertEquals(first("name", w.name), w, how)
+		end
+		lu.assertEquals(first("network", "a").id, "f00", how)
+		lu.assertEquals(first("state", "x").id, "f07", how)
+		lu.assertNil(first("ports", nil), how)
+		for _, absent in ipairs{ { "id", "f11" }, { "name", "n11" }, { "name", "n10" }, { "id", "zz" },
+			{ "name", "nope" }, { "network", "c" } } do
+			lu.assertNil(first(absent[1], absent[2]), how .. " " .. absent[2])
+		end
+		-- scan: every summary once, with the fields asked for
+		local seen, n = {}, 0
+		q(function(s2)
+			return assert(s2:scan("endpoint", { "network", "ipv4", "state" }, function(id, network, ipv4, state)
+				lu.assertNil(seen[id], how .. " " .. id)
+				seen[id] = { id = id, network = network, ipv4 = ipv4, state = state }
+				n = n + 1
+			end))
+		end)
+		lu.assertEquals(n, #want, how)
+		for _, w in ipairs(want) do
+			lu.assertEquals(seen[w.id], { id = w.id, network = w.network, ipv4 = w.ipv4, state = w.state }, how)
+		end
+		-- more than three fields, a table among them
+		n = 0
+		q(function(s2)
+			return assert(s2:scan("endpoint", { "name", "network", "ipv4", "ports" }, function(id, name, nw, ip, ports)
+				n = n + 1
+				local w = by_id[id]
+				lu.assertEquals({ name, nw, ip, ports }, { w.name, w.network, w.ipv4, w.ports }, how .. " " .. id)
+			end))
+		end)
+		lu.assertEquals(n, #want, how)
+		lu.assertEquals(by_id.f05.ports, { { proto = "tcp", host_port = 8080 } })
+	end
+	-- a new process: answered from the snapshot, which stays unbuilt
+	check(function() return fresh(self.dir) end, true, "lazy")
+	-- one store asked more than a one-shot flow asks: built, and answered
+	-- from its lookups
+	local s2 = fresh(self.dir)
+	check(function() return s2 end, false, "built")
+	lu.assertNil(s2._c.ix.kinds.endpoint.snap)
+	-- a new process that writes first: its write joins the snapshot's
+	-- changes; a summary built later has it
+	local s3 = fresh(self.dir)
+	assert(s3:put("endpoint", { id = "f99", name = "late", network = "a" }))
+	lu.assertNotNil(s3._c.ix.kinds.endpoint.snap)
+	lu.assertEquals(s3:first("endpoint", "name", "late").id, "f99")
+	lu.assertEquals(s3:summaries("endpoint"), expected(st, "endpoint"))
+	lu.assertEquals(s3:first("endpoint", "name", "late").id, "f99")
+	-- and what a new process reads after that write agrees too
+	expect()
+	check(function() return fresh(self.dir) end, true, "after")
+	lu.assertErrorMsgContains("kind 'topology' is not indexed", function() s2:first("topology", "id", "x") end)
+	lu.assertErrorMsgContains("bad argument #2 to 'first'", function() s2:first("endpoint", 1, "x") end)
+	lu.assertErrorMsgContains("bad argument #3 to 'scan'", function() s2:scan("endpoint", {}, nil) end)
+end
+
 function TestStoreIndex:test_bad_args()
 	local st = self.st
 	lu.assertErrorMsgContains("kind 'topology' is not indexed", function() st:summaries("topology") end)

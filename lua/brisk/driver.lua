@@ -183,6 +183,21 @@ function M.summaries(d, kind)
 	return all
 end
 
+--- The summary of a kind whose `field` is `value`, or nil (brisk.store
+-- `first`); raises as `summaries`.
+function M.first(d, kind, field, value)
+	local s, msg = d.store:first(kind, field, value)
+	if s == nil and msg then error(msg, 0) end
+	return s
+end
+
+--- fn(id, ...) for every summary of a kind, with the values of `fields`
+-- (brisk.store `scan`); raises as `summaries`.
+function M.scan(d, kind, fields, fn)
+	local ok, msg = d.store:scan(kind, fields, fn)
+	if not ok then error(msg, 0) end
+end
+
 --- A lookup the store keeps in step with a kind's summaries (brisk.store
 -- `derived`); raises as `summaries`.
 function M.derived(d, kind, name, build, update)
@@ -192,11 +207,17 @@ function M.derived(d, kind, name, build, update)
 end
 
 --- The summary of a kind whose id, else name, is `key` (from `lk`, a
--- brisk.store `by_fields` lookup over "id" and "name"), else the one whose
--- id starts with `key` (4 characters or more; a walk); nil if none, and
--- nil, N when N ids start with it (ambiguous: Docker refuses it too).
+-- brisk.store `by_fields` lookup over "id" and "name"; without one, from
+-- the store's `first`), else the one whose id starts with `key` (4
+-- characters or more; a walk); nil if none, and nil, N when N ids start
+-- with it (ambiguous: Docker refuses it too).
 function M.find_summary(d, kind, lk, key)
-	local s = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
+	local s
+	if lk then
+		s = storemod.first(lk, "id", key) or storemod.first(lk, "name", key)
+	else
+		s = M.first(d, kind, "id", key) or M.first(d, kind, "name", key)
+	end
 	if s or #key < 4 then return s end
 	local found, n = nil, 0
 	for _, x in ipairs(M.summaries(d, kind)) do

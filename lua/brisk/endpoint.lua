@@ -12,7 +12,6 @@ local core = require "brisk.core"
 local handle = require "brisk.handle"
 local ipnet = require "brisk.ipnet"
 local schema = require "brisk.schema"
-local storemod = require "brisk.store"
 
 local function same_ip(a, b)
 	return ipnet.compare(ipnet.addr(a), ipnet.addr(b)) == 0
@@ -88,6 +87,8 @@ M.ipam = ipam
 -- Books by store cache (one per state directory), then network id.
 local books = setmetatable({}, { __mode = "k" })
 
+local BOOK_FIELDS = { "network", "ipv4", "ipv6" }
+
 --- The address book of a network, and the driver's cursors for it.
 function ipam.book(d, net)
 	local c = d.store._c
@@ -97,12 +98,13 @@ function ipam.book(d, net)
 	local b = per[net.id]
 	if not (b and b.gen == gen) then
 		b = { v4 = {}, v6 = {}, gen = gen }
-		for _, e in ipairs(M.summaries(d, "endpoint")) do
-			if e.network == net.id then
-				if e.ipv4 then b.v4[e.ipv4:match("^[^/]+")] = e.id end
-				if e.ipv6 then b.v6[e.ipv6:match("^[^/]+")] = e.id end
+		local v4, v6, nid = b.v4, b.v6, net.id
+		M.scan(d, "endpoint", BOOK_FIELDS, function(id, network, ip4, ip6)
+			if network == nid then
+				if ip4 then v4[ip4:match("^[^/]+")] = id end
+				if ip6 then v6[ip6:match("^[^/]+")] = id end
 			end
-		end
+		end)
 		per[net.id] = b
 	end
 	d._cursors = d._cursors or {}
@@ -324,21 +326,13 @@ local function sandbox_ref(ns)
 	return ns
 end
 
--- The stored endpoints by id and by name (a lookup the store keeps in step
--- with its index), so that a create or a lookup by name does not walk
--- every endpoint.
-local by_build, by_update = storemod.by_fields{ "id", "name" }
-local function names(self)
-	return M.derived(self, "endpoint", "names", by_build, by_update)
-end
-
 -- An endpoint by id, else by name, else by id prefix (M.find_summary); nil,
 -- "endpoint not found: KEY", ENOENT, or nil, msg, EINVAL when the prefix is
 -- ambiguous.
 local function find_endpoint(self, key)
 	local k = type(key) == "table" and key.id or key
 	local e, many
-	if type(k) == "string" and k ~= "" then e, many = M.find_summary(self, "endpoint", names(self), k) end
+	if type(k) == "string" and k ~= "" then e, many = M.find_summary(self, "endpoint", nil, k) end
 	if many then return nil, M.ambiguous("endpoint", k, many), errno.EINVAL end
 	local ep = e and self.store:get("endpoint", e.id)
 	if not ep then return nil, "endpoint not found: " .. tostring(k), errno.ENOENT end
@@ -389,9 +383,9 @@ local function resolve_endpoint(self, net, spec)
 	if type(name) ~= "string" or not name:match("^[%w][%w_.-]*$") or #name > 64 then
 		return fail(string.format("invalid endpoint name '%s'", tostring(name)))
 	end
-	local taken = names(self)
-	if storemod.first(taken, "id", id) then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
-	if storemod.first(taken, "name", name) then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
+	-- (the store's `first`: a fresh process reads no summary but these)
+	if M.first(self, "endpoint", "id", id) then return fail("endpoint with id " .. id .. " exists", errno.EEXIST) end
+	if M.first(self, "endpoint", "name", name) then return fail("endpoint " .. name .. " exists", errno.EEXIST) end
 	local opts, msg = epopts:parse(spec.options or {})
 	if not opts then return fail(msg) end
 	if spec.mac ~= nil then
