@@ -37,6 +37,36 @@ end
 
 -- --- file_write_atomic ---
 
+function TestFs:test_file_read_whole_files()
+	-- sizes around the buffer's and the read's, each byte kept (NULs too)
+	for _, n in ipairs{ 0, 1, 4095, 4096, 4097, 65536, 300001 } do
+		local want = {}
+		for i = 1, n do want[i] = string.char((i * 7) % 256) end
+		want = table.concat(want)
+		local p = self.dir .. "/f" .. n
+		local f = assert(io.open(p, "wb")); f:write(want); f:close()
+		local got = assert(core.file_read(p))
+		lu.assertEquals(#got, n)
+		lu.assertTrue(got == want, "size " .. n)
+	end
+	-- a file of /proc says size 0: read to its end all the same
+	local maps = assert(core.file_read("/proc/self/maps"))
+	lu.assertTrue(#maps > 100)
+	lu.assertStrContains(maps, "\n")
+	lu.assertEquals(assert(core.file_read("/proc/sys/kernel/random/boot_id")):match("^%x+%-[%x-]+\n$") ~= nil, true)
+	-- failures: nil, message, errno; a directory fails at the read
+	local ok, msg, err = core.file_read(self.dir .. "/none")
+	lu.assertNil(ok)
+	lu.assertEquals(msg, "open " .. self.dir .. "/none: No such file or directory")
+	lu.assertEquals(err, core.errno.ENOENT)
+	ok, msg, err = core.file_read(self.dir)
+	lu.assertNil(ok)
+	lu.assertStrContains(msg, "read " .. self.dir .. ": ")
+	lu.assertEquals(err, core.errno.EISDIR)
+	lu.assertErrorMsgContains("empty path", core.file_read, "")
+	lu.assertErrorMsgContains("string expected", core.file_read, nil)
+end
+
 function TestFs:test_write_atomic_creates_and_replaces()
 	local p = self.dir .. "/doc.json"
 	lu.assertTrue(core.file_write_atomic(p, "first"))

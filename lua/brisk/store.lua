@@ -236,11 +236,7 @@ local held = {}
 -- finds another generation than the one its cache was filled at drops the
 -- cache. Outside a transaction every read goes to the files.
 local function read_gen(dir)
-	local f = io.open(dir .. "/.gen", "rb")
-	if not f then return "0" end
-	local g = f:read("a") or "0"
-	f:close()
-	return g
+	return core.file_read(dir .. "/.gen") or "0"
 end
 
 -- A new generation: a counter and random bytes, so a value never comes back
@@ -405,9 +401,7 @@ local INDEX_VERSION = 2
 local boot
 local function boot_id()
 	if not boot then
-		local f = io.open("/proc/sys/kernel/random/boot_id", "rb")
-		boot = f and f:read("l") or ""
-		if f then f:close() end
+		boot = (core.file_read("/proc/sys/kernel/random/boot_id") or ""):match("^[^\n]*")
 	end
 	return boot
 end
@@ -691,11 +685,8 @@ end
 
 -- The index file, if it can be trusted at generation `gen`.
 function Store:_index_load(gen)
-	local f = io.open(self.dir .. "/.index", "rb")
-	if not f then return nil end
-	local text = f:read("a")
-	f:close()
-	if not text or text:sub(-2) ~= ",\n" then return nil end    -- empty, or a torn last line
+	local text = core.file_read(self.dir .. "/.index")
+	if not text or text:sub(-2) ~= ",\n" then return nil end    -- none, empty, or a torn last line
 	local ok, arr = pcall(json.decode, "[" .. text:sub(1, -3) .. "]")
 	if not ok or type(arr) ~= "table" then return nil end
 	local head, last = arr[1], arr[#arr]
@@ -1206,14 +1197,11 @@ end
 
 function Store:_parse_file(kind, id)
 	local path = self:_path(kind, id)
-	local f, msg, errno = io.open(path, "rb")
-	if not f then
+	local text, msg, errno = core.file_read(path)
+	if not text then
 		if errno == ENOENT then return nil, sfmt("%s %s not found", kind, id), "notfound" end
 		return nil, msg, "io"
 	end
-	local text, rmsg = f:read("a")
-	f:close()
-	if not text then return nil, sfmt("read %s: %s", path, tostring(rmsg)), "io" end
 	local doc, err = M.decode(text)
 	if doc == nil then return nil, sfmt("store: cannot parse %s: %s", path, err), "corrupt" end
 	if type(doc) ~= "table" or not text:match("^%s*{") then
