@@ -18,10 +18,10 @@ local function cat(path)
 	return H.must("cat /proc/sys/" .. path):match("^%s*(.-)%s*$")
 end
 
+-- This process's open descriptors (read here: a child's /proc/self would
+-- be the child's, which inherits none of brisk's close-on-exec ones).
 local function fd_count()
-	local n = 0
-	for _ in io.popen("ls /proc/self/fd"):lines() do n = n + 1 end
-	return n
+	return #assert(core.listdir("/proc/self/fd"))
 end
 
 local function names(links)
@@ -170,9 +170,28 @@ function TestSysctl:test_bad_paths_raise()
 	lu.assertErrorMsgContains("closed netlink handle", core.sysctl_get, FWD, h)
 end
 
+-- Without CAP_SYS_ADMIN brisk cannot make a procfs of its own (fsopen
+-- fails): sysctls are read and written through the usual /proc/sys all the
+-- same, in its own namespace (entering another needs that capability too).
+function TestSysctl:test_without_cap_sys_admin_the_usual_proc()
+	if not H.sh("command -v setpriv") then return lu.skip("setpriv (util-linux) is missing") end
+	local orig = cat(FWD)
+	local new = orig == "0" and "1" or "0"
+	local out = H.must("setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin -- " .. H.lua_cmd(
+		"local core = require 'brisk.core'; io.write(assert(core.sysctl_set('" .. FWD .. "', '" .. new ..
+		"')), ' ', assert(core.sysctl_get('" .. FWD .. "')), ' ', " ..
+		"tostring(select(3, core.sysctl_get('net/ipv4/no_such_key'))))"))
+	lu.assertEquals(out, orig .. " " .. new .. " " .. E.ENOENT)
+	lu.assertEquals(cat(FWD), new)
+	assert(core.sysctl_set(FWD, orig))
+	lu.assertEquals(cat(FWD), orig)
+end
+
 function TestSysctl:test_no_fd_leak()
 	H.netns_add("nsleak")
 	local h <close> = assert(core.open("nsleak"))
+	-- (brisk's own procfs instance, kept between opens, is made first)
+	assert(core.sysctl_get(FWD))
 	collectgarbage()
 	local before = fd_count()
 	for i = 1, 300 do
