@@ -612,6 +612,22 @@ static int link_field(lua_State *L, const char *br, const char *field)
 	return 1;
 }
 
+/* Set `dev` up without reading it first: for the endpoint's own links,
+ * which the flow made down (setting UP on a link that is up changes
+ * nothing; a journal over a link it made records no undo, and over
+ * another reads the link for it). Returns -1 with the failure triple on
+ * the stack when the call fails. */
+static int set_up(lua_State *L, const char *dev)
+{
+	lua_createtable(L, 0, 2);
+	brisk_setstr(L, "dev", dev);
+	brisk_setbool(L, "up", 1);
+	if (!hcall(L, "link_set"))
+		return -1;
+	lua_pop(L, 3);
+	return 0;
+}
+
 /* Bring `dev` up unless its flags say UP; with `readback`, read the link
  * again after setting it. Returns -1 with the failure triple on the stack
  * when a call fails. */
@@ -630,12 +646,8 @@ static int ensure_up(lua_State *L, const char *dev, int readback)
 	lua_pop(L, 1);
 	if (up)
 		return 0;
-	lua_createtable(L, 0, 2);
-	brisk_setstr(L, "dev", dev);
-	brisk_setbool(L, "up", 1);
-	if (!hcall(L, "link_set"))
+	if (set_up(L, dev) < 0)
 		return -1;
-	lua_pop(L, 3);
 	if (readback && !link_field(L, dev, "flags"))
 		return -1;
 	return 0;
@@ -815,22 +827,6 @@ static int set_hairpin(lua_State *L)
 	return 1;
 }
 
-
-/* Set `dev` up without reading it first: for the endpoint's own links,
- * which the flow made down (setting UP on a link that is up changes
- * nothing; a journal over a link it made records no undo, and over
- * another reads the link for it). Returns -1 with the failure triple on
- * the stack when the call fails. */
-static int set_up(lua_State *L, const char *dev)
-{
-	lua_createtable(L, 0, 2);
-	brisk_setstr(L, "dev", dev);
-	brisk_setbool(L, "up", 1);
-	if (!hcall(L, "link_set"))
-		return -1;
-	lua_pop(L, 3);
-	return 0;
-}
 
 /***
  * Bring the host side up.

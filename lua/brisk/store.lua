@@ -519,27 +519,28 @@ local function snap_summary(snap, fields, i)
 	return s
 end
 
+-- The index's count of documents after one was there (`had`) or not,
+-- and is (`now`) or not.
+local function count_live(ix, had, now)
+	if now and not had then
+		ix.live = ix.live + 1
+	elseif had and not now then
+		ix.live = ix.live - 1
+	end
+end
+
 -- Set (or, summary nil, remove) one entry, keeping the sorted array and
 -- the kind's derived lookups (Store:derived).
 local function index_apply(ix, kind, id, summary, less)
 	local k = ix.kinds[kind]
 	if k.snap then
-		local had = lazy_has(k, id, less or id_less())
+		count_live(ix, lazy_has(k, id, less or id_less()), summary)
 		k.over[id] = summary or false
-		if summary and not had then
-			ix.live = ix.live + 1
-		elseif had and not summary then
-			ix.live = ix.live - 1
-		end
 		return
 	end
 	local old = k.map[id]
 	k.map[id] = summary
-	if summary and not old then
-		ix.live = ix.live + 1
-	elseif old and not summary then
-		ix.live = ix.live - 1
-	end
+	count_live(ix, old, summary)
 	list_update(k.sorted, id, summary, less)
 	for _, d in pairs(k.derived or {}) do d.update(d.obj, old, summary) end
 end
@@ -730,11 +731,7 @@ function Store:_index_load(gen)
 					k.touched = k.touched or {}
 					k.touched[#k.touched + 1] = id
 				end
-				if d and not old then
-					ix.live = ix.live + 1
-				elseif old and not d then
-					ix.live = ix.live - 1
-				end
+				count_live(ix, old, d)
 			end
 		end
 	end
