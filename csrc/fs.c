@@ -20,7 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include "brisk.h"
@@ -512,75 +511,74 @@ static int l_getcwd(lua_State *L)
 	return 1;
 }
 
+/* The descriptor of a to-be-closed slot (file_read's): closed when the
+ * function returns or raises (out of memory while the buffer grows). */
+static int fdguard_close(lua_State *L)
+{
+	int *fd = lua_touserdata(L, 1);
+
+	if (fd && *fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return 0;
+}
+
 /***
  * A whole file's bytes, read in one go: its size from fstat, the buffer
- * made that size (read on past it when the file grew meanwhile; files of
- * /proc, which say 0, are read the same way). What io.open and read("a")
- * do with a growing buffer and a few more system calls; the store reads
- * its index and documents with it.
+ * made one byte larger, so that the read that fills less of it is the end
+ * (files of /proc say size 0: read in pages until a read returns 0, as
+ * when a file grew meanwhile). What io.open and read("a") do with a
+ * growing buffer and two more system calls; the store reads its index
+ * and documents with it.
  * @function file_read
  * @tparam string path
  * @return string
  * @return[2] nil, "open <path>: <strerror>" or "read <path>: <strerror>", errno
  */
-#define MAP_READ_MIN (16 << 10)
-#define MAP_READ_MAX (64 << 20)
-
 static int l_file_read(lua_State *L)
 {
 	const char *path = check_path(L, 1);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int *fd = lua_newuserdatauv(L, sizeof(int), 0);
 	struct stat st;
 	luaL_Buffer b;
 	size_t want, got = 0;
+	int sized;
 	ssize_t r;
 	char *p;
-	int err;
 
-	if (fd < 0)
+	*fd = -1;
+	if (luaL_newmetatable(L, "brisk.fdguard")) {
+		lua_pushcfunction(L, fdguard_close);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_setmetatable(L, -2);
+	lua_toclose(L, -1);
+	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (*fd < 0)
 		return brisk_fail(L, "open", path, errno);
-	if (fstat(fd, &st) < 0) {
-		err = errno;
-		close(fd);
-		return brisk_fail(L, "read", path, err);
-	}
-	/* a large regular file: mapped and copied once, into the string (no
-	 * buffer in between: the pages of one copy fewer to fault in; ~35 us
-	 * less for 57 KB); a size that changed meanwhile shows in what the map
-	 * holds, as in what a read would. A small one costs one system call
-	 * fewer read. */
-	if (S_ISREG(st.st_mode) && st.st_size >= MAP_READ_MIN && st.st_size <= MAP_READ_MAX) {
-		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m != MAP_FAILED) {
-			lua_pushlstring(L, m, (size_t)st.st_size);
-			munmap(m, (size_t)st.st_size);
-			close(fd);
-			return 1;
-		}
-	}
-	/* one byte more than the size, so that the end is seen by the read
-	 * that fills the buffer rather than by another one */
-	want = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+	if (fstat(*fd, &st) < 0)
+		return brisk_fail(L, "read", path, errno);
+	sized = S_ISREG(st.st_mode) && st.st_size > 0;
+	want = sized ? (size_t)st.st_size + 1 : 4096;
 	luaL_buffinit(L, &b);
 	for (;;) {
 		p = luaL_prepbuffsize(&b, want);
-		r = read(fd, p, want);
+		r = read(*fd, p, want);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			err = errno;
-			close(fd);
-			return brisk_fail(L, "read", path, err);
+			return brisk_fail(L, "read", path, errno);
 		}
 		if (r == 0)
 			break;
 		luaL_addsize(&b, (size_t)r);
 		got += (size_t)r;
-		if ((size_t)r < want && S_ISREG(st.st_mode) && got >= (size_t)st.st_size)
-			break;      /* short of the extra byte: the end */
+		/* short of the extra byte of a file whose size said so: its end */
+		if (sized && (size_t)r < want && got >= (size_t)st.st_size)
+			break;
 		want = got < 4096 ? 4096 : got;
 	}
-	close(fd);
 	luaL_pushresult(&b);
 	return 1;
 }

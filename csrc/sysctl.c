@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <linux/mount.h>
 #include <linux/sockios.h>
@@ -90,7 +91,10 @@ struct sysctl_ctx {
  * lookup, whatever the count). It is made anew after OWN_PROC_USES opens,
  * so that a long-lived process does not grow the same chain in it. A
  * kernel or sandbox without the new mount API, or a caller without
- * CAP_SYS_ADMIN, gets the usual /proc/sys.
+ * CAP_SYS_ADMIN, gets the usual /proc/sys; so does one whose /proc/sys is
+ * mounted read-only (systemd's ProtectKernelTunables=, a container's
+ * runtime): a procfs of its own would not be, and brisk does not go
+ * around that.
  */
 #define OWN_PROC_USES 64
 
@@ -98,7 +102,8 @@ static int own_proc = -1, own_proc_uses, own_proc_off;
 
 static int own_proc_fd(void)
 {
-	int fs;
+	struct statvfs sv;
+	int fs, err;
 
 	if (own_proc_off)
 		return -1;
@@ -107,13 +112,21 @@ static int own_proc_fd(void)
 		own_proc = -1;
 	}
 	if (own_proc < 0) {
+		if (statvfs("/proc/sys", &sv) == 0 && (sv.f_flag & ST_RDONLY)) {
+			own_proc_off = 1;
+			return -1;
+		}
 		fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
 		if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
 			own_proc = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+		err = errno;
 		if (fs >= 0)
 			close(fs);
 		if (own_proc < 0) {
-			own_proc_off = 1;
+			/* for good when it is not to be had; out of descriptors or
+			 * memory, the usual /proc this time only */
+			if (err != EMFILE && err != ENFILE && err != ENOMEM)
+				own_proc_off = 1;
 			return -1;
 		}
 		own_proc_uses = 0;

@@ -187,6 +187,21 @@ function TestSysctl:test_without_cap_sys_admin_the_usual_proc()
 	lu.assertEquals(cat(FWD), orig)
 end
 
+-- A /proc/sys mounted read-only (systemd's ProtectKernelTunables=, a
+-- container's runtime) stays so for brisk: it does not write through a
+-- procfs of its own, which would not be.
+function TestSysctl:test_read_only_proc_sys_is_respected()
+	local orig = cat(FWD)
+	local new = orig == "0" and "1" or "0"
+	local ok, out = H.sh("unshare -m --propagation private sh -c " .. H.q(
+		"mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && " .. H.lua_cmd(
+		"local core = require 'brisk.core'; local ok, msg, err = core.sysctl_set('" .. FWD .. "', '" .. new ..
+		"'); io.write(tostring(ok), ' ', tostring(err), ' ', msg, ' ', assert(core.sysctl_get('" .. FWD .. "')))")))
+	lu.assertTrue(ok, out)
+	lu.assertEquals(out, "nil " .. E.EROFS .. " set sysctl " .. FWD .. ": Read-only file system " .. orig)
+	lu.assertEquals(cat(FWD), orig)
+end
+
 function TestSysctl:test_no_fd_leak()
 	H.netns_add("nsleak")
 	local h <close> = assert(core.open("nsleak"))

@@ -862,7 +862,7 @@ function Store:_indexed(kind, fname, lazy)
 	if not ix then return nil, msg, code end
 	local k = ix.kinds[kind]
 	if not lazy then full(k) end
-	return k
+	return k, nil, nil, ix
 end
 
 --- Summaries of the documents of an indexed kind: the fields named for it
@@ -1035,12 +1035,14 @@ end
 -- The lookup by one field that `first` keeps (a `derived` one).
 local by_field = {}
 
---- The summary of an indexed kind whose field `field` is `value` (the one
--- with the lowest id when several are), or nil. Cheaper than a walk over
--- `summaries` when the index was just read: the fields are compared where
--- the index file keeps them, and only the summary found is built (after a
--- few calls, or once the summaries were built anyway, the answers come from
--- a lookup kept in step with them, as `derived` ones).
+--- A summary of an indexed kind whose field `field` is `value`, or nil
+-- (when several are, one of them: the first by id when the index was
+-- just read). Cheaper than a walk over `summaries` when the index was
+-- just read: the fields are compared where the index file keeps them, and
+-- only the summary found is built (after a few calls, or once the
+-- summaries were built anyway, the answers come from a lookup kept in step
+-- with them, as `derived` ones; an index rebuilt outside a transaction,
+-- which serves one read only, is walked).
 -- @tparam string kind a kind given in `index`
 -- @tparam string field one of its indexed fields, or "id"
 -- @param value compared with ==
@@ -1050,10 +1052,18 @@ function Store:first(kind, field, value)
 	if type(field) ~= "string" then
 		error("bad argument #2 to 'first' (string expected, got " .. type(field) .. ")", 2)
 	end
-	local k, msg, code = self:_indexed(kind, "first", true)
+	local k, msg, code, ix = self:_indexed(kind, "first", true)
 	if not k then return nil, msg, code end
 	if value == nil then return nil end
 	if not lazy_call(k) then
+		if ix ~= self._c.ix then
+			-- built for this read only: a lookup made over it would be
+			-- made again, with the whole index, by the next call
+			for _, s in ipairs(k.sorted) do
+				if s[field] == value then return s end
+			end
+			return nil
+		end
 		local b = by_field[field]
 		if not b then
 			b = { M.by_fields{ field } }
@@ -1088,9 +1098,10 @@ function Store:first(kind, field, value)
 end
 
 --- Call fn(id, v1, v2, ...) for every summary of an indexed kind, with
--- the values of `fields` (nil where a summary has none), in no particular
--- order, building no summary when the index was just read: a walk over
--- every summary made once (an address book, a count).
+-- the values of `fields` (nil where a summary has none; "id" is the id),
+-- in no particular order, building no summary when the index was just
+-- read: a walk over every summary made once (an address book, a count).
+-- fn must not write to the store.
 -- @tparam string kind a kind given in `index`
 -- @tparam table fields field names, each one of the kind's indexed fields
 -- @tparam function fn
@@ -1121,7 +1132,7 @@ function Store:scan(kind, fields, fn)
 		if i then skip[i] = true end
 	end
 	local cols = {}
-	for j = 1, nf do cols[j] = snap_column(snap, fields[j]) or {} end
+	for j = 1, nf do cols[j] = fields[j] == "id" and snap.ids or snap_column(snap, fields[j]) or {} end
 	local ids, n, null = snap.ids, snap.n, cjson.null
 	if nf <= 3 then
 		-- (the common case unrolled: a string or none as it is, the rest
