@@ -128,6 +128,18 @@ local function last_line(self)
 	return self.lines[#self.lines]
 end
 
+-- The usual lab brought up again (keep) is refused with `want` in the
+-- message, and leaves the kernel and the store as they were.
+local function lab_refused(self, want)
+	local before = deep_world(self.dir)
+	local t = lab(self, { keep = true })
+	local ok, err = pcall(t.up, t)
+	lu.assertFalse(ok)
+	lu.assertStrContains(err, want)
+	same(deep_world(self.dir), before)
+	t:close()
+end
+
 ---------------------------------------------------------------------------
 TestTopoDeclare = { setUp = setup, tearDown = teardown }
 
@@ -545,13 +557,7 @@ function TestTopoOwnership:test_network_made_again_by_hand_is_not_claimed()
 	assert(d:delete_network("web"))
 	local mine = assert(d:create_network{ name = "web", subnet = "10.50.0.0/24" })
 	lu.assertNotEquals(mine.id, old_id)
-	local before = deep_world(self.dir)
-	local t2 = lab(self, { keep = true })
-	local ok, err = pcall(t2.up, t2)
-	lu.assertFalse(ok)
-	lu.assertStrContains(err, "network web exists and is not part of topology lab")
-	same(deep_world(self.dir), before)
-	t2:close()
+	lab_refused(self, "network web exists and is not part of topology lab")
 	-- down by name: the hosts go, the network stays and is reported
 	self.lines = {}
 	local res = topo.down("lab", { state_dir = self.dir, log = function(l) self.lines[#self.lines + 1] = l end })
@@ -576,13 +582,7 @@ function TestTopoOwnership:test_endpoint_made_again_by_hand_is_not_claimed()
 	local d = assert(require("brisk.driver").open{ state_dir = self.dir })
 	assert(d:delete_endpoint("lab.h1.web"))
 	local mine = assert(d:create_endpoint("web", { name = "lab.h1.web", netns = "mine" }))
-	local before = deep_world(self.dir)
-	local t2 = lab(self, { keep = true })
-	local ok, err = pcall(t2.up, t2)
-	lu.assertFalse(ok)
-	lu.assertStrContains(err, "connect h1 to web: endpoint lab.h1.web exists and is not part of topology lab")
-	same(deep_world(self.dir), before)
-	t2:close()
+	lab_refused(self, "connect h1 to web: endpoint lab.h1.web exists and is not part of topology lab")
 	local res = topo.down("lab", { state_dir = self.dir, log = function(l) self.lines[#self.lines + 1] = l end })
 	lu.assertEquals(res.errors[1], "h1 on web: it was re-created outside the topology: left in place")
 	-- (its network cannot go while the endpoint is on it)
