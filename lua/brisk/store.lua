@@ -901,9 +901,9 @@ end
 -- @tparam function update
 -- @return the lookup (build's result)
 -- @return[2] nil, msg, code as `summaries`
-function Store:derived(kind, name, build, update)
-	local k, msg, code = self:_indexed(kind, "derived")
-	if not k then return nil, msg, code end
+-- The lookup `name` of a built kind's entry, made by build(sorted) the
+-- first time.
+local function derived_of(k, name, build, update)
 	k.derived = k.derived or {}
 	local d = k.derived[name]
 	if not d then
@@ -911,6 +911,12 @@ function Store:derived(kind, name, build, update)
 		k.derived[name] = d
 	end
 	return d.obj
+end
+
+function Store:derived(kind, name, build, update)
+	local k, msg, code = self:_indexed(kind, "derived")
+	if not k then return nil, msg, code end
+	return derived_of(k, name, build, update)
 end
 
 -- Maps whose values are one summary, or an array of the summaries that
@@ -1069,9 +1075,8 @@ function Store:first(kind, field, value)
 			b = { M.by_fields{ field } }
 			by_field[field] = b
 		end
-		local lk, dmsg, dcode = self:derived(kind, "\0first:" .. field, b[1], b[2])
-		if not lk then return nil, dmsg, dcode end
-		return M.first(lk, field, value)
+		-- (on the entry in hand: `derived` would read .gen and the index again)
+		return M.first(derived_of(k, "\0first:" .. field, b[1], b[2]), field, value)
 	end
 	local less, snap, best = id_less(), k.snap, nil
 	-- the changes since the snapshot
