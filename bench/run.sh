@@ -101,10 +101,19 @@ settle() {
 	log "warning: namespaces still being freed after 120 s"
 }
 
+# Every measurement's files (state dirs, CNI's IPAM data) stay until the run
+# ends. On an ext4 without a journal (this machine's root, /tmp included) the
+# kernel skips the inodes freed in the last minute when it makes a file,
+# checking each in turn: deleting one measurement's N files right before the
+# next made every file the next one created cost 0.2-0.8 ms more (measured),
+# whichever tool it was, so a result depended on what ran before it.
+workroot=$(mktemp -d)
+trap 'rm -rf "$workroot"' EXIT
+
 # One measurement: TOOL N, in its own isolate; appends the RESULT line.
 measure() {
 	local tool=$1 n=$2 work line
-	work=$(mktemp -d)
+	work=$(mktemp -d "$workroot/run.XXXXXX")
 	settle
 	# shellcheck disable=SC2016 # the tmpfs row's script is expanded by its sh
 	case $tool in
@@ -121,7 +130,6 @@ measure() {
 	cni) cmd=(bench/cni_bench.sh "$n" "$work") ;;
 	esac
 	line=$($NICE scripts/isolate.sh bench/measure.sh "$tool" "$n" "${cmd[@]}" | grep '^RESULT') || true
-	rm -rf "$work"
 	[ -n "$line" ] || line="RESULT tool=$tool n=$n total_s=0 status=FAIL"
 	echo "$line" >>"$raw"
 	log "  $line"
