@@ -823,6 +823,114 @@ function TestDaemon:test_sigterm_stops_before_queued_callers()
 	for i = 1, 20 do idle[i]:close() end
 end
 
+-- `slow.py EXE SOCK CTL MODE`: `brisk help options` through the daemon
+-- with its stdout a pipe of one page that already holds 2000 bytes and is
+-- not read until CTL/go exists (the output does not fit); then MODE
+-- "read": reads it all, prints the caller's exit code and what it read;
+-- "kill": kills the caller instead.
+local SLOW = [[
+import fcntl, os, subprocess, sys, time
+exe, sock, ctl, mode = sys.argv[1:5]
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)      # F_SETPIPE_SZ: one page
+os.write(w, b"x" * 2000)
+p = subprocess.Popen([exe, "help", "options"], stdin=subprocess.DEVNULL, stdout=w,
+                     env=dict(os.environ, BRISK_HOST=sock))
+os.close(w)
+print(p.pid, flush=True)
+while not os.path.exists(ctl + "/go"):
+    time.sleep(0.01)
+running = p.poll() is None
+if mode == "kill":
+    p.kill()
+    p.wait()
+    print("killed" if running else "had exited")
+    sys.exit(0)
+out = b""
+while True:
+    d = os.read(r, 65536)
+    if not d:
+        break
+    out += d
+print(p.wait(), "running" if running else "had exited")
+sys.stdout.write(out.decode())
+]]
+
+-- A caller whose output nobody reads (a full pipe) held the daemon in a
+-- write: every other caller waited, SIGTERM too. Its output is now kept
+-- and delivered as its reader takes it; the exit code goes after it.
+function TestDaemon:test_an_unread_output_does_not_hold_the_daemon()
+	local d = H.scratch("slow")
+	spit(d .. "/slow.py", SLOW)
+	local want = select(2, brisk(nil, "help options"))
+	lu.assertTrue(#want > 2200, "the output must not fit in the pipe")
+	local function wait_for(what, cond)
+		local deadline = os.time() + 10
+		while not cond() do
+			if os.time() > deadline then error("timed out waiting for " .. what) end
+			os.execute("sleep 0.01")
+		end
+	end
+	local function slow(dm, ctl, mode)
+		H.must("mkdir -p " .. q(ctl))
+		local p = io.popen(string.format("python3 %s %s %s %s %s", q(d .. "/slow.py"), q(BIN), q(dm.sock),
+			q(ctl), mode))
+		local pid = p:read("l")
+		local function parked()
+			local n = 0
+			for _ in (slurp(dm.log) or ""):gmatch("help: exit 0, [%d.]+ ms %(its output waits for its reader%)") do
+				n = n + 1
+			end
+			return n
+		end
+		local before = dm.parked or 0
+		wait_for("the waiting output", function() return parked() > before end)
+		dm.parked = before + 1
+		return p, pid
+	end
+	local function go(ctl) spit(ctl .. "/go", "") end
+
+	-- read later: meanwhile the daemon serves others; the caller waits for
+	-- its output to be read, then exits with its code, the output whole
+	local dm = daemon()
+	local p = slow(dm, d .. "/a", "read")
+	local t0 = os.time()
+	local code, out = brisk(dm, "version")
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(out, "brisk ")
+	lu.assertTrue(os.time() - t0 <= 2)
+	lu.assertEquals(#requests(dm), 2)
+	go(d .. "/a")
+	local res = p:read("a")
+	p:close()
+	lu.assertEquals(res, "0 running\n" .. string.rep("x", 2000) .. want)
+
+	-- the caller killed before its reader took the output: dropped, and the
+	-- daemon goes on
+	p = slow(dm, d .. "/b", "kill")
+	go(d .. "/b")
+	lu.assertEquals(p:read("a"), "killed\n")
+	p:close()
+	wait_for("the drop", function()
+		return (slurp(dm.log) or ""):find("gone before its output was read; the rest dropped", 1, true) ~= nil
+	end)
+	lu.assertEquals((brisk(dm, "version")), 0)
+
+	-- SIGTERM with an output waiting: the daemon stops at once; the caller
+	-- gets its exit code, with the output its reader had not taken dropped
+	p = slow(dm, d .. "/c", "read")
+	t0 = os.time()
+	local scode, log = stop(dm)
+	lu.assertEquals(scode, 0)
+	lu.assertTrue(os.time() - t0 <= 2)
+	lu.assertStrMatches(log, ".*stopping: %d+ bytes of its output not read, dropped\n.*")
+	go(d .. "/c")
+	res = p:read("a")
+	p:close()
+	lu.assertStrMatches(res, "0 had exited\nx+.*")
+	lu.assertTrue(#res < #want + 2000, "some of the output was dropped")
+end
+
 -- The socket and what listens on it (found by a review): a client gave its
 -- descriptors to whatever listened, and a daemon listened in a directory
 -- anyone could write.

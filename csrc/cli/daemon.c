@@ -15,7 +15,9 @@
  * namespace and its working directory. The server runs the command in
  * that namespace and directory, with those descriptors as its 0, 1 and 2,
  * then puts its own back and answers with the exit code, or with "run it
- * yourself" (-1) when it will not serve it: a caller that could not do
+ * yourself" (-1) when it will not serve it (the command's stdout and stderr
+ * are memory files while it runs, copied to the caller's afterwards as its
+ * reader takes them: see "output" below): a caller that could not do
  * what the daemon does (another user, fewer capabilities), one that sees
  * other paths (another mount, pid or user namespace, another root
  * directory: the names under /run/netns and the state directory would
@@ -41,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -58,6 +61,7 @@
 #define REQ_MAX 65536           /* a request larger than this runs locally */
 #define REQ_FDS 5               /* stdin, stdout, stderr, netns, cwd */
 #define REPLY_LOCAL (-1)
+#define MAX_PENDING 64          /* outputs waiting for their readers; then callers run theirs */
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77         /* Linux 6.5; older kernels refuse it */
@@ -443,12 +447,262 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* --- output ---------------------------------------------------------
+ *
+ * A served command writes its stdout and stderr into memory files
+ * (memfd), not into the caller's descriptors: a caller whose output nobody
+ * reads (a pipe whose reader stopped, `| less` left open) would otherwise
+ * stop the daemon in a write, every other caller and the stop signals with
+ * it. Once the command is done, its text goes to the caller's descriptors
+ * without blocking, and the exit code after it, so the caller exits with
+ * its output delivered. What its reader does not take at once waits in
+ * `pending`, which the serving loop polls with the socket, and goes as the
+ * reader takes it; a caller gone meanwhile (killed, timed out) drops it; a
+ * stop signal answers every waiting caller with its exit code and drops
+ * what its reader had not taken. A stdout and stderr that are one file
+ * (2>&1) share one memory file, so their lines keep their order.
+ *
+ * Without blocking: a pipe or FIFO is opened again (/proc/self/fd/N: a
+ * description of its own, O_NONBLOCK there, the caller's left as it is);
+ * a socket is written with MSG_DONTWAIT; a regular file through the
+ * caller's own description (its offset and O_APPEND are the caller's; a
+ * file write does not wait for a reader); a terminal or other device
+ * opened again, or, when that fails, written as it is.
+ */
+
+struct out {
+	int mem;        /* the memory file with the text, or -1 */
+	int fd;         /* where it goes, or -1 when nowhere (the reader is gone) */
+	int sock;       /* fd is a socket */
+	int gone;       /* fd is -1 because the reader is gone */
+	int is_stdout;
+	off_t off, len;
+};
+
+struct delivery {
+	int c;          /* the caller's connection: the exit code goes there last */
+	int32_t code;
+	pid_t pid;
+	struct out out[2];
+};
+
+static struct delivery pending[MAX_PENDING];
+static int npending;
+
+/* The caller's 0, 1 and 2 while a command is served (what brisk.host.isatty
+ * asks about), else -1. */
+static int served_fd[3] = { -1, -1, -1 };
+
+int brisk_served_fd(int fd)
+{
+	return fd >= 0 && fd < 3 && served_fd[fd] >= 0 ? served_fd[fd] : fd;
+}
+
+/* Whether two descriptors name one file (2>&1, or both the same pipe). */
+static int one_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && same_file(&sa, &sb);
+}
+
+/* Set o up to copy memory file `mem` (taken) to the caller's descriptor
+ * `fd` (left as it is). */
+static void out_open(struct out *o, int mem, int fd, int is_stdout)
+{
+	struct stat st;
+	char path[64];
+
+	o->mem = mem;
+	o->fd = -1;
+	o->sock = o->gone = 0;
+	o->is_stdout = is_stdout;
+	o->off = 0;
+	o->len = mem >= 0 ? lseek(mem, 0, SEEK_END) : 0;
+	if (o->len <= 0) {
+		o->len = 0;
+		return;
+	}
+	if (fstat(fd, &st) < 0)
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		o->sock = 1;
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		o->fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		/* a pipe or FIFO without a reader: ENXIO, as a write's EPIPE */
+		o->gone = o->fd < 0 && errno == ENXIO;
+		if (o->fd >= 0 || o->gone || S_ISFIFO(st.st_mode))
+			return;
+	}
+	o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+/* Write what o has left: 1 when all of it went (or there is nowhere for it
+ * to go), 0 when its reader must take some first, -1 when its reader is
+ * gone (the rest is dropped). */
+static int out_push(struct out *o)
+{
+	static char buf[65536];
+
+	if (o->fd < 0) {
+		o->off = o->len;
+		return o->gone ? -1 : 1;
+	}
+	while (o->off < o->len) {
+		size_t want = (size_t)(o->len - o->off) < sizeof(buf) ? (size_t)(o->len - o->off) : sizeof(buf);
+		ssize_t n, w;
+
+		n = pread(o->mem, buf, want, o->off);
+		if (n <= 0)
+			return 1;        /* (cannot happen: the file is ours) */
+		w = o->sock ? send(o->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) : write(o->fd, buf, (size_t)n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (w <= 0) {
+			o->off = o->len;
+			return errno == EPIPE || errno == ECONNRESET || errno == ENXIO ? -1 : 1;
+		}
+		o->off += w;
+	}
+	return 1;
+}
+
+static void out_close(struct out *o)
+{
+	if (o->mem >= 0)
+		close(o->mem);
+	if (o->fd >= 0)
+		close(o->fd);
+	o->mem = o->fd = -1;
+}
+
+/* Push both outputs of d; 1 when done (the exit code may have become
+ * 128 + SIGPIPE: the command, run in the caller, would have died of it),
+ * 0 when one waits for its reader. */
+static int delivery_push(struct delivery *d)
+{
+	int i, r;
+
+	for (i = 0; i < 2; i++) {
+		if (d->out[i].off >= d->out[i].len)
+			continue;
+		r = out_push(&d->out[i]);
+		if (r == 0)
+			return 0;
+		if (r < 0 && d->out[i].is_stdout)
+			d->code = 128 + SIGPIPE;
+	}
+	return 1;
+}
+
+static void delivery_end(struct delivery *d, int answer)
+{
+	if (answer)
+		reply_to(d->c, d->code);
+	close(d->c);
+	out_close(&d->out[0]);
+	out_close(&d->out[1]);
+}
+
+/* The output a command left in mem[0] (stdout, or both) and mem[1]
+ * (stderr, or -1): delivered at once and answered, or parked in `pending`.
+ * Takes the memory files; the caller's connection c too when parked.
+ * Returns 1 when parked. */
+static int deliver(int c, int32_t *code, pid_t pid, const int *fds, const int *mem)
+{
+	struct delivery d;
+
+	d.c = c;
+	d.code = *code;
+	d.pid = pid;
+	out_open(&d.out[0], mem[0], fds[1], 1);
+	out_open(&d.out[1], mem[1], fds[2], 0);
+	if (delivery_push(&d) || npending >= MAX_PENDING) {
+		/* (a full list cannot happen: no request is served then) */
+		*code = d.code;
+		out_close(&d.out[0]);
+		out_close(&d.out[1]);
+		return 0;
+	}
+	pending[npending++] = d;
+	return 1;
+}
+
+/* Poll entries for the pending deliveries, from pfd[0]: the output that
+ * waits, and the caller's connection (gone: dropped). */
+static int pending_pollfds(struct pollfd *pfd)
+{
+	int i, n = 0;
+
+	for (i = 0; i < npending; i++) {
+		struct delivery *d = &pending[i];
+		struct out *o = d->out[0].off < d->out[0].len ? &d->out[0] : &d->out[1];
+		pfd[n].fd = o->fd;
+		pfd[n++].events = POLLOUT;
+		pfd[n].fd = d->c;
+		pfd[n++].events = POLLRDHUP;
+	}
+	return n;
+}
+
+/* After a poll over pending_pollfds' entries: push what can go, end what
+ * is done or whose caller is gone. */
+static void pending_run(const struct pollfd *pfd, int quiet)
+{
+	int i, j = 0, n = npending;
+
+	for (i = 0; i < n; i++) {
+		struct delivery *d = &pending[i];
+		const struct pollfd *po = &pfd[2 * i], *pc = &pfd[2 * i + 1];
+		int done = 0;
+
+		if (pc->revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) {
+			if (!quiet)
+				log_line("pid %d: gone before its output was read; the rest dropped", (int)d->pid);
+			delivery_end(d, 0);
+			continue;
+		}
+		if (po->revents)
+			done = delivery_push(d);
+		if (done) {
+			delivery_end(d, 1);
+			continue;
+		}
+		pending[j++] = *d;
+	}
+	npending = j;
+}
+
+/* At a stop: every waiting caller gets its exit code; what its reader has
+ * not taken is dropped. */
+static void pending_drop(int quiet)
+{
+	int i;
+
+	for (i = 0; i < npending; i++) {
+		struct delivery *d = &pending[i];
+		if (!quiet)
+			log_line("pid %d: stopping: %lld bytes of its output not read, dropped", (int)d->pid,
+				 (long long)(d->out[0].len - d->out[0].off + d->out[1].len - d->out[1].off));
+		delivery_end(d, 1);
+	}
+	npending = 0;
+}
+
 /*
  * One request on the accepted connection c: check it, switch to the
- * caller's descriptors, directory and namespace, call the handler (at
- * stack index hidx) with the arguments and the environment, switch back,
- * answer. Returns -1 only when the daemon cannot go on (its namespace
- * could not be restored).
+ * caller's stdin, directory and namespace (its stdout and stderr are
+ * memory files), call the handler (at stack index hidx) with the arguments
+ * and the environment, switch back, deliver the output and answer.
+ * Returns 1 when the output waits for its reader (the connection is then
+ * `pending`'s), -1 only when the daemon cannot go on (its namespace could
+ * not be restored), else 0.
  */
 static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 {
@@ -465,7 +719,7 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	socklen_t clen = sizeof(cred), plen = sizeof(int);
 	struct timespec t0;
 	struct pollfd gone = { c, POLLRDHUP, 0 };
-	int fds[REQ_FDS], nfds = 0, i, ret = 0, peer_ok, rerr = 0, pidfd = -1;
+	int fds[REQ_FDS], nfds = 0, i, ret = 0, peer_ok, rerr = 0, pidfd = -1, mem[2] = { -1, -1 }, parked = 0, one;
 	int32_t code = REPLY_LOCAL;
 	const char *p, *end, *why = NULL, *label = "?";
 	ssize_t n;
@@ -563,13 +817,20 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 	}
 	fflush(stdout);
 	fflush(stderr);
-	if (fchdir(fds[4]) < 0 || dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0) {
+	mem[0] = memfd_create("brisk-stdout", MFD_CLOEXEC);
+	one = one_file(fds[1], fds[2]);
+	if (!one)
+		mem[1] = memfd_create("brisk-stderr", MFD_CLOEXEC);
+	if (mem[0] < 0 || (mem[1] < 0 && !one) || fchdir(fds[4]) < 0 ||
+	    dup2(fds[0], 0) < 0 || dup2(mem[0], 1) < 0 || dup2(mem[1] >= 0 ? mem[1] : mem[0], 2) < 0) {
 		lua_pop(L, 3);
 		why = "cannot take the caller's descriptors";
 		if ((rerr = restore_own(s)) != 0)
 			ret = -1;
 		goto answer;
 	}
+	for (i = 0; i < 3; i++)
+		served_fd[i] = fds[i];
 	/* handler(argv, env) -> exit code (integer) and the command's name,
 	 * or nil: not served */
 	if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
@@ -586,36 +847,41 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		/* the label stays on the stack until the log line is written */
 		label = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
 	}
-	if (code != REPLY_LOCAL) {
-		/* Its output went to a pipe nobody reads any more: run in the
-		 * caller, the command would have died of SIGPIPE (which the
-		 * daemon ignores), so the caller exits as a shell reports that */
-		struct pollfd out = { 1, POLLOUT, 0 };
-		int failed = fflush(stdout) == EOF || ferror(stdout);
-		if (failed && poll(&out, 1, 0) == 1 && (out.revents & POLLERR))
-			code = 128 + SIGPIPE;
-	}
+	for (i = 0; i < 3; i++)
+		served_fd[i] = -1;
 	if ((rerr = restore_own(s)) != 0)
 		ret = -1;
 	if (code == REPLY_LOCAL)
 		why = "not served";
+	/* its output, delivered now or parked: a stdout whose reader is gone
+	 * makes the exit code 128 + SIGPIPE (run in the caller, the command
+	 * would have died of it) */
+	if (!why && ret == 0) {
+		parked = deliver(c, &code, cred.pid, fds, mem);
+		mem[0] = mem[1] = -1;
+	}
 answer:
 	/* the line first: when the caller exits, its command is in the log */
 	if (!s->quiet) {
 		if (why)
 			log_line("pid %d: left to the caller (%s)", (int)cred.pid, why);
 		else
-			log_line("pid %d: %s: exit %d, %.2f ms", (int)cred.pid, label, (int)code, ms_since(&t0));
+			log_line("pid %d: %s: exit %d, %.2f ms%s", (int)cred.pid, label, (int)code, ms_since(&t0),
+				 parked ? " (its output waits for its reader)" : "");
 	}
-	reply_to(c, code);
+	if (!parked)
+		reply_to(c, code);
 	lua_settop(L, base);
+	for (i = 0; i < 2; i++)
+		if (mem[i] >= 0)
+			close(mem[i]);
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
 	if (pidfd >= 0)
 		close(pidfd);
 	if (ret < 0)
 		log_line("cannot return to its own namespace or directory: %s", strerror(rerr));
-	return ret;
+	return ret < 0 ? ret : parked;
 }
 
 /* opts.idle(timed_out), if given: the daemon's work between requests (in
@@ -758,7 +1024,7 @@ int brisk_host_serve(lua_State *L)
 	sigset_t block, old_mask, wait_mask;
 	struct stat mine;
 	int lfd, i, fatal = 0, hidx = 2, wait, reserve;
-	struct pollfd pfd;
+	struct pollfd pfd[1 + 2 * MAX_PENDING];
 
 	luaL_checkstring(L, 1);
 	luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -825,16 +1091,18 @@ int brisk_host_serve(lua_State *L)
 		else
 			lua_pop(L, 1);
 	}
-	pfd.fd = lfd;
-	pfd.events = POLLIN;
+	pfd[0].fd = lfd;
+	pfd[0].events = POLLIN;
+	npending = 0;
 	reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	wait = run_idle(L, &s, 0);
 	while (!stop_signal && !fatal) {
-		int c, r;
+		int c, r, np;
 		struct timeval tv = { 2, 0 };
 		struct timespec ts = { wait / 1000, (long)(wait % 1000) * 1000000L };
 
-		r = ppoll(&pfd, 1, wait >= 0 ? &ts : NULL, &wait_mask);
+		np = pending_pollfds(pfd + 1);
+		r = ppoll(pfd, (nfds_t)(1 + np), wait >= 0 ? &ts : NULL, &wait_mask);
 		/* a ppoll that finds a caller waiting puts the mask back without
 		 * taking a pending stop signal: under steady load the signal
 		 * would wait forever */
@@ -853,6 +1121,10 @@ int brisk_host_serve(lua_State *L)
 				continue;
 			break;
 		}
+		if (np > 0)
+			pending_run(pfd + 1, s.quiet);
+		if (!(pfd[0].revents & POLLIN))
+			continue;
 		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (c < 0) {
 			/* The connection stays queued, and ppoll would report it
@@ -876,19 +1148,32 @@ int brisk_host_serve(lua_State *L)
 			}
 			continue;
 		}
+		/* with as many outputs waiting as can, a caller runs its own */
+		if (npending >= MAX_PENDING) {
+			leave_to_caller(c, 100);
+			close(c);
+			if (!s.quiet)
+				log_line("%d outputs wait for their readers: a caller was left to run its command",
+					 npending);
+			continue;
+		}
 		/* a caller that connects and sends nothing cannot hold it */
 		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (serve_one(L, hidx, &s, c) < 0)
+		r = serve_one(L, hidx, &s, c);
+		if (r < 0)
 			fatal = 1;
-		close(c);
+		if (r <= 0)
+			close(c);
 		if (!fatal)
 			wait = run_idle(L, &s, 0);
 	}
 
-	/* the socket goes first (still ours: no caller can connect now), then
-	 * callers already queued are told to run their commands themselves:
+	/* callers whose output waits get their exit codes; the socket goes
+	 * (still ours: no caller can connect now), then callers already
+	 * queued are told to run their commands themselves:
 	 * closing the socket under them would make them report a connection
 	 * lost mid-command. One second at most, whatever they do. */
+	pending_drop(s.quiet);
 	{
 		struct stat now;
 		if (stat(sa.sun_path, &now) == 0 && now.st_ino == mine.st_ino && now.st_dev == mine.st_dev)

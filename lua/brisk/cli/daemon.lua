@@ -7,7 +7,8 @@
 -- arguments over (csrc/cli/daemon.c) and the daemon, with brisk loaded and
 -- the store's documents parsed (reused while the store's generation says
 -- nobody else wrote), runs the command in the caller's network namespace
--- and working directory, writing to the caller's stdout and stderr.
+-- and working directory; its output goes to the caller's stdout and stderr
+-- (kept until their readers take it: csrc/cli/daemon.c).
 --
 -- This module is the policy: which commands a daemon serves (the network
 -- and endpoint commands, version and help) and how (the caller's
@@ -134,7 +135,11 @@ cli.register {
 		.. "directory, another build of brisk) or that gave up before its turn; callers\n"
 		.. "queued when it stops run theirs. The socket's directory must be writable by its\n"
 		.. "owner only (root's or the daemon's user). One command at a time; each request\n"
-		.. "is logged on the daemon's stderr. Between requests the daemon makes a spare network\n"
+		.. "is logged on the daemon's stderr. A command's output is kept and goes to the\n"
+		.. "caller's stdout and stderr as their readers take it, its exit code after it: an\n"
+		.. "output nobody reads (a full pipe) holds that caller only; at a stop, callers\n"
+		.. "still waiting get their exit codes and what their readers had not taken is\n"
+		.. "dropped. Between requests the daemon makes a spare network\n"
 		.. "namespace, which the next request from its own namespace that creates one\n"
 		.. "(endpoint create --netns NEW) binds instead of making it (see --spare-ttl).",
 	example = {
