@@ -189,6 +189,34 @@ function TestCliEndpointCreate:test_existing_netns_is_kept()
 	lu.assertNil(H.iplink("eth0", "hx"))
 end
 
+-- --netns DIGITS: the namespace of that name when there is one (as `ip
+-- link set X netns N` reads it), else the process's; neither was tested
+function TestCliEndpointCreate:test_netns_digits_name_first_then_pid()
+	H.netns_add("4242")
+	ok_run(self, "endpoint create --name byname --netns 4242 n1")
+	lu.assertEquals(ns_addrs("4242", "eth0"), { "10.40.0.2/24" })
+	lu.assertEquals(json_run(self, "endpoint inspect byname --json").netns, "4242")
+	-- a process in a namespace of its own (made here, bound nowhere)
+	H.netns_add("bypid")
+	local p = io.popen("exec ip netns exec bypid sh -c 'echo $$; exec sleep 30'")
+	local pid = p:read("l")
+	local ok, err = pcall(function()
+		ok_run(self, "endpoint create --name bypid --netns " .. pid .. " n1")
+		lu.assertEquals(ns_addrs("bypid", "eth0"), { "10.40.0.3/24" })
+		lu.assertEquals(json_run(self, "endpoint inspect bypid --json").netns, tonumber(pid))
+		ok_run(self, "endpoint rm bypid")
+		lu.assertNil(H.iplink("eth0", "bypid"))
+	end)
+	H.sh("kill " .. pid)
+	p:close()
+	lu.assertTrue(ok, err)
+	ok_run(self, "endpoint rm byname")
+	lu.assertTrue(has(netns_list(), "4242"))
+	lu.assertNil(H.iplink("eth0", "4242"))
+	-- digits that are neither: a pid that does not exist
+	fails(self, "endpoint create --name nothing --netns 999999999 n1", 1, "netns")
+end
+
 function TestCliEndpointCreate:test_network_rm_refuses_with_endpoints_force_deletes()
 	local a = json_run(self, "endpoint create --json --name fa --netns h1 n1")
 	local b = json_run(self, "endpoint create --json --name fb n1")

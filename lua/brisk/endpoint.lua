@@ -316,13 +316,15 @@ local spec_keys = { name = true, id = true, ip = true, ip6 = true, mac = true, n
 	ifname = true, options = true, publish = true }
 
 -- The sandbox: a namespace given by name (created when missing), path or pid.
+-- A string of digits names the namespace of that name when there is one,
+-- else a process (as iproute2 reads `netns N`).
 local function sandbox_ref(ns)
 	if type(ns) == "number" then
 		if ns <= 0 or math.type(ns) ~= "integer" then return nil, "invalid netns pid " .. ns end
 		return ns
 	end
 	if type(ns) ~= "string" or ns == "" then return nil, "invalid netns " .. tostring(ns) end
-	if ns:match("^%d+$") then return sandbox_ref(tonumber(ns)) end
+	if ns:match("^%d+$") and not core.netns_exists(ns) then return sandbox_ref(tonumber(ns)) end
 	return ns
 end
 
@@ -591,7 +593,9 @@ end
 -- `netns` is given (the container side is then created in place).
 -- @param netkey network name, id or id prefix
 -- @tparam table spec {name=, id=, ip=, ip6=, mac=, netns=NAME|PATH|PID,
---   ifname=, options={mac=, hairpin=}, publish={...}}
+--   ifname=, options={mac=, hairpin=}, publish={...}} (netns: a name is
+--   created when missing; a string of digits names the namespace of that
+--   name when there is one, else a pid, as does a number)
 -- @return the stored endpoint record, or nil, msg, errno
 function D:create_endpoint(netkey, spec)
 	spec = spec or {}

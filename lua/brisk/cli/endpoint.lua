@@ -19,7 +19,8 @@ local DEF_FLAGS = {
 	{ "--ip6", arg = "IP", doc = "IPv6 address (IPv6 networks; default: allocated)" },
 	{ "--mac", arg = "MAC", doc = "MAC address of the namespace side (default: 02:42 + the IPv4 address)" },
 	{ "--netns", arg = "NAME|PATH|PID",
-	  doc = "join this namespace too: a name (created when missing), a path or a pid (not brisk's own)" },
+	  doc = "join this namespace too: a name (created when missing), a path or a pid (not brisk's own;"
+		.. " digits name a namespace of that name when there is one, as in ip)" },
 	{ "--ifname", arg = "NAME", doc = "interface name inside the namespace (default: the first free ethN)" },
 	{ "-o", "--opt", arg = "KEY=VALUE", multi = true,
 	  doc = "endpoint option: mac (com.docker.network.endpoint.macaddress), hairpin" },
@@ -207,7 +208,8 @@ cli.register {
 	summary = "move an endpoint's other end into a namespace",
 	usage = "[FLAGS] NAME|ID NETNS",
 	description = "For an endpoint created without --netns: its other end moves into NETNS (a name,\n"
-		.. "created when missing, a path or a pid), is renamed ethN, gets the endpoint's\n"
+		.. "created when missing, a path or a pid: digits name a namespace of that name\n"
+		.. "when there is one), is renamed ethN, gets the endpoint's\n"
 		.. "addresses, comes up, and gets a default route through the gateway.",
 	example = "brisk endpoint join --ifname eth1 web1 h1",
 	min_args = 2, max_args = 2,
