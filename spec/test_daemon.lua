@@ -718,6 +718,26 @@ function TestDaemon:test_a_caller_gone_before_its_turn_is_not_served()
 	lu.assertEquals(H.must("ip -j link show type bridge"):gsub("%s", ""), "[]")
 end
 
+-- Wait (10 s at most) until cond() is true.
+local function wait_for(what, cond)
+	local deadline = os.time() + 10
+	while not cond() do
+		if os.time() > deadline then error("timed out waiting for " .. what) end
+		os.execute("sleep 0.01")
+	end
+end
+
+-- What the Python helpers below share: read a pipe to its end.
+local PY_DRAIN = [[
+def drain(fd):
+    out = b""
+    while True:
+        d = os.read(fd, 65536)
+        if not d:
+            return out
+        out += d
+]]
+
 -- A stop signal is taken even while callers keep the daemon busy (found by
 -- a review: a ppoll that finds a caller waiting puts the signal mask back
 -- without taking a pending signal, so the queue was served first); the
@@ -729,6 +749,7 @@ end
 -- more callers queue, SIGTERM comes, the pipe drains.
 local HOLD = [[
 import fcntl, os, subprocess, sys, time
+]] .. PY_DRAIN .. [[
 exe, sock, ctl = sys.argv[1], sys.argv[2], sys.argv[3]
 r, w = os.pipe()
 fcntl.fcntl(w, 1031, 4096)      # F_SETPIPE_SZ
@@ -750,12 +771,7 @@ os.close(w)
 open(ctl + "/full", "w").close()
 while not os.path.exists(ctl + "/drain"):
     time.sleep(0.01)
-out = b""
-while True:
-    d = os.read(r, 65536)
-    if not d:
-        break
-    out += d
+out = drain(r)
 p.wait()
 sys.stdout.write((log + out[filled:]).decode())
 ]]
@@ -767,13 +783,6 @@ function TestDaemon:test_sigterm_stops_before_queued_callers()
 	local sock = d .. "/brisk.sock"
 	local hold = io.popen(string.format("python3 %s %s %s %s", q(d .. "/hold.py"), q(BIN), q(sock), q(d)))
 	local pid = hold:read("l")
-	local function wait_for(what, cond)
-		local deadline = os.time() + 10
-		while not cond() do
-			if os.time() > deadline then error("timed out waiting for " .. what) end
-			os.execute("sleep 0.01")
-		end
-	end
 	local function exists(f) return H.sh("test -e " .. q(f)) == true end
 	local clients = {}
 	local function client(i)
@@ -830,6 +839,7 @@ end
 -- "kill": kills the caller instead.
 local SLOW = [[
 import fcntl, os, subprocess, sys, time
+]] .. PY_DRAIN .. [[
 exe, sock, ctl, mode = sys.argv[1:5]
 r, w = os.pipe()
 fcntl.fcntl(w, 1031, 4096)      # F_SETPIPE_SZ: one page
@@ -846,12 +856,7 @@ if mode == "kill":
     p.wait()
     print("killed" if running else "had exited")
     sys.exit(0)
-out = b""
-while True:
-    d = os.read(r, 65536)
-    if not d:
-        break
-    out += d
+out = drain(r)
 print(p.wait(), "running" if running else "had exited")
 sys.stdout.write(out.decode())
 ]]
@@ -864,13 +869,6 @@ function TestDaemon:test_an_unread_output_does_not_hold_the_daemon()
 	spit(d .. "/slow.py", SLOW)
 	local want = select(2, brisk(nil, "help options"))
 	lu.assertTrue(#want > 2200, "the output must not fit in the pipe")
-	local function wait_for(what, cond)
-		local deadline = os.time() + 10
-		while not cond() do
-			if os.time() > deadline then error("timed out waiting for " .. what) end
-			os.execute("sleep 0.01")
-		end
-	end
 	local function slow(dm, ctl, mode)
 		H.must("mkdir -p " .. q(ctl))
 		local p = io.popen(string.format("python3 %s %s %s %s %s", q(d .. "/slow.py"), q(BIN), q(dm.sock),
