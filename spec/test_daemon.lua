@@ -423,6 +423,13 @@ function TestDaemon:test_same_output_and_exit_codes_as_without_daemon()
 	end
 	lu.assertEquals(piped(""), "141\n")
 	lu.assertEquals(piped("BRISK_HOST=" .. q(dm.sock)), "141\n")
+	-- the same for stderr (served, it was the usage error's 2; a review)
+	local function err_piped(env)
+		return H.must("bash -c " .. q(env .. " " .. q(BIN) .. " network ls --bogus 2>&1 >/dev/null | "
+			.. "(exec 0<&-; sleep 0.3); echo ${PIPESTATUS[0]}"))
+	end
+	lu.assertEquals(err_piped(""), "141\n")
+	lu.assertEquals(err_piped("BRISK_HOST=" .. q(dm.sock)), "141\n")
 end
 
 function TestDaemon:test_another_network_namespace_is_entered_and_left()
@@ -902,6 +909,7 @@ function TestDaemon:test_an_unread_output_does_not_hold_the_daemon()
 	local res = p:read("a")
 	p:close()
 	lu.assertEquals(res, "0 running\n" .. string.rep("x", 2000) .. want)
+	lu.assertStrContains(slurp(dm.log), "its output was read: exit 0")
 
 	-- the caller killed before its reader took the output: dropped, and the
 	-- daemon goes on
@@ -927,6 +935,80 @@ function TestDaemon:test_an_unread_output_does_not_hold_the_daemon()
 	p:close()
 	lu.assertStrMatches(res, "0 had exited\nx+.*")
 	lu.assertTrue(#res < #want + 2000, "some of the output was dropped")
+end
+
+-- `term.py EXE SOCK MODE`: `brisk version` through the daemon with its
+-- stdout and stderr on a terminal (a pty), MODE "stopped": its output
+-- stopped (Ctrl-S) until a second caller was served, or on a pipe made by
+-- another user (MODE "foreign"); prints what the reader got and the exit
+-- code.
+local TTY = [[
+import os, pty, subprocess, sys, termios, time
+exe, sock, mode = sys.argv[1:4]
+env = dict(os.environ, BRISK_HOST=sock)
+if mode == "foreign":
+    os.seteuid(65534)
+    r, w = os.pipe()                # the pipe's inode is nobody's, mode 0600
+    os.seteuid(0)
+    p = subprocess.Popen([exe, "version"], stdin=subprocess.DEVNULL, stdout=w, env=env)
+    os.close(w)
+    out = b""
+    while True:
+        d = os.read(r, 65536)
+        if not d:
+            break
+        out += d
+    print(p.wait(), out.decode().strip())
+    sys.exit(0)
+m, s = pty.openpty()
+if mode == "stopped":
+    termios.tcflow(s, termios.TCOOFF)
+p = subprocess.Popen([exe, "version"], stdin=subprocess.DEVNULL, stdout=s, stderr=s, env=env)
+if mode == "stopped":
+    time.sleep(0.3)
+    t0 = time.time()
+    q = subprocess.run([exe, "version"], stdin=subprocess.DEVNULL, capture_output=True, env=env)
+    print("second", q.returncode, round(time.time() - t0) <= 1, p.poll() is None)
+    termios.tcflow(s, termios.TCOON)
+code = p.wait()
+os.close(s)
+out = b""
+while True:
+    try:
+        d = os.read(m, 65536)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+print(code, out.decode().replace("\r\n", "\n").strip())
+]]
+
+-- Where the output goes (found by a review of the unread-output change): a
+-- terminal opened again through /proc is another object (/dev/tty is the
+-- daemon's own terminal, /dev/ptmx a new pty), a pipe of another user
+-- could not be opened again by a daemon without CAP_DAC_OVERRIDE (the
+-- output was dropped, exit 0), and a terminal written through the caller's
+-- blocking description held the daemon while its output was stopped.
+function TestDaemon:test_output_reaches_terminals_and_pipes_of_others()
+	local d = H.scratch("tty")
+	spit(d .. "/term.py", TTY)
+	local version = select(2, brisk(nil, "version")):gsub("%s+$", "")
+	local dm = daemon{ wrap = "setpriv --bounding-set -dac_override" }
+	local function run(mode)
+		return H.must(string.format("python3 %s %s %s %s", q(d .. "/term.py"), q(BIN), q(dm.sock), mode))
+	end
+	lu.assertEquals(run("plain"), "0 " .. version .. "\n")
+	lu.assertEquals(run("foreign"), "0 " .. version .. "\n")
+	-- stopped: the second caller is served at once, the first one waits
+	-- for its terminal and then gets its output
+	lu.assertEquals(run("stopped"), "second 0 True True\n0 " .. version .. "\n")
+	local log, served = slurp(dm.log), 0
+	for _ in log:gmatch("version: exit 0") do served = served + 1 end
+	lu.assertEquals(served, 4, log)
+	lu.assertStrContains(log, "version: exit 0, ")
+	lu.assertStrContains(log, " (its output waits for its reader)")
+	lu.assertStrContains(log, "its output was read: exit 0")
 end
 
 -- The socket and what listens on it (found by a review): a client gave its

@@ -44,6 +44,8 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -457,25 +459,27 @@ static double ms_since(const struct timespec *t0)
  * without blocking, and the exit code after it, so the caller exits with
  * its output delivered. What its reader does not take at once waits in
  * `pending`, which the serving loop polls with the socket, and goes as the
- * reader takes it; a caller gone meanwhile (killed, timed out) drops it; a
- * stop signal answers every waiting caller with its exit code and drops
- * what its reader had not taken. A stdout and stderr that are one file
- * (2>&1) share one memory file, so their lines keep their order.
+ * reader takes it (stdout and stderr each as theirs does); a caller gone
+ * meanwhile drops it; a stop signal answers every waiting caller with its
+ * exit code and drops what its reader had not taken. A stdout and stderr
+ * that are one file (2>&1) share one memory file, so their lines keep
+ * their order. The output comes when the command is done, not as it runs
+ * (a served command sees no terminal: no progress bar).
  *
- * Without blocking: a pipe or FIFO is opened again (/proc/self/fd/N: a
- * description of its own, O_NONBLOCK there, the caller's left as it is);
- * a socket is written with MSG_DONTWAIT; a regular file through the
- * caller's own description (its offset and O_APPEND are the caller's; a
- * file write does not wait for a reader); a terminal or other device
- * opened again, or, when that fails, written as it is.
+ * Without blocking, through the caller's own description (its offset, its
+ * O_APPEND; the caller's flags are left as they are): a pipe, FIFO or
+ * socket with pwritev2(RWF_NOWAIT); a terminal, which refuses that, with a
+ * 20 ms timer that cuts a write short (then the rest waits for room); a
+ * regular file with plain writes (a file write does not wait for a
+ * reader).
  */
+
+enum { OUT_FILE, OUT_NOWAIT, OUT_TIMED };
 
 struct out {
 	int mem;        /* the memory file with the text, or -1 */
-	int fd;         /* where it goes, or -1 when nowhere (the reader is gone) */
-	int sock;       /* fd is a socket */
-	int gone;       /* fd is -1 because the reader is gone */
-	int is_stdout;
+	int fd;         /* a duplicate of the caller's descriptor, or -1 */
+	int how;        /* OUT_FILE, OUT_NOWAIT or OUT_TIMED */
 	off_t off, len;
 };
 
@@ -483,19 +487,15 @@ struct delivery {
 	int c;          /* the caller's connection: the exit code goes there last */
 	int32_t code;
 	pid_t pid;
-	struct out out[2];
+	struct out out[2];      /* stdout (or both), stderr */
 };
 
 static struct delivery pending[MAX_PENDING];
 static int npending;
 
-/* The caller's 0, 1 and 2 while a command is served (what brisk.host.isatty
- * asks about), else -1. */
-static int served_fd[3] = { -1, -1, -1 };
-
-int brisk_served_fd(int fd)
+static void on_alarm(int sig)
 {
-	return fd >= 0 && fd < 3 && served_fd[fd] >= 0 ? served_fd[fd] : fd;
+	(void)sig;      /* only cuts a terminal write short (no SA_RESTART) */
 }
 
 /* Whether two descriptors name one file (2>&1, or both the same pipe). */
@@ -508,37 +508,47 @@ static int one_file(int a, int b)
 
 /* Set o up to copy memory file `mem` (taken) to the caller's descriptor
  * `fd` (left as it is). */
-static void out_open(struct out *o, int mem, int fd, int is_stdout)
+static void out_open(struct out *o, int mem, int fd)
 {
 	struct stat st;
-	char path[64];
 
 	o->mem = mem;
 	o->fd = -1;
-	o->sock = o->gone = 0;
-	o->is_stdout = is_stdout;
 	o->off = 0;
 	o->len = mem >= 0 ? lseek(mem, 0, SEEK_END) : 0;
 	if (o->len <= 0) {
 		o->len = 0;
 		return;
 	}
-	if (fstat(fd, &st) < 0)
-		return;
-	if (S_ISSOCK(st.st_mode)) {
-		o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		o->sock = 1;
-		return;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		o->fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		/* a pipe or FIFO without a reader: ENXIO, as a write's EPIPE */
-		o->gone = o->fd < 0 && errno == ENXIO;
-		if (o->fd >= 0 || o->gone || S_ISFIFO(st.st_mode))
-			return;
-	}
+	o->how = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? OUT_FILE : OUT_NOWAIT;
 	o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+/* One write of o's that does not wait for a reader (a terminal's: not
+ * more than 20 ms). */
+static ssize_t out_write(struct out *o, const char *buf, size_t n)
+{
+	struct iovec iov = { (void *)buf, n };
+	struct itimerval t = { { 0, 0 }, { 0, 20000 } }, off = { { 0, 0 }, { 0, 0 } };
+	ssize_t w;
+	int saved;
+
+	if (o->how == OUT_FILE)
+		return write(o->fd, buf, n);
+	if (o->how == OUT_NOWAIT) {
+		w = pwritev2(o->fd, &iov, 1, -1, RWF_NOWAIT);
+		if (!(w < 0 && errno == EOPNOTSUPP))
+			return w;
+		o->how = OUT_TIMED;     /* a terminal */
+	}
+	setitimer(ITIMER_REAL, &t, NULL);
+	w = write(o->fd, buf, n);
+	saved = errno;
+	setitimer(ITIMER_REAL, &off, NULL);
+	if (w < 0 && saved == EINTR)
+		saved = EAGAIN;         /* cut short before a byte went */
+	errno = saved;
+	return w;
 }
 
 /* Write what o has left: 1 when all of it went (or there is nowhere for it
@@ -550,25 +560,29 @@ static int out_push(struct out *o)
 
 	if (o->fd < 0) {
 		o->off = o->len;
-		return o->gone ? -1 : 1;
+		return 1;
 	}
 	while (o->off < o->len) {
 		size_t want = (size_t)(o->len - o->off) < sizeof(buf) ? (size_t)(o->len - o->off) : sizeof(buf);
 		ssize_t n, w;
 
 		n = pread(o->mem, buf, want, o->off);
-		if (n <= 0)
-			return 1;        /* (cannot happen: the file is ours) */
-		w = o->sock ? send(o->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) : write(o->fd, buf, (size_t)n);
+		if (n <= 0) {
+			o->off = o->len;        /* (cannot happen: the file is ours) */
+			return 1;
+		}
+		w = out_write(o, buf, (size_t)n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (w <= 0) {
 			o->off = o->len;
-			return errno == EPIPE || errno == ECONNRESET || errno == ENXIO ? -1 : 1;
+			return errno == EPIPE || errno == ECONNRESET ? -1 : 1;
 		}
 		o->off += w;
+		if (o->how == OUT_TIMED && w < n)
+			return 0;       /* the timer cut it short: the rest waits for room */
 	}
 	return 1;
 }
@@ -582,23 +596,23 @@ static void out_close(struct out *o)
 	o->mem = o->fd = -1;
 }
 
-/* Push both outputs of d; 1 when done (the exit code may have become
- * 128 + SIGPIPE: the command, run in the caller, would have died of it),
- * 0 when one waits for its reader. */
-static int delivery_push(struct delivery *d)
+/* Push d's outputs (`ready`: which may take some now); 1 when both are
+ * done. A reader gone makes the exit code 128 + SIGPIPE: run in the
+ * caller, the command would have died of it, stdout's or stderr's. */
+static int delivery_push(struct delivery *d, const int ready[2])
 {
-	int i, r;
+	int i, r, done = 1;
 
 	for (i = 0; i < 2; i++) {
 		if (d->out[i].off >= d->out[i].len)
 			continue;
-		r = out_push(&d->out[i]);
+		r = ready[i] ? out_push(&d->out[i]) : 0;
 		if (r == 0)
-			return 0;
-		if (r < 0 && d->out[i].is_stdout)
+			done = 0;
+		else if (r < 0)
 			d->code = 128 + SIGPIPE;
 	}
-	return 1;
+	return done;
 }
 
 static void delivery_end(struct delivery *d, int answer)
@@ -611,19 +625,21 @@ static void delivery_end(struct delivery *d, int answer)
 }
 
 /* The output a command left in mem[0] (stdout, or both) and mem[1]
- * (stderr, or -1): delivered at once and answered, or parked in `pending`.
- * Takes the memory files; the caller's connection c too when parked.
- * Returns 1 when parked. */
+ * (stderr, or -1): delivered at once, or parked in `pending`. Takes the
+ * memory files; the caller's connection c too when parked (and then
+ * answers it later). Returns 1 when parked; else *code is the exit code to
+ * answer with. */
 static int deliver(int c, int32_t *code, pid_t pid, const int *fds, const int *mem)
 {
+	static const int now[2] = { 1, 1 };
 	struct delivery d;
 
 	d.c = c;
 	d.code = *code;
 	d.pid = pid;
-	out_open(&d.out[0], mem[0], fds[1], 1);
-	out_open(&d.out[1], mem[1], fds[2], 0);
-	if (delivery_push(&d) || npending >= MAX_PENDING) {
+	out_open(&d.out[0], mem[0], fds[1]);
+	out_open(&d.out[1], mem[1], fds[2]);
+	if (delivery_push(&d, now) || npending >= MAX_PENDING) {
 		/* (a full list cannot happen: no request is served then) */
 		*code = d.code;
 		out_close(&d.out[0]);
@@ -634,19 +650,23 @@ static int deliver(int c, int32_t *code, pid_t pid, const int *fds, const int *m
 	return 1;
 }
 
-/* Poll entries for the pending deliveries, from pfd[0]: the output that
- * waits, and the caller's connection (gone: dropped). */
+/* Poll entries for the pending deliveries, three each from pfd[0]: their
+ * outputs that wait (fd -1 for one that is done: poll skips it) and the
+ * caller's connection (gone: dropped). */
 static int pending_pollfds(struct pollfd *pfd)
 {
-	int i, n = 0;
+	int i, j, n = 0;
 
 	for (i = 0; i < npending; i++) {
 		struct delivery *d = &pending[i];
-		struct out *o = d->out[0].off < d->out[0].len ? &d->out[0] : &d->out[1];
-		pfd[n].fd = o->fd;
-		pfd[n++].events = POLLOUT;
+		for (j = 0; j < 2; j++) {
+			pfd[n].fd = d->out[j].off < d->out[j].len ? d->out[j].fd : -1;
+			pfd[n].events = POLLOUT;
+			pfd[n++].revents = 0;
+		}
 		pfd[n].fd = d->c;
-		pfd[n++].events = POLLRDHUP;
+		pfd[n].events = POLLRDHUP;
+		pfd[n++].revents = 0;
 	}
 	return n;
 }
@@ -659,18 +679,18 @@ static void pending_run(const struct pollfd *pfd, int quiet)
 
 	for (i = 0; i < n; i++) {
 		struct delivery *d = &pending[i];
-		const struct pollfd *po = &pfd[2 * i], *pc = &pfd[2 * i + 1];
-		int done = 0;
+		const struct pollfd *p = &pfd[3 * i];
+		int ready[2] = { p[0].revents != 0, p[1].revents != 0 };
 
-		if (pc->revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) {
+		if (p[2].revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) {
 			if (!quiet)
 				log_line("pid %d: gone before its output was read; the rest dropped", (int)d->pid);
 			delivery_end(d, 0);
 			continue;
 		}
-		if (po->revents)
-			done = delivery_push(d);
-		if (done) {
+		if ((ready[0] || ready[1]) && delivery_push(d, ready)) {
+			if (!quiet)
+				log_line("pid %d: its output was read: exit %d", (int)d->pid, (int)d->code);
 			delivery_end(d, 1);
 			continue;
 		}
@@ -829,8 +849,6 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 			ret = -1;
 		goto answer;
 	}
-	for (i = 0; i < 3; i++)
-		served_fd[i] = fds[i];
 	/* handler(argv, env) -> exit code (integer) and the command's name,
 	 * or nil: not served */
 	if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
@@ -847,8 +865,6 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		/* the label stays on the stack until the log line is written */
 		label = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
 	}
-	for (i = 0; i < 3; i++)
-		served_fd[i] = -1;
 	if ((rerr = restore_own(s)) != 0)
 		ret = -1;
 	if (code == REPLY_LOCAL)
@@ -882,6 +898,20 @@ answer:
 	if (ret < 0)
 		log_line("cannot return to its own namespace or directory: %s", strerror(rerr));
 	return ret < 0 ? ret : parked;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The time a wait of run_idle's (ms, -1: none) ends. */
+static long long idle_due(int wait)
+{
+	return wait < 0 ? -1 : mono_ms() + wait;
 }
 
 /* opts.idle(timed_out), if given: the daemon's work between requests (in
@@ -1020,11 +1050,12 @@ int brisk_host_serve(lua_State *L)
 {
 	struct served s;
 	struct sockaddr_un sa;
-	struct sigaction act, old_int, old_term, old_hup, old_pipe;
+	struct sigaction act, old_int, old_term, old_hup, old_pipe, old_alrm;
 	sigset_t block, old_mask, wait_mask;
 	struct stat mine;
-	int lfd, i, fatal = 0, hidx = 2, wait, reserve;
-	struct pollfd pfd[1 + 2 * MAX_PENDING];
+	int lfd, i, fatal = 0, hidx = 2, reserve;
+	long long idle_at;
+	struct pollfd pfd[1 + 3 * MAX_PENDING];
 
 	luaL_checkstring(L, 1);
 	luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -1074,11 +1105,19 @@ int brisk_host_serve(lua_State *L)
 	sigaction(SIGHUP, &act, &old_hup);
 	act.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &act, &old_pipe);
+	act.sa_handler = on_alarm;      /* out_write's timer: no SA_RESTART */
+	sigaction(SIGALRM, &act, &old_alrm);
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
 	sigprocmask(SIG_BLOCK, &block, &old_mask);
+	{
+		sigset_t alrm;          /* the timer must cut a write short */
+		sigemptyset(&alrm);
+		sigaddset(&alrm, SIGALRM);
+		sigprocmask(SIG_UNBLOCK, &alrm, NULL);
+	}
 	wait_mask = old_mask;
 	sigdelset(&wait_mask, SIGINT);
 	sigdelset(&wait_mask, SIGTERM);
@@ -1095,14 +1134,21 @@ int brisk_host_serve(lua_State *L)
 	pfd[0].events = POLLIN;
 	npending = 0;
 	reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	wait = run_idle(L, &s, 0);
+	/* when the idle work is due again (CLOCK_MONOTONIC ms; -1: not):
+	 * outputs taken meanwhile do not put it off */
+	idle_at = idle_due(run_idle(L, &s, 0));
 	while (!stop_signal && !fatal) {
 		int c, r, np;
 		struct timeval tv = { 2, 0 };
-		struct timespec ts = { wait / 1000, (long)(wait % 1000) * 1000000L };
+		long long left = idle_at < 0 ? -1 : idle_at - mono_ms();
+		struct timespec ts;
 
+		if (left < 0 && idle_at >= 0)
+			left = 0;
+		ts.tv_sec = (time_t)(left / 1000);
+		ts.tv_nsec = (long)(left % 1000) * 1000000L;
 		np = pending_pollfds(pfd + 1);
-		r = ppoll(pfd, (nfds_t)(1 + np), wait >= 0 ? &ts : NULL, &wait_mask);
+		r = ppoll(pfd, (nfds_t)(1 + np), left >= 0 ? &ts : NULL, &wait_mask);
 		/* a ppoll that finds a caller waiting puts the mask back without
 		 * taking a pending stop signal: under steady load the signal
 		 * would wait forever */
@@ -1112,9 +1158,10 @@ int brisk_host_serve(lua_State *L)
 			    sigismember(&pend, SIGTERM) || sigismember(&pend, SIGHUP)))
 				break;
 		}
-		if (r == 0) {
-			wait = run_idle(L, &s, 1);
-			continue;
+		if (r == 0 || (idle_at >= 0 && mono_ms() >= idle_at)) {
+			idle_at = idle_due(run_idle(L, &s, 1));
+			if (r == 0)
+				continue;
 		}
 		if (r < 0) {
 			if (errno == EINTR)
@@ -1165,7 +1212,7 @@ int brisk_host_serve(lua_State *L)
 		if (r <= 0)
 			close(c);
 		if (!fatal)
-			wait = run_idle(L, &s, 0);
+			idle_at = idle_due(run_idle(L, &s, 0));
 	}
 
 	/* callers whose output waits get their exit codes; the socket goes
@@ -1197,6 +1244,7 @@ int brisk_host_serve(lua_State *L)
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGHUP, &old_hup, NULL);
 	sigaction(SIGPIPE, &old_pipe, NULL);
+	sigaction(SIGALRM, &old_alrm, NULL);
 	for (i = 0; i < 3; i++)
 		close(s.own[i]);
 	close(s.own_net);

@@ -9,11 +9,6 @@
  * (nothing listens, or the daemon does not serve it). */
 int brisk_forward(const char *host, int argc, char **argv);
 
-/* The caller's descriptor that `fd` (0, 1 or 2) stands for while a
- * command is served (its stdout and stderr are memory files then), else
- * fd itself. */
-int brisk_served_fd(int fd);
-
 /* brisk.host.serve(path, handler[, opts]) */
 int brisk_host_serve(lua_State *L);
 

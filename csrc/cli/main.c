@@ -334,8 +334,7 @@ static int host_set_completer(lua_State *L)
 }
 
 /***
- * Whether a file descriptor is a terminal (in a command a daemon serves,
- * 0, 1 and 2 are asked about the caller's).
+ * Whether a file descriptor is a terminal.
  * @tparam integer fd
  * @treturn boolean
  */
@@ -344,7 +343,7 @@ static int host_isatty(lua_State *L)
 	lua_Integer fd = luaL_checkinteger(L, 1);
 
 	luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "not a file descriptor");
-	lua_pushboolean(L, isatty(brisk_served_fd((int)fd)));
+	lua_pushboolean(L, isatty((int)fd));
 	return 1;
 }
 

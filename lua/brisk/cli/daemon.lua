@@ -136,12 +136,13 @@ cli.register {
 		.. "queued when it stops run theirs. The socket's directory must be writable by its\n"
 		.. "owner only (root's or the daemon's user). One command at a time; each request\n"
 		.. "is logged on the daemon's stderr. A command's output is kept and goes to the\n"
-		.. "caller's stdout and stderr as their readers take it, its exit code after it: an\n"
-		.. "output nobody reads (a full pipe) holds that caller only; at a stop, callers\n"
-		.. "still waiting get their exit codes and what their readers had not taken is\n"
-		.. "dropped. Between requests the daemon makes a spare network\n"
-		.. "namespace, which the next request from its own namespace that creates one\n"
-		.. "(endpoint create --netns NEW) binds instead of making it (see --spare-ttl).",
+		.. "caller's stdout and stderr as their readers take it, when the command is done,\n"
+		.. "its exit code after it: an output nobody reads (a full pipe, a stopped terminal)\n"
+		.. "holds that caller only; at a stop, callers still waiting get their exit codes\n"
+		.. "and what their readers had not taken is dropped. Between requests the daemon\n"
+		.. "makes a spare network namespace, which the next request from its own namespace\n"
+		.. "that creates one (endpoint create --netns NEW) binds instead of making it (see\n"
+		.. "--spare-ttl).",
 	example = {
 		"brisk daemon --socket /run/brisk/brisk.sock &",
 		"BRISK_HOST=/run/brisk/brisk.sock brisk endpoint create --netns c1 web",
