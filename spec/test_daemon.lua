@@ -418,14 +418,16 @@ function TestDaemon:test_same_output_and_exit_codes_as_without_daemon()
 	lu.assertEquals(#nets, 1)
 	-- output into a pipe whose reader is gone: SIGPIPE in the caller's
 	-- shell terms (128 + 13), served or not (served, it was 0; a review)
+	-- (brisk starts once the reader has closed its end)
 	local function piped(env)
-		return H.must("bash -c " .. q(env .. " " .. q(BIN) .. " help | (exec 0<&-; sleep 0.3); echo ${PIPESTATUS[0]}"))
+		return H.must("bash -c " .. q("(sleep 0.1; " .. env .. " " .. q(BIN) .. " help) | (exec 0<&-; sleep 0.3); "
+			.. "echo ${PIPESTATUS[0]}"))
 	end
 	lu.assertEquals(piped(""), "141\n")
 	lu.assertEquals(piped("BRISK_HOST=" .. q(dm.sock)), "141\n")
 	-- the same for stderr (served, it was the usage error's 2; a review)
 	local function err_piped(env)
-		return H.must("bash -c " .. q(env .. " " .. q(BIN) .. " network ls --bogus 2>&1 >/dev/null | "
+		return H.must("bash -c " .. q("(sleep 0.1; " .. env .. " " .. q(BIN) .. " network ls --bogus 2>&1 >/dev/null) | "
 			.. "(exec 0<&-; sleep 0.3); echo ${PIPESTATUS[0]}"))
 	end
 	lu.assertEquals(err_piped(""), "141\n")
@@ -1009,6 +1011,87 @@ function TestDaemon:test_output_reaches_terminals_and_pipes_of_others()
 	lu.assertStrContains(log, "version: exit 0, ")
 	lu.assertStrContains(log, " (its output waits for its reader)")
 	lu.assertStrContains(log, "its output was read: exit 0")
+end
+
+-- `late.py EXE SOCK`: `brisk version` through the daemon onto a terminal
+-- that is full (nobody reads it), then a second caller, which must be
+-- answered; then the terminal is read, and the first caller exits.
+local LATE = [[
+import os, pty, subprocess, sys, time
+exe, sock = sys.argv[1:3]
+env = dict(os.environ, BRISK_HOST=sock)
+m, s = pty.openpty()
+os.set_blocking(s, False)
+try:
+    while True:
+        os.write(s, b"x" * 1024)
+except BlockingIOError:
+    pass
+os.set_blocking(s, True)
+p = subprocess.Popen([exe, "version"], stdin=subprocess.DEVNULL, stdout=s, stderr=s, env=env)
+time.sleep(0.5)
+t0 = time.time()
+try:
+    q = subprocess.run([exe, "version"], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=5)
+    print("second", q.returncode, time.time() - t0 < 3)
+except subprocess.TimeoutExpired:
+    print("second: no answer in 5 s")
+os.set_blocking(m, False)
+got = b""
+deadline = time.time() + 10
+while p.poll() is None and time.time() < deadline:
+    try:
+        got += os.read(m, 65536)
+    except BlockingIOError:
+        time.sleep(0.01)
+try:
+    while True:
+        got += os.read(m, 65536)
+except BlockingIOError:
+    pass
+print("first", p.wait(), b"brisk " in got)
+]]
+
+-- `late.so`, preloaded into the daemon: setitimer, when it arms a timer,
+-- returns 100 ms later (as if the daemon were off the CPU meanwhile).
+local LATE_SO = [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/time.h>
+#include <time.h>
+typedef int setitimer_fn(__itimer_which_t, const struct itimerval *, struct itimerval *);
+int setitimer(__itimer_which_t which, const struct itimerval *nv, struct itimerval *ov)
+{
+	static setitimer_fn *real;
+	struct timespec ts = { 0, 100000000 };
+	int r;
+
+	if (!real)
+		real = (setitimer_fn *)dlsym(RTLD_NEXT, "setitimer");
+	r = real(which, nv, ov);
+	if (nv && (nv->it_value.tv_sec || nv->it_value.tv_usec))
+		while (nanosleep(&ts, &ts) != 0)
+			;
+	return r;
+}
+]]
+
+-- A terminal's write is cut short by a timer that fires every 20 ms until
+-- it is disarmed: with one shot, a daemon off the CPU when it fired began
+-- the write with no timer left and waited for the terminal's reader,
+-- every other caller and SIGTERM with it (a review).
+function TestDaemon:test_a_late_timer_leaves_no_write_waiting()
+	local d = H.scratch("late")
+	spit(d .. "/late.py", LATE)
+	spit(d .. "/late.c", LATE_SO)
+	H.must("cc -shared -fPIC -o " .. q(d .. "/late.so") .. " " .. q(d .. "/late.c") .. " -ldl")
+	-- (an ASan build wants its runtime first: the order is not checked)
+	local dm = daemon{ wrap = "env LD_PRELOAD=" .. q(d .. "/late.so") .. " ASAN_OPTIONS=verify_asan_link_order=0" }
+	local res = H.must(string.format("python3 %s %s %s", q(d .. "/late.py"), q(BIN), q(dm.sock)))
+	lu.assertEquals(res, "second 0 True\nfirst 0 True\n")
+	local code, log = stop(dm)
+	lu.assertEquals(code, 0)
+	lu.assertStrContains(log, "stopped (signal 15)")
 end
 
 -- The socket and what listens on it (found by a review): a client gave its

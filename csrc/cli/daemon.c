@@ -466,12 +466,15 @@ static double ms_since(const struct timespec *t0)
  * their order. The output comes when the command is done, not as it runs
  * (a served command sees no terminal: no progress bar).
  *
- * Without blocking, through the caller's own description (its offset, its
- * O_APPEND; the caller's flags are left as they are): a pipe, FIFO or
- * socket with pwritev2(RWF_NOWAIT); a terminal, which refuses that, with a
- * 20 ms timer that cuts a write short (then the rest waits for room); a
- * regular file with plain writes (a file write does not wait for a
- * reader).
+ * Without blocking, through the descriptors the request brought (the
+ * caller's own description: its offset, its O_APPEND; its flags are left
+ * as they are): a pipe or socket with pwritev2(RWF_NOWAIT); a terminal or a
+ * FIFO, which refuse that, with a 20 ms timer that cuts a write short (then
+ * the rest waits for room: a reader that takes a little at a time costs
+ * the daemon up to 20 ms a time); a regular file with plain writes (a file
+ * write waits for no reader, though a stalled network file system would
+ * hold the daemon). SIGTTOU is ignored while serving: a daemon started in
+ * the background of a terminal with `stty tostop` writes to it as well.
  */
 
 enum { OUT_FILE, OUT_NOWAIT, OUT_TIMED };
@@ -506,9 +509,10 @@ static int one_file(int a, int b)
 	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && same_file(&sa, &sb);
 }
 
-/* Set o up to copy memory file `mem` (taken) to the caller's descriptor
- * `fd` (left as it is). */
-static void out_open(struct out *o, int mem, int fd)
+/* Set o up to copy memory file `mem` to the caller's descriptor *fd (the
+ * one the request brought: taken, *fd becomes -1, when there is text for
+ * it). */
+static void out_open(struct out *o, int mem, int *fd)
 {
 	struct stat st;
 
@@ -520,16 +524,20 @@ static void out_open(struct out *o, int mem, int fd)
 		o->len = 0;
 		return;
 	}
-	o->how = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? OUT_FILE : OUT_NOWAIT;
-	o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	o->how = fstat(*fd, &st) == 0 && S_ISREG(st.st_mode) ? OUT_FILE : OUT_NOWAIT;
+	o->fd = *fd;
+	*fd = -1;
 }
 
-/* One write of o's that does not wait for a reader (a terminal's: not
- * more than 20 ms). */
+/* One write of o's that does not wait for a reader (a terminal's or a
+ * FIFO's: not more than 20 ms). */
 static ssize_t out_write(struct out *o, const char *buf, size_t n)
 {
 	struct iovec iov = { (void *)buf, n };
-	struct itimerval t = { { 0, 0 }, { 0, 20000 } }, off = { { 0, 0 }, { 0, 0 } };
+	/* every 20 ms until disarmed: a signal that came before the write
+	 * began (the daemon off the CPU) would leave it waiting, the next one
+	 * does not */
+	struct itimerval t = { { 0, 20000 }, { 0, 20000 } }, off = { { 0, 0 }, { 0, 0 } };
 	ssize_t w;
 	int saved;
 
@@ -537,9 +545,12 @@ static ssize_t out_write(struct out *o, const char *buf, size_t n)
 		return write(o->fd, buf, n);
 	if (o->how == OUT_NOWAIT) {
 		w = pwritev2(o->fd, &iov, 1, -1, RWF_NOWAIT);
-		if (!(w < 0 && errno == EOPNOTSUPP))
+		if (w >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+		    errno == EPIPE || errno == ECONNRESET)
 			return w;
-		o->how = OUT_TIMED;     /* a terminal */
+		/* refused (EOPNOTSUPP: a terminal, a FIFO; or a filter's
+		 * ENOSYS, EPERM): timed writes from now on */
+		o->how = OUT_TIMED;
 	}
 	setitimer(ITIMER_REAL, &t, NULL);
 	w = write(o->fd, buf, n);
@@ -559,7 +570,7 @@ static int out_push(struct out *o)
 	static char buf[65536];
 
 	if (o->fd < 0) {
-		o->off = o->len;
+		o->off = o->len;        /* (cannot happen: out_open takes one) */
 		return 1;
 	}
 	while (o->off < o->len) {
@@ -629,7 +640,7 @@ static void delivery_end(struct delivery *d, int answer)
  * memory files; the caller's connection c too when parked (and then
  * answers it later). Returns 1 when parked; else *code is the exit code to
  * answer with. */
-static int deliver(int c, int32_t *code, pid_t pid, const int *fds, const int *mem)
+static int deliver(int c, int32_t *code, pid_t pid, int *fds, const int *mem)
 {
 	static const int now[2] = { 1, 1 };
 	struct delivery d;
@@ -637,8 +648,8 @@ static int deliver(int c, int32_t *code, pid_t pid, const int *fds, const int *m
 	d.c = c;
 	d.code = *code;
 	d.pid = pid;
-	out_open(&d.out[0], mem[0], fds[1]);
-	out_open(&d.out[1], mem[1], fds[2]);
+	out_open(&d.out[0], mem[0], &fds[1]);
+	out_open(&d.out[1], mem[1], &fds[2]);
 	if (delivery_push(&d, now) || npending >= MAX_PENDING) {
 		/* (a full list cannot happen: no request is served then) */
 		*code = d.code;
@@ -892,7 +903,8 @@ answer:
 		if (mem[i] >= 0)
 			close(mem[i]);
 	for (i = 0; i < nfds; i++)
-		close(fds[i]);
+		if (fds[i] >= 0)        /* (stdout's and stderr's may be deliver's now) */
+			close(fds[i]);
 	if (pidfd >= 0)
 		close(pidfd);
 	if (ret < 0)
@@ -1050,7 +1062,7 @@ int brisk_host_serve(lua_State *L)
 {
 	struct served s;
 	struct sockaddr_un sa;
-	struct sigaction act, old_int, old_term, old_hup, old_pipe, old_alrm;
+	struct sigaction act, old_int, old_term, old_hup, old_pipe, old_alrm, old_ttou;
 	sigset_t block, old_mask, wait_mask;
 	struct stat mine;
 	int lfd, i, fatal = 0, hidx = 2, reserve;
@@ -1105,6 +1117,7 @@ int brisk_host_serve(lua_State *L)
 	sigaction(SIGHUP, &act, &old_hup);
 	act.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &act, &old_pipe);
+	sigaction(SIGTTOU, &act, &old_ttou);
 	act.sa_handler = on_alarm;      /* out_write's timer: no SA_RESTART */
 	sigaction(SIGALRM, &act, &old_alrm);
 	sigemptyset(&block);
@@ -1138,7 +1151,7 @@ int brisk_host_serve(lua_State *L)
 	 * outputs taken meanwhile do not put it off */
 	idle_at = idle_due(run_idle(L, &s, 0));
 	while (!stop_signal && !fatal) {
-		int c, r, np;
+		int c, r, np, perr;
 		struct timeval tv = { 2, 0 };
 		long long left = idle_at < 0 ? -1 : idle_at - mono_ms();
 		struct timespec ts;
@@ -1149,6 +1162,7 @@ int brisk_host_serve(lua_State *L)
 		ts.tv_nsec = (long)(left % 1000) * 1000000L;
 		np = pending_pollfds(pfd + 1);
 		r = ppoll(pfd, (nfds_t)(1 + np), left >= 0 ? &ts : NULL, &wait_mask);
+		perr = errno;
 		/* a ppoll that finds a caller waiting puts the mask back without
 		 * taking a pending stop signal: under steady load the signal
 		 * would wait forever */
@@ -1164,7 +1178,7 @@ int brisk_host_serve(lua_State *L)
 				continue;
 		}
 		if (r < 0) {
-			if (errno == EINTR)
+			if (perr == EINTR)
 				continue;
 			break;
 		}
@@ -1245,6 +1259,7 @@ int brisk_host_serve(lua_State *L)
 	sigaction(SIGHUP, &old_hup, NULL);
 	sigaction(SIGPIPE, &old_pipe, NULL);
 	sigaction(SIGALRM, &old_alrm, NULL);
+	sigaction(SIGTTOU, &old_ttou, NULL);
 	for (i = 0; i < 3; i++)
 		close(s.own[i]);
 	close(s.own_net);
