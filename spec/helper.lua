@@ -44,11 +44,26 @@ function H.spit(path, s)
 	f:close()
 end
 
---- A fresh path under /tmp (/tmp/lua_XXXXXX) that does not exist yet.
+-- Every H.tmppath of a run is in one directory, removed when the run ends
+-- (spec/run.lua calls H.run_cleanup): what a test leaves there (it forgot,
+-- or failed before its H.rmtree) does not stay in /tmp. They were
+-- os.tmpname's, each a file left beside the path.
+local run_dir, run_n = nil, 0
+
+--- A fresh path (/tmp/lua_brisk-spec.XXXXXX/tN) that does not exist yet.
 function H.tmppath()
-	local p = os.tmpname()
-	os.remove(p)
-	return p
+	if not run_dir then
+		run_dir = H.must("mktemp -d /tmp/lua_brisk-spec.XXXXXX"):gsub("%s+$", "")
+		H.must("chmod 755 " .. H.q(run_dir))   -- as /tmp would be for what is in it
+	end
+	run_n = run_n + 1
+	return string.format("%s/t%d", run_dir, run_n)
+end
+
+--- At the end of a run: remove every path H.tmppath gave.
+function H.run_cleanup()
+	if run_dir then os.execute("rm -rf " .. H.q(run_dir)) end
+	run_dir, run_n = nil, 0
 end
 
 --- A fresh empty directory (mode 0700) under /tmp; remove it with H.rmtree.
@@ -328,7 +343,7 @@ local probe_path
 
 local function probe()
 	if not probe_path then
-		probe_path = os.tmpname() .. ".py"
+		probe_path = H.tmppath() .. ".py"
 		H.spit(probe_path, PROBE_SRC)
 	end
 	return probe_path

@@ -69,9 +69,13 @@ end
 
 local runner = lu.LuaUnit.new()
 runner:runSuite(table.unpack(luargs))
--- the scratch directories (H.scratch) a test left behind
+-- the scratch directories (H.scratch) a test left behind, and every
+-- H.tmppath of the run
 local hok, helper = pcall(require, "helper")
-if hok then helper.scratch_cleanup() end
+if hok then
+	helper.scratch_cleanup()
+	helper.run_cleanup()
+end
 local r = runner.result
 local failed = r.failureCount + r.errorCount + load_failures
 -- what a test wrote to the default state directory (see the top)
