@@ -481,7 +481,7 @@ enum { OUT_FILE, OUT_NOWAIT, OUT_TIMED };
 
 struct out {
 	int mem;        /* the memory file with the text, or -1 */
-	int fd;         /* a duplicate of the caller's descriptor, or -1 */
+	int fd;         /* the caller's descriptor the request brought, or -1 */
 	int how;        /* OUT_FILE, OUT_NOWAIT or OUT_TIMED */
 	off_t off, len;
 };
@@ -880,9 +880,9 @@ static int serve_one(lua_State *L, int hidx, struct served *s, int c)
 		ret = -1;
 	if (code == REPLY_LOCAL)
 		why = "not served";
-	/* its output, delivered now or parked: a stdout whose reader is gone
-	 * makes the exit code 128 + SIGPIPE (run in the caller, the command
-	 * would have died of it) */
+	/* its output, delivered now or parked: a reader gone (stdout's or
+	 * stderr's) makes the exit code 128 + SIGPIPE (run in the caller, the
+	 * command would have died of it) */
 	if (!why && ret == 0) {
 		parked = deliver(c, &code, cred.pid, fds, mem);
 		mem[0] = mem[1] = -1;
