@@ -46,8 +46,8 @@ end
 
 -- Every H.tmppath of a run is in one directory, removed when the run ends
 -- (spec/run.lua calls H.run_cleanup): what a test leaves there (it forgot,
--- or failed before its H.rmtree) does not stay in /tmp. They were
--- os.tmpname's, each a file left beside the path.
+-- or failed before its H.rmtree) does not stay in /tmp, as it did when they
+-- were os.tmpname paths directly in /tmp.
 local run_dir, run_n = nil, 0
 
 --- A fresh path (/tmp/lua_brisk-spec.XXXXXX/tN) that does not exist yet.

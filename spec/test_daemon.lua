@@ -732,12 +732,19 @@ local function wait_for(what, cond)
 	end
 end
 
--- What the Python helpers below share: read a pipe to its end.
+-- What the Python helpers below share: read a pipe, or a pty's master, to
+-- its end (the master's is EIO once the slave is closed).
 local PY_DRAIN = [[
+import errno
 def drain(fd):
     out = b""
     while True:
-        d = os.read(fd, 65536)
+        try:
+            d = os.read(fd, 65536)
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            return out
         if not d:
             return out
         out += d
@@ -942,6 +949,7 @@ end
 -- code.
 local TTY = [[
 import os, pty, subprocess, sys, termios, time
+]] .. PY_DRAIN .. [[
 exe, sock, mode = sys.argv[1:4]
 env = dict(os.environ, BRISK_HOST=sock)
 if mode == "foreign":
@@ -950,12 +958,7 @@ if mode == "foreign":
     os.seteuid(0)
     p = subprocess.Popen([exe, "version"], stdin=subprocess.DEVNULL, stdout=w, env=env)
     os.close(w)
-    out = b""
-    while True:
-        d = os.read(r, 65536)
-        if not d:
-            break
-        out += d
+    out = drain(r)
     print(p.wait(), out.decode().strip())
     sys.exit(0)
 m, s = pty.openpty()
@@ -970,15 +973,7 @@ if mode == "stopped":
     termios.tcflow(s, termios.TCOON)
 code = p.wait()
 os.close(s)
-out = b""
-while True:
-    try:
-        d = os.read(m, 65536)
-    except OSError:
-        break
-    if not d:
-        break
-    out += d
+out = drain(m)
 print(code, out.decode().replace("\r\n", "\n").strip())
 ]]
 
