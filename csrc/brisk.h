@@ -46,6 +46,7 @@ void brisk_open_route(lua_State *L, int mod, int meth);
 void brisk_open_netns(lua_State *L, int mod, int meth);
 void brisk_open_sysctl(lua_State *L, int mod, int meth);
 void brisk_open_fs(lua_State *L, int mod, int meth);
+void brisk_open_json(lua_State *L, int mod, int meth);
 void brisk_open_steps(lua_State *L, int mod, int meth);
 void brisk_open_nft(lua_State *L, int mod, int meth);
 void brisk_open_conntrack(lua_State *L, int mod, int meth);

@@ -18,6 +18,7 @@ static const struct { const char *name; brisk_open_fn open; } families[] = {
 	{ "netns", brisk_open_netns },
 	{ "sysctl", brisk_open_sysctl },
 	{ "fs", brisk_open_fs },
+	{ "json", brisk_open_json },
 	{ "steps", brisk_open_steps },
 	{ "nft", brisk_open_nft },
 	{ "conntrack", brisk_open_conntrack },

@@ -29,11 +29,10 @@
 -- "modified", "corrupt", "invalid", "io". Wrong argument types raise.
 --
 -- Numbers: integers are written exactly and come back as Lua integers when
--- within +-2^53 (lua-cjson decodes to doubles); floats round-trip exactly.
+-- within +-2^53 (brisk.core's json_decode); floats round-trip exactly.
 -- @module brisk.store
 
 local core = require "brisk.core"
-local cjson = require "cjson"
 
 local type, pairs, ipairs, setmetatable, error, pcall, tostring, tonumber, math, os, io =
 	type, pairs, ipairs, setmetatable, error, pcall, tostring, tonumber, math, os, io
@@ -44,9 +43,8 @@ local M = {}
 local Store = {}
 Store.__index = Store
 
-local json = cjson.new()          -- a private instance: global settings untouched
+local json_decode, null = core.json_decode, core.null   -- null: the value lua-cjson uses too
 local ENOENT = core.errno.ENOENT
-local MAX_EXACT = 1 << 53
 
 -- --- JSON ---------------------------------------------------------------------
 
@@ -157,7 +155,7 @@ function encode_value(v, indent, seen, out)
 		out[#out + 1] = encode_number(v)
 	elseif ty == "boolean" then
 		out[#out + 1] = v and "true" or "false"
-	elseif v == cjson.null then
+	elseif v == null then
 		out[#out + 1] = "null"
 	elseif ty == "table" then
 		encode_table(v, indent, seen, out)
@@ -167,9 +165,9 @@ function encode_value(v, indent, seen, out)
 end
 
 --- Encode a value as JSON: keys sorted, tab-indented, integers exact, a
--- newline at the end; `cjson.null` is null. Strings are written as they
+-- newline at the end; `core.null` (lua-cjson's null) is null. Strings are written as they
 -- are (they should be UTF-8).
--- @param v a table, string, number, boolean or cjson.null
+-- @param v a table, string, number, boolean or core.null
 -- @return string
 -- @raise on functions, userdata, cycles, NaN/inf, mixed keys
 function M.encode(v)
@@ -180,32 +178,14 @@ function M.encode(v)
 	return concat(out)
 end
 
-local function integers(v)
-	if type(v) == "table" then
-		for k, x in pairs(v) do
-			if math.type(x) == "float" and x == math.floor(x) and x >= -MAX_EXACT and x <= MAX_EXACT then
-				v[k] = math.tointeger(x)
-			elseif type(x) == "table" then
-				integers(x)
-			end
-		end
-	end
-	return v
-end
-
---- Decode JSON (lua-cjson), turning integral numbers within +-2^53 into
--- Lua integers. null stays `cjson.null`.
+--- Decode JSON (brisk.core's json_decode): integral numbers within
+-- +-2^53 come back as Lua integers, null as `core.null`.
 -- @tparam string s
 -- @return value
--- @return[2] nil, cjson's message
+-- @return[2] nil, "json: <what> at character N"
 function M.decode(s)
 	if type(s) ~= "string" then error("bad argument #1 to 'decode' (string expected, got " .. type(s) .. ")", 2) end
-	local ok, v = pcall(json.decode, s)
-	if not ok then return nil, tostring(v) end
-	if math.type(v) == "float" and v == math.floor(v) and v >= -MAX_EXACT and v <= MAX_EXACT then
-		return math.tointeger(v)
-	end
-	return integers(v)
+	return json_decode(s)
 end
 
 -- --- arguments -----------------------------------------------------------
@@ -431,7 +411,7 @@ local function index_line(v)
 end
 
 local function row_line(kind, id, summary, gen)
-	local d = cjson.null
+	local d = null
 	if summary then
 		d = {}
 		for k, v in pairs(summary) do if k ~= "id" then d[k] = v end end
@@ -443,15 +423,6 @@ local function new_index(self, gen)
 	local ix = { gen = gen, sig = self._sig, kinds = {}, rows = 0, live = 0 }
 	for kind in pairs(self._index) do ix.kinds[kind] = { map = {}, sorted = {} } end
 	return ix
-end
-
-local function exact(v)
-	if math.type(v) == "float" and v == math.floor(v) and v >= -MAX_EXACT and v <= MAX_EXACT then
-		return math.tointeger(v)
-	elseif type(v) == "table" then
-		return integers(v)
-	end
-	return v
 end
 
 -- A kind read from a snapshot is kept lazy: k.snap = {ids=, cols=, n=} as
@@ -481,7 +452,7 @@ local function lazy_has(k, id, less)
 	return snap_row(k.snap, id, less) ~= nil
 end
 
--- A snapshot column as a plain array (absent: cjson.null), the distinct
+-- A snapshot column as a plain array (absent: null), the distinct
 -- strings' form expanded once.
 local function snap_column(snap, field)
 	local col = snap.cols[field]
@@ -489,7 +460,7 @@ local function snap_column(snap, field)
 	if col.i == nil then return col end
 	local plain = snap.plain[field]
 	if not plain then
-		local vals, idx, null = col.v, col.i, cjson.null
+		local vals, idx = col.v, col.i
 		plain = {}
 		for i = 1, snap.n do
 			local v = vals[idx[i]]
@@ -500,13 +471,10 @@ local function snap_column(snap, field)
 	return plain
 end
 
--- A snapshot cell as a summary holds it: null none; integral numbers as
--- integers.
+-- A snapshot cell as a summary holds it: null none.
 local function cell(v)
-	if v == cjson.null then return nil end
-	local t = type(v)
-	if t == "string" or t == "boolean" then return v end
-	return exact(v)
+	if v == null then return nil end
+	return v
 end
 
 -- The summary of row i of a snapshot (a new table).
@@ -622,7 +590,7 @@ local function full(k)
 		local col = snap_column(snap, field)
 		for i = 1, n do
 			local v = col[i]
-			if v ~= cjson.null then sorted[i][field] = cell(v) end
+			if v ~= null then sorted[i][field] = v end
 		end
 	end
 	local touched = {}
@@ -688,15 +656,14 @@ end
 function Store:_index_load(gen)
 	local text = core.file_read(self.dir .. "/.index")
 	if not text or text:sub(-2) ~= ",\n" then return nil end    -- none, empty, or a torn last line
-	local ok, arr = pcall(json.decode, "[" .. text:sub(1, -3) .. "]")
-	if not ok or type(arr) ~= "table" then return nil end
+	local arr = json_decode(text, true)                        -- the lines are values and commas
+	if not arr then return nil end
 	local head, last = arr[1], arr[#arr]
 	if type(head) ~= "table" or head.v ~= INDEX_VERSION or head.spec ~= self._sig
 		or head.boot ~= boot_id() or type(last) ~= "table" or last.g ~= gen then
 		return nil
 	end
 	local ix = new_index(self, gen)
-	local null = cjson.null
 	local less = id_less()
 	local rows = 0
 	for i = 2, #arr do
@@ -714,7 +681,6 @@ function Store:_index_load(gen)
 				if d == null then
 					d = nil
 				elseif type(d) == "table" then
-					integers(d)
 					d.id = id
 				else
 					return nil
@@ -1138,17 +1104,16 @@ function Store:scan(kind, fields, fn)
 	end
 	local cols = {}
 	for j = 1, nf do cols[j] = fields[j] == "id" and snap.ids or snap_column(snap, fields[j]) or {} end
-	local ids, n, null = snap.ids, snap.n, cjson.null
+	local ids, n = snap.ids, snap.n
 	if nf <= 3 then
-		-- (the common case unrolled: a string or none as it is, the rest
-		-- through `cell`)
+		-- (the common case unrolled)
 		local c1, c2, c3 = cols[1] or {}, cols[2] or {}, cols[3] or {}
 		for i = 1, n do
 			if not skip[i] then
 				local a, b, c = c1[i], c2[i], c3[i]
-				if a == null then a = nil elseif type(a) ~= "string" then a = cell(a) end
-				if b == null then b = nil elseif type(b) ~= "string" then b = cell(b) end
-				if c == null then c = nil elseif type(c) ~= "string" then c = cell(c) end
+				if a == null then a = nil end
+				if b == null then b = nil end
+				if c == null then c = nil end
 				fn(ids[i], a, b, c)
 			end
 		end
