@@ -100,7 +100,7 @@ else
 		   obj:*/libnftables.so.*
 		}
 	EOF
-	bash "$SCRATCH/scripts/isolate.sh" valgrind -q --error-exitcode=99 --track-origins=yes \
+	BRISK_SANITIZER=valgrind bash "$SCRATCH/scripts/isolate.sh" valgrind -q --error-exitcode=99 --track-origins=yes \
 		--suppressions="$SCRATCH/valgrind.supp" lua5.4 "$SCRATCH/spec/run.lua" "${specs[@]}" || rc=$?
 fi
 echo "sanitize.sh: $mode run took $(($(date +%s) - start)) s, exit $rc" >&2

@@ -7,6 +7,10 @@ local H = require "helper"
 local ROOT, BIN, q, slurp, spit = H.ROOT, H.BIN, H.q, H.slurp, H.spit
 
 local function tmpdir() return H.scratch("start") end
+
+-- The sanitizer runs (scripts/sanitize.sh) build with config=asan or debug:
+-- no start-up image is made, and the ASan program does not use one.
+local IMAGE = os.getenv("BRISK_SANITIZER") == nil
 local cleanup = H.scratch_cleanup
 
 
@@ -50,9 +54,11 @@ local function where_tree()
 	return t, t .. "/build/bin/brisk", d
 end
 
--- Run WHERE (s.lua in `d`) with the program `bin`: it exits 0 and prints `expected`.
+-- Run WHERE (s.lua in `d`) with the program `bin`: it exits 0 and prints
+-- `expected`. Without the start-up image (where there is one, its modules
+-- are loaded already and `require` says nothing of where they came from).
 local function assert_where(bin, d, expected)
-	local code, out, err = run("run s.lua", { bin = bin, cwd = d })
+	local code, out, err = run("run s.lua", { bin = bin, cwd = d, env = "BRISK_NO_IMAGE=1" })
 	lu.assertEquals(code, 0, err)
 	lu.assertEquals(out, expected)
 end
@@ -77,7 +83,7 @@ function TestCliChunks:test_program_loads_chunks_named_after_sources()
 	local d = tmpdir()
 	spit(d .. "/s.lua", 'local ipnet, from = require "brisk.ipnet"\nprint(from)\n'
 		.. 'local info = debug.getinfo(ipnet.parse_cidr, "S")\nprint(info.source, info.linedefined)\n')
-	local code, out, err = run("run s.lua", { cwd = d })
+	local code, out, err = run("run s.lua", { cwd = d, env = "BRISK_NO_IMAGE=1" })
 	lu.assertEquals(err, "")
 	lu.assertEquals(code, 0)
 	-- from the chunk, with the source's name and lines (debug info kept)
@@ -123,9 +129,9 @@ end
 
 -- `brisk run NAME` of `script` (written to d/NAME) in `d`: it succeeds
 -- quietly; returns its stdout.
-local function run_script(d, name, script)
+local function run_script(d, name, script, env)
 	spit(d .. "/" .. name, script)
-	local code, out, err = run("run " .. name, { cwd = d })
+	local code, out, err = run("run " .. name, { cwd = d, env = env })
 	lu.assertEquals(err, "")
 	lu.assertEquals(code, 0)
 	return out
@@ -133,12 +139,18 @@ end
 
 function TestCliChunks:test_core_and_lua_are_linked_in()
 	-- brisk.core is preloaded, not opened from core.so; Lua is not a shared library
-	local out = run_script(tmpdir(), "c.lua", 'local core, from = require "brisk.core"\n'
+	local script = 'local core, from = require "brisk.core"\n'
 		.. 'local maps = io.open("/proc/self/maps"):read("a")\n'
 		.. 'print(from, type(core.open), maps:find("core.so", 1, true) ~= nil, '
 		.. 'maps:find("liblua5.4.so", 1, true) ~= nil)\n'
-		.. 'print(require("cjson").encode({ 1 }))\n')
+		.. 'print(require("cjson").encode({ 1 }))\n'
+	local out = run_script(tmpdir(), "c.lua", script, "BRISK_NO_IMAGE=1")
 	lu.assertEquals(out, ":preload:\tfunction\tfalse\tfalse\n[1]\n")
+	-- from the start-up image: loaded already (and lua-cjson, opened with
+	-- dlopen, is not in the image but opens as usual)
+	if not IMAGE then return end
+	out = run_script(tmpdir(), "c.lua", script)
+	lu.assertEquals(out, "nil\tfunction\tfalse\tfalse\n[1]\n")
 end
 
 function TestCliChunks:test_user_code_gets_its_finalizers_at_exit()
@@ -219,6 +231,122 @@ function TestCliChunks:test_broken_chunk_leaves_the_module_to_its_source()
 end
 
 ---------------------------------------------------------------------------
+-- The start-up image (csrc/cli/image.c): `make` writes build/lua/brisk.image,
+-- a run maps it, and only when it describes that run exactly.
+TestCliImage = {}
+function TestCliImage:setUp() lu.skipIf(not IMAGE, "a sanitizer build makes no image") end
+function TestCliImage:tearDown() cleanup() end
+
+-- Prints whether this run mapped an image and whether brisk.driver was
+-- loaded before the script asked for it; then runs an endpoint-less command.
+local MAPPED = 'local maps = io.open("/proc/self/maps"):read("a")\n'
+	.. 'print(maps:find("/brisk.image", 1, true) ~= nil, package.loaded["brisk.driver"] ~= nil)\n'
+
+-- Run MAPPED with `bin` (default BIN); returns what it printed.
+local function mapped(bin, env)
+	local d = tmpdir()
+	spit(d .. "/m.lua", MAPPED)
+	local code, out, err = run("run m.lua", { bin = bin, cwd = d, env = env })
+	lu.assertEquals(err, "")
+	lu.assertEquals(code, 0)
+	return out
+end
+
+function TestCliImage:test_the_program_maps_the_image_make_wrote()
+	lu.assertTrue(H.sh("test -s " .. q(ROOT .. "/build/lua/brisk.image")), "no image: run make")
+	lu.assertEquals(mapped(), "true\ttrue\n")
+	lu.assertEquals(mapped(nil, "BRISK_NO_IMAGE=1"), "false\tfalse\n")
+	lu.assertEquals(mapped(nil, "BRISK_NO_IMAGE=0"), "true\ttrue\n")
+	-- what a command does is the same either way
+	local st = tmpdir()
+	local seen = {}
+	for _, env in ipairs{ "BRISK_NO_IMAGE=1", "" } do
+		local code, out, err = run("--state-dir " .. q(st) .. " network ls", { env = env })
+		lu.assertEquals({ code, err }, { 0, "" })
+		lu.assertStrContains(out, "NETWORK ID")
+		seen[#seen + 1] = { run("--state-dir " .. q(st) .. " network create --subnet 10.0.0.0/33 x",
+			{ env = env }) }
+	end
+	lu.assertEquals(seen[1][1], 1)
+	lu.assertStrContains(seen[1][3], "10.0.0.0/33")
+	lu.assertEquals(seen[2], seen[1])
+end
+
+function TestCliImage:test_what_is_per_process_is_fresh()
+	-- the standard files are this process's; math.random has a seed of its own
+	local d = tmpdir()
+	spit(d .. "/in", "from stdin\n")
+	spit(d .. "/f.lua", 'io.stdout:write("out ", io.read("l"), "\\n")\nio.stderr:write("err\\n")\n'
+		.. 'io.write("default\\n")\nprint(math.random(1 << 40))\n')
+	local seen = {}
+	for i = 1, 2 do
+		local code, out, err = run("run f.lua", { cwd = d, stdin = d .. "/in" })
+		lu.assertEquals(code, 0)
+		lu.assertEquals(err, "err\n")
+		local n = out:match("^out from stdin\ndefault\n(%d+)\n$")
+		lu.assertNotNil(n, out)
+		seen[i] = n
+	end
+	lu.assertNotEquals(seen[1], seen[2])
+end
+
+function TestCliImage:test_used_only_while_what_it_names_is_unchanged()
+	-- a copy of the tree: ROOT's image names ROOT's program, so it is not
+	-- used here until the copy's program writes one of its own
+	local t, bin, d = where_tree()
+	local image = t .. "/build/lua/brisk.image"
+	lu.assertEquals(mapped(bin), "false\tfalse\n")
+	H.must(q(bin) .. " --write-image " .. q(image))
+	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	-- Lua's path variables change package.path: not used
+	lu.assertEquals(mapped(bin, "LUA_PATH=/nowhere/?.lua"), "false\tfalse\n")
+	-- an edited source (newer than its chunk): not used, and the edit is
+	local src = t .. "/lua/brisk/pretty.lua"
+	H.must("sleep 0.01")
+	spit(src, (slurp(src):gsub("\nreturn M%s*$", "\nM.edited = true\nreturn M\n")))
+	lu.assertEquals(mapped(bin), "false\tfalse\n")
+	local code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, src .. "\ttrue\n")
+	-- an image is made from chunks only
+	local ok, msg = H.sh(q(bin) .. " --write-image " .. q(image))
+	lu.assertTrue(not ok)
+	lu.assertStrContains(msg, "brisk: --write-image: module brisk.pretty was not loaded from a precompiled chunk")
+	lu.assertEquals(mapped(bin), "false\tfalse\n")
+	-- compiled: a new image, with the edit
+	H.must("lua5.4 " .. q(ROOT .. "/scripts/luac.lua") .. " " .. q(t .. "/lua") .. " "
+		.. q(t .. "/build/lua") .. " " .. q(t .. "/lua") .. " brisk/pretty.lua")
+	H.must(q(bin) .. " --write-image " .. q(image))
+	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	code, out = run("run s.lua", { bin = bin, cwd = d })
+	lu.assertEquals(code, 0)
+	lu.assertEquals(out, "nil\ttrue\n")
+	-- another build of the program (its size, inode and time): not used
+	H.must("cp " .. q(bin) .. " " .. q(bin .. ".new") .. " && mv " .. q(bin .. ".new") .. " " .. q(bin))
+	lu.assertEquals(mapped(bin), "false\tfalse\n")
+end
+
+function TestCliImage:test_a_damaged_image_is_not_used()
+	local t = tree_copy(false)
+	local bin, image = t .. "/build/bin/brisk", t .. "/build/lua/brisk.image"
+	H.must(q(bin) .. " --write-image " .. q(image))
+	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	local whole = slurp(image)
+	-- cut short, its header garbled, or empty: the program starts without it
+	for _, text in ipairs{ whole:sub(1, #whole // 2), "BRISKIM1" .. ("\255"):rep(20000), "" } do
+		spit(image, text)
+		lu.assertEquals(mapped(bin), "false\tfalse\n")
+		local code, out = run("--version", { bin = bin })
+		lu.assertEquals(code, 0)
+		lu.assertStrContains(out, "brisk 0.1.0")
+	end
+	-- where it cannot be written: a message and exit 1, nothing left behind
+	local ok, msg = H.sh(q(bin) .. " --write-image " .. q(t .. "/no/such/dir/brisk.image"))
+	lu.assertTrue(not ok)
+	lu.assertStrContains(msg, "brisk: --write-image: open " .. t .. "/no/such/dir/brisk.image.tmp.")
+end
+
+---------------------------------------------------------------------------
 -- The build: make compiles, recompiles what changed, prunes, installs.
 TestCliBuild = {}
 function TestCliBuild:tearDown() cleanup() end
@@ -233,7 +361,7 @@ function TestCliBuild:test_make_chunks_rebuilds_edited_sources_and_prunes()
 	local chunk = t .. "/build/lua/brisk/pretty.luac"
 	lu.assertEquals(slurp(chunk):sub(1, 4), "\27Lua")
 	lu.assertStrContains(slurp(chunk), "@" .. t .. "/lua/brisk/pretty.lua")
-	lu.assertStrContains(H.must("make -C " .. q(t) .. " chunks"), "Nothing to be done")
+	lu.assertNotStrContains(H.must("make -C " .. q(t) .. " chunks"), "luac.lua")
 	-- an edited source: only its chunk is compiled again
 	local before = slurp(chunk)
 	local src = t .. "/lua/brisk/pretty.lua"
@@ -313,6 +441,9 @@ function TestCliBuild:test_make_install_installs_chunks()
 	local d = tmpdir()
 	spit(d .. "/s.lua", WHERE)
 	assert_where(bin, d, p .. "/lib/lua/5.4/brisk/pretty.luac\tnil\n")
+	-- the start-up image, made for the installed program, is used
+	lu.assertTrue(H.sh("test -s " .. q(p .. "/lib/lua/5.4/brisk.image")))
+	if IMAGE then lu.assertEquals(mapped(bin), "true\ttrue\n") end
 	-- without the installed sources it still runs
 	H.must("mv " .. q(p .. "/share") .. " " .. q(p .. "/share.gone"))
 	local code, out, err = run("--version", { bin = bin })

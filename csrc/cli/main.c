@@ -26,6 +26,12 @@
  * source is used until `make` compiles it again. A chunk that is missing or
  * does not load leaves the module to the other searchers. package.path is
  * unchanged: package.searchpath and scripts see the sources.
+ *
+ * Before all that, it maps the start-up image <chunks>/brisk.image when
+ * there is one that describes this run (image.c): a state with those steps
+ * done and image_modules loaded; then only after_image's per-process fix-ups
+ * are left. `brisk --write-image FILE` makes one (the build does);
+ * BRISK_NO_IMAGE=1 starts without.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -36,7 +42,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -49,12 +58,15 @@
 #include <editline/readline.h>
 
 #include "daemon.h"
+#include "image.h"
 
 #ifdef BRISK_CORE_BUILTIN
 int luaopen_brisk_core(lua_State *L);
 #endif
 
 #define HISTORY_MAX 1000
+#define IMAGE_FILE "brisk.image"          /* in the chunk directory */
+#define IMAGE_SERVED "brisk.image.served" /* registry: modules the chunk searcher loaded */
 
 #ifndef BRISK_LIBEDIT
 #define BRISK_LIBEDIT "libedit.so.2"   /* the build passes libedit's soname */
@@ -534,13 +546,14 @@ static int has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static int exists(lua_State *L, const char *dir, const char *rest)
+static int exists(const char *dir, const char *rest)
 {
-	const char *p = lua_pushfstring(L, "%s%s", dir, rest);
-	int ok = access(p, F_OK) == 0;
+	char p[PATH_MAX];
 
-	lua_pop(L, 1);
-	return ok;
+	if (snprintf(p, sizeof(p), "%s%s", dir, rest) >= (int)sizeof(p))
+		return 0;
+	brisk_image_note(p);
+	return access(p, F_OK) == 0;
 }
 
 /* Prepend `front` to package[field], separated by ';'. */
@@ -620,12 +633,23 @@ static int search_chunk(lua_State *L)
 		const char *chunk = lua_pushfstring(L, forms[i], cdir, rel, "c");
 		int at = lua_gettop(L);
 
+		const char *src;
+
+		brisk_image_note(chunk);
 		if (stat(chunk, &cst) != 0) {
 			lua_pushfstring(L, "no file '%s'", chunk);
-		} else if (stat(lua_pushfstring(L, forms[i], sdir, rel, ""), &sst) == 0 &&
-			   newer(&sst, &cst)) {
+		} else if (brisk_image_note(src = lua_pushfstring(L, forms[i], sdir, rel, "")),
+			   stat(src, &sst) == 0 && newer(&sst, &cst)) {
 			lua_pushfstring(L, "chunk '%s' is older than its source", chunk);
 		} else if (load_chunk(L, chunk) == LUA_OK) {
+			if (brisk_image_building()) {   /* main's check: loaded from a chunk */
+				lua_getfield(L, LUA_REGISTRYINDEX, IMAGE_SERVED);
+				if (lua_istable(L, -1)) {
+					lua_pushboolean(L, 1);
+					lua_setfield(L, -2, name);
+				}
+				lua_pop(L, 1);
+			}
 			lua_pushvalue(L, at);
 			return 2;                /* loader, chunk path */
 		}
@@ -656,57 +680,70 @@ static void add_chunk_searcher(lua_State *L, const char *cdir, const char *sdir)
 	lua_pop(L, 2);
 }
 
-/* Push the executable's path, the root and the chunk directory (any of
- * them may be NULL: nil). */
-static void push_found(lua_State *L, const char *exe, const char *root, const char *cdir)
+/* Where the program found itself and brisk's Lua code (empty: not found). */
+struct paths {
+	char exe[PATH_MAX], root[PATH_MAX];
+	char luadir[PATH_MAX], sodir[PATH_MAX], cdir[PATH_MAX];
+};
+
+static int path_join(char *out, const char *a, const char *b)
 {
-	lua_pushstring(L, exe);
-	lua_pushstring(L, root);
-	lua_pushstring(L, cdir);
+	return snprintf(out, PATH_MAX, "%s%s", a, b) < PATH_MAX;
 }
 
-/* Set package.path/cpath and the chunk searcher from where the executable
- * is, and push the executable's path, the root and the chunk directory it
- * found (each, or nil). */
-static void set_paths(lua_State *L)
+/* Fill `p` from /proc/self/exe (the layouts in the comment at the top). */
+static void find_paths(struct paths *p)
 {
-	char exe[PATH_MAX], root[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	int top = lua_gettop(L);
-	const char *luadir, *sodir, *cdir;
+	char *root = p->root;
+	ssize_t n;
 
-	if (n <= 0) {
-		push_found(L, NULL, NULL, NULL);
+	memset(p, 0, sizeof(*p));
+	n = readlink("/proc/self/exe", p->exe, sizeof(p->exe) - 1);
+	if (n <= 0)
 		return;
-	}
-	exe[n] = '\0';
-	memcpy(root, exe, (size_t)n + 1);
+	p->exe[n] = '\0';
+	memcpy(root, p->exe, (size_t)n + 1);
 	if (!strip_last(root)) {            /* root = the bin directory */
-		push_found(L, exe, NULL, NULL);
+		root[0] = '\0';
 		return;
 	}
 	/* the source tree: its lua/, or only its chunks when lua/ is gone */
 	if (has_suffix(root, "/build/bin") && strip_last(root) && strip_last(root) &&
-	    (exists(L, root, "/lua/brisk/cli.lua") ||
-	     exists(L, root, "/build/lua/brisk/cli.luac"))) {
-		luadir = lua_pushfstring(L, "%s/lua", root);
-		sodir = lua_pushfstring(L, "%s/build/lib", root);
-		cdir = lua_pushfstring(L, "%s/build/lua", root);
-	} else {
-		memcpy(root, exe, (size_t)n + 1);
-		if (!(strip_last(root) && has_suffix(root, "/bin") && strip_last(root))) {
-			push_found(L, exe, NULL, NULL);
+	    (exists(root, "/lua/brisk/cli.lua") || exists(root, "/build/lua/brisk/cli.luac"))) {
+		if (path_join(p->luadir, root, "/lua") && path_join(p->sodir, root, "/build/lib") &&
+		    path_join(p->cdir, root, "/build/lua"))
 			return;
-		}
-		luadir = lua_pushfstring(L, "%s/share/lua/5.4", root);
-		sodir = cdir = lua_pushfstring(L, "%s/lib/lua/5.4", root);
+	} else {
+		memcpy(root, p->exe, (size_t)n + 1);
+		if (strip_last(root) && has_suffix(root, "/bin") && strip_last(root) &&
+		    path_join(p->luadir, root, "/share/lua/5.4") &&
+		    path_join(p->sodir, root, "/lib/lua/5.4") && path_join(p->cdir, root, "/lib/lua/5.4"))
+			return;
 	}
-	prepend(L, "path", lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", luadir, luadir));
-	prepend(L, "cpath", lua_pushfstring(L, "%s/?.so", sodir));
-	add_chunk_searcher(L, cdir, luadir);
-	push_found(L, exe, root, cdir);     /* cdir is still on the stack */
-	lua_rotate(L, top + 1, 3);          /* the three results first */
-	lua_settop(L, top + 3);
+	root[0] = p->luadir[0] = p->sodir[0] = p->cdir[0] = '\0';
+}
+
+static void push_or_nil(lua_State *L, const char *s)
+{
+	if (*s)
+		lua_pushstring(L, s);
+	else
+		lua_pushnil(L);
+}
+
+/* Set package.path/cpath and the chunk searcher from `p`, and push the
+ * executable's path, the root and the chunk directory (each, or nil). */
+static void set_paths(lua_State *L, const struct paths *p)
+{
+	if (p->cdir[0]) {
+		prepend(L, "path", lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", p->luadir, p->luadir));
+		prepend(L, "cpath", lua_pushfstring(L, "%s/?.so", p->sodir));
+		lua_pop(L, 2);
+		add_chunk_searcher(L, p->cdir, p->luadir);
+	}
+	push_or_nil(L, p->exe);
+	push_or_nil(L, p->root);
+	push_or_nil(L, p->cdir);
 }
 
 /* --- running --- */
@@ -744,18 +781,24 @@ static int msghandler(lua_State *L)
 	return 1;
 }
 
-/* The protected body: open libraries, set paths, run brisk.cli.main. */
-static int pmain(lua_State *L)
-{
-	int argc = (int)lua_tointeger(L, 1);
-	char **argv = (char **)lua_touserdata(L, 2);
-	int i, cli;
+/* The modules the start-up image holds loaded (image.c): the CLI, the
+ * endpoint and network commands and everything they require. Not the
+ * firewall (it loads lua-cjson with dlopen: not at the same address in the
+ * next run), the REPL, the topology or the graph code. */
+static const char *const image_modules[] = {
+	"brisk", "brisk.cli", "brisk.cliutil", "brisk.cli.endpoint", "brisk.cli.network",
+	"brisk.driver", "brisk.store", "brisk.endpoint", "brisk.handle", "brisk.ipnet",
+	"brisk.schema", "brisk.netopts", "brisk.pretty", "brisk.ports", NULL
+};
 
+/* A new state made ready: libraries, paths, preloads, brisk.cli. */
+static int init_state(lua_State *L, const struct paths *p)
+{
 	luaL_checkversion(L);
 	luaL_openlibs(L);
 	lua_gc(L, LUA_GCGEN, 0, 0);
 
-	set_paths(L);                        /* pushes exe, root, chunks */
+	set_paths(L, p);                     /* pushes exe, root, chunks */
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "preload");
 	lua_pushvalue(L, -5);
@@ -768,7 +811,58 @@ static int pmain(lua_State *L)
 	lua_setfield(L, -2, "brisk.core");
 #endif
 	lua_pop(L, 5);
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "brisk.cli");
+	lua_call(L, 1, 0);
+	return 0;
+}
 
+/* A state mapped from the image: what is per process set again. */
+static void after_image(lua_State *L)
+{
+	static const char *const std[] = { "stdin", "stdout", "stderr" };
+	FILE *const files[] = { stdin, stdout, stderr };
+	uint64_t seed[2];
+	int i;
+
+	lua_getglobal(L, "io");
+	for (i = 0; i < 3; i++) {
+		luaL_Stream *f;
+
+		lua_getfield(L, -1, std[i]);
+		f = luaL_testudata(L, -1, LUA_FILEHANDLE);
+		if (f && f->closef)
+			f->f = files[i];
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	/* a seed of its own: Lua's default one is the time in seconds and the
+	 * state's address, which the image makes the same in every run */
+	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+		seed[0] = (uint64_t)time(NULL);
+		seed[1] = (uint64_t)getpid();
+	}
+	lua_getglobal(L, "math");
+	lua_getfield(L, -1, "randomseed");
+	lua_pushinteger(L, (lua_Integer)seed[0]);
+	lua_pushinteger(L, (lua_Integer)seed[1]);
+	lua_call(L, 2, 0);
+	lua_pop(L, 1);
+}
+
+/* The protected body: the state made ready (or mapped), brisk.cli.main
+ * run. */
+static int pmain(lua_State *L)
+{
+	int argc = (int)lua_tointeger(L, 1);
+	char **argv = (char **)lua_touserdata(L, 2);
+	const struct paths *p = lua_touserdata(L, 3);
+	int i, cli;
+
+	if (p)
+		init_state(L, p);
+	else
+		after_image(L);
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "brisk.cli");
 	lua_call(L, 1, 1);
@@ -787,26 +881,115 @@ static int pmain(lua_State *L)
 	return 2;
 }
 
+/* The image's body: the state made ready, the modules loaded, and a check
+ * that every module came from a chunk (those are in the image's key) or
+ * is Lua's or built in, and that no C library was opened. */
+static int pimage(lua_State *L)
+{
+	static const char *const builtin[] = { "_G", "package", "coroutine", "table", "io", "os",
+		"string", "math", "utf8", "debug", "brisk.core", NULL };
+	const struct paths *p = lua_touserdata(L, 1);
+	int i;
+
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, IMAGE_SERVED);
+	init_state(L, p);
+	for (i = 0; image_modules[i]; i++) {
+		lua_getglobal(L, "require");
+		lua_pushstring(L, image_modules[i]);
+		lua_call(L, 1, 0);
+	}
+	lua_getfield(L, LUA_REGISTRYINDEX, IMAGE_SERVED);
+	lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		const char *name = lua_tostring(L, -2);
+
+		lua_pop(L, 1);
+		for (i = 0; builtin[i] && strcmp(builtin[i], name) != 0; i++)
+			;
+		if (builtin[i])
+			continue;
+		if (lua_getfield(L, -3, name) != LUA_TBOOLEAN)
+			return luaL_error(L, "module %s was not loaded from a precompiled chunk", name);
+		lua_pop(L, 1);
+	}
+	lua_getfield(L, LUA_REGISTRYINDEX, "_CLIBS");
+	lua_pushnil(L);
+	if (lua_istable(L, -2) && lua_next(L, -2))
+		return luaL_error(L, "a C library was opened");
+	lua_pushnil(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, IMAGE_SERVED);
+	lua_settop(L, 0);
+	return 0;
+}
+
+/* brisk --write-image FILE: make the start-up image (the build does). */
+static int write_image(const char *file, const struct paths *p)
+{
+	char err[PATH_MAX + 128];
+	lua_State *L;
+
+	if (!p->cdir[0]) {
+		fputs("brisk: --write-image: brisk's Lua code was not found\n", stderr);
+		return 1;
+	}
+	if ((L = brisk_image_newstate()) == NULL) {
+		fprintf(stderr, "brisk: --write-image: no room at the image's address: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	lua_pushcfunction(L, msghandler);
+	lua_pushcfunction(L, pimage);
+	lua_pushlightuserdata(L, (void *)p);
+	if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+		fprintf(stderr, "brisk: --write-image: %s\n", lua_tostring(L, -1));
+		return 1;
+	}
+	if (brisk_image_save(L, file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "brisk: --write-image: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	lua_State *L;
+	static struct paths paths;
+	lua_State *L = NULL;
 	lua_Integer code = 1;
-	int status, quick = 0;
-	const char *host = getenv("BRISK_HOST");
+	int status, quick = 0, mapped = 0;
+	const char *host = getenv("BRISK_HOST"), *noimage = getenv("BRISK_NO_IMAGE");
+	char image[PATH_MAX];
 
 	/* A daemon named by $BRISK_HOST runs the command (brisk daemon). */
 	if (host && *host && (code = brisk_forward(host, argc, argv)) >= 0)
 		return (int)code;
-	L = luaL_newstate();
+	if (argc == 3 && strcmp(argv[1], "--write-image") == 0) {
+		find_paths(&paths);
+		return write_image(argv[2], &paths);
+	}
+#ifndef BRISK_NO_IMAGE
+	if (!noimage || !*noimage || strcmp(noimage, "0") == 0) {
+		find_paths(&paths);
+		if (paths.cdir[0] && path_join(image, paths.cdir, "/" IMAGE_FILE))
+			mapped = (L = brisk_image_load(image)) != NULL;
+	}
+#endif
 	if (L == NULL) {
-		fputs("brisk: cannot create Lua state: not enough memory\n", stderr);
-		return 1;
+		if (!paths.exe[0])
+			find_paths(&paths);
+		if ((L = luaL_newstate()) == NULL) {
+			fputs("brisk: cannot create Lua state: not enough memory\n", stderr);
+			return 1;
+		}
 	}
 	lua_pushcfunction(L, msghandler);
 	lua_pushcfunction(L, pmain);
 	lua_pushinteger(L, argc);
 	lua_pushlightuserdata(L, argv);
-	status = lua_pcall(L, 2, 2, 1);
+	lua_pushlightuserdata(L, mapped ? NULL : &paths);
+	status = lua_pcall(L, 3, 2, 1);
 	if (status == LUA_OK) {
 		code = lua_tointeger(L, -2);
 		quick = lua_toboolean(L, -1);
