@@ -182,6 +182,24 @@ local targets = {
 		end
 		if not deep_equal(v, v2) then finding("store.decode(%q): round trip changed the value", s) end
 	end },
+	-- the index's form: values and commas (brisk.core's json_decode list mode)
+	{ "json_decode list", function(s)
+		local json_decode = require("brisk.core").json_decode
+		local r, msg = call("json_decode list", json_decode, s, true)
+		if r == nil then
+			check_failure("json_decode list", s, r, msg)
+			return
+		end
+		if type(r) ~= "table" then finding("json_decode(%q, true) gave a %s", s, type(r)) end
+		local lines = {}
+		for i, v in ipairs(r) do
+			local ok, text = pcall(store.encode, v)
+			if not ok then return end            -- inf or NaN: not JSON
+			lines[i] = text .. ","
+		end
+		local again = json_decode(table.concat(lines, "\n"), true)
+		if not deep_equal(r, again) then finding("json_decode(%q, true): round trip changed the list", s) end
+	end },
 }
 
 return targets
