@@ -17,8 +17,9 @@
 # lua/5.4/brisk.image): the program's Lua state with brisk's modules loaded,
 # which every run maps instead of loading them (csrc/cli/image.c; ~1.3 ms of
 # each run). It names the executable, the chunks and the sources it was made
-# from; when any of them changes it is not used (and `make` or `make chunks`
-# writes it again). BRISK_NO_IMAGE=1 in the environment starts without it.
+# from; when any of them changes it is not used (`make`, or `make image`
+# after `make chunks`, writes it again). BRISK_NO_IMAGE=1 in the environment
+# starts without it.
 PREFIX ?= /usr/local
 config ?= release
 LUACFLAGS ?=
@@ -42,15 +43,14 @@ chunks: $(CHUNKS)
 ifneq ($(ORPHANS),)
 	rm -f $(ORPHANS)
 endif
-ifeq ($(config),release)
-	@if [ -x build/bin/brisk ]; then $(MAKE) --no-print-directory image; fi
-endif
 
-image: $(IMAGE)
-
-# made by the program itself, with the modules its list in csrc/cli/main.c names
-$(IMAGE): build/bin/brisk $(CHUNKS)
-	build/bin/brisk --write-image $@
+# Made by the program itself, with the modules its list in csrc/cli/main.c
+# names; every time (~5 ms: what it names is paths and inodes, which make's
+# dates do not show). Without one the program starts the usual way: a
+# failure is a warning, and a stale image goes.
+image:
+	@build/bin/brisk --write-image $(IMAGE) || { rm -f $(IMAGE); \
+		echo "make: warning: no start-up image (brisk starts without it)" >&2; }
 
 build/lua/%.luac: lua/%.lua scripts/luac.lua
 	@mkdir -p $(@D)
@@ -77,6 +77,7 @@ install: all
 	install -m 0755 build/bin/brisk $(DESTDIR)$(PREFIX)/bin/brisk
 	# the image names the installed program and chunks: made where they are
 	# (not under a DESTDIR, where they are not yet)
-	if [ -z "$(DESTDIR)" ]; then $(PREFIX)/bin/brisk --write-image $(PREFIX)/lib/lua/5.4/brisk.image; fi
+	if [ -z "$(DESTDIR)" ]; then $(PREFIX)/bin/brisk --write-image $(PREFIX)/lib/lua/5.4/brisk.image || \
+		rm -f $(PREFIX)/lib/lua/5.4/brisk.image; fi
 
 .PHONY: all chunks image test clean install

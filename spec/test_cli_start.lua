@@ -237,10 +237,11 @@ TestCliImage = {}
 function TestCliImage:setUp() lu.skipIf(not IMAGE, "a sanitizer build makes no image") end
 function TestCliImage:tearDown() cleanup() end
 
--- Prints whether this run mapped an image and whether brisk.driver was
--- loaded before the script asked for it; then runs an endpoint-less command.
+-- Prints whether this run started from an image (its region at the image's
+-- address; `run` has copied it out of the file by the time the script
+-- runs) and whether brisk.driver was loaded before the script asked for it.
 local MAPPED = 'local maps = io.open("/proc/self/maps"):read("a")\n'
-	.. 'print(maps:find("/brisk.image", 1, true) ~= nil, package.loaded["brisk.driver"] ~= nil)\n'
+	.. 'print(maps:find("\\n2b0000000000%-") ~= nil, package.loaded["brisk.driver"] ~= nil)\n'
 
 -- Run MAPPED with `bin` (default BIN); returns what it printed.
 local function mapped(bin, env)
@@ -323,6 +324,33 @@ function TestCliImage:test_used_only_while_what_it_names_is_unchanged()
 	lu.assertEquals(out, "nil\ttrue\n")
 	-- another build of the program (its size, inode and time): not used
 	H.must("cp " .. q(bin) .. " " .. q(bin .. ".new") .. " && mv " .. q(bin .. ".new") .. " " .. q(bin))
+	lu.assertEquals(mapped(bin), "false\tfalse\n")
+end
+
+function TestCliImage:test_a_long_running_process_keeps_its_image_when_the_file_changes()
+	-- the REPL and `run` (before the user's code) and the daemon (before it
+	-- serves) take the image's pages into memory of their own: the file
+	-- truncated in place (not replaced by rename, as make does) no longer
+	-- reaches them (a mapped page past the end of a file is SIGBUS)
+	local t = tree_copy(false)
+	local bin, image = t .. "/build/bin/brisk", t .. "/build/lua/brisk.image"
+	H.must(q(bin) .. " --write-image " .. q(image))
+	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	local d = tmpdir()
+	spit(d .. "/in", "print(package.loaded['brisk.driver'] ~= nil)\n"
+		.. "os.execute('truncate -s 0 " .. image .. "')\n"
+		.. "for i = 1, 3 do collectgarbage() end\n"
+		.. "local t = {} for i = 1, 100000 do t[i] = ('x'):rep(i % 50) end\n"
+		.. "print('alive', #require('brisk.cli').commands['network create'].name)\n")
+	local code, out, err = run("repl", { bin = bin, cwd = d, stdin = d .. "/in" })
+	lu.assertEquals(code, 0, err)
+	lu.assertStrContains(out, "true")
+	lu.assertStrContains(out, "alive\t14")
+	H.must(q(bin) .. " --write-image " .. q(image))
+	code, out, err = run("run -", { bin = bin, cwd = d, stdin = d .. "/in" })
+	lu.assertEquals(code, 0, err)
+	lu.assertEquals(out, "true\nalive\t14\n")
+	-- an empty image is not used by the next run
 	lu.assertEquals(mapped(bin), "false\tfalse\n")
 end
 

@@ -57,6 +57,7 @@
 #include <lauxlib.h>
 
 #include "daemon.h"
+#include "image.h"
 
 #define REQ_MAGIC 0x4b535242u   /* "BRSK" */
 #define REQ_VERSION 2u
@@ -1071,6 +1072,7 @@ int brisk_host_serve(lua_State *L)
 
 	luaL_checkstring(L, 1);
 	luaL_checktype(L, 2, LUA_TFUNCTION);
+	brisk_image_detach(L);               /* it runs long: see image.h */
 	lua_settop(L, 3);
 	s.quiet = 0;
 	if (lua_istable(L, 3)) {

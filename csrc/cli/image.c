@@ -31,13 +31,17 @@
  * Anything else (no file, another build, an edited source, the address
  * taken, a short file) and the program starts the usual way. The build
  * replaces an image by rename, so a running process keeps the one it
- * mapped.
+ * mapped (a file cut short under a mapping is SIGBUS on its lost pages).
  *
  * The allocator: blocks of 16-byte classes up to 1 KiB and of powers of
  * two up to 64 KiB come from the region (free lists by class, the sizes
  * Lua passes back on free and realloc say the class, so blocks carry no
  * header); larger ones from malloc (while the image is being made, from
- * the region too). A large block of the image that is freed stays unused.
+ * the region too, and an image that would hold a block from malloc is not
+ * written). A loaded image has IMG_GROW of address space after it for new
+ * blocks, then malloc; its free lists are dropped (below) and a large
+ * block of it that is freed stays unused. A process that runs long calls
+ * brisk_image_detach: the pages copied out of the file, malloc from then on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,7 +66,8 @@
 #endif
 
 #define IMG_BASE   ((uintptr_t)0x2b0000000000ULL)   /* far from the heap, libraries and stacks */
-#define IMG_SPAN   ((size_t)1 << 28)                 /* address space kept for it (not memory) */
+#define IMG_SPAN   ((size_t)64 << 20)                /* the region's addresses */
+#define IMG_GROW   ((size_t)8 << 20)                 /* mapped after a loaded image for new blocks */
 #define IMG_META   16384                             /* the header and key, then the heap */
 #define IMG_MAGIC  "BRISKIM1"
 #define IMG_PAGE   4096
@@ -89,7 +94,9 @@ struct img_head {
 #define KEY_MAX (IMG_META - offsetof(struct img_head, key))
 
 static struct img_head *H;            /* the region's header, NULL: none */
-static int building;
+static uint64_t region_end;           /* offset where the region's mapping ends */
+static int building, build_lost;      /* build_lost: a block of the build went to malloc */
+static int detached;
 static char *notes[MAX_NOTES];
 static int nnotes, notes_lost;
 
@@ -123,7 +130,7 @@ static void *region_take(size_t n)
 {
 	uint64_t at = H->bump;
 
-	if (n > IMG_SPAN - at)
+	if (n > region_end - at)
 		return NULL;
 	H->bump = at + n;
 	return (char *)IMG_BASE + at;
@@ -135,14 +142,16 @@ static void *img_new(size_t n)
 	int c = class_of(n, &size);
 	void *p;
 
-	if (c < 0)
-		return building ? region_take((n + IMG_PAGE - 1) & ~(size_t)(IMG_PAGE - 1)) : malloc(n);
-	if ((p = H->free_list[c]) != NULL) {
+	if (c < 0 && !building)
+		return malloc(n);
+	if (c >= 0 && (p = H->free_list[c]) != NULL) {
 		H->free_list[c] = *(void **)p;
 		return p;
 	}
-	p = region_take(size);
-	return p ? p : malloc(n);
+	if ((p = region_take(c < 0 ? (n + IMG_PAGE - 1) & ~(size_t)(IMG_PAGE - 1) : size)) != NULL)
+		return p;
+	build_lost |= building;               /* an image holding it could not be written */
+	return malloc(n);
 }
 
 static void img_free(void *p, size_t osize)
@@ -184,6 +193,30 @@ static void *img_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	memcpy(n, ptr, osize);
 	img_free(ptr, osize);
+	return n;
+}
+
+/* lua_Alloc once the state is detached (brisk_image_detach): new blocks
+ * from malloc; a block of the region that is freed is left (the region is
+ * as large as the image and IMG_GROW at most), one that grows is moved. */
+static void *detached_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	void *n;
+
+	(void)ud;
+	if (!in_region(ptr)) {
+		if (nsize == 0) {
+			free(ptr);
+			return NULL;
+		}
+		return realloc(ptr, nsize);
+	}
+	if (nsize == 0)
+		return NULL;
+	if (nsize <= osize)
+		return ptr;
+	if ((n = malloc(nsize)) != NULL)
+		memcpy(n, ptr, osize);
 	return n;
 }
 
@@ -286,17 +319,25 @@ static void version_line(struct key *k)
 	     (unsigned long long)IMG_BASE);
 }
 
+/* The executable: its path (what the program's paths derive from) and the
+ * identity of the very file running (stat of /proc/self/exe). */
 static void exe_line(struct key *k)
 {
 	char exe[PATH_MAX];
+	struct stat st;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
-	if (n <= 0) {
+	if (n <= 0 || stat("/proc/self/exe", &st) != 0) {
 		k->bad = 1;
 		return;
 	}
 	exe[n] = '\0';
-	stat_line(k, 'X', exe);
+	if (strchr(exe, '\n'))
+		k->bad = 1;
+	else
+		kput(k, "X %lu %lu %lld %lld.%09ld %s\n", (unsigned long)st.st_dev,
+		     (unsigned long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+		     st.st_mtim.tv_nsec, exe);
 }
 
 /* The key of this run for the lines of `stored` (the same lines, with
@@ -362,6 +403,7 @@ lua_State *brisk_image_newstate(void)
 		return NULL;
 	}
 	H = p;
+	region_end = IMG_SPAN;
 	memcpy(H->magic, IMG_MAGIC, 8);
 	H->base = IMG_BASE;
 	H->span = IMG_SPAN;
@@ -422,6 +464,10 @@ int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "the image's key does not fit (%d files)", nnotes);
 		return -1;
 	}
+	if (build_lost) {
+		snprintf(err, errlen, "the state outgrew the image's %zu MiB", IMG_SPAN >> 20);
+		return -1;
+	}
 	H->key_len = (uint32_t)k.len;
 	H->L = L;
 	H->size = (H->bump + IMG_PAGE - 1) & ~(uint64_t)(IMG_PAGE - 1);
@@ -429,7 +475,9 @@ int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: name too long", path);
 		return -1;
 	}
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+	/* read-only: a process that has it mapped must not see it change
+	 * (replace it by rename, as this does) */
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444)) < 0) {
 		snprintf(err, errlen, "open %s: %s", tmp, strerror(errno));
 		return -1;
 	}
@@ -446,7 +494,7 @@ int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen)
 		}
 		off += (size_t)w;
 	}
-	if (close(fd) != 0 || rename(tmp, path) != 0) {
+	if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
 		snprintf(err, errlen, "write %s: %s", path, strerror(errno));
 		unlink(tmp);
 		return -1;
@@ -471,7 +519,9 @@ lua_State *brisk_image_load(const char *path)
 	if (pread(fd, meta, IMG_META, 0) != IMG_META || fstat(fd, &st) != 0 ||
 	    memcmp(h->magic, IMG_MAGIC, 8) != 0 || h->base != IMG_BASE || h->span != IMG_SPAN ||
 	    h->size != (uint64_t)st.st_size || h->size % IMG_PAGE != 0 || h->size > IMG_SPAN ||
-	    h->bump < IMG_META || h->bump > h->size || h->key_len > KEY_MAX || h->L == NULL)
+	    h->bump < IMG_META || h->bump > h->size || h->key_len > KEY_MAX ||
+	    (uintptr_t)h->L < IMG_BASE + IMG_META || (uintptr_t)h->L >= IMG_BASE + h->bump ||
+	    h->size + IMG_GROW > IMG_SPAN)
 		goto no;
 	key_again(&k, h->key, h->key_len);
 	if (k.bad || k.len != h->key_len || memcmp(again, h->key, k.len) != 0)
@@ -484,16 +534,17 @@ lua_State *brisk_image_load(const char *path)
 		munmap(p, h->size);
 		goto no;
 	}
-	q = mmap((char *)IMG_BASE + h->size, IMG_SPAN - h->size, PROT_READ | PROT_WRITE,
+	q = mmap((char *)IMG_BASE + h->size, IMG_GROW, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
 	if (q != (char *)IMG_BASE + h->size) {
 		if (q != MAP_FAILED)
-			munmap(q, IMG_SPAN - h->size);
+			munmap(q, IMG_GROW);
 		munmap(p, h->size);
 		goto no;
 	}
 	close(fd);
 	H = p;
+	region_end = h->size + IMG_GROW;
 	building = 0;
 	/* the image's free blocks are left unused: they are spread over its
 	 * pages, and writing one (a free list is a chain through them) copies
@@ -503,4 +554,28 @@ lua_State *brisk_image_load(const char *path)
 no:
 	close(fd);
 	return NULL;
+}
+
+/* --- long-running processes --- */
+
+void brisk_image_detach(lua_State *L)
+{
+	void *copy, *p;
+
+	if (!H || building || detached)
+		return;
+	detached = 1;
+	/* the file's pages into memory of the process's own: the file may
+	 * then be truncated or written over without this process noticing */
+	if ((copy = malloc(H->size)) != NULL) {
+		size_t size = H->size;
+
+		memcpy(copy, (void *)IMG_BASE, size);
+		p = mmap((void *)IMG_BASE, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		if (p == (void *)IMG_BASE)
+			memcpy(p, copy, size);
+		free(copy);
+	}
+	lua_setallocf(L, detached_alloc, NULL);
 }

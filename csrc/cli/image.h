@@ -27,4 +27,11 @@ int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen);
  * noted, Lua's path variables); else NULL and nothing is mapped. */
 lua_State *brisk_image_load(const char *path);
 
+/* For a process that runs long (the daemon, the REPL): the mapped image
+ * copied into the process's own memory (a file changed in place can no
+ * longer reach it) and new blocks from malloc from now on (which returns
+ * memory; the region's size classes do not). Harmless twice or without an
+ * image. */
+void brisk_image_detach(lua_State *L);
+
 #endif

@@ -480,6 +480,9 @@ static int host_interrupts(lua_State *L)
 				snprintf(lib[nlib++], sizeof(lib[0]), "%s", lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
+		/* the user's code runs now (`run`, the REPL), maybe for long: the
+		 * state leaves the image's file (image.h) */
+		brisk_image_detach(L);
 		run_L[nruns] = L;
 		runs[nruns++] = stack_depth(L, INT_MAX) - 1;   /* less this function's own frame */
 		sig_L = L;
