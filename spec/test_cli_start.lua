@@ -253,6 +253,16 @@ local function mapped(bin, env)
 	return out
 end
 
+-- A copy of the tree (no sources) with an image its program wrote and
+-- uses: returns the tree, its program and the image.
+local function image_tree()
+	local t = tree_copy(false)
+	local bin, image = t .. "/build/bin/brisk", t .. "/build/lua/brisk.image"
+	H.must(q(bin) .. " --write-image " .. q(image))
+	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	return t, bin, image
+end
+
 function TestCliImage:test_the_program_maps_the_image_make_wrote()
 	lu.assertTrue(H.sh("test -s " .. q(ROOT .. "/build/lua/brisk.image")), "no image: run make")
 	lu.assertEquals(mapped(), "true\ttrue\n")
@@ -332,10 +342,7 @@ function TestCliImage:test_a_long_running_process_keeps_its_image_when_the_file_
 	-- serves) take the image's pages into memory of their own: the file
 	-- truncated in place (not replaced by rename, as make does) no longer
 	-- reaches them (a mapped page past the end of a file is SIGBUS)
-	local t = tree_copy(false)
-	local bin, image = t .. "/build/bin/brisk", t .. "/build/lua/brisk.image"
-	H.must(q(bin) .. " --write-image " .. q(image))
-	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	local _, bin, image = image_tree()
 	local d = tmpdir()
 	spit(d .. "/in", "print(package.loaded['brisk.driver'] ~= nil)\n"
 		.. "os.execute('truncate -s 0 " .. image .. "')\n"
@@ -355,10 +362,7 @@ function TestCliImage:test_a_long_running_process_keeps_its_image_when_the_file_
 end
 
 function TestCliImage:test_a_damaged_image_is_not_used()
-	local t = tree_copy(false)
-	local bin, image = t .. "/build/bin/brisk", t .. "/build/lua/brisk.image"
-	H.must(q(bin) .. " --write-image " .. q(image))
-	lu.assertEquals(mapped(bin), "true\ttrue\n")
+	local t, bin, image = image_tree()
 	local whole = slurp(image)
 	-- cut short, its header garbled, or empty: the program starts without it
 	for _, text in ipairs{ whole:sub(1, #whole // 2), "BRISKIM1" .. ("\255"):rep(20000), "" } do
