@@ -25,7 +25,7 @@
 
 struct json {
 	lua_State *L;
-	const char *s, *p, *end;
+	const char *p, *end;
 	const char *err;                /* what went wrong, at err_at */
 	const char *err_at;
 	int depth;
@@ -167,6 +167,14 @@ static int string(struct json *j)
 	return 1;
 }
 
+/* Past the decimal digits at q. */
+static const char *digits(const char *q, const char *end)
+{
+	while (q < end && *q >= '0' && *q <= '9')
+		q++;
+	return q;
+}
+
 /* A number (RFC 8259 grammar): pushes an integer when integral within
  * +-2^53, else a float. */
 static int number(struct json *j)
@@ -181,15 +189,13 @@ static int number(struct json *j)
 	if (q < j->end && *q == '0')
 		q++;
 	else if (q < j->end && *q >= '1' && *q <= '9')
-		while (q < j->end && *q >= '0' && *q <= '9')
-			q++;
+		q = digits(q, j->end);
 	else
 		return bad(j, "bad number", start);
 	if (q < j->end && *q == '.') {
 		if (++q >= j->end || *q < '0' || *q > '9')
 			return bad(j, "bad number", start);
-		while (q < j->end && *q >= '0' && *q <= '9')
-			q++;
+		q = digits(q, j->end);
 	}
 	if (q < j->end && (*q == 'e' || *q == 'E')) {
 		q++;
@@ -197,8 +203,7 @@ static int number(struct json *j)
 			q++;
 		if (q >= j->end || *q < '0' || *q > '9')
 			return bad(j, "bad number", start);
-		while (q < j->end && *q >= '0' && *q <= '9')
-			q++;
+		q = digits(q, j->end);
 	}
 	n = (size_t)(q - start);
 	/* strtod needs a terminator: the text may go on with more digits of
@@ -353,7 +358,7 @@ static int l_json_decode(lua_State *L)
 	size_t n;
 	const char *s = luaL_checklstring(L, 1, &n);
 	int list = lua_toboolean(L, 2), ok;
-	struct json j = { L, s, s, s + n, NULL, NULL, 0 };
+	struct json j = { L, s, s + n, NULL, NULL, 0 };
 
 	lua_settop(L, 2);
 	if (list) {
