@@ -285,18 +285,25 @@ static void kput(struct key *k, const char *fmt, ...)
 		k->len += (size_t)n;
 }
 
+/* "<tag> <dev> <ino> <size> <mtime> <path>" for `st` (NULL: "<tag> - <path>",
+ * no such file). */
+static void put_stat(struct key *k, char tag, const struct stat *st, const char *path)
+{
+	if (strchr(path, '\n'))
+		k->bad = 1;
+	else if (!st)
+		kput(k, "%c - %s\n", tag, path);
+	else
+		kput(k, "%c %lu %lu %lld %lld.%09ld %s\n", tag, (unsigned long)st->st_dev,
+		     (unsigned long)st->st_ino, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+		     st->st_mtim.tv_nsec, path);
+}
+
 static void stat_line(struct key *k, char tag, const char *path)
 {
 	struct stat st;
 
-	if (strchr(path, '\n'))
-		k->bad = 1;
-	else if (stat(path, &st) != 0)
-		kput(k, "%c - %s\n", tag, path);
-	else
-		kput(k, "%c %lu %lu %lld %lld.%09ld %s\n", tag, (unsigned long)st.st_dev,
-		     (unsigned long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-		     st.st_mtim.tv_nsec, path);
+	put_stat(k, tag, stat(path, &st) == 0 ? &st : NULL, path);
 }
 
 static const char *const env_names[] = { "LUA_PATH_5_4", "LUA_PATH", "LUA_CPATH_5_4", "LUA_CPATH", NULL };
@@ -319,30 +326,21 @@ static void version_line(struct key *k)
 	     (unsigned long long)IMG_BASE);
 }
 
-/* The executable: its path (what the program's paths derive from) and the
- * identity of the very file running (stat of /proc/self/exe). */
-static void exe_line(struct key *k)
+/* The executable: its path `exe` (what the program's paths derive from)
+ * and the identity of the very file running (stat of /proc/self/exe). */
+static void exe_line(struct key *k, const char *exe)
 {
-	char exe[PATH_MAX];
 	struct stat st;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
-	if (n <= 0 || stat("/proc/self/exe", &st) != 0) {
-		k->bad = 1;
-		return;
-	}
-	exe[n] = '\0';
-	if (strchr(exe, '\n'))
+	if (stat("/proc/self/exe", &st) != 0)
 		k->bad = 1;
 	else
-		kput(k, "X %lu %lu %lld %lld.%09ld %s\n", (unsigned long)st.st_dev,
-		     (unsigned long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-		     st.st_mtim.tv_nsec, exe);
+		put_stat(k, 'X', &st, exe);
 }
 
 /* The key of this run for the lines of `stored` (the same lines, with
  * what is true now). */
-static void key_again(struct key *k, const char *stored, size_t len)
+static void key_again(struct key *k, const char *stored, size_t len, const char *exe)
 {
 	const char *line = stored, *end = stored + len;
 
@@ -360,7 +358,7 @@ static void key_again(struct key *k, const char *stored, size_t len)
 		if (buf[0] == 'V') {
 			version_line(k);
 		} else if (buf[0] == 'X') {
-			exe_line(k);
+			exe_line(k, exe);
 		} else if (buf[0] == 'E' && buf[1] == ' ') {
 			buf[strcspn(buf, "=")] = '\0';
 			env_line(k, buf + 2);
@@ -437,7 +435,7 @@ void brisk_image_note(const char *path)
 		nnotes++;
 }
 
-int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen)
+int brisk_image_save(lua_State *L, const char *path, const char *exe, char *err, size_t errlen)
 {
 	struct key k = { H->key, 0, KEY_MAX, 0 };
 	char tmp[PATH_MAX];
@@ -455,7 +453,7 @@ int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen)
 	 * halves a table less than a quarter full). */
 	luaS_resize(L, IMG_STRT);
 	version_line(&k);
-	exe_line(&k);
+	exe_line(&k, exe);
 	for (i = 0; env_names[i]; i++)
 		env_line(&k, env_names[i]);
 	for (i = 0; i < nnotes; i++)
@@ -504,7 +502,7 @@ int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen)
 
 /* --- using one --- */
 
-lua_State *brisk_image_load(const char *path)
+lua_State *brisk_image_load(const char *path, const char *exe)
 {
 	static char meta[IMG_META];
 	const struct img_head *h = (const struct img_head *)meta;
@@ -523,7 +521,7 @@ lua_State *brisk_image_load(const char *path)
 	    (uintptr_t)h->L < IMG_BASE + IMG_META || (uintptr_t)h->L >= IMG_BASE + h->bump ||
 	    h->size + IMG_GROW > IMG_SPAN)
 		goto no;
-	key_again(&k, h->key, h->key_len);
+	key_again(&k, h->key, h->key_len, exe);
 	if (k.bad || k.len != h->key_len || memcmp(again, h->key, k.len) != 0)
 		goto no;
 	p = mmap((void *)IMG_BASE, h->size, PROT_READ | PROT_WRITE,

@@ -18,14 +18,16 @@ void brisk_image_note(const char *path);
 int brisk_image_building(void);
 
 /* Collect garbage and write the state made by brisk_image_newstate to
- * `path` (through a temporary file and a rename). Returns 0, or -1 with a
- * message in err. */
-int brisk_image_save(lua_State *L, const char *path, char *err, size_t errlen);
+ * `path` (through a temporary file and a rename), for the executable
+ * running, found at `exe` (readlink of /proc/self/exe). Returns 0, or -1
+ * with a message in err. */
+int brisk_image_save(lua_State *L, const char *path, const char *exe, char *err, size_t errlen);
 
 /* The state saved in `path`, mapped back, if the image is there, was made
- * by this very executable and nothing it depends on changed (the files
- * noted, Lua's path variables); else NULL and nothing is mapped. */
-lua_State *brisk_image_load(const char *path);
+ * by this very executable (found at `exe`, as for brisk_image_save) and
+ * nothing it depends on changed (the files noted, Lua's path variables);
+ * else NULL and nothing is mapped. */
+lua_State *brisk_image_load(const char *path, const char *exe);
 
 /* For a process that runs long (the daemon, the REPL): the mapped image
  * copied into the process's own memory (a file changed in place can no

@@ -555,7 +555,6 @@ static int exists(const char *dir, const char *rest)
 
 	if (snprintf(p, sizeof(p), "%s%s", dir, rest) >= (int)sizeof(p))
 		return 0;
-	brisk_image_note(p);
 	return access(p, F_OK) == 0;
 }
 
@@ -794,7 +793,7 @@ static const char *const image_modules[] = {
 	"brisk.schema", "brisk.netopts", "brisk.pretty", "brisk.ports", NULL
 };
 
-/* A new state made ready: libraries, paths, preloads, brisk.cli. */
+/* A new state made ready: libraries, paths, preloads. */
 static int init_state(lua_State *L, const struct paths *p)
 {
 	luaL_checkversion(L);
@@ -814,9 +813,6 @@ static int init_state(lua_State *L, const struct paths *p)
 	lua_setfield(L, -2, "brisk.core");
 #endif
 	lua_pop(L, 5);
-	lua_getglobal(L, "require");
-	lua_pushliteral(L, "brisk.cli");
-	lua_call(L, 1, 0);
 	return 0;
 }
 
@@ -949,7 +945,7 @@ static int write_image(const char *file, const struct paths *p)
 		fprintf(stderr, "brisk: --write-image: %s\n", lua_tostring(L, -1));
 		return 1;
 	}
-	if (brisk_image_save(L, file, err, sizeof(err)) != 0) {
+	if (brisk_image_save(L, file, p->exe, err, sizeof(err)) != 0) {
 		fprintf(stderr, "brisk: --write-image: %s\n", err);
 		return 1;
 	}
@@ -976,7 +972,7 @@ int main(int argc, char **argv)
 	if (!noimage || !*noimage || strcmp(noimage, "0") == 0) {
 		find_paths(&paths);
 		if (paths.cdir[0] && path_join(image, paths.cdir, "/" IMAGE_FILE))
-			mapped = (L = brisk_image_load(image)) != NULL;
+			mapped = (L = brisk_image_load(image, paths.exe)) != NULL;
 	}
 #endif
 	if (L == NULL) {
